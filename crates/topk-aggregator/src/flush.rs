@@ -1,0 +1,202 @@
+//! The flush batch: what the aggregator writes to the flush log, one log record each.
+//!
+//! Binary little-endian layout (version byte first, so the format can evolve):
+//! ```text
+//! u8 version=1 | u32 partition | u64 first_offset | u64 end_offset | i64 watermark
+//! i64 max_event_ts | u64 dedup_from | u8 end_of_input | u64 accepted | u64 duplicates | u64 late
+//! u32 rows, each: u8 len + product_id | i64 hour | i64 count | i64 revenue | i64 earliest | i64 latest
+//! u32 names, each: u8 len + product_id | u16 len + product_name
+//! ```
+
+/// Sums for one (product, hour).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggRow {
+    pub product_id: String,
+    /// Start of the hour, epoch ms.
+    pub hour_ms: i64,
+    /// Net quantity (refunds subtract).
+    pub count: i64,
+    pub revenue_cents: i64,
+    pub earliest_ts_ms: i64,
+    pub latest_ts_ms: i64,
+}
+
+/// One flush of one partition's aggregates; `(partition, first_offset, end_offset)` is its
+/// flush_id: the events log offsets `first_offset .. end_offset` it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FlushBatch {
+    pub partition: u32,
+    pub first_offset: u64,
+    /// One past the last covered offset; equals `first_offset` for a heartbeat.
+    pub end_offset: u64,
+    /// Event time below which this partition expects no more events (max ts - lateness).
+    pub watermark_ms: i64,
+    pub max_event_ts_ms: i64,
+    /// Replaying the events log from here rebuilds the dedup window (see the crate docs).
+    pub dedup_from: u64,
+    /// The producer said its input ended: every hour seen so far is final.
+    pub end_of_input: bool,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub rows: Vec<AggRow>,
+    /// Product names seen in the covered events, for the product catalog.
+    pub names: Vec<(String, String)>,
+}
+
+impl FlushBatch {
+    /// The last covered offset, for names like `part-P-FIRST-LAST`; `None` for a heartbeat.
+    pub fn last_offset(&self) -> Option<u64> {
+        (self.end_offset > self.first_offset).then(|| self.end_offset - 1)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.rows.len() * 56);
+        out.push(1);
+        out.extend_from_slice(&self.partition.to_le_bytes());
+        for v in [self.first_offset, self.end_offset] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [self.watermark_ms, self.max_event_ts_ms] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.dedup_from.to_le_bytes());
+        out.push(u8::from(self.end_of_input));
+        for v in [self.accepted, self.duplicates, self.late] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.rows.len() as u32).to_le_bytes());
+        for r in &self.rows {
+            out.push(r.product_id.len() as u8);
+            out.extend_from_slice(r.product_id.as_bytes());
+            for v in [r.hour_ms, r.count, r.revenue_cents, r.earliest_ts_ms, r.latest_ts_ms] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.names.len() as u32).to_le_bytes());
+        for (id, name) in &self.names {
+            out.push(id.len() as u8);
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+        }
+        out
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<FlushBatch, CorruptFlush> {
+        let mut c = Cursor { buf, pos: 0 };
+        let version = c.u8()?;
+        if version != 1 {
+            return Err(CorruptFlush(format!("unknown flush batch version {version}")));
+        }
+        let mut b = FlushBatch {
+            partition: c.u32()?,
+            first_offset: c.u64()?,
+            end_offset: c.u64()?,
+            watermark_ms: c.i64()?,
+            max_event_ts_ms: c.i64()?,
+            dedup_from: c.u64()?,
+            end_of_input: c.u8()? != 0,
+            accepted: c.u64()?,
+            duplicates: c.u64()?,
+            late: c.u64()?,
+            ..FlushBatch::default()
+        };
+        let rows = c.u32()? as usize;
+        b.rows.reserve(rows.min(buf.len() / 41));
+        for _ in 0..rows {
+            let n = c.u8()? as usize;
+            b.rows.push(AggRow {
+                product_id: c.string(n)?,
+                hour_ms: c.i64()?,
+                count: c.i64()?,
+                revenue_cents: c.i64()?,
+                earliest_ts_ms: c.i64()?,
+                latest_ts_ms: c.i64()?,
+            });
+        }
+        for _ in 0..c.u32()? {
+            let n = c.u8()? as usize;
+            let id = c.string(n)?;
+            let n = u16::from_le_bytes(c.take(2)?.try_into().expect("2 bytes")) as usize;
+            b.names.push((id, c.string(n)?));
+        }
+        if c.pos != buf.len() {
+            return Err(CorruptFlush(format!("{} trailing bytes", buf.len() - c.pos)));
+        }
+        Ok(b)
+    }
+}
+
+/// A flush record that does not decode: the flush log is corrupt or from another version.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt flush batch: {0}")]
+pub struct CorruptFlush(String);
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CorruptFlush> {
+        let s = self
+            .buf
+            .get(self.pos..self.pos + n)
+            .ok_or_else(|| CorruptFlush(format!("truncated at byte {}", self.pos)))?;
+        self.pos += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, CorruptFlush> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, CorruptFlush> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, CorruptFlush> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn i64(&mut self) -> Result<i64, CorruptFlush> {
+        Ok(self.u64()? as i64)
+    }
+    fn string(&mut self, n: usize) -> Result<String, CorruptFlush> {
+        let at = self.pos;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| CorruptFlush(format!("invalid UTF-8 at byte {at}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let b = FlushBatch {
+            partition: 3,
+            first_offset: 10,
+            end_offset: 20,
+            watermark_ms: -5,
+            max_event_ts_ms: 1_800_000_000_000,
+            dedup_from: 4,
+            end_of_input: true,
+            accepted: 9,
+            duplicates: 1,
+            late: 2,
+            rows: vec![AggRow {
+                product_id: "p1".into(),
+                hour_ms: 3_600_000,
+                count: -2,
+                revenue_cents: -500,
+                earliest_ts_ms: 3_600_001,
+                latest_ts_ms: 3_700_000,
+            }],
+            names: vec![("p1".into(), "Widget".into())],
+        };
+        let bytes = b.encode();
+        assert_eq!(FlushBatch::decode(&bytes).unwrap(), b);
+        assert_eq!(b.last_offset(), Some(19));
+        for cut in 0..bytes.len() {
+            assert!(FlushBatch::decode(&bytes[..cut]).is_err());
+        }
+    }
+}

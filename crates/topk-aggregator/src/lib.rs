@@ -1,0 +1,446 @@
+//! The aggregator role (the chapter's §17.4): events log → per-(product, hour) sums →
+//! flush log, one loop per partition.
+//!
+//! # Exactly once
+//! A flush batch records the events log offsets it covers (its flush_id), the watermark,
+//! and where the dedup window can be rebuilt from. On start the aggregator resumes from
+//! the end of the last flush in the flush log — not from a committed offset — so a crash
+//! between "flush written" and anything after it neither loses nor repeats an event
+//! (DESIGN §3).
+//!
+//! # Dedup window
+//! Events whose id was already seen within `dedup_window` of event time are dropped. The
+//! window is a pure function of the events consumed so far: it holds exactly the ids of
+//! events with `ts >= max_ts - window`. Each flush stores `dedup_from`, an offset before
+//! which every event is older than that bound, so after a crash re-reading
+//! `dedup_from .. resume` rebuilds the very same window and the same events are dropped
+//! as in an uninterrupted run.
+
+mod flush;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub use flush::{AggRow, CorruptFlush, FlushBatch};
+use foldhash::fast::RandomState;
+use topk_core::codec::{CorruptRecord, Decoder, EventRef};
+use topk_core::{hour_floor, Shutdown};
+use topk_log::{Log, LogError, SourcePos};
+
+/// The consumer group name under which aggregators commit (for log retention).
+pub const GROUP: &str = "aggregator";
+
+#[derive(Debug, Clone)]
+pub struct AggregatorConfig {
+    /// Flush at least this often (also the heartbeat that carries the watermark).
+    pub flush_interval: Duration,
+    /// Flush when a partition holds this many (product, hour) entries: bounds memory.
+    pub max_entries: usize,
+    /// How far behind the newest event an event may arrive and still be on time.
+    pub allowed_lateness_ms: i64,
+    /// Event-time span within which a repeated `event_id` is a duplicate.
+    pub dedup_window_ms: i64,
+    /// With no events for this long, a partition's watermark follows the wall clock, so
+    /// an idle partition does not hold every hour open. `None` in file replays.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for AggregatorConfig {
+    fn default() -> Self {
+        AggregatorConfig {
+            flush_interval: Duration::from_secs(10),
+            max_entries: 500_000,
+            allowed_lateness_ms: 5 * 60_000,
+            dedup_window_ms: 10 * 60_000,
+            idle_timeout: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AggregatorError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("events log partition {partition}: {source}")]
+    Record { partition: u32, source: CorruptRecord },
+    #[error("flush log partition {partition}: {source}")]
+    Flush { partition: u32, source: CorruptFlush },
+}
+
+/// Live counters of one partition's aggregator, shared with whoever waits on it.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Events log offsets below this are covered by a durable flush.
+    pub flushed_end: AtomicU64,
+    /// The last drain request this partition has answered with an end-of-input flush.
+    pub drained: AtomicU64,
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub late: AtomicU64,
+    pub flushes: AtomicU64,
+    /// Current watermark (ms), for lag metrics.
+    pub watermark_ms: AtomicU64,
+}
+
+/// Shared between the aggregators of a process and the code that drives them.
+#[derive(Debug)]
+pub struct Control {
+    pub shutdown: Shutdown,
+    /// Bumped by a producer whose input has ended (file replay): each partition answers by
+    /// flushing everything with `end_of_input` once it has consumed the whole log.
+    drain_requested: AtomicU64,
+    pub progress: Vec<Progress>,
+}
+
+impl Control {
+    pub fn new(partitions: u32, shutdown: Shutdown) -> Self {
+        Control {
+            shutdown,
+            drain_requested: AtomicU64::new(0),
+            progress: (0..partitions).map(|_| Progress::default()).collect(),
+        }
+    }
+
+    /// Asks every partition to flush all it has as final; returns the request number to
+    /// wait for in [`Progress::drained`].
+    pub fn request_drain(&self) -> u64 {
+        self.drain_requested.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub fn all_drained(&self, request: u64) -> bool {
+        self.progress.iter().all(|p| p.drained.load(Ordering::SeqCst) >= request)
+    }
+}
+
+#[derive(Default)]
+struct Acc {
+    count: i64,
+    revenue: i64,
+    earliest: i64,
+    latest: i64,
+}
+
+/// The dedup window: digests of the event ids with `ts >= max_ts - window`.
+struct DedupWindow {
+    window_ms: i64,
+    seen: HashSet<u128, RandomState>,
+    by_time: BinaryHeap<Reverse<(i64, u128)>>,
+}
+
+impl DedupWindow {
+    fn new(window_ms: i64) -> Self {
+        DedupWindow { window_ms, seen: HashSet::default(), by_time: BinaryHeap::new() }
+    }
+
+    /// Records the event; `true` if it is a duplicate within the window.
+    fn is_duplicate(&mut self, digest: u128, ts_ms: i64, max_ts_ms: i64) -> bool {
+        let cutoff = max_ts_ms.saturating_sub(self.window_ms);
+        while let Some(Reverse((ts, d))) = self.by_time.peek().copied() {
+            if ts >= cutoff {
+                break;
+            }
+            self.by_time.pop();
+            self.seen.remove(&d);
+        }
+        if self.seen.contains(&digest) {
+            return true;
+        }
+        if ts_ms >= cutoff {
+            self.seen.insert(digest);
+            self.by_time.push(Reverse((ts_ms, digest)));
+        }
+        false
+    }
+}
+
+/// One partition's aggregation state between two flushes.
+pub struct PartitionAggregator {
+    partition: u32,
+    cfg: AggregatorConfig,
+    products: HashMap<Box<[u8]>, u32, RandomState>,
+    product_ids: Vec<Box<[u8]>>,
+    names: HashMap<u32, Box<[u8]>, RandomState>,
+    table: HashMap<(u32, i64), Acc, RandomState>,
+    dedup: DedupWindow,
+    /// (first offset, max event ts) of each consumed log batch still inside the window.
+    batches: VecDeque<(u64, i64)>,
+    /// Next events offset to consume; also the end of what the next flush covers.
+    next: u64,
+    /// Where the next flush's range starts.
+    first: u64,
+    max_ts: i64,
+    accepted: u64,
+    duplicates: u64,
+    late: u64,
+}
+
+impl PartitionAggregator {
+    /// Restores the state after the last flush of `partition` in `flush_log`.
+    pub fn recover(
+        events: &Log,
+        flush_log: &Log,
+        partition: u32,
+        cfg: AggregatorConfig,
+    ) -> Result<Self, AggregatorError> {
+        let mut agg = PartitionAggregator {
+            partition,
+            products: HashMap::default(),
+            product_ids: Vec::new(),
+            names: HashMap::default(),
+            table: HashMap::default(),
+            dedup: DedupWindow::new(cfg.dedup_window_ms),
+            batches: VecDeque::new(),
+            next: 0,
+            first: 0,
+            max_ts: i64::MIN,
+            accepted: 0,
+            duplicates: 0,
+            late: 0,
+            cfg,
+        };
+        if let Some(rec) = flush_log.last_batch(partition)? {
+            let last =
+                FlushBatch::decode(&rec.payload).map_err(|source| AggregatorError::Flush { partition, source })?;
+            agg.max_ts = last.max_event_ts_ms;
+            // Rebuild the dedup window from the events it covered; they are not counted again.
+            agg.next = last.dedup_from;
+            let mut reader = events.reader(partition, last.dedup_from)?;
+            while agg.next < last.end_offset {
+                let Some(batch) = reader.next_batch()? else { break };
+                agg.consume(&batch, false, last.end_offset)?;
+            }
+            debug_assert!(agg.table.is_empty());
+            agg.next = last.end_offset;
+            agg.first = last.end_offset;
+            tracing::info!(
+                partition,
+                resume = agg.next,
+                dedup_from = last.dedup_from,
+                window = agg.dedup.seen.len(),
+                "aggregator resumed after last flush"
+            );
+        }
+        Ok(agg)
+    }
+
+    pub fn watermark_ms(&self) -> i64 {
+        self.max_ts.saturating_sub(self.cfg.allowed_lateness_ms)
+    }
+
+    /// The offset of the next event to consume.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    pub fn entries(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether anything was consumed since the last flush.
+    pub fn has_unflushed(&self) -> bool {
+        self.next > self.first
+    }
+
+    /// Consumes the events of `batch` from the current position up to `until` (exclusive).
+    /// With `count == false` only the dedup window and watermark are updated (recovery).
+    fn consume(&mut self, batch: &topk_log::Batch, count: bool, until: u64) -> Result<(), AggregatorError> {
+        let mut offset = batch.base_offset;
+        let mut batch_max = i64::MIN;
+        for ev in Decoder::new(&batch.payload) {
+            let ev = ev.map_err(|source| AggregatorError::Record { partition: self.partition, source })?;
+            if offset >= self.next && offset < until {
+                batch_max = batch_max.max(ev.ts_ms);
+                self.observe(&ev, count);
+                self.next = offset + 1;
+            }
+            offset += 1;
+        }
+        if batch_max != i64::MIN {
+            self.batches.push_back((batch.base_offset, batch_max));
+        }
+        Ok(())
+    }
+
+    fn observe(&mut self, ev: &EventRef<'_>, count: bool) {
+        let watermark = self.watermark_ms();
+        if count {
+            self.max_ts = self.max_ts.max(ev.ts_ms);
+        }
+        if self.dedup.is_duplicate(ev.id_digest, ev.ts_ms, self.max_ts) {
+            if count {
+                self.duplicates += 1;
+            }
+            return;
+        }
+        if !count {
+            return;
+        }
+        self.accepted += 1;
+        if ev.ts_ms < watermark {
+            self.late += 1;
+        }
+        let product = match self.products.get(ev.product_id) {
+            Some(&i) => i,
+            None => {
+                let i = self.product_ids.len() as u32;
+                self.products.insert(ev.product_id.into(), i);
+                self.product_ids.push(ev.product_id.into());
+                i
+            }
+        };
+        if !ev.product_name.is_empty() {
+            self.names.entry(product).or_insert_with(|| ev.product_name.into());
+        }
+        let acc = self.table.entry((product, hour_floor(ev.bucket_ts_ms))).or_insert(Acc {
+            count: 0,
+            revenue: 0,
+            earliest: i64::MAX,
+            latest: i64::MIN,
+        });
+        acc.count += ev.quantity;
+        acc.revenue += ev.revenue_cents();
+        acc.earliest = acc.earliest.min(ev.bucket_ts_ms);
+        acc.latest = acc.latest.max(ev.bucket_ts_ms);
+    }
+
+    /// Takes everything since the last flush as a flush batch and starts a new one.
+    pub fn take_flush(&mut self, end_of_input: bool) -> FlushBatch {
+        let cutoff = self.max_ts.saturating_sub(self.cfg.dedup_window_ms);
+        while self.batches.front().is_some_and(|&(_, max)| max < cutoff) {
+            self.batches.pop_front();
+        }
+        let string = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut rows: Vec<AggRow> = self
+            .table
+            .drain()
+            .map(|((p, hour_ms), a)| AggRow {
+                product_id: string(&self.product_ids[p as usize]),
+                hour_ms,
+                count: a.count,
+                revenue_cents: a.revenue,
+                earliest_ts_ms: a.earliest,
+                latest_ts_ms: a.latest,
+            })
+            .collect();
+        // Sorted, so the same events always give byte-identical flushes and files.
+        rows.sort_unstable_by(|a, b| (a.hour_ms, &a.product_id).cmp(&(b.hour_ms, &b.product_id)));
+        let mut names: Vec<(String, String)> =
+            self.names.drain().map(|(p, n)| (string(&self.product_ids[p as usize]), string(&n))).collect();
+        names.sort_unstable();
+        let batch = FlushBatch {
+            partition: self.partition,
+            first_offset: self.first,
+            end_offset: self.next,
+            watermark_ms: self.watermark_ms(),
+            max_event_ts_ms: self.max_ts,
+            dedup_from: self.batches.front().map_or(self.next, |&(base, _)| base),
+            end_of_input,
+            accepted: std::mem::take(&mut self.accepted),
+            duplicates: std::mem::take(&mut self.duplicates),
+            late: std::mem::take(&mut self.late),
+            rows,
+            names,
+        };
+        self.products.clear();
+        self.product_ids.clear();
+        self.first = self.next;
+        batch
+    }
+
+    /// Lets the watermark of an idle partition follow the wall clock.
+    fn advance_idle(&mut self, now_ms: i64) {
+        let wall = now_ms.saturating_sub(self.cfg.allowed_lateness_ms);
+        if self.watermark_ms() < wall {
+            self.max_ts = now_ms;
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Writes a flush durably, then commits the dedup rebuild point for log retention.
+fn write_flush(events: &Log, flush_log: &Log, batch: &FlushBatch, progress: &Progress) -> Result<(), AggregatorError> {
+    flush_log.append(batch.partition, 1, &batch.encode(), SourcePos::default())?;
+    events.commit(GROUP, batch.partition, batch.dedup_from)?;
+    progress.flushed_end.store(batch.end_offset, Ordering::SeqCst);
+    progress.accepted.fetch_add(batch.accepted, Ordering::Relaxed);
+    progress.duplicates.fetch_add(batch.duplicates, Ordering::Relaxed);
+    progress.late.fetch_add(batch.late, Ordering::Relaxed);
+    progress.flushes.fetch_add(1, Ordering::Relaxed);
+    progress.watermark_ms.store(batch.watermark_ms as u64, Ordering::Relaxed);
+    tracing::debug!(
+        partition = batch.partition,
+        first = batch.first_offset,
+        end = batch.end_offset,
+        rows = batch.rows.len(),
+        watermark = batch.watermark_ms,
+        end_of_input = batch.end_of_input,
+        "flushed"
+    );
+    Ok(())
+}
+
+/// The aggregator loop for one partition: runs until `control.shutdown`, then flushes.
+pub fn run(
+    events: &Log,
+    flush_log: &Log,
+    partition: u32,
+    cfg: AggregatorConfig,
+    control: &Control,
+) -> Result<(), AggregatorError> {
+    let progress = &control.progress[partition as usize];
+    let mut agg = PartitionAggregator::recover(events, flush_log, partition, cfg.clone())?;
+    progress.flushed_end.store(agg.position(), Ordering::SeqCst);
+    let mut reader = events.reader(partition, agg.position())?;
+    let mut last_flush = Instant::now();
+    let mut last_event = Instant::now();
+    let mut tick = 0;
+    loop {
+        // Read the drain request before looking for data: if it is set, every append
+        // it covers is already visible, so "no data" below really means "caught up".
+        let drain = control.drain_requested.load(Ordering::SeqCst);
+        let stopping = control.shutdown.is_triggered();
+        match reader.next_batch()? {
+            Some(batch) => {
+                agg.consume(&batch, true, u64::MAX)?;
+                last_event = Instant::now();
+                if agg.entries() >= cfg.max_entries {
+                    write_flush(events, flush_log, &agg.take_flush(false), progress)?;
+                    last_flush = Instant::now();
+                }
+            }
+            None => {
+                if drain > progress.drained.load(Ordering::SeqCst) {
+                    write_flush(events, flush_log, &agg.take_flush(true), progress)?;
+                    progress.drained.store(drain, Ordering::SeqCst);
+                    last_flush = Instant::now();
+                } else if stopping {
+                    if agg.has_unflushed() {
+                        write_flush(events, flush_log, &agg.take_flush(false), progress)?;
+                    }
+                    tracing::info!(partition, position = agg.position(), "aggregator stopped");
+                    return Ok(());
+                } else if last_flush.elapsed() >= cfg.flush_interval {
+                    if cfg.idle_timeout.is_some_and(|t| last_event.elapsed() >= t) {
+                        agg.advance_idle(now_ms());
+                    }
+                    write_flush(events, flush_log, &agg.take_flush(false), progress)?;
+                    last_flush = Instant::now();
+                } else {
+                    events.wait_for_append(&mut tick, Duration::from_millis(50));
+                }
+            }
+        }
+        if last_flush.elapsed() >= cfg.flush_interval && agg.has_unflushed() {
+            write_flush(events, flush_log, &agg.take_flush(false), progress)?;
+            last_flush = Instant::now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

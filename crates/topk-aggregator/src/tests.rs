@@ -1,0 +1,158 @@
+use super::*;
+use std::collections::BTreeMap;
+use topk_core::codec::encode;
+use topk_core::event::{Event, Kind};
+use topk_log::LogConfig;
+
+const H: i64 = 3_600_000;
+const T0: i64 = 1_800_000_000_000 - 1_800_000_000_000 % H;
+
+fn logs(dir: &std::path::Path) -> (Log, Log) {
+    let cfg = LogConfig { partitions: 1, ..LogConfig::default() };
+    (Log::open(dir.join("events"), cfg.clone()).unwrap(), Log::open(dir.join("flush"), cfg).unwrap())
+}
+
+fn ev(id: &str, ts: i64, product: &str, qty: i64) -> Event<'static> {
+    Event {
+        event_id: id.to_string().into(),
+        ts_ms: ts,
+        product_id: product.to_string().into(),
+        quantity: qty,
+        kind: if qty < 0 { Kind::Refund } else { Kind::Sale },
+        sale_ts_ms: None,
+        price_cents: Some(100),
+        country: None,
+        city: None,
+        category: None,
+        product_name: Some("Name".into()),
+    }
+}
+
+fn append(log: &Log, events: &[Event<'_>]) {
+    let mut buf = Vec::new();
+    for e in events {
+        encode(e, &mut buf);
+    }
+    log.append(0, events.len() as u32, &buf, SourcePos::default()).unwrap();
+}
+
+fn cfg() -> AggregatorConfig {
+    AggregatorConfig { idle_timeout: None, flush_interval: Duration::from_secs(3600), ..AggregatorConfig::default() }
+}
+
+/// Consumes everything available without running the loop.
+fn catch_up(agg: &mut PartitionAggregator, events: &Log) {
+    let mut r = events.reader(0, agg.position()).unwrap();
+    while let Some(b) = r.next_batch().unwrap() {
+        agg.consume(&b, true, u64::MAX).unwrap();
+    }
+}
+
+/// All flushed rows, summed per (product, hour).
+fn flushed_sums(flush_log: &Log) -> BTreeMap<(String, i64), (i64, i64)> {
+    let mut sums = BTreeMap::new();
+    let mut r = flush_log.reader(0, 0).unwrap();
+    while let Some(b) = r.next_batch().unwrap() {
+        for row in FlushBatch::decode(&b.payload).unwrap().rows {
+            let e = sums.entry((row.product_id, row.hour_ms)).or_insert((0, 0));
+            e.0 += row.count;
+            e.1 += row.revenue_cents;
+        }
+    }
+    sums
+}
+
+#[test]
+fn sums_per_product_and_hour_with_refund_in_sale_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, flush_log) = logs(dir.path());
+    let mut refund = ev("r1", T0 + H + 10, "a", -1);
+    refund.sale_ts_ms = Some(T0 + 5);
+    append(&events, &[ev("1", T0 + 5, "a", 2), ev("2", T0 + H + 1, "a", 1), ev("3", T0 + 7, "b", 1), refund]);
+    let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+    catch_up(&mut agg, &events);
+    let batch = agg.take_flush(false);
+    assert_eq!((batch.first_offset, batch.end_offset, batch.accepted), (0, 4, 4));
+    let rows: Vec<_> =
+        batch.rows.iter().map(|r| (r.product_id.as_str(), r.hour_ms - T0, r.count, r.revenue_cents)).collect();
+    assert_eq!(rows, [("a", 0, 1, 100), ("b", 0, 1, 100), ("a", H, 1, 100)]);
+    assert_eq!(batch.rows[0].earliest_ts_ms, T0 + 5);
+    assert_eq!(batch.watermark_ms, T0 + H + 10 - 5 * 60_000);
+    assert_eq!(batch.names, [("a".to_string(), "Name".to_string()), ("b".into(), "Name".into())]);
+}
+
+#[test]
+fn duplicates_inside_the_window_are_dropped_outside_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, flush_log) = logs(dir.path());
+    let window = 10 * 60_000;
+    append(
+        &events,
+        &[
+            ev("x", T0, "a", 1),
+            ev("x", T0 + 1000, "a", 1),       // redelivery: dropped
+            ev("y", T0 + window + 1, "a", 1), // pushes "x" out of the window
+            ev("x", T0 + window + 2, "a", 1), // same id, but outside the window: counted
+        ],
+    );
+    let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+    catch_up(&mut agg, &events);
+    let b = agg.take_flush(false);
+    assert_eq!((b.accepted, b.duplicates), (3, 1));
+    assert_eq!(b.rows.iter().map(|r| r.count).sum::<i64>(), 3);
+}
+
+#[test]
+fn recovery_resumes_after_last_flush_and_keeps_the_dedup_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, flush_log) = logs(dir.path());
+    append(&events, &[ev("1", T0, "a", 1), ev("2", T0 + 1, "a", 1)]);
+    {
+        let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+        catch_up(&mut agg, &events);
+        write_flush(&events, &flush_log, &agg.take_flush(false), &Progress::default()).unwrap();
+        append(&events, &[ev("3", T0 + 2, "b", 5)]);
+        catch_up(&mut agg, &events);
+        // Crash: the aggregate of event 3 was never flushed.
+    }
+    // A redelivery of event 1 after the crash must still be recognised.
+    append(&events, &[ev("1", T0 + 3, "a", 1), ev("4", T0 + 4, "a", 1)]);
+    let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+    assert_eq!(agg.position(), 2);
+    catch_up(&mut agg, &events);
+    let b = agg.take_flush(false);
+    assert_eq!((b.first_offset, b.end_offset, b.duplicates), (2, 5, 1));
+    write_flush(&events, &flush_log, &b, &Progress::default()).unwrap();
+    let sums = flushed_sums(&flush_log);
+    assert_eq!(sums[&("a".to_string(), T0)], (3, 300));
+    assert_eq!(sums[&("b".to_string(), T0)], (5, 500));
+    assert_eq!(events.committed(GROUP, 0).unwrap(), Some(0), "window still needs offset 0");
+}
+
+#[test]
+fn run_loop_flushes_on_entry_threshold_and_answers_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, flush_log) = logs(dir.path());
+    let control = Control::new(1, Shutdown::default());
+    let c = AggregatorConfig { max_entries: 10, ..cfg() };
+    let batch: Vec<_> = (0..25).map(|i| ev(&i.to_string(), T0 + i, &format!("p{i}"), 1)).collect();
+    append(&events, &batch);
+    let request = control.request_drain();
+    std::thread::scope(|s| {
+        let h = s.spawn(|| run(&events, &flush_log, 0, c, &control));
+        while !control.all_drained(request) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        control.shutdown.trigger();
+        h.join().unwrap().unwrap();
+    });
+    let mut r = flush_log.reader(0, 0).unwrap();
+    let flushes: Vec<FlushBatch> =
+        std::iter::from_fn(|| r.next_batch().unwrap()).map(|b| FlushBatch::decode(&b.payload).unwrap()).collect();
+    // One flush per log batch that crossed the threshold, then the end-of-input flush.
+    assert_eq!(flushes.len(), 2);
+    assert_eq!((flushes[0].end_offset, flushes[0].rows.len(), flushes[0].end_of_input), (25, 25, false));
+    assert_eq!((flushes[1].first_offset, flushes[1].end_offset, flushes[1].end_of_input), (25, 25, true));
+    assert_eq!(control.progress[0].flushed_end.load(Ordering::SeqCst), 25);
+    assert_eq!(control.progress[0].accepted.load(Ordering::SeqCst), 25);
+}

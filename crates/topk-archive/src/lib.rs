@@ -1,0 +1,364 @@
+//! The archive role (the chapter's HDFS): flush log → Parquet files, one per hour per
+//! flush batch, and the record of which hours are complete.
+//!
+//! # Layout
+//! ```text
+//! ARCHIVE/hour=2026-12-10T00/part-0003-00000000000000001000-00000000000000001999.parquet
+//! ARCHIVE/_state.json     per-partition progress and watermarks; per-hour complete/dirty
+//! ```
+//! A file is named after the flush batch it came from (partition, first and last events
+//! offset), so writing it again after a crash produces the same file: idempotent by name.
+//! `_state.json` is replaced atomically after the files it describes are durable, and
+//! its per-partition `next_flush_offset` is where the archive resumes.
+//!
+//! # Parquet schema
+//! | column | type |
+//! | --- | --- |
+//! | product_id | UTF8 (string), required |
+//! | hour | TIMESTAMP(MILLIS, UTC), required: start of the hour |
+//! | count | INT64, required: net quantity (refunds subtract) |
+//! | revenue_cents | INT64, required |
+//! | earliest_ts | TIMESTAMP(MILLIS, UTC), required |
+//! | latest_ts | TIMESTAMP(MILLIS, UTC), required |
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use topk_aggregator::{AggRow, CorruptFlush, FlushBatch};
+use topk_core::time::{Bucket, Granularity};
+use topk_core::{Shutdown, HOUR_MS};
+use topk_log::{Log, LogError};
+
+/// The consumer group under which the archive commits flush-log offsets.
+pub const GROUP: &str = "archive";
+const STATE_FILE: &str = "_state.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Flush(#[from] CorruptFlush),
+    #[error("archive i/o on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("parquet file {path}: {source}")]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    #[error("archive state {path} is unreadable: {reason}")]
+    State { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Io { path: path.to_path_buf(), source }
+}
+
+/// The archive's view of one flush-log partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Flush-log offsets below this are archived.
+    pub next_flush_offset: u64,
+    pub watermark_ms: Option<i64>,
+    /// The partition's last flush said its input ended (a finished replay).
+    pub end_of_input: bool,
+}
+
+impl PartitionState {
+    /// The event time up to which this partition's hours are final.
+    fn effective_watermark(&self) -> i64 {
+        if self.end_of_input {
+            i64::MAX
+        } else {
+            self.watermark_ms.unwrap_or(i64::MIN)
+        }
+    }
+}
+
+/// What the archive knows of one hour.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourState {
+    /// Every partition's watermark has passed the end of the hour.
+    pub complete: bool,
+    /// Data arrived after the hour was complete: its rollups must be recomputed.
+    pub dirty: bool,
+    pub files: u64,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveState {
+    pub partitions: Vec<PartitionState>,
+    /// Keyed by hour label (`2026-12-10T00`), which sorts chronologically.
+    pub hours: BTreeMap<String, HourState>,
+}
+
+/// Progress shared with code that waits for the archive (replay).
+#[derive(Debug, Default)]
+pub struct ArchiveProgress {
+    /// Per flush partition: offsets below this are archived and recorded.
+    pub applied: Vec<AtomicU64>,
+    pub files: AtomicU64,
+}
+
+impl ArchiveProgress {
+    pub fn new(partitions: u32) -> Arc<Self> {
+        Arc::new(ArchiveProgress {
+            applied: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+            files: AtomicU64::new(0),
+        })
+    }
+}
+
+/// The Arrow schema of every archive file.
+pub fn schema() -> SchemaRef {
+    let ts = || DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("product_id", DataType::Utf8, false),
+        Field::new("hour", ts(), false),
+        Field::new("count", DataType::Int64, false),
+        Field::new("revenue_cents", DataType::Int64, false),
+        Field::new("earliest_ts", ts(), false),
+        Field::new("latest_ts", ts(), false),
+    ]))
+}
+
+/// The label used for an hour in paths and in the state file.
+pub fn hour_label(hour_ms: i64) -> String {
+    Bucket::containing(Granularity::Hour, hour_ms).to_string()
+}
+
+/// The directory of one hour's files.
+pub fn hour_dir(root: &Path, hour_ms: i64) -> PathBuf {
+    root.join(format!("hour={}", hour_label(hour_ms)))
+}
+
+fn file_name(batch: &FlushBatch, last: u64) -> String {
+    format!("part-{:04}-{:020}-{:020}.parquet", batch.partition, batch.first_offset, last)
+}
+
+/// The archive directory and its state.
+pub struct Archive {
+    root: PathBuf,
+    state: ArchiveState,
+}
+
+impl Archive {
+    pub fn open(root: impl AsRef<Path>, partitions: u32) -> Result<Archive, ArchiveError> {
+        let root = root.as_ref().to_path_buf();
+        fs::create_dir_all(&root).map_err(io_err(&root))?;
+        let path = root.join(STATE_FILE);
+        let mut state: ArchiveState = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| ArchiveError::State { path: path.clone(), reason: e.to_string() })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => ArchiveState::default(),
+            Err(e) => return Err(ArchiveError::Io { path, source: e }),
+        };
+        state.partitions.resize(partitions as usize, PartitionState::default());
+        Ok(Archive { root, state })
+    }
+
+    pub fn state(&self) -> &ArchiveState {
+        &self.state
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Writes the files of one flush batch (found at `offset` in the flush log) and
+    /// records it in memory; [`Archive::save`] makes the record durable.
+    pub fn apply(&mut self, offset: u64, batch: &FlushBatch) -> Result<u64, ArchiveError> {
+        let mut files = 0;
+        if let Some(last) = batch.last_offset() {
+            let mut rest = batch.rows.as_slice();
+            while let Some(first) = rest.first() {
+                let n = rest.iter().take_while(|r| r.hour_ms == first.hour_ms).count();
+                let (rows, tail) = rest.split_at(n);
+                rest = tail;
+                let dir = hour_dir(&self.root, first.hour_ms);
+                write_parquet(&dir, &file_name(batch, last), rows)?;
+                files += 1;
+                let hour = self.state.hours.entry(hour_label(first.hour_ms)).or_default();
+                hour.files += 1;
+                hour.rows += rows.len() as u64;
+                if hour.complete && !hour.dirty {
+                    hour.dirty = true;
+                    tracing::info!(hour = %hour_label(first.hour_ms), partition = batch.partition, "late data for a complete hour: marked dirty");
+                }
+            }
+        }
+        let p = &mut self.state.partitions[batch.partition as usize];
+        p.next_flush_offset = offset + 1;
+        p.watermark_ms = Some(batch.watermark_ms);
+        p.end_of_input = batch.end_of_input;
+        Ok(files)
+    }
+
+    /// Marks complete every hour that all partitions' watermarks have passed.
+    fn mark_complete(&mut self) {
+        let low = self.state.partitions.iter().map(PartitionState::effective_watermark).min().unwrap_or(i64::MIN);
+        for (label, hour) in self.state.hours.iter_mut().filter(|(_, h)| !h.complete) {
+            let start = Bucket::parse(Granularity::Hour, label).map_or(i64::MAX, |b| b.start_ms);
+            if start.saturating_add(HOUR_MS) <= low {
+                hour.complete = true;
+            }
+        }
+    }
+
+    /// Completes what can be completed and replaces the state file atomically.
+    pub fn save(&mut self) -> Result<(), ArchiveError> {
+        self.mark_complete();
+        let path = self.root.join(STATE_FILE);
+        let tmp = self.root.join(format!("{STATE_FILE}.tmp"));
+        let bytes = serde_json::to_vec_pretty(&self.state).expect("state serialises");
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        sync_dir(&self.root)
+    }
+
+    /// Clears the dirty mark of an hour once its rollups were recomputed.
+    pub fn clear_dirty(&mut self, hour_ms: i64) -> bool {
+        self.state.hours.get_mut(&hour_label(hour_ms)).is_some_and(|h| std::mem::take(&mut h.dirty))
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+
+fn write_parquet(dir: &Path, name: &str, rows: &[AggRow]) -> Result<(), ArchiveError> {
+    let path = dir.join(name);
+    if path.exists() {
+        // Written before a crash: the name is the flush_id, so the content is the same.
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let ts = |f: fn(&AggRow) -> i64| {
+        Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(f)).with_timezone("UTC")) as ArrayRef
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.product_id.as_str()))),
+        ts(|r| r.hour_ms),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.count))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.revenue_cents))),
+        ts(|r| r.earliest_ts_ms),
+        ts(|r| r.latest_ts_ms),
+    ];
+    let pq = |source| ArchiveError::Parquet { path: path.clone(), source };
+    let batch = RecordBatch::try_new(schema(), columns).map_err(|e| pq(e.into()))?;
+    let file = File::create(&tmp).map_err(io_err(&tmp))?;
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let mut writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(pq)?;
+    writer.write(&batch).map_err(pq)?;
+    let file = writer.into_inner().map_err(pq)?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    sync_dir(dir)
+}
+
+/// Reads the rows of one archive file.
+pub fn read_file(path: &Path) -> Result<Vec<AggRow>, ArchiveError> {
+    let pq = |source| ArchiveError::Parquet { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(io_err(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.build().map_err(pq)?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| pq(e.into()))?;
+        let col = |name: &str| batch.column_by_name(name).cloned();
+        let bad = || pq(parquet::errors::ParquetError::General("unexpected archive schema".into()));
+        let ids = col("product_id").and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned()).ok_or_else(bad)?;
+        let int = |name: &str| -> Result<Int64Array, ArchiveError> {
+            let c = col(name).ok_or_else(bad)?;
+            let data = c.to_data();
+            Ok(Int64Array::from(data.into_builder().data_type(DataType::Int64).build().map_err(|e| pq(e.into()))?))
+        };
+        let (hour, count, revenue, earliest, latest) =
+            (int("hour")?, int("count")?, int("revenue_cents")?, int("earliest_ts")?, int("latest_ts")?);
+        for i in 0..batch.num_rows() {
+            rows.push(AggRow {
+                product_id: ids.value(i).to_string(),
+                hour_ms: hour.value(i),
+                count: count.value(i),
+                revenue_cents: revenue.value(i),
+                earliest_ts_ms: earliest.value(i),
+                latest_ts_ms: latest.value(i),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Every archive file under `root`, sorted by path.
+pub fn list_files(root: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
+    let mut files = Vec::new();
+    let Ok(hours) = fs::read_dir(root) else { return Ok(files) };
+    for hour in hours.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("hour=")) {
+        for f in fs::read_dir(hour.path()).map_err(io_err(&hour.path()))?.filter_map(Result::ok) {
+            if f.file_name().to_string_lossy().ends_with(".parquet")
+                && !f.file_name().to_string_lossy().starts_with('.')
+            {
+                files.push(f.path());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The archive loop: applies flush batches from every partition until shutdown.
+pub fn run(
+    flush_log: &Log,
+    mut archive: Archive,
+    progress: &ArchiveProgress,
+    shutdown: &Shutdown,
+) -> Result<(), ArchiveError> {
+    let partitions = flush_log.partitions();
+    let mut readers = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions {
+        let from = archive.state.partitions[p as usize].next_flush_offset;
+        progress.applied[p as usize].store(from, Ordering::SeqCst);
+        readers.push(flush_log.reader(p, from)?);
+    }
+    let mut tick = 0;
+    loop {
+        let stopping = shutdown.is_triggered();
+        let mut applied = 0;
+        for (p, reader) in readers.iter_mut().enumerate() {
+            // Bounded per round, so the state is saved regularly during a long backlog.
+            for _ in 0..64 {
+                let Some(rec) = reader.next_batch()? else { break };
+                let batch = FlushBatch::decode(&rec.payload)?;
+                let files = archive.apply(rec.base_offset, &batch)?;
+                progress.files.fetch_add(files, Ordering::Relaxed);
+                applied += 1;
+                debug_assert_eq!(batch.partition as usize, p);
+            }
+        }
+        if applied > 0 {
+            archive.save()?;
+            for (p, part) in archive.state.partitions.iter().enumerate() {
+                flush_log.commit(GROUP, p as u32, part.next_flush_offset)?;
+                progress.applied[p].store(part.next_flush_offset, Ordering::SeqCst);
+            }
+        } else if stopping {
+            return Ok(());
+        } else {
+            flush_log.wait_for_append(&mut tick, Duration::from_millis(100));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

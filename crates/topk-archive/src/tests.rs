@@ -1,0 +1,111 @@
+use super::*;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+const H: i64 = HOUR_MS;
+const T0: i64 = 1_796_083_200_000; // 2026-12-01T00:00:00Z
+
+fn row(product: &str, hour_ms: i64, count: i64) -> AggRow {
+    AggRow {
+        product_id: product.into(),
+        hour_ms,
+        count,
+        revenue_cents: count * 100,
+        earliest_ts_ms: hour_ms + 1,
+        latest_ts_ms: hour_ms + 2,
+    }
+}
+
+fn flush(partition: u32, first: u64, end: u64, watermark_ms: i64, rows: Vec<AggRow>) -> FlushBatch {
+    FlushBatch { partition, first_offset: first, end_offset: end, watermark_ms, rows, ..FlushBatch::default() }
+}
+
+#[test]
+fn files_are_named_by_flush_id_and_hold_the_documented_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Archive::open(dir.path(), 2).unwrap();
+    let b = flush(1, 10, 20, T0, vec![row("a", T0, 3), row("b", T0, 1), row("a", T0 + H, -1)]);
+    assert_eq!(a.apply(0, &b).unwrap(), 2);
+    let files = list_files(dir.path()).unwrap();
+    let names: Vec<_> =
+        files.iter().map(|f| f.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(
+        names,
+        [
+            "hour=2026-12-01T00/part-0001-00000000000000000010-00000000000000000019.parquet",
+            "hour=2026-12-01T01/part-0001-00000000000000000010-00000000000000000019.parquet",
+        ]
+    );
+    assert_eq!(read_file(&files[0]).unwrap(), vec![row("a", T0, 3), row("b", T0, 1)]);
+    // The schema, as any Parquet reader sees it.
+    let reader = SerializedFileReader::new(File::open(&files[1]).unwrap()).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let cols: Vec<String> = schema
+        .columns()
+        .iter()
+        .map(|c| format!("{} {} {:?}", c.name(), c.physical_type(), c.logical_type_ref()))
+        .collect();
+    assert_eq!(cols[0], "product_id BYTE_ARRAY Some(String)");
+    assert!(
+        cols[1].starts_with("hour INT64 Some(Timestamp(TimestampType { is_adjusted_to_u_t_c: true, unit: MILLIS"),
+        "{}",
+        cols[1]
+    );
+    assert_eq!(cols[2], "count INT64 None");
+    assert_eq!(cols[3], "revenue_cents INT64 None");
+    assert!(cols[4].starts_with("earliest_ts INT64 Some(Timestamp"));
+    assert!(cols[5].starts_with("latest_ts INT64 Some(Timestamp"));
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 1);
+}
+
+#[test]
+fn applying_a_batch_twice_writes_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = flush(0, 0, 5, T0, vec![row("a", T0, 3)]);
+    let mut a = Archive::open(dir.path(), 1).unwrap();
+    a.apply(0, &b).unwrap();
+    let files = list_files(dir.path()).unwrap();
+    let before = fs::read(&files[0]).unwrap();
+    // Crash before the state was saved: a fresh archive applies the batch again.
+    let mut a = Archive::open(dir.path(), 1).unwrap();
+    a.apply(0, &b).unwrap();
+    assert_eq!(list_files(dir.path()).unwrap(), files);
+    assert_eq!(fs::read(&files[0]).unwrap(), before);
+}
+
+#[test]
+fn hours_complete_when_every_partition_passed_them_and_late_data_marks_dirty() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Archive::open(dir.path(), 2).unwrap();
+    a.apply(0, &flush(0, 0, 1, T0 + H + 1, vec![row("a", T0, 1)])).unwrap();
+    a.save().unwrap();
+    assert!(!a.state().hours["2026-12-01T00"].complete, "partition 1 has not reported yet");
+    a.apply(0, &flush(1, 0, 0, T0 + 30 * 60_000, vec![])).unwrap();
+    a.save().unwrap();
+    assert!(!a.state().hours["2026-12-01T00"].complete, "partition 1 is still inside the hour");
+    a.apply(1, &flush(1, 0, 0, T0 + H, vec![])).unwrap();
+    a.save().unwrap();
+    assert!(a.state().hours["2026-12-01T00"].complete);
+    assert!(!a.state().hours["2026-12-01T00"].dirty);
+    // A refund for that hour arrives later.
+    a.apply(1, &flush(0, 1, 2, T0 + 2 * H, vec![row("a", T0, -1)])).unwrap();
+    a.save().unwrap();
+    assert!(a.state().hours["2026-12-01T00"].dirty);
+    let reopened = Archive::open(dir.path(), 2).unwrap();
+    assert_eq!(reopened.state(), a.state());
+    assert_eq!(reopened.state().partitions[0].next_flush_offset, 2);
+    assert_eq!(reopened.state().hours["2026-12-01T00"].files, 2);
+    let mut a = reopened;
+    assert!(a.clear_dirty(T0));
+    assert!(!a.state().hours["2026-12-01T00"].dirty);
+}
+
+#[test]
+fn end_of_input_completes_every_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Archive::open(dir.path(), 1).unwrap();
+    let mut b = flush(0, 0, 1, T0, vec![row("a", T0 + 5 * H, 1)]);
+    b.end_of_input = true;
+    a.apply(0, &b).unwrap();
+    a.save().unwrap();
+    assert!(a.state().hours["2026-12-01T05"].complete);
+}

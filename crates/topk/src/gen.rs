@@ -1,0 +1,1063 @@
+//! Deterministic synthetic sale events for tests, benchmarks and the live demo.
+//!
+//! Everything is driven by a tiny seeded RNG so that the same [`GenConfig`]
+//! always produces byte-identical output (tests and benchmarks can compare
+//! runs). Lines are formatted by hand into a reused buffer because chrono /
+//! `format!` per line would dominate the cost of generating tens of millions
+//! of events.
+
+use std::io::{self, Write};
+
+/// Small fixed list of ISO country codes; plain ASCII so no JSON/CSV escaping is needed.
+const COUNTRIES: [&str; 10] = ["US", "DE", "GB", "FR", "JP", "BR", "IN", "CA", "AU", "NL"];
+
+const MS_PER_DAY: i64 = 86_400_000;
+/// Events are at most this far (exclusive) behind the newest one, unless made late.
+const MAX_JITTER_MS: u64 = 60_000;
+/// Late events are moved back by 1..=3 hours.
+const LATE_MIN_MS: u64 = 3_600_000;
+const LATE_MAX_MS: u64 = 3 * 3_600_000;
+/// How many of the last emitted lines a duplicate (redelivery) may copy.
+const DUP_RING: usize = 100;
+/// How many recent sales a refund may refer to; small so refunds stay close in time.
+const SALE_RING: usize = 512;
+/// Hand bytes to the writer in chunks of about this size (one syscall per chunk, not per line).
+const FLUSH_AT: usize = 1 << 16;
+/// Largest timestamp we can print with a 4-digit year (9999-12-31T23:59:59.999Z).
+const MAX_TS_MS: i64 = 253_402_300_799_999;
+/// Live traffic: probability of starting a spike per event, spike length, spike share.
+const SPIKE_ONE_IN: u64 = 20_000;
+const SPIKE_EVENTS: u32 = 2_000;
+const SPIKE_SHARE_ONE_IN: u64 = 3;
+
+/// Parameters of a generated event stream.
+#[derive(Debug, Clone)]
+pub struct GenConfig {
+    /// Number of lines to write (duplicates count as lines; a CSV header does not).
+    pub events: u64,
+    /// Number of distinct products; ranks are 1..=products.
+    pub products: u64,
+    /// Zipf exponent `s`: P(rank k) ∝ 1 / k^s (0 = uniform).
+    pub zipf: f64,
+    pub seed: u64,
+    /// Start of the time range (Unix ms, UTC).
+    pub start_ms: i64,
+    /// Length of the time range in days; events are spread evenly over it.
+    pub days: f64,
+    /// Fraction of lines that are refunds of a recent sale.
+    pub refund_rate: f64,
+    /// Fraction of lines that are byte-identical redeliveries of a recent line.
+    pub duplicate_rate: f64,
+    /// Fraction of fresh events whose ts is moved back 1–3 hours.
+    pub late_rate: f64,
+    pub format: GenFormat,
+}
+
+/// Output encoding of [`generate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenFormat {
+    Ndjson,
+    Csv,
+}
+
+impl Default for GenConfig {
+    fn default() -> Self {
+        GenConfig {
+            events: 1_000_000,
+            products: 100_000,
+            zipf: 1.1,
+            seed: 1,
+            start_ms: days_from_civil(2026, 11, 1) * MS_PER_DAY,
+            days: 1.0,
+            refund_rate: 0.01,
+            duplicate_rate: 0.005,
+            late_rate: 0.0,
+            format: GenFormat::Ndjson,
+        }
+    }
+}
+
+/// What [`generate`] wrote; `lines == sales + refunds + duplicates`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenStats {
+    pub lines: u64,
+    pub sales: u64,
+    pub refunds: u64,
+    pub duplicates: u64,
+}
+
+/// Writes cfg.events lines (duplicates count as lines) to `out`.
+///
+/// For [`GenFormat::Csv`] a header line is written first (not counted).
+/// Returns `InvalidInput` for a nonsensical config (no products, rates outside
+/// [0, 1], empty time range, ...).
+pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> io::Result<GenStats> {
+    let span_ms = validate(cfg)?;
+    let mut rng = Rng::new(cfg.seed);
+    let zipf = Zipf::new(cfg.products, cfg.zipf);
+    let mut fmt = LineFormatter::new(format!("e{}-", cfg.seed));
+    let mut stats = GenStats::default();
+
+    let mut buf: Vec<u8> = Vec::with_capacity(FLUSH_AT + 1024);
+    if cfg.format == GenFormat::Csv {
+        buf.extend_from_slice(
+            b"event_id,ts,product_id,quantity,price_cents,kind,sale_ts,country,city,category,product_name\n",
+        );
+    }
+
+    let mut dups = LineRing::new(DUP_RING);
+    let mut sales = SaleRing::new(SALE_RING);
+    let mut seq: u64 = 0;
+    // Every ts is >= start, so start is a safe initial "max so far".
+    let mut max_ts = cfg.start_ms;
+    let refund_cut = cfg.duplicate_rate + cfg.refund_rate;
+
+    for i in 0..cfg.events {
+        // Even spread: base is non-decreasing and always < start + span.
+        let base = cfg.start_ms + ((i as u128 * span_ms as u128) / cfg.events as u128) as i64;
+        let roll = rng.f64();
+
+        if roll < cfg.duplicate_rate {
+            // Only copy lines that keep the "< 60 s behind the max" guarantee.
+            if let Some(line) = dups.pick_recent(&mut rng, max_ts - (MAX_JITTER_MS as i64 - 1)) {
+                buf.extend_from_slice(line);
+                stats.duplicates += 1;
+                flush_if_full(&mut buf, out)?;
+                continue;
+            }
+        }
+
+        let mut ts = base - rng.below(MAX_JITTER_MS) as i64;
+        if cfg.late_rate > 0.0 && rng.f64() < cfg.late_rate {
+            ts -= (LATE_MIN_MS + rng.below(LATE_MAX_MS - LATE_MIN_MS + 1)) as i64;
+        }
+        ts = ts.max(cfg.start_ms);
+
+        let refund_of = if roll >= cfg.duplicate_rate && roll < refund_cut {
+            sales.take_random(&mut rng)
+        } else {
+            None
+        };
+
+        let ev = match refund_of {
+            Some(sale) => {
+                stats.refunds += 1;
+                Event {
+                    seq,
+                    // The refund never precedes the sale it refunds.
+                    ts: ts.max(sale.ts),
+                    rank: sale.rank,
+                    quantity: -(1 + rng.below(sale.quantity as u64) as i64),
+                    country: sale.country,
+                    sale_ts: Some(sale.ts),
+                }
+            }
+            None => {
+                stats.sales += 1;
+                let rank = zipf.sample(&mut rng);
+                let quantity = sample_quantity(&mut rng);
+                let country = rng.below(COUNTRIES.len() as u64) as u8;
+                sales.push(SaleRec {
+                    ts,
+                    rank,
+                    quantity,
+                    country,
+                });
+                Event {
+                    seq,
+                    ts,
+                    rank,
+                    quantity: quantity as i64,
+                    country,
+                    sale_ts: None,
+                }
+            }
+        };
+        seq += 1;
+        max_ts = max_ts.max(ev.ts);
+
+        let start = buf.len();
+        match cfg.format {
+            GenFormat::Ndjson => fmt.write_ndjson(&ev, &mut buf),
+            GenFormat::Csv => fmt.write_csv(&ev, &mut buf),
+        }
+        dups.push(ev.ts, &buf[start..]);
+        flush_if_full(&mut buf, out)?;
+    }
+
+    stats.lines = stats.sales + stats.refunds + stats.duplicates;
+    out.write_all(&buf)?;
+    out.flush()?;
+    Ok(stats)
+}
+
+fn flush_if_full(buf: &mut Vec<u8>, out: &mut dyn Write) -> io::Result<()> {
+    if buf.len() >= FLUSH_AT {
+        out.write_all(buf)?;
+        buf.clear();
+    }
+    Ok(())
+}
+
+/// Rejects configs that would panic or produce unprintable timestamps; returns the span in ms.
+fn validate(cfg: &GenConfig) -> io::Result<i64> {
+    let bad = |msg: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, msg.to_string()));
+    let rate_ok = |r: f64| (0.0..=1.0).contains(&r);
+    if cfg.products == 0 {
+        return bad("products must be >= 1");
+    }
+    if !cfg.zipf.is_finite() || cfg.zipf < 0.0 {
+        return bad("zipf exponent must be finite and >= 0");
+    }
+    if !rate_ok(cfg.refund_rate) || !rate_ok(cfg.duplicate_rate) || !rate_ok(cfg.late_rate) {
+        return bad("refund/duplicate/late rates must be in [0, 1]");
+    }
+    if cfg.refund_rate + cfg.duplicate_rate > 1.0 {
+        return bad("refund_rate + duplicate_rate must be <= 1");
+    }
+    let span = cfg.days * MS_PER_DAY as f64;
+    if !span.is_finite() || span.round() < 1.0 {
+        return bad("days must be positive (at least 1 ms)");
+    }
+    let span_ms = span.round() as i64;
+    if cfg.start_ms < 0 || cfg.start_ms > MAX_TS_MS - span_ms {
+        return bad("time range must lie within 1970-01-01 .. 9999-12-31");
+    }
+    Ok(span_ms)
+}
+
+/// Live demo traffic: an endless stream of events with ts = the given clock time.
+///
+/// Event ids are `live{seed}-{seq}`; pass a fresh seed per run (e.g. from the
+/// clock) if consumers deduplicate across restarts.
+pub struct LiveTraffic {
+    rng: Rng,
+    zipf: Zipf,
+    fmt: LineFormatter,
+    products: u64,
+    seq: u64,
+    spike_left: u32,
+    spike_rank: u64,
+}
+
+impl LiveTraffic {
+    /// # Panics
+    /// If `products == 0` or `zipf` is negative / not finite.
+    pub fn new(products: u64, zipf: f64, seed: u64) -> Self {
+        assert!(products > 0, "products must be >= 1");
+        assert!(
+            zipf.is_finite() && zipf >= 0.0,
+            "zipf must be finite and >= 0"
+        );
+        LiveTraffic {
+            rng: Rng::new(seed),
+            zipf: Zipf::new(products, zipf),
+            fmt: LineFormatter::new(format!("live{seed}-")),
+            products,
+            seq: 0,
+            spike_left: 0,
+            spike_rank: 0,
+        }
+    }
+
+    /// Appends one NDJSON line (with trailing '\n') for a sale at `now_ms` to `buf`; occasionally (about once per 20k events) starts a spike: for the next ~2000 events, one third of them go to one randomly chosen product.
+    ///
+    /// The spike product is uniform over all products, so usually a tail
+    /// product visibly climbs the top-K in the demo.
+    pub fn next_line(&mut self, now_ms: i64, buf: &mut Vec<u8>) {
+        if self.spike_left == 0 && self.rng.below(SPIKE_ONE_IN) == 0 {
+            self.spike_left = SPIKE_EVENTS;
+            self.spike_rank = 1 + self.rng.below(self.products);
+        }
+        let rank = if self.spike_left > 0 {
+            self.spike_left -= 1;
+            if self.rng.below(SPIKE_SHARE_ONE_IN) == 0 {
+                self.spike_rank
+            } else {
+                self.zipf.sample(&mut self.rng)
+            }
+        } else {
+            self.zipf.sample(&mut self.rng)
+        };
+        let ev = Event {
+            seq: self.seq,
+            ts: now_ms.clamp(0, MAX_TS_MS),
+            rank,
+            quantity: sample_quantity(&mut self.rng) as i64,
+            country: self.rng.below(COUNTRIES.len() as u64) as u8,
+            sale_ts: None,
+        };
+        self.seq += 1;
+        self.fmt.write_ndjson(&ev, buf);
+    }
+}
+
+/// SplitMix64: one word of state, fast, good enough statistically, and ours
+/// (so output never changes with a dependency upgrade).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, n) (multiply-shift; bias is negligible for our n).
+    fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+
+    /// Uniform in [0, 1).
+    fn f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// Inverse-CDF sampler: built once, then one short binary search per draw.
+///
+/// A plain binary search over the whole table (800 KB for 100k products) costs
+/// ~10 cache misses per draw and dominated generation time, so a guide table
+/// first narrows the search to the few entries of one equal-probability bucket.
+struct Zipf {
+    cdf: Vec<f64>,
+    /// guide[j] = first index whose cumulative weight exceeds j * total / buckets.
+    guide: Vec<usize>,
+    /// buckets / total, to map a draw in [0, total) to its bucket.
+    scale: f64,
+}
+
+impl Zipf {
+    fn new(products: u64, s: f64) -> Self {
+        let mut acc = 0.0;
+        let cdf: Vec<f64> = (1..=products)
+            .map(|k| {
+                acc += (k as f64).powf(-s);
+                acc
+            })
+            .collect();
+        let total = acc;
+        let buckets = cdf.len();
+        let mut guide = Vec::with_capacity(buckets + 1);
+        let mut idx = 0;
+        for j in 0..buckets {
+            let threshold = j as f64 * total / buckets as f64;
+            while idx < cdf.len() && cdf[idx] <= threshold {
+                idx += 1;
+            }
+            guide.push(idx);
+        }
+        guide.push(cdf.len());
+        Zipf {
+            cdf,
+            guide,
+            scale: buckets as f64 / total,
+        }
+    }
+
+    /// Rank in 1..=products; rank 1 is the most likely.
+    ///
+    /// Same result as `cdf.partition_point(|&c| c <= u)`: the bucket bounds are
+    /// only a hint and are widened if float rounding put them off by one.
+    fn sample(&self, rng: &mut Rng) -> u64 {
+        let n = self.cdf.len();
+        let u = rng.f64() * self.cdf[n - 1];
+        let j = ((u * self.scale) as usize).min(n - 1);
+        let (mut lo, mut hi) = (self.guide[j], self.guide[j + 1]);
+        while lo > 0 && self.cdf[lo - 1] > u {
+            lo -= 1;
+        }
+        while hi < n && self.cdf[hi] <= u {
+            hi += 1;
+        }
+        let idx = lo + self.cdf[lo..hi].partition_point(|&c| c <= u);
+        idx.min(n - 1) as u64 + 1
+    }
+}
+
+/// 1 most of the time (85%), otherwise 2..=5.
+fn sample_quantity(rng: &mut Rng) -> u32 {
+    if rng.below(100) < 85 {
+        1
+    } else {
+        2 + rng.below(4) as u32
+    }
+}
+
+/// Fixed per product (independent of the seed) so every sale of a product has
+/// the same price across runs: `$D.99` with D in 1..=999, i.e. 199..=99999 cents.
+fn price_cents(rank: u64) -> u64 {
+    let h = xxhash_rust::xxh3::xxh3_64(&rank.to_le_bytes());
+    (1 + h % 999) * 100 + 99
+}
+
+/// A recent sale a refund may point at.
+#[derive(Clone, Copy)]
+struct SaleRec {
+    ts: i64,
+    rank: u64,
+    quantity: u32,
+    country: u8,
+}
+
+/// Ring of recent sales; a taken slot is emptied so a sale is refunded at most once.
+struct SaleRing {
+    slots: Vec<Option<SaleRec>>,
+    next: usize,
+}
+
+impl SaleRing {
+    fn new(cap: usize) -> Self {
+        SaleRing {
+            slots: Vec::with_capacity(cap),
+            next: 0,
+        }
+    }
+
+    fn push(&mut self, rec: SaleRec) {
+        if self.slots.len() < self.slots.capacity() {
+            self.slots.push(Some(rec));
+        } else {
+            self.slots[self.next] = Some(rec);
+            self.next = (self.next + 1) % self.slots.len();
+        }
+    }
+
+    /// A random recent sale not refunded yet (None if the chosen slot is empty).
+    fn take_random(&mut self, rng: &mut Rng) -> Option<SaleRec> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let i = rng.below(self.slots.len() as u64) as usize;
+        self.slots[i].take()
+    }
+}
+
+/// Ring of the last emitted lines (buffers reused, so no allocation once warm).
+struct LineRing {
+    lines: Vec<(i64, Vec<u8>)>,
+    cap: usize,
+    /// Physical index of the oldest entry once full (= next slot to overwrite).
+    next: usize,
+}
+
+impl LineRing {
+    fn new(cap: usize) -> Self {
+        LineRing {
+            lines: Vec::with_capacity(cap),
+            cap,
+            next: 0,
+        }
+    }
+
+    fn push(&mut self, ts: i64, line: &[u8]) {
+        if self.lines.len() < self.cap {
+            self.lines.push((ts, line.to_vec()));
+        } else {
+            let slot = &mut self.lines[self.next];
+            slot.0 = ts;
+            slot.1.clear();
+            slot.1.extend_from_slice(line);
+            self.next = (self.next + 1) % self.cap;
+        }
+    }
+
+    /// A random stored line with ts >= `min_ts`: picks a random age, then moves
+    /// towards newer lines until one qualifies.
+    fn pick_recent(&self, rng: &mut Rng, min_ts: i64) -> Option<&[u8]> {
+        let len = self.lines.len();
+        if len == 0 {
+            return None;
+        }
+        let oldest = if len < self.cap { 0 } else { self.next };
+        let first = rng.below(len as u64) as usize;
+        (first..len)
+            .map(|age| &self.lines[(oldest + age) % len])
+            .find(|(ts, _)| *ts >= min_ts)
+            .map(|(_, line)| line.as_slice())
+    }
+}
+
+/// One event to print; `sale_ts` is set only for refunds.
+struct Event {
+    seq: u64,
+    ts: i64,
+    rank: u64,
+    quantity: i64,
+    country: u8,
+    sale_ts: Option<i64>,
+}
+
+/// Hand-rolled line formatting with a cached `YYYY-MM-DD` per day.
+struct LineFormatter {
+    id_prefix: Vec<u8>,
+    day: i64,
+    date: [u8; 10],
+}
+
+impl LineFormatter {
+    fn new(id_prefix: String) -> Self {
+        LineFormatter {
+            id_prefix: id_prefix.into_bytes(),
+            day: i64::MIN,
+            date: [0; 10],
+        }
+    }
+
+    fn write_ndjson(&mut self, ev: &Event, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(b"{\"event_id\":\"");
+        self.push_event_id(ev.seq, buf);
+        if ev.sale_ts.is_some() {
+            buf.extend_from_slice(b"\",\"kind\":\"refund");
+        }
+        buf.extend_from_slice(b"\",\"ts\":\"");
+        self.push_ts(ev.ts, buf);
+        if let Some(sale_ts) = ev.sale_ts {
+            buf.extend_from_slice(b"\",\"sale_ts\":\"");
+            self.push_ts(sale_ts, buf);
+        }
+        buf.extend_from_slice(b"\",\"product_id\":\"p");
+        push_u64(ev.rank, 7, buf);
+        buf.extend_from_slice(b"\",\"quantity\":");
+        push_i64(ev.quantity, buf);
+        buf.extend_from_slice(b",\"price_cents\":");
+        push_u64(price_cents(ev.rank), 1, buf);
+        buf.extend_from_slice(b",\"country\":\"");
+        buf.extend_from_slice(COUNTRIES[ev.country as usize].as_bytes());
+        buf.extend_from_slice(b"\",\"product_name\":\"Product ");
+        push_u64(ev.rank, 1, buf);
+        buf.extend_from_slice(b"\"}\n");
+    }
+
+    /// Columns: event_id,ts,product_id,quantity,price_cents,kind,sale_ts,country,city,category,product_name
+    fn write_csv(&mut self, ev: &Event, buf: &mut Vec<u8>) {
+        self.push_event_id(ev.seq, buf);
+        buf.push(b',');
+        self.push_ts(ev.ts, buf);
+        buf.extend_from_slice(b",p");
+        push_u64(ev.rank, 7, buf);
+        buf.push(b',');
+        push_i64(ev.quantity, buf);
+        buf.push(b',');
+        push_u64(price_cents(ev.rank), 1, buf);
+        buf.push(b',');
+        if let Some(sale_ts) = ev.sale_ts {
+            buf.extend_from_slice(b"refund,");
+            self.push_ts(sale_ts, buf);
+        } else {
+            buf.push(b',');
+        }
+        buf.push(b',');
+        buf.extend_from_slice(COUNTRIES[ev.country as usize].as_bytes());
+        // city and category are not generated: empty cells.
+        buf.extend_from_slice(b",,,Product ");
+        push_u64(ev.rank, 1, buf);
+        buf.push(b'\n');
+    }
+
+    fn push_event_id(&self, seq: u64, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&self.id_prefix);
+        push_u64(seq, 10, buf);
+    }
+
+    /// RFC 3339 UTC with milliseconds, e.g. `2026-12-10T00:00:01.123Z`.
+    fn push_ts(&mut self, ms: i64, buf: &mut Vec<u8>) {
+        let day = ms.div_euclid(MS_PER_DAY);
+        if day != self.day {
+            let (y, m, d) = civil_from_days(day);
+            let mut date = [0; 10];
+            put_digits(&mut date[0..4], y.clamp(0, 9999) as u64);
+            date[4] = b'-';
+            put_digits(&mut date[5..7], u64::from(m));
+            date[7] = b'-';
+            put_digits(&mut date[8..10], u64::from(d));
+            self.date = date;
+            self.day = day;
+        }
+        // Fixed-size array so the copy into `buf` is a single inlined move.
+        let t = ms.rem_euclid(MS_PER_DAY) as u64;
+        let mut out = *b"YYYY-MM-DDThh:mm:ss.mmmZ";
+        out[..10].copy_from_slice(&self.date);
+        put_digits(&mut out[11..13], t / 3_600_000);
+        put_digits(&mut out[14..16], t / 60_000 % 60);
+        put_digits(&mut out[17..19], t / 1000 % 60);
+        put_digits(&mut out[20..23], t % 1000);
+        buf.extend_from_slice(&out);
+    }
+}
+
+/// Writes the last `dst.len()` decimal digits of `v` (zero-padded) into `dst`.
+fn put_digits(dst: &mut [u8], mut v: u64) {
+    for b in dst.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Decimal digits of `v`, left-padded with zeros to at least `width`.
+fn push_u64(v: u64, width: usize, buf: &mut Vec<u8>) {
+    let mut digits = 1;
+    let mut rest = v / 10;
+    while rest > 0 {
+        digits += 1;
+        rest /= 10;
+    }
+    // Digits are written in place: copying from a scratch array showed up as
+    // a memmove call per number in profiles.
+    let len = buf.len();
+    buf.resize(len + digits.max(width), b'0');
+    put_digits(&mut buf[len..], v);
+}
+
+fn push_i64(v: i64, buf: &mut Vec<u8>) {
+    if v < 0 {
+        buf.push(b'-');
+    }
+    push_u64(v.unsigned_abs(), 1, buf);
+}
+
+/// Days since 1970-01-01 -> (year, month, day); Howard Hinnant's algorithm,
+/// so we need no calendar library on the hot path.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// (year, month, day) -> days since 1970-01-01 (inverse of [`civil_from_days`]).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+
+    fn gen(cfg: &GenConfig) -> (String, GenStats) {
+        let mut out = Vec::new();
+        let stats = generate(cfg, &mut out).unwrap();
+        (String::from_utf8(out).unwrap(), stats)
+    }
+
+    fn small() -> GenConfig {
+        GenConfig {
+            events: 50_000,
+            products: 1_000,
+            ..GenConfig::default()
+        }
+    }
+
+    fn parse_ts(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    #[test]
+    fn same_config_same_bytes() {
+        let cfg = GenConfig {
+            late_rate: 0.01,
+            ..small()
+        };
+        assert_eq!(gen(&cfg), gen(&cfg));
+        let csv = GenConfig {
+            format: GenFormat::Csv,
+            ..cfg.clone()
+        };
+        assert_eq!(gen(&csv), gen(&csv));
+        let other = GenConfig {
+            seed: 2,
+            ..cfg.clone()
+        };
+        assert_ne!(gen(&cfg).0, gen(&other).0);
+    }
+
+    #[test]
+    fn default_start_and_timestamp_format() {
+        assert_eq!(GenConfig::default().start_ms, 1_793_491_200_000);
+        let mut f = LineFormatter::new(String::new());
+        let mut rng = Rng::new(7);
+        for _ in 0..20_000 {
+            let ms = rng.below(MAX_TS_MS as u64 + 1) as i64;
+            let mut buf = Vec::new();
+            f.push_ts(ms, &mut buf);
+            let want = chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            assert_eq!(std::str::from_utf8(&buf).unwrap(), want);
+            assert_eq!(parse_ts(&want), ms);
+        }
+    }
+
+    #[test]
+    fn lines_are_json_with_expected_keys() {
+        let (text, stats) = gen(&small());
+        assert_eq!(stats.lines, 50_000);
+        assert_eq!(text.lines().count(), 50_000);
+        assert_eq!(stats.lines, stats.sales + stats.refunds + stats.duplicates);
+        assert!(stats.refunds > 0 && stats.duplicates > 0);
+        let sale_keys = [
+            "event_id",
+            "ts",
+            "product_id",
+            "quantity",
+            "price_cents",
+            "country",
+            "product_name",
+        ];
+        let refund_keys = [
+            "event_id",
+            "kind",
+            "ts",
+            "sale_ts",
+            "product_id",
+            "quantity",
+            "price_cents",
+            "country",
+            "product_name",
+        ];
+        let mut prices = HashMap::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let obj = v.as_object().unwrap();
+            let keys: &[&str] = if obj.contains_key("kind") {
+                &refund_keys
+            } else {
+                &sale_keys
+            };
+            assert_eq!(obj.len(), keys.len(), "{line}");
+            // Key order as documented (serde_json's map sorts, so check the text).
+            let mut pos = 0;
+            for k in keys {
+                let at = line[pos..].find(&format!("\"{k}\":")).unwrap() + pos;
+                pos = at + 1;
+            }
+            assert_eq!(line.matches(' ').count(), 1, "only in the product name");
+            let pid = obj["product_id"].as_str().unwrap();
+            assert!(pid.len() == 8 && pid.starts_with('p'));
+            let rank: u64 = pid[1..].parse().unwrap();
+            assert!((1..=1000).contains(&rank));
+            assert_eq!(obj["product_name"], format!("Product {rank}"));
+            let price = obj["price_cents"].as_u64().unwrap();
+            assert!((199..=99_999).contains(&price));
+            assert_eq!(*prices.entry(rank).or_insert(price), price);
+            let q = obj["quantity"].as_i64().unwrap();
+            assert!(q != 0 && (-5..=5).contains(&q));
+            assert!(COUNTRIES.contains(&obj["country"].as_str().unwrap()));
+            parse_ts(obj["ts"].as_str().unwrap());
+        }
+    }
+
+    #[test]
+    fn zipf_rank_one_dominates() {
+        let cfg = GenConfig {
+            events: 200_000,
+            products: 1_000,
+            refund_rate: 0.0,
+            duplicate_rate: 0.0,
+            ..GenConfig::default()
+        };
+        let (text, stats) = gen(&cfg);
+        assert_eq!(stats.sales, 200_000);
+        let mut counts = vec![0u64; 1001];
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let rank: usize = v["product_id"].as_str().unwrap()[1..].parse().unwrap();
+            counts[rank] += 1;
+        }
+        let max = *counts.iter().max().unwrap();
+        assert_eq!(counts[1], max);
+        // Average count per rank over doubling buckets strictly decreases.
+        let mut prev = f64::INFINITY;
+        let mut lo = 1;
+        while lo <= 1000 {
+            let hi = (lo * 2).min(1001);
+            let avg = counts[lo..hi].iter().sum::<u64>() as f64 / (hi - lo) as f64;
+            assert!(avg < prev, "bucket {lo}..{hi}: {avg} >= {prev}");
+            prev = avg;
+            lo = hi;
+        }
+        // P(rank 1) matches the distribution within a few percent.
+        let h: f64 = (1..=1000).map(|k| (k as f64).powf(-1.1)).sum();
+        let p1 = counts[1] as f64 / 200_000.0;
+        assert!(
+            (p1 * h - 1.0).abs() < 0.05,
+            "p1 = {p1}, expected {}",
+            1.0 / h
+        );
+    }
+
+    #[test]
+    fn zipf_guide_matches_plain_binary_search() {
+        for (n, s) in [(1, 1.1), (2, 0.0), (7, 3.0), (1_000, 1.1), (100_000, 0.8)] {
+            let z = Zipf::new(n, s);
+            let (mut a, mut b) = (Rng::new(n), Rng::new(n));
+            for _ in 0..100_000 {
+                let got = z.sample(&mut a);
+                let u = b.f64() * z.cdf[z.cdf.len() - 1];
+                let want = z.cdf.partition_point(|&c| c <= u).min(z.cdf.len() - 1) as u64 + 1;
+                assert_eq!(got, want, "n={n} s={s} u={u}");
+                assert!((1..=n).contains(&got));
+            }
+        }
+    }
+
+    #[test]
+    fn refunds_and_duplicates_refer_to_earlier_lines() {
+        let cfg = GenConfig {
+            refund_rate: 0.05,
+            duplicate_rate: 0.05,
+            ..small()
+        };
+        let (text, stats) = gen(&cfg);
+        let mut by_id: HashMap<String, &str> = HashMap::new();
+        // (product_id, ts) of sales seen so far -> largest quantity.
+        let mut sales: HashMap<(String, i64), i64> = HashMap::new();
+        let (mut refunds, mut dups) = (0, 0);
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = v["event_id"].as_str().unwrap().to_string();
+            if let Some(first) = by_id.get(&id) {
+                assert_eq!(*first, line, "duplicate must be byte-identical");
+                dups += 1;
+                continue;
+            }
+            by_id.insert(id, line);
+            let pid = v["product_id"].as_str().unwrap().to_string();
+            let ts = parse_ts(v["ts"].as_str().unwrap());
+            let q = v["quantity"].as_i64().unwrap();
+            if v.get("kind").is_some() {
+                refunds += 1;
+                assert_eq!(v["kind"], "refund");
+                let sale_ts = parse_ts(v["sale_ts"].as_str().unwrap());
+                assert!(sale_ts <= ts);
+                assert!(q < 0);
+                let sold = sales
+                    .get(&(pid, sale_ts))
+                    .expect("refund of an earlier sale of the same product");
+                assert!(-q <= *sold);
+            } else {
+                assert!(q > 0);
+                let e = sales.entry((pid, ts)).or_insert(0);
+                *e = (*e).max(q);
+            }
+        }
+        assert_eq!(refunds, stats.refunds);
+        assert_eq!(dups, stats.duplicates);
+        assert!(refunds > 1_000 && dups > 1_000, "{stats:?}");
+    }
+
+    #[test]
+    fn timestamps_in_range_and_nearly_ordered() {
+        let cfg = GenConfig {
+            refund_rate: 0.05,
+            duplicate_rate: 0.05,
+            ..small()
+        };
+        let end = cfg.start_ms + MS_PER_DAY;
+        let check = |cfg: &GenConfig| {
+            let (text, _) = gen(cfg);
+            let mut max = cfg.start_ms;
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let ts = parse_ts(v["ts"].as_str().unwrap());
+                assert!(ts >= cfg.start_ms && ts < end, "{line}");
+                assert!(ts > max - 60_000, "{line} is >= 60 s behind {max}");
+                max = max.max(ts);
+            }
+            assert!(max > end - 120_000, "spread over the whole range");
+        };
+        check(&cfg);
+        // Sparse stream: 100 lines back is far more than 60 s.
+        check(&GenConfig {
+            events: 2_000,
+            ..cfg.clone()
+        });
+        // Dense stream.
+        check(&GenConfig {
+            events: 300_000,
+            products: 100,
+            ..cfg.clone()
+        });
+    }
+
+    #[test]
+    fn late_events_are_hours_behind() {
+        let cfg = GenConfig {
+            late_rate: 0.02,
+            ..small()
+        };
+        let (text, _) = gen(&cfg);
+        let mut max = cfg.start_ms;
+        let mut late = 0;
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let ts = parse_ts(v["ts"].as_str().unwrap());
+            assert!(ts >= cfg.start_ms && ts < cfg.start_ms + MS_PER_DAY);
+            if ts <= max - 3_600_000 + 70_000 {
+                late += 1;
+                assert!(ts >= max - 3 * 3_600_000 - 60_000);
+            }
+            max = max.max(ts);
+        }
+        assert!((500..1500).contains(&late), "late = {late}");
+    }
+
+    #[test]
+    fn csv_has_header_and_same_events() {
+        let cfg = GenConfig {
+            refund_rate: 0.05,
+            ..small()
+        };
+        let (json, _) = gen(&cfg);
+        let (csv, stats) = gen(&GenConfig {
+            format: GenFormat::Csv,
+            ..cfg.clone()
+        });
+        let mut rows = csv.lines();
+        assert_eq!(
+            rows.next().unwrap(),
+            "event_id,ts,product_id,quantity,price_cents,kind,sale_ts,country,city,category,product_name"
+        );
+        let rows: Vec<&str> = rows.collect();
+        assert_eq!(rows.len() as u64, stats.lines);
+        assert_eq!(rows.len(), json.lines().count());
+        for (row, line) in rows.iter().zip(json.lines()) {
+            let cells: Vec<&str> = row.split(',').collect();
+            assert_eq!(cells.len(), 11, "{row}");
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(cells[0], v["event_id"]);
+            assert_eq!(cells[1], v["ts"]);
+            assert_eq!(cells[2], v["product_id"]);
+            assert_eq!(cells[3], v["quantity"].to_string());
+            assert_eq!(cells[4], v["price_cents"].to_string());
+            assert_eq!(
+                cells[5],
+                v.get("kind").and_then(|k| k.as_str()).unwrap_or("")
+            );
+            assert_eq!(
+                cells[6],
+                v.get("sale_ts").and_then(|k| k.as_str()).unwrap_or("")
+            );
+            assert_eq!(cells[7], v["country"]);
+            assert_eq!((cells[8], cells[9]), ("", ""));
+            assert_eq!(cells[10], v["product_name"]);
+        }
+    }
+
+    #[test]
+    fn example_line_shape() {
+        let cfg = GenConfig {
+            events: 50,
+            ..GenConfig::default()
+        };
+        let (text, _) = gen(&cfg);
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("{\"event_id\":\"e1-0000000000\",\"ts\":\"2026-11-01T00:00:00."));
+        assert!(first.ends_with("\"}"));
+    }
+
+    #[test]
+    fn invalid_configs_are_rejected() {
+        let bad = [
+            GenConfig {
+                products: 0,
+                ..small()
+            },
+            GenConfig {
+                zipf: f64::NAN,
+                ..small()
+            },
+            GenConfig {
+                days: 0.0,
+                ..small()
+            },
+            GenConfig {
+                refund_rate: 1.5,
+                ..small()
+            },
+            GenConfig {
+                refund_rate: 0.6,
+                duplicate_rate: 0.6,
+                ..small()
+            },
+            GenConfig {
+                start_ms: -1,
+                ..small()
+            },
+        ];
+        for cfg in &bad {
+            let err = generate(cfg, &mut Vec::new()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{cfg:?}");
+        }
+        let empty = GenConfig {
+            events: 0,
+            ..small()
+        };
+        assert_eq!(gen(&empty), (String::new(), GenStats::default()));
+    }
+
+    #[test]
+    fn live_traffic_lines_and_spikes() {
+        let mut live = LiveTraffic::new(10_000, 1.1, 3);
+        let mut again = LiveTraffic::new(10_000, 1.1, 3);
+        let now = 1_796_256_001_123;
+        let mut buf = Vec::new();
+        let mut buf2 = Vec::new();
+        let mut ids = HashSet::new();
+        for _ in 0..1_000 {
+            buf.clear();
+            live.next_line(now, &mut buf);
+            again.next_line(now, &mut buf2);
+            assert_eq!(buf.last(), Some(&b'\n'));
+            let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            assert_eq!(v["ts"], "2026-12-03T00:00:01.123Z");
+            assert!(v["quantity"].as_i64().unwrap() > 0);
+            assert!(ids.insert(v["event_id"].as_str().unwrap().to_string()));
+        }
+        assert!(buf2.ends_with(&buf), "deterministic per seed");
+
+        // Force a spike and check its product gets about a third of the traffic.
+        live.spike_left = SPIKE_EVENTS;
+        live.spike_rank = 9_999;
+        let mut hits = 0;
+        for _ in 0..SPIKE_EVENTS {
+            buf.clear();
+            live.next_line(now, &mut buf);
+            let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            hits += u32::from(v["product_id"] == "p0009999");
+        }
+        assert!((550..800).contains(&hits), "hits = {hits}");
+        assert_eq!(live.spike_left, 0);
+
+        // Spikes start on their own about once per 20k events.
+        let mut started = 0;
+        for _ in 0..400_000 {
+            let was = live.spike_left;
+            buf.clear();
+            live.next_line(now, &mut buf);
+            started += u32::from(live.spike_left > was);
+        }
+        assert!((5..=40).contains(&started), "started = {started}");
+    }
+}
