@@ -133,11 +133,8 @@ pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> io::Result<GenStats> {
         }
         ts = ts.max(cfg.start_ms);
 
-        let refund_of = if roll >= cfg.duplicate_rate && roll < refund_cut {
-            sales.take_random(&mut rng)
-        } else {
-            None
-        };
+        let refund_of =
+            if roll >= cfg.duplicate_rate && roll < refund_cut { sales.take_random(&mut rng) } else { None };
 
         let ev = match refund_of {
             Some(sale) => {
@@ -157,20 +154,8 @@ pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> io::Result<GenStats> {
                 let rank = zipf.sample(&mut rng);
                 let quantity = sample_quantity(&mut rng);
                 let country = rng.below(COUNTRIES.len() as u64) as u8;
-                sales.push(SaleRec {
-                    ts,
-                    rank,
-                    quantity,
-                    country,
-                });
-                Event {
-                    seq,
-                    ts,
-                    rank,
-                    quantity: quantity as i64,
-                    country,
-                    sale_ts: None,
-                }
+                sales.push(SaleRec { ts, rank, quantity, country });
+                Event { seq, ts, rank, quantity: quantity as i64, country, sale_ts: None }
             }
         };
         seq += 1;
@@ -245,10 +230,7 @@ impl LiveTraffic {
     /// If `products == 0` or `zipf` is negative / not finite.
     pub fn new(products: u64, zipf: f64, seed: u64) -> Self {
         assert!(products > 0, "products must be >= 1");
-        assert!(
-            zipf.is_finite() && zipf >= 0.0,
-            "zipf must be finite and >= 0"
-        );
+        assert!(zipf.is_finite() && zipf >= 0.0, "zipf must be finite and >= 0");
         LiveTraffic {
             rng: Rng::new(seed),
             zipf: Zipf::new(products, zipf),
@@ -354,11 +336,7 @@ impl Zipf {
             guide.push(idx);
         }
         guide.push(cdf.len());
-        Zipf {
-            cdf,
-            guide,
-            scale: buckets as f64 / total,
-        }
+        Zipf { cdf, guide, scale: buckets as f64 / total }
     }
 
     /// Rank in 1..=products; rank 1 is the most likely.
@@ -414,10 +392,7 @@ struct SaleRing {
 
 impl SaleRing {
     fn new(cap: usize) -> Self {
-        SaleRing {
-            slots: Vec::with_capacity(cap),
-            next: 0,
-        }
+        SaleRing { slots: Vec::with_capacity(cap), next: 0 }
     }
 
     fn push(&mut self, rec: SaleRec) {
@@ -449,11 +424,7 @@ struct LineRing {
 
 impl LineRing {
     fn new(cap: usize) -> Self {
-        LineRing {
-            lines: Vec::with_capacity(cap),
-            cap,
-            next: 0,
-        }
+        LineRing { lines: Vec::with_capacity(cap), cap, next: 0 }
     }
 
     fn push(&mut self, ts: i64, line: &[u8]) {
@@ -503,11 +474,7 @@ struct LineFormatter {
 
 impl LineFormatter {
     fn new(id_prefix: String) -> Self {
-        LineFormatter {
-            id_prefix: id_prefix.into_bytes(),
-            day: i64::MIN,
-            date: [0; 10],
-        }
+        LineFormatter { id_prefix: id_prefix.into_bytes(), day: i64::MIN, date: [0; 10] }
     }
 
     fn write_ndjson(&mut self, ev: &Event, buf: &mut Vec<u8>) {
@@ -660,35 +627,20 @@ mod tests {
     }
 
     fn small() -> GenConfig {
-        GenConfig {
-            events: 50_000,
-            products: 1_000,
-            ..GenConfig::default()
-        }
+        GenConfig { events: 50_000, products: 1_000, ..GenConfig::default() }
     }
 
     fn parse_ts(s: &str) -> i64 {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .unwrap()
-            .timestamp_millis()
+        chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
     }
 
     #[test]
     fn same_config_same_bytes() {
-        let cfg = GenConfig {
-            late_rate: 0.01,
-            ..small()
-        };
+        let cfg = GenConfig { late_rate: 0.01, ..small() };
         assert_eq!(gen(&cfg), gen(&cfg));
-        let csv = GenConfig {
-            format: GenFormat::Csv,
-            ..cfg.clone()
-        };
+        let csv = GenConfig { format: GenFormat::Csv, ..cfg.clone() };
         assert_eq!(gen(&csv), gen(&csv));
-        let other = GenConfig {
-            seed: 2,
-            ..cfg.clone()
-        };
+        let other = GenConfig { seed: 2, ..cfg.clone() };
         assert_ne!(gen(&cfg).0, gen(&other).0);
     }
 
@@ -716,35 +668,14 @@ mod tests {
         assert_eq!(text.lines().count(), 50_000);
         assert_eq!(stats.lines, stats.sales + stats.refunds + stats.duplicates);
         assert!(stats.refunds > 0 && stats.duplicates > 0);
-        let sale_keys = [
-            "event_id",
-            "ts",
-            "product_id",
-            "quantity",
-            "price_cents",
-            "country",
-            "product_name",
-        ];
-        let refund_keys = [
-            "event_id",
-            "kind",
-            "ts",
-            "sale_ts",
-            "product_id",
-            "quantity",
-            "price_cents",
-            "country",
-            "product_name",
-        ];
+        let sale_keys = ["event_id", "ts", "product_id", "quantity", "price_cents", "country", "product_name"];
+        let refund_keys =
+            ["event_id", "kind", "ts", "sale_ts", "product_id", "quantity", "price_cents", "country", "product_name"];
         let mut prices = HashMap::new();
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let obj = v.as_object().unwrap();
-            let keys: &[&str] = if obj.contains_key("kind") {
-                &refund_keys
-            } else {
-                &sale_keys
-            };
+            let keys: &[&str] = if obj.contains_key("kind") { &refund_keys } else { &sale_keys };
             assert_eq!(obj.len(), keys.len(), "{line}");
             // Key order as documented (serde_json's map sorts, so check the text).
             let mut pos = 0;
@@ -800,11 +731,7 @@ mod tests {
         // P(rank 1) matches the distribution within a few percent.
         let h: f64 = (1..=1000).map(|k| (k as f64).powf(-1.1)).sum();
         let p1 = counts[1] as f64 / 200_000.0;
-        assert!(
-            (p1 * h - 1.0).abs() < 0.05,
-            "p1 = {p1}, expected {}",
-            1.0 / h
-        );
+        assert!((p1 * h - 1.0).abs() < 0.05, "p1 = {p1}, expected {}", 1.0 / h);
     }
 
     #[test]
@@ -824,11 +751,7 @@ mod tests {
 
     #[test]
     fn refunds_and_duplicates_refer_to_earlier_lines() {
-        let cfg = GenConfig {
-            refund_rate: 0.05,
-            duplicate_rate: 0.05,
-            ..small()
-        };
+        let cfg = GenConfig { refund_rate: 0.05, duplicate_rate: 0.05, ..small() };
         let (text, stats) = gen(&cfg);
         let mut by_id: HashMap<String, &str> = HashMap::new();
         // (product_id, ts) of sales seen so far -> largest quantity.
@@ -852,9 +775,7 @@ mod tests {
                 let sale_ts = parse_ts(v["sale_ts"].as_str().unwrap());
                 assert!(sale_ts <= ts);
                 assert!(q < 0);
-                let sold = sales
-                    .get(&(pid, sale_ts))
-                    .expect("refund of an earlier sale of the same product");
+                let sold = sales.get(&(pid, sale_ts)).expect("refund of an earlier sale of the same product");
                 assert!(-q <= *sold);
             } else {
                 assert!(q > 0);
@@ -869,11 +790,7 @@ mod tests {
 
     #[test]
     fn timestamps_in_range_and_nearly_ordered() {
-        let cfg = GenConfig {
-            refund_rate: 0.05,
-            duplicate_rate: 0.05,
-            ..small()
-        };
+        let cfg = GenConfig { refund_rate: 0.05, duplicate_rate: 0.05, ..small() };
         let end = cfg.start_ms + MS_PER_DAY;
         let check = |cfg: &GenConfig| {
             let (text, _) = gen(cfg);
@@ -889,24 +806,14 @@ mod tests {
         };
         check(&cfg);
         // Sparse stream: 100 lines back is far more than 60 s.
-        check(&GenConfig {
-            events: 2_000,
-            ..cfg.clone()
-        });
+        check(&GenConfig { events: 2_000, ..cfg.clone() });
         // Dense stream.
-        check(&GenConfig {
-            events: 300_000,
-            products: 100,
-            ..cfg.clone()
-        });
+        check(&GenConfig { events: 300_000, products: 100, ..cfg.clone() });
     }
 
     #[test]
     fn late_events_are_hours_behind() {
-        let cfg = GenConfig {
-            late_rate: 0.02,
-            ..small()
-        };
+        let cfg = GenConfig { late_rate: 0.02, ..small() };
         let (text, _) = gen(&cfg);
         let mut max = cfg.start_ms;
         let mut late = 0;
@@ -925,15 +832,9 @@ mod tests {
 
     #[test]
     fn csv_has_header_and_same_events() {
-        let cfg = GenConfig {
-            refund_rate: 0.05,
-            ..small()
-        };
+        let cfg = GenConfig { refund_rate: 0.05, ..small() };
         let (json, _) = gen(&cfg);
-        let (csv, stats) = gen(&GenConfig {
-            format: GenFormat::Csv,
-            ..cfg.clone()
-        });
+        let (csv, stats) = gen(&GenConfig { format: GenFormat::Csv, ..cfg.clone() });
         let mut rows = csv.lines();
         assert_eq!(
             rows.next().unwrap(),
@@ -951,14 +852,8 @@ mod tests {
             assert_eq!(cells[2], v["product_id"]);
             assert_eq!(cells[3], v["quantity"].to_string());
             assert_eq!(cells[4], v["price_cents"].to_string());
-            assert_eq!(
-                cells[5],
-                v.get("kind").and_then(|k| k.as_str()).unwrap_or("")
-            );
-            assert_eq!(
-                cells[6],
-                v.get("sale_ts").and_then(|k| k.as_str()).unwrap_or("")
-            );
+            assert_eq!(cells[5], v.get("kind").and_then(|k| k.as_str()).unwrap_or(""));
+            assert_eq!(cells[6], v.get("sale_ts").and_then(|k| k.as_str()).unwrap_or(""));
             assert_eq!(cells[7], v["country"]);
             assert_eq!((cells[8], cells[9]), ("", ""));
             assert_eq!(cells[10], v["product_name"]);
@@ -967,10 +862,7 @@ mod tests {
 
     #[test]
     fn example_line_shape() {
-        let cfg = GenConfig {
-            events: 50,
-            ..GenConfig::default()
-        };
+        let cfg = GenConfig { events: 50, ..GenConfig::default() };
         let (text, _) = gen(&cfg);
         let first = text.lines().next().unwrap();
         assert!(first.starts_with("{\"event_id\":\"e1-0000000000\",\"ts\":\"2026-11-01T00:00:00."));
@@ -980,40 +872,18 @@ mod tests {
     #[test]
     fn invalid_configs_are_rejected() {
         let bad = [
-            GenConfig {
-                products: 0,
-                ..small()
-            },
-            GenConfig {
-                zipf: f64::NAN,
-                ..small()
-            },
-            GenConfig {
-                days: 0.0,
-                ..small()
-            },
-            GenConfig {
-                refund_rate: 1.5,
-                ..small()
-            },
-            GenConfig {
-                refund_rate: 0.6,
-                duplicate_rate: 0.6,
-                ..small()
-            },
-            GenConfig {
-                start_ms: -1,
-                ..small()
-            },
+            GenConfig { products: 0, ..small() },
+            GenConfig { zipf: f64::NAN, ..small() },
+            GenConfig { days: 0.0, ..small() },
+            GenConfig { refund_rate: 1.5, ..small() },
+            GenConfig { refund_rate: 0.6, duplicate_rate: 0.6, ..small() },
+            GenConfig { start_ms: -1, ..small() },
         ];
         for cfg in &bad {
             let err = generate(cfg, &mut Vec::new()).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{cfg:?}");
         }
-        let empty = GenConfig {
-            events: 0,
-            ..small()
-        };
+        let empty = GenConfig { events: 0, ..small() };
         assert_eq!(gen(&empty), (String::new(), GenStats::default()));
     }
 

@@ -1,1 +1,241 @@
-fn main() {}
+//! The `topk` command line; see the library crate docs for the layout.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use topk::config::{self, Settings};
+use topk::gen::{self, GenConfig, GenFormat, LiveTraffic};
+use topk::http;
+use topk::pipeline::{self, Pipeline};
+use topk::replay::{self, Format};
+
+#[derive(Parser)]
+#[command(name = "topk", version, about = "Top-K products by sales: ingest, aggregate, archive, serve")]
+struct Cli {
+    /// TOML configuration file (settings as in --help, snake_case)
+    #[arg(long, global = true, env = "TOPK_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every role in one process: ingest API, aggregators, archive
+    Serve {
+        /// Also generate live demo traffic (Zipf over 100k products, with spikes)
+        #[arg(long)]
+        demo: bool,
+        /// Demo events per second
+        #[arg(long, default_value_t = 2000)]
+        demo_rate: u32,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Run NDJSON or CSV files through the pipeline; resumes after a crash
+    Replay {
+        /// Input files (.csv is CSV, anything else NDJSON)
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Send to a running `topk serve` at this URL instead of the local data directory
+        #[arg(long)]
+        server: Option<String>,
+        /// Input format, when the file name does not tell
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Write deterministic synthetic sale events (NDJSON or CSV)
+    Gen {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 100_000)]
+        products: u64,
+        /// Zipf exponent of product popularity
+        #[arg(long, default_value_t = 1.1)]
+        zipf: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// First timestamp (RFC 3339 or YYYY-MM-DD)
+        #[arg(long, default_value = "2026-11-01")]
+        start: String,
+        /// Days the events span
+        #[arg(long, default_value_t = 1.0)]
+        days: f64,
+        #[arg(long, default_value_t = 0.01)]
+        refund_rate: f64,
+        #[arg(long, default_value_t = 0.005)]
+        duplicate_rate: f64,
+        /// Share of events arriving 1-3 hours late
+        #[arg(long, default_value_t = 0.0)]
+        late_rate: f64,
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: Format,
+        /// Output file (default: standard output)
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOPK_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn parse_start(s: &str) -> anyhow::Result<i64> {
+    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
+    topk_core::timestamp::parse_rfc3339(&full).map_err(anyhow::Error::msg)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { demo, demo_rate, settings } => {
+            init_logging("info");
+            serve(settings.over_file(cli.config.as_deref())?, demo.then_some(demo_rate))
+        }
+        Command::Replay { files, server, format, settings } => {
+            init_logging("warn");
+            let mut cfg = settings.over_file(cli.config.as_deref())?;
+            // A replay's input is history: no wall-clock watermark for idle partitions.
+            cfg.aggregator.idle_timeout = None;
+            match server {
+                Some(url) => replay::replay_remote(&url, cfg.auth_token.as_deref(), &files).map(drop),
+                None => replay::replay_local(cfg, &files, format).map(drop),
+            }
+        }
+        Command::Gen {
+            events,
+            products,
+            zipf,
+            seed,
+            start,
+            days,
+            refund_rate,
+            duplicate_rate,
+            late_rate,
+            format,
+            output,
+        } => {
+            let cfg = GenConfig {
+                events,
+                products,
+                zipf,
+                seed,
+                start_ms: parse_start(&start)?,
+                days,
+                refund_rate,
+                duplicate_rate,
+                late_rate,
+                format: match format {
+                    Format::Ndjson => GenFormat::Ndjson,
+                    Format::Csv => GenFormat::Csv,
+                },
+            };
+            let started = Instant::now();
+            let stats = match &output {
+                Some(path) => {
+                    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+                    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+                    let stats = gen::generate(&cfg, &mut w)?;
+                    w.flush()?;
+                    stats
+                }
+                None => gen::generate(&cfg, &mut std::io::stdout().lock())?,
+            };
+            eprintln!(
+                "generated {} lines ({} sales, {} refunds, {} duplicates) in {:.1} s",
+                stats.lines,
+                stats.sales,
+                stats.refunds,
+                stats.duplicates,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down: flushing and committing");
+}
+
+/// Demo traffic: `rate` live events per second through the normal ingest path.
+fn demo_traffic(state: Arc<http::AppState>, rate: u32, stop: Arc<AtomicBool>) {
+    let seed = pipeline::now_ms() as u64;
+    let mut traffic = LiveTraffic::new(100_000, 1.1, seed);
+    let mut ingestor = state.pipeline.ingestor();
+    let mut buf = Vec::new();
+    let per_tick = (rate / 10).max(1);
+    while !stop.load(Ordering::SeqCst) {
+        let tick = Instant::now();
+        buf.clear();
+        for _ in 0..per_tick {
+            traffic.next_line(pipeline::now_ms(), &mut buf);
+        }
+        if let Err(e) = ingestor.ingest_ndjson(&buf, 1, 0, None) {
+            tracing::error!(error = %e, "demo traffic could not append");
+        }
+        std::thread::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed()));
+    }
+}
+
+fn serve(cfg: config::Config, demo_rate: Option<u32>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let listen = cfg.listen;
+    let data_dir = cfg.data_dir.clone();
+    let pipeline = Pipeline::start(cfg)?;
+    let state = Arc::new(http::AppState { pipeline });
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut background = Vec::new();
+    if let Some(rate) = demo_rate {
+        let (state, stop) = (state.clone(), stop.clone());
+        background.push(std::thread::spawn(move || demo_traffic(state, rate, stop)));
+    }
+    {
+        let (state, stop) = (state.clone(), stop.clone());
+        background.push(std::thread::spawn(move || {
+            let mut last = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(200));
+                if last.elapsed() >= Duration::from_secs(60) {
+                    last = Instant::now();
+                    for log in [&state.pipeline.events, &state.pipeline.flush] {
+                        if let Err(e) = log.enforce_retention() {
+                            tracing::warn!(error = %e, "retention failed");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        println!("topk serving on http://{addr} (data in {})", data_dir.display());
+        tracing::info!(%addr, demo = demo_rate.is_some(), "listening");
+        http::run(listener, state.clone(), shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    stop.store(true, Ordering::SeqCst);
+    for h in background {
+        let _ = h.join();
+    }
+    let state = Arc::try_unwrap(state).map_err(|_| anyhow::anyhow!("server state still in use at shutdown"))?;
+    state.pipeline.shutdown()
+}

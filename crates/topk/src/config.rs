@@ -1,0 +1,191 @@
+//! Configuration: built-in defaults, then a TOML file, then `TOPK_*` environment
+//! variables, then command-line flags — each later layer wins.
+//!
+//! [`Settings`] is both the flag set and the file format, so a setting has one name
+//! everywhere: `--flush-interval-ms` / `TOPK_FLUSH_INTERVAL_MS` / `flush_interval_ms`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use topk_aggregator::AggregatorConfig;
+use topk_log::{FsyncPolicy, LogConfig};
+
+/// Every setting, each optional so that layers can be merged. The doc comments are the
+/// reference documentation (`topk serve --help`).
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the logs, the archive and the state live [default: ./topk-data]
+    #[arg(long, env = "TOPK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address the HTTP server listens on [default: 127.0.0.1:8080]
+    #[arg(long, env = "TOPK_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Partitions of the events and flush logs; fixed once data exists [default: 8]
+    #[arg(long, env = "TOPK_PARTITIONS")]
+    pub partitions: Option<u32>,
+    /// "batch": fsync before an ingest batch is acknowledged; "never": leave it to the OS [default: batch]
+    #[arg(long, env = "TOPK_FSYNC")]
+    pub fsync: Option<String>,
+    /// Log segment size in bytes [default: 134217728]
+    #[arg(long, env = "TOPK_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Hours to keep consumed log segments [default: 168]
+    #[arg(long, env = "TOPK_RETENTION_HOURS")]
+    pub retention_hours: Option<u64>,
+    /// Aggregator flush interval in ms [default: 10000]
+    #[arg(long, env = "TOPK_FLUSH_INTERVAL_MS")]
+    pub flush_interval_ms: Option<u64>,
+    /// Aggregator entries per partition that force a flush (bounds memory) [default: 500000]
+    #[arg(long, env = "TOPK_MAX_ENTRIES")]
+    pub max_entries: Option<usize>,
+    /// Allowed lateness of events behind the newest, in ms [default: 300000]
+    #[arg(long, env = "TOPK_ALLOWED_LATENESS_MS")]
+    pub allowed_lateness_ms: Option<i64>,
+    /// Event-time window in which a repeated event_id is dropped as a duplicate, in ms [default: 600000]
+    #[arg(long, env = "TOPK_DEDUP_WINDOW_MS")]
+    pub dedup_window_ms: Option<i64>,
+    /// How far in the future (vs. this machine's clock) a ts may lie, in ms [default: 86400000]
+    #[arg(long, env = "TOPK_MAX_FUTURE_MS")]
+    pub max_future_ms: Option<i64>,
+    /// Largest accepted ingest request body, after gzip decompression, in bytes [default: 67108864]
+    #[arg(long, env = "TOPK_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Bearer token required by the ingest API (none: open)
+    #[arg(long, env = "TOPK_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+}
+
+/// Fills every `None` in `$a` from `$b`.
+macro_rules! merge {
+    ($a:ident, $b:ident, $($f:ident),+) => { $( if $a.$f.is_none() { $a.$f = $b.$f.clone(); } )+ };
+}
+
+impl Settings {
+    /// Layers `self` (flags and env, already merged by clap) over a TOML file.
+    pub fn over_file(mut self, file: Option<&Path>) -> anyhow::Result<Config> {
+        if let Some(path) = file {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+            let f: Settings = toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
+            merge!(
+                self,
+                f,
+                data_dir,
+                listen,
+                partitions,
+                fsync,
+                segment_bytes,
+                retention_hours,
+                flush_interval_ms,
+                max_entries,
+                allowed_lateness_ms,
+                dedup_window_ms,
+                max_future_ms,
+                max_body_bytes,
+                auth_token
+            );
+        }
+        self.resolve()
+    }
+
+    fn resolve(self) -> anyhow::Result<Config> {
+        let partitions = self.partitions.unwrap_or(8);
+        anyhow::ensure!((1..=1024).contains(&partitions), "partitions must be between 1 and 1024, got {partitions}");
+        let fsync: FsyncPolicy = self.fsync.as_deref().unwrap_or("batch").parse().map_err(anyhow::Error::msg)?;
+        let flush_interval_ms = self.flush_interval_ms.unwrap_or(10_000);
+        anyhow::ensure!(flush_interval_ms > 0, "flush_interval_ms must be positive");
+        let max_entries = self.max_entries.unwrap_or(500_000);
+        anyhow::ensure!(max_entries > 0, "max_entries must be positive");
+        let non_negative = |name: &str, v: i64| {
+            anyhow::ensure!(v >= 0, "{name} must not be negative, got {v}");
+            Ok(v)
+        };
+        Ok(Config {
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./topk-data")),
+            listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            log: LogConfig {
+                partitions,
+                segment_bytes: self.segment_bytes.unwrap_or(128 << 20).max(1 << 16),
+                fsync,
+                retention: Duration::from_secs(self.retention_hours.unwrap_or(168) * 3600),
+            },
+            aggregator: AggregatorConfig {
+                flush_interval: Duration::from_millis(flush_interval_ms),
+                max_entries,
+                allowed_lateness_ms: non_negative("allowed_lateness_ms", self.allowed_lateness_ms.unwrap_or(300_000))?,
+                dedup_window_ms: non_negative("dedup_window_ms", self.dedup_window_ms.unwrap_or(600_000))?,
+                idle_timeout: Some(Duration::from_secs(30)),
+            },
+            max_future_ms: non_negative("max_future_ms", self.max_future_ms.unwrap_or(24 * 3_600_000))?,
+            max_body_bytes: self.max_body_bytes.unwrap_or(64 << 20),
+            auth_token: self.auth_token.filter(|t| !t.is_empty()),
+        })
+    }
+}
+
+/// The resolved configuration of one process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub log: LogConfig,
+    pub aggregator: AggregatorConfig,
+    pub max_future_ms: i64,
+    pub max_body_bytes: usize,
+    pub auth_token: Option<String>,
+}
+
+impl Config {
+    pub fn events_dir(&self) -> PathBuf {
+        self.data_dir.join("events")
+    }
+    pub fn flush_dir(&self) -> PathBuf {
+        self.data_dir.join("flush")
+    }
+    pub fn archive_dir(&self) -> PathBuf {
+        self.data_dir.join("archive")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    #[test]
+    fn flags_beat_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("topk.toml");
+        std::fs::write(&file, "partitions = 4\nflush_interval_ms = 2000\nfsync = \"never\"\n").unwrap();
+        let cli = Cli::parse_from(["topk", "--partitions", "2"]);
+        let cfg = cli.settings.over_file(Some(&file)).unwrap();
+        assert_eq!(cfg.log.partitions, 2, "flag wins over file");
+        assert_eq!(cfg.aggregator.flush_interval, Duration::from_secs(2), "file wins over default");
+        assert_eq!(cfg.log.fsync, FsyncPolicy::Never);
+        assert_eq!(cfg.aggregator.max_entries, 500_000, "default");
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("topk.toml");
+        std::fs::write(&file, "partitons = 4\n").unwrap();
+        let err = format!("{:#}", Settings::default().over_file(Some(&file)).unwrap_err());
+        assert!(err.contains("unknown field `partitons`"), "{err}");
+        let err = Settings { fsync: Some("sometimes".into()), ..Settings::default() }.over_file(None).unwrap_err();
+        assert!(err.to_string().contains("unknown fsync policy \"sometimes\""), "{err}");
+        let err = Settings { partitions: Some(0), ..Settings::default() }.over_file(None).unwrap_err();
+        assert!(err.to_string().contains("partitions must be between 1 and 1024"), "{err}");
+    }
+}

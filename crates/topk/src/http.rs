@@ -1,0 +1,146 @@
+//! The HTTP front of `topk serve`: ingest, health, and source positions for remote replay.
+//!
+//! `run` takes an already-bound listener, so tests bind port 0 and never race for ports.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::pipeline::{Pipeline, SourceResume};
+
+/// What the handlers share.
+pub struct AppState {
+    pub pipeline: Pipeline,
+}
+
+type Shared = Arc<AppState>;
+
+pub fn router(state: Shared) -> Router {
+    let limit = state.pipeline.cfg.max_body_bytes;
+    Router::new()
+        .route("/api/v1/events", post(ingest))
+        .route("/api/v1/sources/{id}", get(source))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.pipeline.cfg.auth_token else { return true };
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // Compare in constant time so the token cannot be guessed byte by byte.
+    given.is_some_and(|g| {
+        g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    })
+}
+
+/// Where a request's body sits in a replayed file (`topk replay --server`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceParams {
+    source: Option<u64>,
+    #[serde(default)]
+    offset: u64,
+    #[serde(default)]
+    line: Option<u64>,
+}
+
+async fn ingest(
+    State(state): State<Shared>,
+    Query(params): Query<SourceParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)");
+    }
+    let limit = state.pipeline.cfg.max_body_bytes;
+    let gzip = headers.get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let body = if gzip {
+        let mut out = Vec::new();
+        // Read one byte past the limit to tell "at the limit" from "over it" (gzip bombs).
+        match flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1).read_to_end(&mut out) {
+            Ok(_) if out.len() > limit => {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, format!("decompressed body is over {limit} bytes"))
+            }
+            Ok(_) => Bytes::from(out),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not valid gzip: {e}")),
+        }
+    } else {
+        body
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return error(StatusCode::BAD_REQUEST, "empty body: send NDJSON, one event per line");
+    }
+    let result = tokio::task::spawn_blocking(move || {
+        let mut ingestor = state.pipeline.ingestor();
+        match params.source {
+            Some(id) if id != 0 => {
+                let (mut resume, _) = SourceResume::load(&state.pipeline.events, id)?;
+                let line = params.line.unwrap_or(1);
+                ingestor.ingest_ndjson(&body, line, params.offset, Some(&mut resume))
+            }
+            _ => ingestor.ingest_ndjson(&body, 1, 0, None),
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(report)) => {
+            let status = if report.accepted == 0 && report.already_ingested == 0 && report.rejected_count > 0 {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(report)).into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "ingest append failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, format!("could not append to the events log: {e}"))
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("ingest task failed: {e}")),
+    }
+}
+
+async fn source(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    if !authorized(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)");
+    }
+    match SourceResume::load(&state.pipeline.events, id) {
+        Ok((_, start)) => Json(json!({ "source": id, "offset": start.pos, "line": start.line })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn healthz(State(state): State<Shared>) -> Response {
+    match state.pipeline.failure() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(f) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {f}\n")).into_response(),
+    }
+}
+
+async fn readyz(State(state): State<Shared>) -> Response {
+    healthz(State(state)).await
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,17 @@
+//! `topk`: top-K products by sales, one binary for every role.
+//!
+//! # Layout
+//! - [`config`]: flags > `TOPK_*` env > TOML file > defaults.
+//! - [`pipeline`]: the embedded roles (aggregators, archive) on threads, and the ingestor.
+//! - [`http`]: the HTTP API of `topk serve`.
+//! - [`replay`]: `topk replay FILE...`, local or against a server.
+//! - [`gen`]: deterministic synthetic events, and the live demo traffic.
+//!
+//! The roles themselves live in their own crates: `topk-log`, `topk-aggregator`,
+//! `topk-archive`; pure logic in `topk-core`.
+
+pub mod config;
+pub mod gen;
+pub mod http;
+pub mod pipeline;
+pub mod replay;

@@ -1,0 +1,285 @@
+//! The embedded pipeline: the events log, one aggregator thread per partition, the flush
+//! log and the archive thread, wired together in one process; and the [`Ingestor`] that
+//! turns input lines into appended batches.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use topk_aggregator::Control;
+use topk_archive::{Archive, ArchiveProgress};
+use topk_core::codec;
+use topk_core::event::{parse_ndjson, Event, Limits, LineInfo, Rejection};
+use topk_core::partition::partition_of;
+use topk_core::Shutdown;
+use topk_log::{Log, LogError, SourcePos};
+
+use crate::config::Config;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The first error any role thread hit; the pipeline stops serving once set.
+type Failure = Arc<Mutex<Option<String>>>;
+
+/// All roles of the embedded default, running on threads.
+pub struct Pipeline {
+    pub cfg: Config,
+    pub events: Log,
+    pub flush: Log,
+    pub control: Arc<Control>,
+    pub archive: Arc<ArchiveProgress>,
+    archive_shutdown: Shutdown,
+    aggregators: Vec<JoinHandle<()>>,
+    archiver: Option<JoinHandle<()>>,
+    failure: Failure,
+}
+
+fn spawn_role(
+    name: String,
+    failure: &Failure,
+    f: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+) -> JoinHandle<()> {
+    let failure = failure.clone();
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            if let Err(e) = f() {
+                tracing::error!(role = %name, error = %format!("{e:#}"), "role failed");
+                failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(format!("{name}: {e:#}"));
+            }
+        })
+        .expect("spawning a role thread")
+}
+
+impl Pipeline {
+    /// Opens the data directory (recovering from any crash) and starts every role.
+    pub fn start(cfg: Config) -> anyhow::Result<Pipeline> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+        let events = Log::open(cfg.events_dir(), cfg.log.clone()).context("opening the events log")?;
+        let flush = Log::open(cfg.flush_dir(), cfg.log.clone()).context("opening the flush log")?;
+        let partitions = cfg.log.partitions;
+        let control = Arc::new(Control::new(partitions, Shutdown::default()));
+        let archive_progress = ArchiveProgress::new(partitions);
+        let archive = Archive::open(cfg.archive_dir(), partitions).context("opening the archive")?;
+        let failure: Failure = Arc::default();
+        let aggregators = (0..partitions)
+            .map(|p| {
+                let (events, flush, control, agg_cfg) =
+                    (events.clone(), flush.clone(), control.clone(), cfg.aggregator.clone());
+                spawn_role(format!("aggregator-{p}"), &failure, move || {
+                    Ok(topk_aggregator::run(&events, &flush, p, agg_cfg, &control)?)
+                })
+            })
+            .collect();
+        let archive_shutdown = Shutdown::default();
+        let archiver = {
+            let (flush, progress, shutdown) = (flush.clone(), archive_progress.clone(), archive_shutdown.clone());
+            spawn_role("archive".into(), &failure, move || {
+                Ok(topk_archive::run(&flush, archive, &progress, &shutdown)?)
+            })
+        };
+        tracing::info!(data_dir = %cfg.data_dir.display(), partitions, "pipeline started");
+        Ok(Pipeline {
+            cfg,
+            events,
+            flush,
+            control,
+            archive: archive_progress,
+            archive_shutdown,
+            aggregators,
+            archiver: Some(archiver),
+            failure,
+        })
+    }
+
+    /// The first role failure, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn ingestor(&self) -> Ingestor {
+        Ingestor::new(self.events.clone(), self.cfg.max_future_ms)
+    }
+
+    /// Declares the input complete: every partition flushes all it holds as final (its
+    /// hours close), and this returns once the archive has recorded all of it.
+    pub fn drain(&self) -> anyhow::Result<()> {
+        let request = self.control.request_drain();
+        while !self.control.all_drained(request) {
+            self.check()?;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for p in 0..self.flush.partitions() {
+            let end = self.flush.end_offset(p)?;
+            while self.archive.applied[p as usize].load(Ordering::SeqCst) < end {
+                self.check()?;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        match self.failure() {
+            Some(f) => anyhow::bail!("pipeline failed: {f}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops every role in order: aggregators flush what they hold, then the archive
+    /// records it, then everything is committed.
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        self.control.shutdown.trigger();
+        for h in self.aggregators.drain(..) {
+            let _ = h.join();
+        }
+        self.archive_shutdown.trigger();
+        if let Some(h) = self.archiver.take() {
+            let _ = h.join();
+        }
+        tracing::info!("pipeline stopped");
+        self.check()
+    }
+}
+
+/// What one ingest call did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct IngestReport {
+    pub accepted: u64,
+    /// Lines skipped because an earlier run of the same source already appended them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub already_ingested: u64,
+    pub rejected_count: u64,
+    /// The rejected lines, at most [`MAX_LISTED_REJECTIONS`] of them.
+    pub rejected: Vec<Rejection>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A reply lists this many rejected lines at most; `rejected_count` has the total.
+pub const MAX_LISTED_REJECTIONS: usize = 1000;
+
+impl IngestReport {
+    fn add_rejections(&mut self, rejections: Vec<Rejection>) {
+        self.rejected_count += rejections.len() as u64;
+        let room = MAX_LISTED_REJECTIONS.saturating_sub(self.rejected.len());
+        self.rejected.extend(rejections.into_iter().take(room));
+    }
+
+    pub fn merge(&mut self, other: IngestReport) {
+        self.accepted += other.accepted;
+        self.already_ingested += other.already_ingested;
+        self.rejected_count += other.rejected_count - other.rejected.len() as u64;
+        self.add_rejections(other.rejected);
+    }
+}
+
+/// Where a source (a file being replayed) stands in each partition.
+#[derive(Debug, Clone)]
+pub struct SourceResume {
+    pub source: u64,
+    /// Per partition, the input byte offset below which its lines are already in the log.
+    pub done: Vec<u64>,
+}
+
+impl SourceResume {
+    /// Reads the positions the log recorded for `source`.
+    pub fn load(log: &Log, source: u64) -> Result<(SourceResume, SourcePos), LogError> {
+        let mut done = Vec::with_capacity(log.partitions() as usize);
+        let mut start = SourcePos { source, pos: u64::MAX, line: 0 };
+        for p in 0..log.partitions() {
+            let pos = log.source_position(p, source)?.unwrap_or(SourcePos { source, pos: 0, line: 0 });
+            done.push(pos.pos);
+            if pos.pos < start.pos {
+                start = pos;
+            }
+        }
+        Ok((SourceResume { source, done }, start))
+    }
+}
+
+/// Parses, validates and partitions input, and appends it to the events log.
+pub struct Ingestor {
+    log: Log,
+    max_future_ms: i64,
+    buffers: Vec<Vec<u8>>,
+    counts: Vec<u32>,
+}
+
+impl Ingestor {
+    pub fn new(log: Log, max_future_ms: i64) -> Self {
+        let n = log.partitions() as usize;
+        Ingestor { log, max_future_ms, buffers: vec![Vec::new(); n], counts: vec![0; n] }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits { now_ms: now_ms(), max_future_ms: self.max_future_ms }
+    }
+
+    /// Routes one valid event to its partition's buffer, unless `resume` says that
+    /// partition already has this line. Returns whether it was taken.
+    pub fn add(&mut self, info: LineInfo, event: &Event<'_>, resume: Option<&SourceResume>) -> bool {
+        let p = partition_of(event.product_id.as_bytes(), self.log.partitions()) as usize;
+        if resume.is_some_and(|r| info.start < r.done[p]) {
+            return false;
+        }
+        codec::encode(event, &mut self.buffers[p]);
+        self.counts[p] += 1;
+        true
+    }
+
+    /// Appends the buffered events durably. With a source, every partition records
+    /// `pos` (even with no events), so a later resume knows it is done up to there.
+    pub fn commit(&mut self, source: Option<(&mut SourceResume, SourcePos)>) -> Result<(), LogError> {
+        let pos = source.as_ref().map(|(_, pos)| *pos).unwrap_or_default();
+        let batches: Vec<(u32, u32, &[u8], SourcePos)> = (0..self.buffers.len())
+            .filter(|&p| self.counts[p] > 0 || pos.source != 0)
+            .map(|p| (p as u32, self.counts[p], self.buffers[p].as_slice(), pos))
+            .collect();
+        if !batches.is_empty() {
+            self.log.append_all(&batches)?;
+        }
+        if let Some((resume, pos)) = source {
+            resume.done.iter_mut().for_each(|d| *d = (*d).max(pos.pos));
+        }
+        self.buffers.iter_mut().for_each(Vec::clear);
+        self.counts.iter_mut().for_each(|c| *c = 0);
+        Ok(())
+    }
+
+    /// Ingests an NDJSON buffer: valid lines are appended (durably, per the fsync
+    /// policy) before this returns; bad lines are reported. With a source, `base_offset`
+    /// and `first_line` place the buffer in the source and the source position is recorded.
+    pub fn ingest_ndjson(
+        &mut self,
+        body: &[u8],
+        first_line: u64,
+        base_offset: u64,
+        mut source: Option<&mut SourceResume>,
+    ) -> Result<IngestReport, LogError> {
+        let mut report = IngestReport::default();
+        let limits = self.limits();
+        let rejections = parse_ndjson(body, first_line, base_offset, &limits, |info, ev| {
+            if self.add(info, &ev, source.as_deref()) {
+                report.accepted += 1;
+            } else {
+                report.already_ingested += 1;
+            }
+        });
+        report.add_rejections(rejections);
+        let pos = SourcePos {
+            source: source.as_ref().map_or(0, |s| s.source),
+            pos: base_offset + body.len() as u64,
+            line: first_line - 1 + body.iter().filter(|&&b| b == b'\n').count() as u64,
+        };
+        self.commit(source.as_deref_mut().map(|s| (s, pos)))?;
+        Ok(report)
+    }
+}

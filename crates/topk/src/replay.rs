@@ -1,0 +1,350 @@
+//! `topk replay FILE...`: runs input files through the embedded pipeline (or sends them
+//! to a running server), resuming exactly where an interrupted run of the same file stopped.
+//!
+//! A file is identified by its name and its first 64 KiB, and every appended batch
+//! records how far into the file it reaches, atomically with its events (see
+//! `topk_log::SourcePos`). Running the same replay again after a crash therefore skips
+//! exactly the lines already in the log; running it after a complete replay does nothing.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use topk_core::event::{CsvHeader, LineInfo, Rejection};
+use topk_log::SourcePos;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::config::Config;
+use crate::pipeline::{IngestReport, Ingestor, Pipeline, SourceResume};
+
+/// Bytes of input per appended batch: large enough to amortise the fsync.
+const CHUNK: usize = 8 << 20;
+/// A line longer than this is an error rather than an unbounded buffer.
+const MAX_LINE: usize = 64 << 20;
+/// CSV records per appended batch.
+const CSV_CHUNK: usize = 50_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Ndjson,
+    Csv,
+}
+
+impl Format {
+    /// `.csv` (also `.csv.*`) is CSV, anything else NDJSON.
+    pub fn of(path: &Path) -> Format {
+        let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+        if name.ends_with(".csv") || name.contains(".csv.") {
+            Format::Csv
+        } else {
+            Format::Ndjson
+        }
+    }
+}
+
+/// The stable identity of an input file: its name and first 64 KiB.
+pub fn source_id(path: &Path) -> anyhow::Result<u64> {
+    let mut head = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().into_bytes();
+    head.push(0);
+    File::open(path)
+        .and_then(|f| f.take(64 << 10).read_to_end(&mut head))
+        .with_context(|| format!("reading {}", path.display()))?;
+    // 0 means "no source" in the log, so never hand it out.
+    Ok(xxh3_64(&head).max(1))
+}
+
+/// Totals of a replay.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub files: usize,
+    pub report: IngestReport,
+    pub bytes: u64,
+    pub elapsed_s: f64,
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn print_rejections(file: &Path, rejected: &[Rejection], total: u64) {
+    for r in rejected.iter().take(100) {
+        eprintln!("{}:{r}", file.display());
+    }
+    if total > 100 {
+        eprintln!("{}: … and {} more rejected lines", file.display(), total - 100);
+    }
+}
+
+/// Replays `files` in-process on the data directory; returns when everything is
+/// flushed and archived.
+pub fn replay_local(cfg: Config, files: &[PathBuf], format: Option<Format>) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let pipeline = Pipeline::start(cfg)?;
+    let total: u64 = files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
+    let bar = progress_bar(total);
+    let mut summary = Summary::default();
+    let mut ingestor = pipeline.ingestor();
+    for path in files {
+        let report = match format.unwrap_or_else(|| Format::of(path)) {
+            Format::Ndjson => replay_ndjson(&pipeline, &mut ingestor, path, &bar, started)?,
+            Format::Csv => replay_csv(&pipeline, &mut ingestor, path, &bar, started)?,
+        };
+        print_rejections(path, &report.rejected, report.rejected_count);
+        summary.files += 1;
+        summary.report.merge(report);
+    }
+    bar.set_message("flushing and archiving…");
+    pipeline.drain()?;
+    bar.finish_and_clear();
+    summary.bytes = total;
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    let duplicates: u64 = pipeline.control.progress.iter().map(|p| p.duplicates.load(Ordering::Relaxed)).sum();
+    let late: u64 = pipeline.control.progress.iter().map(|p| p.late.load(Ordering::Relaxed)).sum();
+    let r = &summary.report;
+    println!(
+        "replayed {} file(s) in {:.1} s: {} events accepted ({:.0}/s), {} rejected, {} duplicates dropped, {} late, {} already ingested earlier",
+        summary.files,
+        summary.elapsed_s,
+        r.accepted,
+        r.accepted as f64 / summary.elapsed_s.max(1e-9),
+        r.rejected_count,
+        duplicates,
+        late,
+        r.already_ingested,
+    );
+    println!(
+        "archive: {} new file(s) under {}",
+        pipeline.archive.files.load(Ordering::Relaxed),
+        pipeline.cfg.archive_dir().display()
+    );
+    pipeline.shutdown()?;
+    Ok(summary)
+}
+
+fn set_rate(bar: &ProgressBar, started: Instant, accepted: u64) {
+    let rate = accepted as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    bar.set_message(format!("{accepted} events, {rate:.0} events/s"));
+}
+
+fn replay_ndjson(
+    pipeline: &Pipeline,
+    ingestor: &mut Ingestor,
+    path: &Path,
+    bar: &ProgressBar,
+    started: Instant,
+) -> anyhow::Result<IngestReport> {
+    let id = source_id(path)?;
+    let (mut resume, start) = SourceResume::load(&pipeline.events, id)?;
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = file.metadata()?.len();
+    let mut report = IngestReport::default();
+    if start.pos >= len {
+        bar.inc(len);
+        eprintln!("{}: already replayed completely, nothing to do", path.display());
+        return Ok(report);
+    }
+    if start.pos > 0 {
+        tracing::info!(file = %path.display(), offset = start.pos, line = start.line + 1, "resuming replay");
+    }
+    file.seek(SeekFrom::Start(start.pos))?;
+    bar.inc(start.pos);
+    let (mut offset, mut line) = (start.pos, start.line + 1);
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + (64 << 10));
+    let mut eof = false;
+    loop {
+        if !eof {
+            let before = buf.len();
+            (&mut file).take(CHUNK as u64).read_to_end(&mut buf)?;
+            eof = buf.len() - before < CHUNK;
+        }
+        // Cut after the last complete line; at the end of the file take everything.
+        let cut = match buf.iter().rposition(|&b| b == b'\n') {
+            _ if eof => buf.len(),
+            Some(i) => i + 1,
+            None if buf.len() > MAX_LINE => bail!("{}: line {line} is longer than {MAX_LINE} bytes", path.display()),
+            None => continue,
+        };
+        if cut == 0 {
+            break;
+        }
+        let chunk = &buf[..cut];
+        let lines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        let r = ingestor.ingest_ndjson(chunk, line, offset, Some(&mut resume))?;
+        report.merge(r);
+        offset += cut as u64;
+        line += lines;
+        bar.inc(cut as u64);
+        set_rate(bar, started, report.accepted);
+        buf.drain(..cut);
+    }
+    Ok(report)
+}
+
+fn replay_csv(
+    pipeline: &Pipeline,
+    ingestor: &mut Ingestor,
+    path: &Path,
+    bar: &ProgressBar,
+    started: Instant,
+) -> anyhow::Result<IngestReport> {
+    let id = source_id(path)?;
+    let (mut resume, start) = SourceResume::load(&pipeline.events, id)?;
+    let open = || File::open(path).with_context(|| format!("opening {}", path.display()));
+    let len = open()?.metadata()?.len();
+    let mut report = IngestReport::default();
+    if start.pos >= len {
+        bar.inc(len);
+        eprintln!("{}: already replayed completely, nothing to do", path.display());
+        return Ok(report);
+    }
+    let builder = || {
+        let mut b = csv::ReaderBuilder::new();
+        b.has_headers(false).flexible(true);
+        b
+    };
+    let mut rdr = builder().from_reader(std::io::BufReader::with_capacity(1 << 20, open()?));
+    let mut record = csv::ByteRecord::new();
+    if !rdr.read_byte_record(&mut record)? {
+        return Ok(report);
+    }
+    let header = CsvHeader::new(&record).map_err(|e| anyhow::anyhow!("{}: line 1: {e}", path.display()))?;
+    let (base, base_line) = if start.pos > 0 {
+        let mut f = open()?;
+        f.seek(SeekFrom::Start(start.pos))?;
+        rdr = builder().from_reader(std::io::BufReader::with_capacity(1 << 20, f));
+        (start.pos, start.line)
+    } else {
+        (0, 0)
+    };
+    bar.inc(base + rdr.position().byte());
+    let mut done = base + rdr.position().byte();
+    loop {
+        let mut rejections = Vec::new();
+        let mut n = 0;
+        let mut more = true;
+        while n < CSV_CHUNK {
+            let at = rdr.position().clone();
+            let line = base_line + at.line();
+            match rdr.read_byte_record(&mut record) {
+                Ok(false) => {
+                    more = false;
+                    break;
+                }
+                Ok(true) => {
+                    let info = LineInfo { line, start: base + at.byte(), end: base + rdr.position().byte() };
+                    let limits = ingestor.limits();
+                    match header.parse(&record, line, &limits) {
+                        Ok(ev) => {
+                            if ingestor.add(info, &ev, Some(&resume)) {
+                                report.accepted += 1;
+                            } else {
+                                report.already_ingested += 1;
+                            }
+                        }
+                        Err(r) => rejections.push(r),
+                    }
+                }
+                Err(e) => rejections.push(Rejection { line, field: None, reason: format!("invalid CSV: {e}") }),
+            }
+            n += 1;
+        }
+        let pos =
+            SourcePos { source: id, pos: base + rdr.position().byte(), line: base_line + rdr.position().line() - 1 };
+        ingestor.commit(Some((&mut resume, pos)))?;
+        report.merge(IngestReport {
+            rejected_count: rejections.len() as u64,
+            rejected: rejections,
+            ..Default::default()
+        });
+        bar.inc(pos.pos - done);
+        done = pos.pos;
+        set_rate(bar, started, report.accepted);
+        if !more {
+            return Ok(report);
+        }
+    }
+}
+
+/// Sends `files` to a running `topk serve`, resuming from what the server has.
+pub fn replay_remote(server: &str, token: Option<&str>, files: &[PathBuf]) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let client = reqwest::blocking::Client::builder().timeout(None).build()?;
+    let server = server.trim_end_matches('/');
+    let auth = |req: reqwest::blocking::RequestBuilder| match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    };
+    let total: u64 = files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
+    let bar = progress_bar(total);
+    let mut summary = Summary { bytes: total, ..Summary::default() };
+    for path in files {
+        if Format::of(path) == Format::Csv {
+            bail!("{}: replay --server sends NDJSON only; replay CSV files locally", path.display());
+        }
+        let id = source_id(path)?;
+        let resp = auth(client.get(format!("{server}/api/v1/sources/{id}"))).send()?;
+        if !resp.status().is_success() {
+            bail!("{server}: GET /api/v1/sources/{id}: {} {}", resp.status(), resp.text().unwrap_or_default());
+        }
+        let start: serde_json::Value = resp.json()?;
+        let (mut offset, mut line) = (start["offset"].as_u64().unwrap_or(0), start["line"].as_u64().unwrap_or(0) + 1);
+        let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        file.seek(SeekFrom::Start(offset))?;
+        bar.inc(offset);
+        let mut rest = Vec::new();
+        file.read_to_end(&mut rest)?;
+        let mut body = rest.as_slice();
+        let mut report = IngestReport::default();
+        while !body.is_empty() {
+            let cut = if body.len() <= CHUNK {
+                body.len()
+            } else {
+                body[..CHUNK].iter().rposition(|&b| b == b'\n').map_or(body.len(), |i| i + 1)
+            };
+            let chunk = &body[..cut];
+            let url = format!("{server}/api/v1/events?source={id}&offset={offset}&line={line}");
+            let resp = auth(client.post(url)).body(chunk.to_vec()).send()?;
+            let status = resp.status();
+            let text = resp.text()?;
+            if !(status.is_success() || status == reqwest::StatusCode::BAD_REQUEST) {
+                bail!("{server}: POST /api/v1/events: {status} {text}");
+            }
+            let r: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("server reply {text:?}"))?;
+            let rejected: Vec<Rejection> = serde_json::from_value(r["rejected"].clone()).unwrap_or_default();
+            report.merge(IngestReport {
+                accepted: r["accepted"].as_u64().unwrap_or(0),
+                already_ingested: r["already_ingested"].as_u64().unwrap_or(0),
+                rejected_count: r["rejected_count"].as_u64().unwrap_or(0),
+                rejected,
+            });
+            line += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+            offset += cut as u64;
+            body = &body[cut..];
+            bar.inc(cut as u64);
+            set_rate(&bar, started, report.accepted);
+        }
+        print_rejections(path, &report.rejected, report.rejected_count);
+        summary.files += 1;
+        summary.report.merge(report);
+    }
+    bar.finish_and_clear();
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    println!(
+        "sent {} file(s) in {:.1} s: {} events accepted, {} rejected, {} already ingested earlier",
+        summary.files,
+        summary.elapsed_s,
+        summary.report.accepted,
+        summary.report.rejected_count,
+        summary.report.already_ingested
+    );
+    Ok(summary)
+}
