@@ -246,16 +246,14 @@ impl PartitionAggregator {
     /// Consumes the events of `batch` from the current position up to `until` (exclusive).
     /// With `count == false` only the dedup window and watermark are updated (recovery).
     fn consume(&mut self, batch: &topk_log::Batch, count: bool, until: u64) -> Result<(), AggregatorError> {
-        let mut offset = batch.base_offset;
         let mut batch_max = i64::MIN;
-        for ev in Decoder::new(&batch.payload) {
+        for (offset, ev) in (batch.base_offset..).zip(Decoder::new(&batch.payload)) {
             let ev = ev.map_err(|source| AggregatorError::Record { partition: self.partition, source })?;
             if offset >= self.next && offset < until {
                 batch_max = batch_max.max(ev.ts_ms);
                 self.observe(&ev, count);
                 self.next = offset + 1;
             }
-            offset += 1;
         }
         if batch_max != i64::MIN {
             self.batches.push_back((batch.base_offset, batch_max));

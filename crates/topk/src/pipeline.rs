@@ -262,7 +262,7 @@ impl Ingestor {
         body: &[u8],
         first_line: u64,
         base_offset: u64,
-        mut source: Option<&mut SourceResume>,
+        source: Option<&mut SourceResume>,
     ) -> Result<IngestReport, LogError> {
         let mut report = IngestReport::default();
         let limits = self.limits();
@@ -279,7 +279,7 @@ impl Ingestor {
             pos: base_offset + body.len() as u64,
             line: first_line - 1 + body.iter().filter(|&&b| b == b'\n').count() as u64,
         };
-        self.commit(source.as_deref_mut().map(|s| (s, pos)))?;
+        self.commit(source.map(|s| (s, pos)))?;
         Ok(report)
     }
 }

@@ -1,0 +1,94 @@
+//! Exactly once under kill -9: a replay is killed with SIGKILL at seeded random moments
+//! and restarted each time; the archive must still equal the ground truth exactly.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// splitmix64: a tiny seeded generator, so the kill schedule is reproducible.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[test]
+fn replay_killed_at_random_moments_still_archives_exact_sums() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    // Refunds and duplicates in the input; small flushes and segments so that a kill can
+    // land between any two of append, flush, segment roll, archive write and commit.
+    gen(
+        &input,
+        &[
+            "--events",
+            "300000",
+            "--products",
+            "20000",
+            "--start",
+            "2026-11-01",
+            "--days",
+            "2",
+            "--seed",
+            "11",
+            "--refund-rate",
+            "0.02",
+            "--duplicate-rate",
+            "0.01",
+        ],
+    );
+    let data = dir.path().join("data");
+    let replay_into = |data: &std::path::Path| {
+        let mut c = Command::new(topk_bin());
+        c.arg("replay")
+            .arg(&input)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--flush-interval-ms", "50", "--max-entries", "3000", "--segment-bytes", "262144"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    let replay = || replay_into(&data);
+
+    // How long an uninterrupted run takes on this machine, to spread kills over it.
+    let probe_dir = dir.path().join("probe");
+    let t0 = Instant::now();
+    let st = replay_into(&probe_dir).status().unwrap();
+    assert!(st.success());
+    let full = t0.elapsed().as_millis().max(200) as u64;
+
+    // CI uses the defaults; TOPK_CRASH_KILLS / TOPK_CRASH_SEED run longer stress locally.
+    let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (want_kills, mut rng) = (env("TOPK_CRASH_KILLS", 10), env("TOPK_CRASH_SEED", 0x5eed));
+    let mut kills = 0;
+    let mut attempts = 0;
+    while kills < want_kills {
+        attempts += 1;
+        assert!(attempts < want_kills * 6, "could not kill a running replay {want_kills} times");
+        let mut child = replay().spawn().unwrap();
+        let delay = 10 + next(&mut rng) % full;
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            kills += 1;
+            eprintln!("kill {kills}: after {delay} ms");
+        } else {
+            // It finished before the kill: the data directory is complete; start over on
+            // a fresh one so every kill still interrupts real work.
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert_sums_eq(&archive_sums(&data.join("archive")), &ground_truth(&input));
+            std::fs::remove_dir_all(&data).unwrap();
+        }
+    }
+    let out = replay().output().unwrap();
+    assert!(out.status.success(), "final replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_sums_eq(&archive_sums(&data.join("archive")), &ground_truth(&input));
+}

@@ -1,0 +1,201 @@
+//! The ingest API over a real socket: every kind of bad input gets a clear, per-line
+//! error, the valid lines beside it are kept, and nothing panics.
+
+mod common;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+use topk::config::Settings;
+use topk::http::{self, AppState};
+use topk::pipeline::Pipeline;
+
+struct Server {
+    url: String,
+    state: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(data: &std::path::Path, token: Option<&str>, max_body: usize) -> Server {
+    let cfg = Settings {
+        data_dir: Some(data.to_path_buf()),
+        max_body_bytes: Some(max_body),
+        auth_token: token.map(String::from),
+        ..Settings::default()
+    }
+    .over_file(None)
+    .unwrap();
+    let state = Arc::new(AppState { pipeline: Pipeline::start(cfg).unwrap() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(http::run(listener, state.clone(), async { rx.await.unwrap_or(()) }).map_ok());
+    Server { url, state, stop: Some(tx), task }
+}
+
+trait MapOk {
+    fn map_ok(self) -> impl std::future::Future<Output = ()> + Send;
+}
+impl<F: std::future::Future<Output = std::io::Result<()>> + Send> MapOk for F {
+    async fn map_ok(self) {
+        self.await.unwrap()
+    }
+}
+
+impl Server {
+    /// Stops the server and drains the pipeline so the archive holds everything accepted.
+    async fn finish(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.await.unwrap();
+        let state = Arc::try_unwrap(self.state).ok().expect("no other users");
+        tokio::task::spawn_blocking(move || {
+            state.pipeline.drain().unwrap();
+            state.pipeline.shutdown().unwrap();
+        })
+        .await
+        .unwrap();
+    }
+}
+
+fn now_ms() -> i64 {
+    topk::pipeline::now_ms()
+}
+
+fn valid(id: &str, product: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","ts":{},"product_id":"{product}","quantity":2,"price_cents":150}}"#,
+        now_ms() - 60_000
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_lines_get_clear_errors_and_valid_neighbours_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None, 1 << 20).await;
+    let now = now_ms();
+    let long = "x".repeat(10 * 1024);
+    let mut body = Vec::new();
+    let lines: Vec<(String, Option<(&str, &str)>)> = vec![
+        (valid("ok-1", "a"), None),
+        ("{\"event_id\":".into(), Some(("", "invalid JSON"))),
+        (format!(r#"{{"event_id":"m","ts":{now}}}"#), Some(("product_id", "is missing"))),
+        (format!(r#"{{"event_id":"e","ts":{now},"product_id":""}}"#), Some(("product_id", "is empty"))),
+        (
+            format!(r#"{{"event_id":"l","ts":{now},"product_id":"{long}"}}"#),
+            Some(("product_id", "is 10240 bytes long")),
+        ),
+        (
+            format!(r#"{{"event_id":"f","ts":{now},"product_id":"a","quantity":2.5}}"#),
+            Some(("quantity", "must be an integer")),
+        ),
+        (format!(r#"{{"event_id":"z","ts":{now},"product_id":"a","quantity":0}}"#), Some(("quantity", "is 0"))),
+        (
+            format!(r#"{{"event_id":"n","ts":{now},"product_id":"a","quantity":-3}}"#),
+            Some(("quantity", "is negative (-3) but kind is not \"refund\"")),
+        ),
+        (
+            r#"{"event_id":"t","ts":"last tuesday","product_id":"a"}"#.into(),
+            Some(("ts", "is not an RFC 3339 timestamp")),
+        ),
+        (
+            r#"{"event_id":"o","ts":"1999-12-31T23:59:59Z","product_id":"a"}"#.into(),
+            Some(("ts", "is before 2000-01-01")),
+        ),
+        (
+            format!(r#"{{"event_id":"u","ts":{},"product_id":"a"}}"#, now + 2 * 86_400_000),
+            Some(("ts", "in the future")),
+        ),
+        (
+            format!(r#"{{"event_id":"x","ts":{now},"product_id":"a","colour":"red"}}"#),
+            Some(("colour", "unknown field")),
+        ),
+        (valid("ok-2", "b"), None),
+    ];
+    for (line, _) in &lines {
+        body.extend_from_slice(line.as_bytes());
+        body.push(b'\n');
+    }
+    // Invalid UTF-8 on its own line, then one more valid line.
+    body.extend_from_slice(b"{\"event_id\":\"\xff\xfe\"}\n");
+    body.extend_from_slice(valid("ok-3", "a").as_bytes());
+
+    let resp = reqwest::Client::new().post(format!("{}/api/v1/events", server.url)).body(body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let reply: Value = resp.json().await.unwrap();
+    assert_eq!(reply["accepted"], 3, "{reply:#}");
+    let rejected = reply["rejected"].as_array().unwrap();
+    assert_eq!(reply["rejected_count"], 12);
+    assert_eq!(rejected.len(), 12);
+    for (i, (_, expect)) in lines.iter().enumerate() {
+        let Some((field, reason)) = expect else { continue };
+        let line = i as u64 + 1;
+        let r = rejected
+            .iter()
+            .find(|r| r["line"] == line)
+            .unwrap_or_else(|| panic!("line {line} not rejected: {reply:#}"));
+        assert_eq!(r["field"].as_str().unwrap_or(""), *field, "line {line}: {r}");
+        assert!(r["reason"].as_str().unwrap().contains(reason), "line {line}: {r}");
+    }
+    let utf8 = rejected.iter().find(|r| r["line"] == 14).unwrap();
+    assert!(utf8["reason"].as_str().unwrap().starts_with("invalid UTF-8"), "{utf8}");
+
+    server.finish().await;
+    let sums = archive_sums(&dir.path().join("archive"));
+    let total: i64 = sums.values().map(|(c, _)| c).sum();
+    assert_eq!(total, 6, "exactly the three valid lines, quantity 2 each: {sums:?}");
+    let revenue: i64 = sums.values().map(|(_, r)| r).sum();
+    assert_eq!(revenue, 900);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_oversized_unauthorized_and_all_bad_bodies_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Some("s3cret"), 4096).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/events", server.url);
+    let post = |body: Vec<u8>| client.post(&url).bearer_auth("s3cret").body(body);
+
+    let r = client.post(&url).body(valid("a", "p")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = client.post(&url).bearer_auth("wrong").body(valid("a", "p")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let r = post(Vec::new()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("empty body"));
+
+    let big = format!("{}\n", valid("b", "p")).repeat(100).into_bytes();
+    assert!(big.len() > 4096);
+    let r = post(big.clone()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // gzip is accepted, and its decompressed size is limited too.
+    let gz = |data: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    };
+    let bomb = gz(&big);
+    assert!(bomb.len() < 4096);
+    let r = post(bomb).header("content-encoding", "gzip").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = post(gz(valid("g", "p").as_bytes())).header("content-encoding", "gzip").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["accepted"], 1);
+    let r = post(b"\x1f\x8b garbage".to_vec()).header("content-encoding", "gzip").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let r = post(b"nonsense\n{}\n".to_vec()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let reply: Value = r.json().await.unwrap();
+    assert_eq!((reply["accepted"].as_u64(), reply["rejected_count"].as_u64()), (Some(0), Some(2)));
+    assert_eq!(reply["rejected"][1]["field"], "event_id");
+
+    let health = client.get(format!("{}/healthz", server.url)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    server.finish().await;
+}
