@@ -150,6 +150,8 @@ fn file_name(batch: &FlushBatch, last: u64) -> String {
 pub struct Archive {
     root: PathBuf,
     state: ArchiveState,
+    /// Files written by `apply` that `save` makes durable before recording them.
+    pending: Vec<Pending>,
 }
 
 impl Archive {
@@ -164,7 +166,7 @@ impl Archive {
             Err(e) => return Err(ArchiveError::Io { path, source: e }),
         };
         state.partitions.resize(partitions as usize, PartitionState::default());
-        Ok(Archive { root, state })
+        Ok(Archive { root, state, pending: Vec::new() })
     }
 
     pub fn state(&self) -> &ArchiveState {
@@ -176,7 +178,7 @@ impl Archive {
     }
 
     /// Writes the files of one flush batch (found at `offset` in the flush log) and
-    /// records it in memory; [`Archive::save`] makes the record durable.
+    /// records it in memory; [`Archive::save`] makes files and record durable.
     pub fn apply(&mut self, offset: u64, batch: &FlushBatch) -> Result<u64, ArchiveError> {
         let mut files = 0;
         if let Some(last) = batch.last_offset() {
@@ -186,8 +188,15 @@ impl Archive {
                 let (rows, tail) = rest.split_at(n);
                 rest = tail;
                 let dir = hour_dir(&self.root, first.hour_ms);
-                write_parquet(&dir, &file_name(batch, last), rows)?;
-                files += 1;
+                let name = file_name(batch, last);
+                // A batch seen twice in one round (only after a crash) is written once.
+                if self.pending.iter().any(|p| p.path == dir.join(&name)) {
+                    continue;
+                }
+                if let Some(written) = write_parquet(&dir, &name, rows)? {
+                    self.pending.push(written);
+                    files += 1;
+                }
                 let hour = self.state.hours.entry(hour_label(first.hour_ms)).or_default();
                 hour.files += 1;
                 hour.rows += rows.len() as u64;
@@ -217,6 +226,7 @@ impl Archive {
 
     /// Completes what can be completed and replaces the state file atomically.
     pub fn save(&mut self) -> Result<(), ArchiveError> {
+        publish(&std::mem::take(&mut self.pending))?;
         self.mark_complete();
         let path = self.root.join(STATE_FILE);
         let tmp = self.root.join(format!("{STATE_FILE}.tmp"));
@@ -237,11 +247,12 @@ fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
-fn write_parquet(dir: &Path, name: &str, rows: &[AggRow]) -> Result<(), ArchiveError> {
+/// Writes the file (not yet synced) under a temporary name; `None` if it already exists.
+fn write_parquet(dir: &Path, name: &str, rows: &[AggRow]) -> Result<Option<Pending>, ArchiveError> {
     let path = dir.join(name);
     if path.exists() {
         // Written before a crash: the name is the flush_id, so the content is the same.
-        return Ok(());
+        return Ok(None);
     }
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -259,13 +270,38 @@ fn write_parquet(dir: &Path, name: &str, rows: &[AggRow]) -> Result<(), ArchiveE
     let pq = |source| ArchiveError::Parquet { path: path.clone(), source };
     let batch = RecordBatch::try_new(schema(), columns).map_err(|e| pq(e.into()))?;
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_dictionary_enabled(false).build();
     let mut writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(pq)?;
     writer.write(&batch).map_err(pq)?;
-    let file = writer.into_inner().map_err(pq)?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    sync_dir(dir)
+    writer.close().map_err(pq)?;
+    Ok(Some(Pending { tmp, path }))
+}
+
+/// A written file not yet durable under its final name.
+struct Pending {
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+/// Runs `f` over `items` on a few threads: concurrent fsyncs share journal commits, so
+/// syncing a round's files together costs about as much as syncing one.
+fn in_parallel<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<(), ArchiveError> + Sync) -> Result<(), ArchiveError> {
+    let threads = items.len().clamp(1, 16);
+    let chunk = items.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().try_for_each(&f))).collect();
+        handles.into_iter().try_for_each(|h| h.join().expect("fsync thread panicked"))
+    })
+}
+
+/// Makes pending files durable: fsync them, rename them into place, fsync their dirs.
+fn publish(pending: &[Pending]) -> Result<(), ArchiveError> {
+    in_parallel(pending, |p| File::open(&p.tmp).and_then(|f| f.sync_all()).map_err(io_err(&p.tmp)))?;
+    for p in pending {
+        fs::rename(&p.tmp, &p.path).map_err(io_err(&p.path))?;
+    }
+    let dirs: std::collections::BTreeSet<&Path> = pending.iter().filter_map(|p| p.path.parent()).collect();
+    in_parallel(&dirs.into_iter().collect::<Vec<_>>(), |d| sync_dir(d))
 }
 
 /// Reads the rows of one archive file.

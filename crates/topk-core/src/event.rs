@@ -253,7 +253,8 @@ fn text_field<'a>(
     if s.len() > max {
         return Err(field_err(field, format!("is {} bytes long; at most {max} allowed", s.len())));
     }
-    if s.chars().any(char::is_control) {
+    let control = if s.is_ascii() { s.bytes().any(|b| b < 0x20 || b == 0x7f) } else { s.chars().any(char::is_control) };
+    if control {
         return Err(field_err(field, "contains a control character"));
     }
     Ok(Some(s))
@@ -360,8 +361,84 @@ fn raw_json(v: Option<&RawValue>) -> Result<Option<RawField<'_>>, String> {
     Ok(Some(RawField::Lit(text)))
 }
 
+/// The hot path: a flat JSON object of known keys, unescaped strings and integer
+/// literals, as producers write them. Anything else (escapes, floats, nesting, unknown or
+/// repeated keys, malformed JSON) returns `None` and goes through serde, which then
+/// produces exactly the same result or error as it would have without this path.
+fn parse_json_fast(line: &str) -> Option<RawEvent<'_>> {
+    let b = line.as_bytes();
+    let ws = |mut i: usize| {
+        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
+            i += 1;
+        }
+        i
+    };
+    // The end of a string starting after the quote at `i`, if it has no escapes.
+    let string_end = |i: usize| {
+        let n = b[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        (b[i + n] == b'"').then_some(i + n)
+    };
+    let mut raw = RawEvent::default();
+    let mut i = ws(0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = ws(i + 1);
+    if b.get(i) == Some(&b'}') {
+        return (ws(i + 1) == b.len()).then_some(raw);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(i + 1)?;
+        let field = FIELDS.iter().position(|f| f.as_bytes() == &b[i + 1..key_end])?;
+        i = ws(key_end + 1);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = ws(i + 1);
+        let value = match *b.get(i)? {
+            b'"' => {
+                let end = string_end(i + 1)?;
+                let v = RawField::Str(Cow::Borrowed(&line[i + 1..end]));
+                i = end + 1;
+                Some(v)
+            }
+            b'-' | b'0'..=b'9' => {
+                let len = b[i..].iter().position(|c| !matches!(c, b'-' | b'0'..=b'9')).unwrap_or(b.len() - i);
+                let lit = &line[i..i + len];
+                let digits = lit.strip_prefix('-').unwrap_or(lit);
+                if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) || digits.contains('-') {
+                    return None;
+                }
+                i += len;
+                Some(RawField::Lit(lit))
+            }
+            _ => return None,
+        };
+        if raw.fields[field].is_some() {
+            return None;
+        }
+        raw.fields[field] = value;
+        i = ws(i);
+        match b.get(i) {
+            Some(b',') => i = ws(i + 1),
+            Some(b'}') => return (ws(i + 1) == b.len()).then_some(raw),
+            _ => return None,
+        }
+    }
+}
+
 /// Parses one NDJSON line into raw fields; the error is the rejection without its line.
 pub fn parse_json_line(line: &str) -> Result<RawEvent<'_>, (Option<String>, String)> {
+    match parse_json_fast(line) {
+        Some(raw) => Ok(raw),
+        None => parse_json_serde(line),
+    }
+}
+
+fn parse_json_serde(line: &str) -> Result<RawEvent<'_>, (Option<String>, String)> {
     // serde would also accept a struct written as an array; an event is an object.
     if !line.trim_start().starts_with('{') {
         return Err((None, "invalid event: expected a JSON object {...}".into()));
@@ -434,7 +511,7 @@ pub fn parse_ndjson<'a>(
     let mut pos = 0usize;
     let mut line_no = first_line;
     while pos < input.len() {
-        let nl = memchr(b'\n', &input[pos..]).map_or(input.len(), |i| pos + i);
+        let nl = memchr::memchr(b'\n', &input[pos..]).map_or(input.len(), |i| pos + i);
         let end = (nl + 1).min(input.len());
         let mut bytes = &input[pos..nl];
         if let [rest @ .., b'\r'] = bytes {
@@ -457,10 +534,6 @@ fn parse_line<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Event<'a>, (Option
     let line = std::str::from_utf8(bytes)
         .map_err(|e| (None, format!("invalid UTF-8 at byte {} of the line", e.valid_up_to())))?;
     parse_json_line(line)?.validate(limits).map_err(|e| (Some(e.field.to_string()), e.reason))
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
 }
 
 /// Maps a CSV header to event fields.
@@ -506,6 +579,57 @@ impl CsvHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-zA-Z0-9 _.:-]{0,12}".prop_map(|s| format!("\"{s}\"")),
+            "[a-z]{0,3}\\\\[n\"\\\\/][a-z]{0,3}".prop_map(|s| format!("\"{s}\"")),
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just("-0".to_string()),
+            Just("007".to_string()),
+            Just("1.5".to_string()),
+            Just("1e3".to_string()),
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("{}".to_string()),
+            Just("[1]".to_string()),
+            Just("--1".to_string()),
+        ]
+    }
+
+    fn json_line() -> impl Strategy<Value = String> {
+        let key =
+            prop_oneof![proptest::sample::select(FIELDS.to_vec()).prop_map(String::from), Just("colour".to_string()),];
+        (
+            proptest::collection::vec((key, json_value(), "[ \t]{0,2}"), 0..8),
+            "[ ]{0,2}",
+            prop_oneof![Just(""), Just("}"), Just(",")],
+        )
+            .prop_map(|(kvs, pad, tail)| {
+                let body: Vec<String> = kvs.iter().map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}")).collect();
+                format!("{pad}{{{}}}{tail}", body.join(","))
+            })
+    }
+
+    #[test]
+    fn producer_shaped_lines_take_the_fast_path() {
+        let line = r#"{"event_id":"e1-0000000042","ts":"2026-12-10T00:00:01.123Z","product_id":"p0000123","quantity":2,"price_cents":1999,"country":"DE","product_name":"Product 123"}"#;
+        assert!(parse_json_fast(line).is_some());
+        assert!(parse_json_fast(r#" { "event_id" : "r" , "kind":"refund", "quantity" : -1 } "#).is_some());
+        assert!(parse_json_fast(r#"{"event_id":"a\"b"}"#).is_none(), "escapes go to serde");
+    }
+
+    proptest! {
+        #[test]
+        fn fast_json_path_agrees_with_serde(line in json_line()) {
+            if let Some(fast) = parse_json_fast(&line) {
+                let slow = parse_json_serde(&line);
+                prop_assert!(slow.is_ok(), "fast path accepted what serde rejects: {line} -> {slow:?}");
+                prop_assert_eq!(format!("{:?}", fast.fields), format!("{:?}", slow.unwrap().fields), "{}", line);
+            }
+        }
+    }
 
     const NOW: i64 = 1_795_000_000_000; // 2026-11-18
 

@@ -227,18 +227,35 @@ impl Log {
         if lock.try_lock().is_err() {
             return Err(LogError::Locked(dir));
         }
-        let found = fs::read_dir(&dir)
-            .map_err(io_err(&dir))?
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with("p-"))
-            .count() as u32;
-        if found != 0 && found != cfg.partitions {
-            return Err(LogError::PartitionCount { dir, found, configured: cfg.partitions });
+        // The partition count is recorded once every partition exists, so a crash while
+        // creating them is finished on the next open rather than mistaken for a change.
+        let meta = dir.join("PARTITIONS");
+        match fs::read_to_string(&meta) {
+            Ok(s) => {
+                let found = s.trim().parse().map_err(|_| LogError::Corrupt {
+                    path: meta.clone(),
+                    pos: 0,
+                    what: format!("partition count {s:?} is not a number"),
+                })?;
+                if found != cfg.partitions {
+                    return Err(LogError::PartitionCount { dir, found, configured: cfg.partitions });
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LogError::Io { path: meta, source: e }),
         }
         let mut parts = Vec::with_capacity(cfg.partitions as usize);
         for p in 0..cfg.partitions {
             let state = PartState::open(dir.join(format!("p-{p:04}")))?;
             parts.push(Part { visible_end: AtomicU64::new(state.next_offset), state: Mutex::new(state) });
+        }
+        if !meta.exists() {
+            let tmp = dir.join("PARTITIONS.tmp");
+            fs::write(&tmp, cfg.partitions.to_string())
+                .and_then(|_| File::open(&tmp)?.sync_all())
+                .and_then(|_| fs::rename(&tmp, &meta))
+                .map_err(io_err(&meta))?;
+            sync_dir(&dir)?;
         }
         Ok(Log { inner: Arc::new(Inner { dir, cfg, parts, _lock: lock, appended: (Mutex::new(0), Condvar::new()) }) })
     }
@@ -327,7 +344,8 @@ impl Log {
     pub fn last_batch(&self, partition: u32) -> Result<Option<Batch>, LogError> {
         let start = {
             let st = self.lock(partition)?;
-            match st.segments.values().next_back().and_then(|s| s.index.last()) {
+            // The newest segment may be empty (just rolled, or its only batch was torn).
+            match st.segments.values().rev().find_map(|s| s.index.last()) {
                 Some(&(base, _)) => base,
                 None => return Ok(None),
             }

@@ -199,3 +199,33 @@ fn readers_see_appends_from_another_thread() {
     writer.join().unwrap();
     assert_eq!(seen, (0..500).collect::<Vec<_>>());
 }
+
+#[test]
+fn last_batch_skips_an_empty_newest_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg_dir = dir.path().join("p-0000");
+    {
+        let log = Log::open(dir.path(), cfg(1, 100)).unwrap();
+        log.append(0, 1, &[1; 100], SourcePos::default()).unwrap();
+        log.append(0, 1, &[2; 100], SourcePos::default()).unwrap();
+    }
+    // A crash tore the only batch of the newest segment: recovery empties it.
+    let newest = seg_dir.join(segment_name(1));
+    let len = fs::metadata(&newest).unwrap().len();
+    OpenOptions::new().write(true).open(&newest).unwrap().set_len(len - 1).unwrap();
+    let log = Log::open(dir.path(), cfg(1, 100)).unwrap();
+    assert_eq!(log.end_offset(0).unwrap(), 1);
+    assert_eq!(log.last_batch(0).unwrap().unwrap().payload, vec![1; 100]);
+}
+
+#[test]
+fn a_crash_while_creating_partitions_is_finished_on_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only three of eight partition directories exist, and no partition count yet.
+    for p in 0..3 {
+        fs::create_dir_all(dir.path().join(format!("p-{p:04}"))).unwrap();
+    }
+    let log = Log::open(dir.path(), cfg(8, 1 << 20)).unwrap();
+    assert_eq!(log.partitions(), 8);
+    assert_eq!(fs::read_to_string(dir.path().join("PARTITIONS")).unwrap(), "8");
+}

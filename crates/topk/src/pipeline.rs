@@ -114,6 +114,7 @@ impl Pipeline {
             self.check()?;
             std::thread::sleep(Duration::from_millis(10));
         }
+        tracing::info!("aggregators drained; waiting for the archive");
         for p in 0..self.flush.partitions() {
             let end = self.flush.end_offset(p)?;
             while self.archive.applied[p as usize].load(Ordering::SeqCst) < end {
@@ -205,18 +206,74 @@ impl SourceResume {
     }
 }
 
-/// Parses, validates and partitions input, and appends it to the events log.
-pub struct Ingestor {
-    log: Log,
-    max_future_ms: i64,
+/// Encoded events per partition, not yet appended.
+#[derive(Debug, Clone, Default)]
+struct Routed {
     buffers: Vec<Vec<u8>>,
     counts: Vec<u32>,
 }
 
+impl Routed {
+    fn new(partitions: u32) -> Self {
+        Routed { buffers: vec![Vec::new(); partitions as usize], counts: vec![0; partitions as usize] }
+    }
+
+    /// Routes one valid event to its partition's buffer, unless `resume` says that
+    /// partition already has this line. Returns whether it was taken.
+    fn add(&mut self, info: LineInfo, event: &Event<'_>, resume: Option<&SourceResume>) -> bool {
+        let p = partition_of(event.product_id.as_bytes(), self.counts.len() as u32) as usize;
+        if resume.is_some_and(|r| info.start < r.done[p]) {
+            return false;
+        }
+        codec::encode(event, &mut self.buffers[p]);
+        self.counts[p] += 1;
+        true
+    }
+
+    fn clear(&mut self) {
+        self.buffers.iter_mut().for_each(Vec::clear);
+        self.counts.iter_mut().for_each(|c| *c = 0);
+    }
+}
+
+/// Bodies at least this large are parsed by several threads.
+const PARALLEL_PARSE_BYTES: usize = 1 << 20;
+
+/// Parses one NDJSON piece with line numbers relative to the piece; returns the number
+/// of lines in it.
+fn parse_piece(
+    piece: &[u8],
+    base_offset: u64,
+    limits: &Limits,
+    resume: Option<&SourceResume>,
+    out: &mut Routed,
+    report: &mut IngestReport,
+) -> u64 {
+    let rejections = parse_ndjson(piece, 1, base_offset, limits, |info, ev| {
+        if out.add(info, &ev, resume) {
+            report.accepted += 1;
+        } else {
+            report.already_ingested += 1;
+        }
+    });
+    report.add_rejections(rejections);
+    memchr::memchr_iter(b'\n', piece).count() as u64
+}
+
+/// Parses, validates and partitions input, and appends it to the events log.
+pub struct Ingestor {
+    log: Log,
+    max_future_ms: i64,
+    routed: Routed,
+    /// One per parse thread, reused between calls.
+    scratch: Vec<Routed>,
+}
+
 impl Ingestor {
     pub fn new(log: Log, max_future_ms: i64) -> Self {
-        let n = log.partitions() as usize;
-        Ingestor { log, max_future_ms, buffers: vec![Vec::new(); n], counts: vec![0; n] }
+        let n = log.partitions();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        Ingestor { log, max_future_ms, routed: Routed::new(n), scratch: vec![Routed::new(n); threads] }
     }
 
     pub fn limits(&self) -> Limits {
@@ -226,22 +283,17 @@ impl Ingestor {
     /// Routes one valid event to its partition's buffer, unless `resume` says that
     /// partition already has this line. Returns whether it was taken.
     pub fn add(&mut self, info: LineInfo, event: &Event<'_>, resume: Option<&SourceResume>) -> bool {
-        let p = partition_of(event.product_id.as_bytes(), self.log.partitions()) as usize;
-        if resume.is_some_and(|r| info.start < r.done[p]) {
-            return false;
-        }
-        codec::encode(event, &mut self.buffers[p]);
-        self.counts[p] += 1;
-        true
+        self.routed.add(info, event, resume)
     }
 
     /// Appends the buffered events durably. With a source, every partition records
     /// `pos` (even with no events), so a later resume knows it is done up to there.
     pub fn commit(&mut self, source: Option<(&mut SourceResume, SourcePos)>) -> Result<(), LogError> {
         let pos = source.as_ref().map(|(_, pos)| *pos).unwrap_or_default();
-        let batches: Vec<(u32, u32, &[u8], SourcePos)> = (0..self.buffers.len())
-            .filter(|&p| self.counts[p] > 0 || pos.source != 0)
-            .map(|p| (p as u32, self.counts[p], self.buffers[p].as_slice(), pos))
+        let routed = &self.routed;
+        let batches: Vec<(u32, u32, &[u8], SourcePos)> = (0..routed.buffers.len())
+            .filter(|&p| routed.counts[p] > 0 || pos.source != 0)
+            .map(|p| (p as u32, routed.counts[p], routed.buffers[p].as_slice(), pos))
             .collect();
         if !batches.is_empty() {
             self.log.append_all(&batches)?;
@@ -249,8 +301,7 @@ impl Ingestor {
         if let Some((resume, pos)) = source {
             resume.done.iter_mut().for_each(|d| *d = (*d).max(pos.pos));
         }
-        self.buffers.iter_mut().for_each(Vec::clear);
-        self.counts.iter_mut().for_each(|c| *c = 0);
+        self.routed.clear();
         Ok(())
     }
 
@@ -264,20 +315,50 @@ impl Ingestor {
         base_offset: u64,
         source: Option<&mut SourceResume>,
     ) -> Result<IngestReport, LogError> {
-        let mut report = IngestReport::default();
         let limits = self.limits();
-        let rejections = parse_ndjson(body, first_line, base_offset, &limits, |info, ev| {
-            if self.add(info, &ev, source.as_deref()) {
-                report.accepted += 1;
-            } else {
-                report.already_ingested += 1;
-            }
+        let resume = source.as_deref();
+        // Cut the body into pieces at line ends, one per thread.
+        let threads = if body.len() >= PARALLEL_PARSE_BYTES { self.scratch.len() } else { 1 };
+        let mut cuts = vec![0];
+        for t in 1..threads {
+            let at = (body.len() * t / threads).max(*cuts.last().expect("non-empty"));
+            let end = memchr::memchr(b'\n', &body[at..]).map_or(body.len(), |i| at + i + 1);
+            cuts.push(end);
+        }
+        cuts.push(body.len());
+        let pieces: Vec<&[u8]> = cuts.windows(2).map(|w| &body[w[0]..w[1]]).collect();
+        let results: Vec<(IngestReport, u64)> = std::thread::scope(|s| {
+            let handles: Vec<_> = pieces
+                .iter()
+                .zip(cuts.iter())
+                .zip(self.scratch.iter_mut())
+                .map(|((piece, &start), out)| {
+                    let limits = &limits;
+                    s.spawn(move || {
+                        let mut report = IngestReport::default();
+                        let lines = parse_piece(piece, base_offset + start as u64, limits, resume, out, &mut report);
+                        (report, lines)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("parse thread panicked")).collect()
         });
-        report.add_rejections(rejections);
+        let mut report = IngestReport::default();
+        let mut line = first_line;
+        for ((mut r, lines), part) in results.into_iter().zip(self.scratch.iter_mut()) {
+            r.rejected.iter_mut().for_each(|rej| rej.line += line - 1);
+            report.merge(r);
+            line += lines;
+            for (p, buf) in part.buffers.iter().enumerate() {
+                self.routed.buffers[p].extend_from_slice(buf);
+                self.routed.counts[p] += part.counts[p];
+            }
+            part.clear();
+        }
         let pos = SourcePos {
             source: source.as_ref().map_or(0, |s| s.source),
             pos: base_offset + body.len() as u64,
-            line: first_line - 1 + body.iter().filter(|&&b| b == b'\n').count() as u64,
+            line: line - 1,
         };
         self.commit(source.map(|s| (s, pos)))?;
         Ok(report)

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::pipeline::{IngestReport, Ingestor, Pipeline, SourceResume};
 
 /// Bytes of input per appended batch: large enough to amortise the fsync.
-const CHUNK: usize = 8 << 20;
+const CHUNK: usize = 32 << 20;
 /// A line longer than this is an error rather than an unbounded buffer.
 const MAX_LINE: usize = 64 << 20;
 /// CSV records per appended batch.
@@ -102,6 +102,7 @@ pub fn replay_local(cfg: Config, files: &[PathBuf], format: Option<Format>) -> a
         summary.files += 1;
         summary.report.merge(report);
     }
+    tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "input appended; draining");
     bar.set_message("flushing and archiving…");
     pipeline.drain()?;
     bar.finish_and_clear();
