@@ -34,7 +34,8 @@ pub struct FlushBatch {
     pub max_event_ts_ms: i64,
     /// Replaying the events log from here rebuilds the dedup window (see the crate docs).
     pub dedup_from: u64,
-    /// The producer said its input ended: every hour seen so far is final.
+    /// The producer said its input ended and no event arrived since: every hour seen so
+    /// far is final. Heartbeats after the end keep saying so.
     pub end_of_input: bool,
     pub accepted: u64,
     pub duplicates: u64,

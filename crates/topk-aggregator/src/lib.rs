@@ -171,6 +171,9 @@ pub struct PartitionAggregator {
     /// Where the next flush's range starts.
     first: u64,
     max_ts: i64,
+    /// The producer's input ended and no event arrived since: every flush says so,
+    /// heartbeats included, so the archive keeps treating every hour as final.
+    ended: bool,
     accepted: u64,
     duplicates: u64,
     late: u64,
@@ -195,6 +198,7 @@ impl PartitionAggregator {
             next: 0,
             first: 0,
             max_ts: i64::MIN,
+            ended: false,
             accepted: 0,
             duplicates: 0,
             late: 0,
@@ -204,6 +208,7 @@ impl PartitionAggregator {
             let last =
                 FlushBatch::decode(&rec.payload).map_err(|source| AggregatorError::Flush { partition, source })?;
             agg.max_ts = last.max_event_ts_ms;
+            agg.ended = last.end_of_input;
             // Rebuild the dedup window from the events it covered; they are not counted again.
             agg.next = last.dedup_from;
             let mut reader = events.reader(partition, last.dedup_from)?;
@@ -257,6 +262,9 @@ impl PartitionAggregator {
         }
         if batch_max != i64::MIN {
             self.batches.push_back((batch.base_offset, batch_max));
+            if count {
+                self.ended = false;
+            }
         }
         Ok(())
     }
@@ -304,7 +312,9 @@ impl PartitionAggregator {
     }
 
     /// Takes everything since the last flush as a flush batch and starts a new one.
+    /// With `end_of_input` the input is declared complete (see [`FlushBatch::end_of_input`]).
     pub fn take_flush(&mut self, end_of_input: bool) -> FlushBatch {
+        self.ended |= end_of_input;
         let cutoff = self.max_ts.saturating_sub(self.cfg.dedup_window_ms);
         while self.batches.front().is_some_and(|&(_, max)| max < cutoff) {
             self.batches.pop_front();
@@ -334,7 +344,7 @@ impl PartitionAggregator {
             watermark_ms: self.watermark_ms(),
             max_event_ts_ms: self.max_ts,
             dedup_from: self.batches.front().map_or(self.next, |&(base, _)| base),
-            end_of_input,
+            end_of_input: self.ended,
             accepted: std::mem::take(&mut self.accepted),
             duplicates: std::mem::take(&mut self.duplicates),
             late: std::mem::take(&mut self.late),

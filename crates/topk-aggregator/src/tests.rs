@@ -156,3 +156,21 @@ fn run_loop_flushes_on_entry_threshold_and_answers_drain() {
     assert_eq!(control.progress[0].flushed_end.load(Ordering::SeqCst), 25);
     assert_eq!(control.progress[0].accepted.load(Ordering::SeqCst), 25);
 }
+
+#[test]
+fn end_of_input_sticks_through_heartbeats_until_new_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, flush_log) = logs(dir.path());
+    append(&events, &[ev("1", T0, "a", 1)]);
+    let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+    catch_up(&mut agg, &events);
+    assert!(agg.take_flush(true).end_of_input);
+    let heartbeat = agg.take_flush(false);
+    assert!(heartbeat.end_of_input, "a heartbeat after the end keeps the hours final");
+    write_flush(&events, &flush_log, &heartbeat, &Progress::default()).unwrap();
+    let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+    assert!(agg.take_flush(false).end_of_input, "and so does a restart");
+    append(&events, &[ev("2", T0 + 1, "a", 1)]);
+    catch_up(&mut agg, &events);
+    assert!(!agg.take_flush(false).end_of_input, "new events reopen the stream");
+}

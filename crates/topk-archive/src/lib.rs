@@ -102,6 +102,48 @@ pub struct ArchiveState {
     pub hours: BTreeMap<String, HourState>,
 }
 
+impl ArchiveState {
+    /// Reads the state file of the archive at `root` (empty if there is none yet).
+    pub fn load(root: &Path) -> Result<ArchiveState, ArchiveError> {
+        let path = root.join(STATE_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| ArchiveError::State { path, reason: e.to_string() })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ArchiveState::default()),
+            Err(e) => Err(ArchiveError::Io { path, source: e }),
+        }
+    }
+
+    /// The event time up to which every partition's hours are final.
+    pub fn low_watermark(&self) -> i64 {
+        self.partitions.iter().map(PartitionState::effective_watermark).min().unwrap_or(i64::MIN)
+    }
+
+    /// Whether every hour in `[from_ms, to_ms)` is complete: marked so, or (for hours that
+    /// received no data) passed by every partition's watermark.
+    pub fn complete(&self, from_ms: i64, to_ms: i64) -> bool {
+        let low = self.low_watermark();
+        if low >= to_ms {
+            return true;
+        }
+        let mut h = from_ms;
+        while h < to_ms {
+            let done = self.hours.get(&hour_label(h)).map_or(low >= h + HOUR_MS, |s| s.complete);
+            if !done {
+                return false;
+            }
+            h += HOUR_MS;
+        }
+        true
+    }
+
+    /// The hours that hold data, with their version (it grows whenever data arrives).
+    pub fn hours_with_data(&self) -> impl Iterator<Item = (i64, &HourState)> {
+        self.hours.iter().filter_map(|(label, h)| Some((Bucket::parse(Granularity::Hour, label).ok()?.start_ms, h)))
+    }
+}
+
 /// Progress shared with code that waits for the archive (replay).
 #[derive(Debug, Default)]
 pub struct ArchiveProgress {
@@ -158,13 +200,7 @@ impl Archive {
     pub fn open(root: impl AsRef<Path>, partitions: u32) -> Result<Archive, ArchiveError> {
         let root = root.as_ref().to_path_buf();
         fs::create_dir_all(&root).map_err(io_err(&root))?;
-        let path = root.join(STATE_FILE);
-        let mut state: ArchiveState = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| ArchiveError::State { path: path.clone(), reason: e.to_string() })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => ArchiveState::default(),
-            Err(e) => return Err(ArchiveError::Io { path, source: e }),
-        };
+        let mut state = ArchiveState::load(&root)?;
         state.partitions.resize(partitions as usize, PartitionState::default());
         Ok(Archive { root, state, pending: Vec::new() })
     }
@@ -215,7 +251,7 @@ impl Archive {
 
     /// Marks complete every hour that all partitions' watermarks have passed.
     fn mark_complete(&mut self) {
-        let low = self.state.partitions.iter().map(PartitionState::effective_watermark).min().unwrap_or(i64::MIN);
+        let low = self.state.low_watermark();
         for (label, hour) in self.state.hours.iter_mut().filter(|(_, h)| !h.complete) {
             let start = Bucket::parse(Granularity::Hour, label).map_or(i64::MAX, |b| b.start_ms);
             if start.saturating_add(HOUR_MS) <= low {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 use topk_aggregator::AggregatorConfig;
+use topk_batch::BatchConfig;
 use topk_log::{FsyncPolicy, LogConfig};
 
 /// Every setting, each optional so that layers can be merged. The doc comments are the
@@ -54,6 +55,12 @@ pub struct Settings {
     /// Largest accepted ingest request body, after gzip decompression, in bytes [default: 67108864]
     #[arg(long, env = "TOPK_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Days to keep hourly rows in batch_table; 0 keeps them forever [default: 30]
+    #[arg(long, env = "TOPK_HOUR_RETENTION_DAYS")]
+    pub hour_retention_days: Option<u64>,
+    /// Length of the top lists kept per bucket [default: 1000]
+    #[arg(long, env = "TOPK_TOP_K")]
+    pub top_k: Option<usize>,
     /// Bearer token required by the ingest API (none: open)
     #[arg(long, env = "TOPK_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
@@ -86,6 +93,8 @@ impl Settings {
                 dedup_window_ms,
                 max_future_ms,
                 max_body_bytes,
+                hour_retention_days,
+                top_k,
                 auth_token
             );
         }
@@ -122,6 +131,14 @@ impl Settings {
             },
             max_future_ms: non_negative("max_future_ms", self.max_future_ms.unwrap_or(24 * 3_600_000))?,
             max_body_bytes: self.max_body_bytes.unwrap_or(64 << 20),
+            batch: BatchConfig {
+                top_k: self.top_k.unwrap_or(1000).clamp(1, 100_000),
+                hour_retention: match self.hour_retention_days.unwrap_or(30) {
+                    0 => None,
+                    days => Some(Duration::from_secs(days * 24 * 3600)),
+                },
+                ..BatchConfig::default()
+            },
             auth_token: self.auth_token.filter(|t| !t.is_empty()),
         })
     }
@@ -136,6 +153,7 @@ pub struct Config {
     pub aggregator: AggregatorConfig,
     pub max_future_ms: i64,
     pub max_body_bytes: usize,
+    pub batch: BatchConfig,
     pub auth_token: Option<String>,
 }
 
@@ -148,6 +166,10 @@ impl Config {
     }
     pub fn archive_dir(&self) -> PathBuf {
         self.data_dir.join("archive")
+    }
+    /// The embedded SQL store.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("store.db")
     }
 }
 

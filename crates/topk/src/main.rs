@@ -14,6 +14,9 @@ use topk::gen::{self, GenConfig, GenFormat, LiveTraffic};
 use topk::http;
 use topk::pipeline::{self, Pipeline};
 use topk::replay::{self, Format};
+use topk_batch::Batch;
+use topk_core::time::Granularity;
+use topk_store::{SqliteStore, Store};
 
 #[derive(Parser)]
 #[command(name = "topk", version, about = "Top-K products by sales: ingest, aggregate, archive, serve")]
@@ -52,6 +55,11 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Run or inspect the batch layer (for external orchestration such as Airflow)
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
     /// Write deterministic synthetic sale events (NDJSON or CSV)
     Gen {
         #[arg(long, default_value_t = 1_000_000)]
@@ -84,6 +92,35 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum BatchCommand {
+    /// Run the DAG (check, rollup, clean_speed, top_lists) of every bucket in a range;
+    /// exits non-zero if any bucket failed or was not ready
+    Run {
+        #[arg(long)]
+        granularity: Granularity,
+        /// Range start (RFC 3339 or YYYY-MM-DD)
+        #[arg(long)]
+        from: String,
+        /// Range end, exclusive
+        #[arg(long)]
+        to: String,
+        /// Re-run buckets that are already up to date
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Show the batch runs, failures first
+    Status {
+        /// How many runs to list
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOPK_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
@@ -91,7 +128,7 @@ fn init_logging(default: &str) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-fn parse_start(s: &str) -> anyhow::Result<i64> {
+fn parse_time(s: &str) -> anyhow::Result<i64> {
     let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
     topk_core::timestamp::parse_rfc3339(&full).map_err(anyhow::Error::msg)
 }
@@ -113,6 +150,10 @@ fn main() -> anyhow::Result<()> {
                 None => replay::replay_local(cfg, &files, format).map(drop),
             }
         }
+        Command::Batch { command } => {
+            init_logging("warn");
+            batch_command(command, cli.config.as_deref())
+        }
         Command::Gen {
             events,
             products,
@@ -131,7 +172,7 @@ fn main() -> anyhow::Result<()> {
                 products,
                 zipf,
                 seed,
-                start_ms: parse_start(&start)?,
+                start_ms: parse_time(&start)?,
                 days,
                 refund_rate,
                 duplicate_rate,
@@ -160,6 +201,59 @@ fn main() -> anyhow::Result<()> {
                 stats.duplicates,
                 started.elapsed().as_secs_f64()
             );
+            Ok(())
+        }
+    }
+}
+
+fn batch_command(command: BatchCommand, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    match command {
+        BatchCommand::Run { granularity, from, to, force, settings } => {
+            let cfg = settings.over_file(config)?;
+            let (from, to) = (parse_time(&from)?, parse_time(&to)?);
+            anyhow::ensure!(from < to, "--from must be before --to");
+            let store = SqliteStore::open(cfg.store_path()).context("opening the store")?;
+            let mut batch = Batch::new(store, cfg.archive_dir(), cfg.batch.clone());
+            let results = batch.run_range(granularity, from, to, force)?;
+            let mut failed = 0;
+            for (bucket, result) in &results {
+                match result {
+                    Ok(rows) => println!("{bucket}: ok ({rows} rows)"),
+                    Err(e) => {
+                        failed += 1;
+                        println!("{bucket}: FAILED: {e}");
+                    }
+                }
+            }
+            println!("{} bucket(s) run, {failed} failed", results.len());
+            anyhow::ensure!(failed == 0, "{failed} bucket(s) failed");
+            Ok(())
+        }
+        BatchCommand::Status { limit, settings } => {
+            let cfg = settings.over_file(config)?;
+            let mut store = SqliteStore::open(cfg.store_path()).context("opening the store")?;
+            let pending = store.pending()?;
+            let runs = store.runs(limit)?;
+            println!(
+                "{:<8} {:<12} {:<16} {:<8} {:>7} {:>9} {:>9}  error",
+                "status", "task", "bucket", "gran.", "attempt", "rows", "ms"
+            );
+            for r in &runs {
+                let ms = r.finished_ms.map_or("-".to_string(), |f| (f - r.started_ms).to_string());
+                let rows = r.rows.map_or("-".to_string(), |n| n.to_string());
+                println!(
+                    "{:<8} {:<12} {:<16} {:<8} {:>7} {:>9} {:>9}  {}",
+                    r.status.as_str(),
+                    r.task,
+                    r.bucket.to_string(),
+                    r.bucket.granularity.as_str(),
+                    r.attempt,
+                    rows,
+                    ms,
+                    r.error.as_deref().unwrap_or("")
+                );
+            }
+            println!("{} bucket(s) pending", pending.len());
             Ok(())
         }
     }
@@ -199,7 +293,8 @@ fn serve(cfg: config::Config, demo_rate: Option<u32>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listen = cfg.listen;
     let data_dir = cfg.data_dir.clone();
-    let pipeline = Pipeline::start(cfg)?;
+    let mut pipeline = Pipeline::start(cfg)?;
+    pipeline.start_batch()?;
     let state = Arc::new(http::AppState { pipeline });
     let stop = Arc::new(AtomicBool::new(false));
     let mut background = Vec::new();

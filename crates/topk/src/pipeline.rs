@@ -10,11 +10,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use topk_aggregator::Control;
 use topk_archive::{Archive, ArchiveProgress};
+use topk_batch::Batch;
 use topk_core::codec;
 use topk_core::event::{parse_ndjson, Event, Limits, LineInfo, Rejection};
 use topk_core::partition::partition_of;
 use topk_core::Shutdown;
 use topk_log::{Log, LogError, SourcePos};
+use topk_store::SqliteStore;
 
 use crate::config::Config;
 
@@ -33,9 +35,19 @@ pub struct Pipeline {
     pub control: Arc<Control>,
     pub archive: Arc<ArchiveProgress>,
     archive_shutdown: Shutdown,
+    batch_shutdown: Shutdown,
     aggregators: Vec<JoinHandle<()>>,
     archiver: Option<JoinHandle<()>>,
+    batcher: Option<JoinHandle<()>>,
     failure: Failure,
+}
+
+/// Totals of the batch layer's catch-up passes.
+#[derive(Debug, Default)]
+pub struct BatchSummary {
+    pub ran: usize,
+    pub failed: Vec<(topk_core::time::Bucket, String)>,
+    pub waiting: usize,
 }
 
 fn spawn_role(
@@ -91,10 +103,45 @@ impl Pipeline {
             control,
             archive: archive_progress,
             archive_shutdown,
+            batch_shutdown: Shutdown::default(),
             aggregators,
             archiver: Some(archiver),
+            batcher: None,
             failure,
         })
+    }
+
+    /// The batch layer over this pipeline's archive and store.
+    pub fn open_batch(&self) -> anyhow::Result<Batch<SqliteStore>> {
+        let store = SqliteStore::open(self.cfg.store_path()).context("opening the store")?;
+        let mut batch = Batch::new(store, self.cfg.archive_dir(), self.cfg.batch.clone());
+        batch.recover_interrupted()?;
+        Ok(batch)
+    }
+
+    /// Starts the batch scheduler as a role (`topk serve`).
+    pub fn start_batch(&mut self) -> anyhow::Result<()> {
+        let batch = self.open_batch()?;
+        let shutdown = self.batch_shutdown.clone();
+        self.batcher = Some(spawn_role("batch".into(), &self.failure, move || {
+            Ok(topk_batch::run(batch, Duration::from_secs(2), &shutdown)?)
+        }));
+        Ok(())
+    }
+
+    /// Runs batch passes until nothing more is ready (`topk replay`).
+    pub fn catch_up_batch(&self) -> anyhow::Result<BatchSummary> {
+        let mut batch = self.open_batch()?;
+        let mut summary = BatchSummary::default();
+        loop {
+            let pass = batch.run_pending()?;
+            summary.ran += pass.ran.len();
+            summary.failed.extend(pass.failed);
+            summary.waiting = pass.waiting;
+            if pass.ran.is_empty() {
+                return Ok(summary);
+            }
+        }
     }
 
     /// The first role failure, if any.
@@ -141,6 +188,10 @@ impl Pipeline {
         }
         self.archive_shutdown.trigger();
         if let Some(h) = self.archiver.take() {
+            let _ = h.join();
+        }
+        self.batch_shutdown.trigger();
+        if let Some(h) = self.batcher.take() {
             let _ = h.join();
         }
         tracing::info!("pipeline stopped");

@@ -105,6 +105,8 @@ pub fn replay_local(cfg: Config, files: &[PathBuf], format: Option<Format>) -> a
     tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "input appended; draining");
     bar.set_message("flushing and archiving…");
     pipeline.drain()?;
+    bar.set_message("rolling up…");
+    let batch = pipeline.catch_up_batch()?;
     bar.finish_and_clear();
     summary.bytes = total;
     summary.elapsed_s = started.elapsed().as_secs_f64();
@@ -127,7 +129,20 @@ pub fn replay_local(cfg: Config, files: &[PathBuf], format: Option<Format>) -> a
         pipeline.archive.files.load(Ordering::Relaxed),
         pipeline.cfg.archive_dir().display()
     );
+    println!(
+        "batch: {} bucket(s) rolled up, {} failed, {} waiting for their inputs; store {}",
+        batch.ran,
+        batch.failed.len(),
+        batch.waiting,
+        pipeline.cfg.store_path().display()
+    );
+    for (bucket, error) in &batch.failed {
+        eprintln!("batch: {bucket}: {error}");
+    }
     pipeline.shutdown()?;
+    if !batch.failed.is_empty() {
+        anyhow::bail!("{} batch run(s) failed; see `topk batch status`", batch.failed.len());
+    }
     Ok(summary)
 }
 

@@ -1,5 +1,6 @@
 //! Exactly once under kill -9: a replay is killed with SIGKILL at seeded random moments
-//! and restarted each time; the archive must still equal the ground truth exactly.
+//! (during ingest, flushes, archiving or rollups) and restarted each time; the archive
+//! and every batch bucket must still equal the ground truth exactly.
 
 mod common;
 
@@ -84,11 +85,18 @@ fn replay_killed_at_random_moments_still_archives_exact_sums() {
             // a fresh one so every kill still interrupts real work.
             let out = child.wait_with_output().unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            assert_sums_eq(&archive_sums(&data.join("archive")), &ground_truth(&input));
+            let truth = ground_truth(&input);
+            assert_sums_eq(&archive_sums(&data.join("archive")), &truth);
+            assert_store_exact(&data.join("store.db"), &bucket_truth(&truth), 1000);
             std::fs::remove_dir_all(&data).unwrap();
         }
     }
     let out = replay().output().unwrap();
     assert!(out.status.success(), "final replay failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert_sums_eq(&archive_sums(&data.join("archive")), &ground_truth(&input));
+    let truth = ground_truth(&input);
+    assert_sums_eq(&archive_sums(&data.join("archive")), &truth);
+    // Kills also landed in the middle of rollups: no bucket may be half written.
+    let checked = assert_store_exact(&data.join("store.db"), &bucket_truth(&truth), 1000);
+    assert_eq!(checked["hour"], 48);
+    assert_eq!(checked["day"], 2);
 }

@@ -83,3 +83,96 @@ pub fn assert_sums_eq(got: &Sums, want: &Sums) {
         diffs[..diffs.len().min(10)].join("\n")
     );
 }
+
+/// (product_id, count, revenue_cents)
+type ProductRow = (String, i64, i64);
+
+/// (granularity, bucket start ms, product_id) -> (count, revenue_cents)
+pub type BucketSums = BTreeMap<(String, i64, String), (i64, i64)>;
+
+/// Rolls the hourly ground truth up to every granularity with chrono's calendar,
+/// independently of topk's own bucket code.
+pub fn bucket_truth(hourly: &Sums) -> BucketSums {
+    use chrono::{Datelike, NaiveDate, TimeZone, Utc};
+    let start = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap()).timestamp_millis();
+    let mut out = BucketSums::new();
+    for ((product, hour), (c, r)) in hourly {
+        let date = Utc.timestamp_millis_opt(*hour).unwrap().date_naive();
+        let monday = date - chrono::Duration::days(date.weekday().num_days_from_monday() as i64);
+        let buckets = [
+            ("hour", *hour),
+            ("day", start(date)),
+            ("week", start(monday)),
+            ("month", start(NaiveDate::from_ymd_opt(date.year(), date.month(), 1).unwrap())),
+            ("year", start(NaiveDate::from_ymd_opt(date.year(), 1, 1).unwrap())),
+        ];
+        for (g, b) in buckets {
+            let e = out.entry((g.to_string(), b, product.clone())).or_insert((0, 0));
+            e.0 += c;
+            e.1 += r;
+        }
+    }
+    out
+}
+
+/// Every row of the store's batch_table.
+pub fn store_sums(db: &Path) -> BucketSums {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt =
+        conn.prepare("SELECT granularity, bucket_start, product_id, count, revenue_cents FROM batch_table").unwrap();
+    stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Asserts the store's rows and top lists equal the truth for every bucket, and returns
+/// how many buckets of each granularity were checked.
+pub fn assert_store_exact(db: &Path, truth: &BucketSums, k: usize) -> BTreeMap<String, usize> {
+    let got = store_sums(db);
+    let mut diffs = Vec::new();
+    for (key, want) in truth {
+        if got.get(key) != Some(want) {
+            diffs.push(format!("{key:?}: got {:?}, want {want:?}", got.get(key)));
+        }
+    }
+    for (key, g) in &got {
+        if !truth.contains_key(key) {
+            diffs.push(format!("{key:?}: got {g:?}, want nothing"));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} batch_table rows differ, e.g.:\n{}",
+        diffs.len(),
+        diffs[..diffs.len().min(10)].join("\n")
+    );
+
+    let mut per_bucket: BTreeMap<(String, i64), Vec<ProductRow>> = BTreeMap::new();
+    for ((g, b, p), (c, r)) in truth {
+        per_bucket.entry((g.clone(), *b)).or_default().push((p.clone(), *c, *r));
+    }
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT product_id, count FROM top_lists WHERE granularity = ?1 AND bucket_start = ?2 AND ranked_by = ?3 ORDER BY rank")
+        .unwrap();
+    let mut checked = BTreeMap::new();
+    for ((g, b), rows) in &per_bucket {
+        for (by, key) in [("quantity", 1usize), ("revenue", 2)] {
+            let mut want: Vec<ProductRow> = rows.clone();
+            want.sort_by(|x, y| {
+                let (vx, vy) = if key == 1 { (x.1, y.1) } else { (x.2, y.2) };
+                vy.cmp(&vx).then_with(|| x.0.cmp(&y.0))
+            });
+            let want: Vec<(String, i64)> = want.into_iter().take(k).map(|(p, c, _)| (p, c)).collect();
+            let got: Vec<(String, i64)> = stmt
+                .query_map(rusqlite::params![g, b, by], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(got, want, "top list of ({g}, {b}) by {by}");
+        }
+        *checked.entry(g.clone()).or_insert(0) += 1;
+    }
+    checked
+}

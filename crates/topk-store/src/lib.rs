@@ -1,0 +1,149 @@
+//! The store: plain SQL tables that the batch layer writes, the API reads, and a BI tool
+//! or an analyst can query directly (DESIGN §7).
+//!
+//! # Layout
+//! - [`schema`]: the migrations, and every query, written once in the SQL that SQLite and
+//!   PostgreSQL share (`$1` placeholders, window functions, `ON CONFLICT`).
+//! - [`Store`]: the small trait the batch layer and the API use.
+//! - [`SqliteStore`]: the embedded default, one file in the data directory.
+//!
+//! Times are epoch milliseconds (UTC) in `BIGINT` columns; a bucket is
+//! (`granularity`, `bucket_start`).
+
+pub mod schema;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+use topk_core::time::Bucket;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("unexpected value in the store: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Exact sums of one product in one bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductSum {
+    pub product_id: String,
+    pub count: i64,
+    pub revenue_cents: i64,
+}
+
+/// What a top list ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum By {
+    Quantity,
+    Revenue,
+}
+
+impl By {
+    pub const ALL: [By; 2] = [By::Quantity, By::Revenue];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::Quantity => "quantity",
+            By::Revenue => "revenue",
+        }
+    }
+}
+
+/// One row of a top list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopRow {
+    pub rank: i64,
+    pub product_id: String,
+    pub count: i64,
+    pub revenue_cents: i64,
+    /// 0 for exact (batch) rows.
+    pub error_bound: i64,
+    /// `batch` (exact) or `speed` (approximate).
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Success,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Success => "success",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "running" => Ok(RunStatus::Running),
+            "success" => Ok(RunStatus::Success),
+            "failed" => Ok(RunStatus::Failed),
+            other => Err(StoreError::Corrupt(format!("run status {other:?}"))),
+        }
+    }
+}
+
+/// One attempt of one task on one bucket (`pipeline_runs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub id: i64,
+    pub task: String,
+    pub bucket: Bucket,
+    pub status: RunStatus,
+    pub attempt: i64,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub rows: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// The operations of the batch layer and the API on the store. Each method that writes
+/// runs in one transaction: after a crash it has happened entirely or not at all.
+pub trait Store: Send {
+    /// Replaces the hour's exact rows, records which archive version they came from, and
+    /// marks `pending` (the buckets above) for re-computation — all atomically.
+    fn replace_hour(&mut self, hour: Bucket, rows: &[ProductSum], version: u64, pending: &[Bucket]) -> Result<u64>;
+    /// Replaces a bucket's rows with the sums of its children's rows (rollup lineage).
+    fn rollup(&mut self, bucket: Bucket) -> Result<u64>;
+    /// Deletes the bucket's approximate rows once the exact ones exist.
+    fn delete_speed_rows(&mut self, bucket: Bucket) -> Result<u64>;
+    /// Rebuilds the bucket's top lists (by quantity and by revenue) from its exact rows.
+    fn regenerate_top_lists(&mut self, bucket: Bucket, k: usize) -> Result<u64>;
+    fn bucket_rows(&mut self, bucket: Bucket) -> Result<Vec<ProductSum>>;
+    fn top_list(&mut self, bucket: Bucket, by: By, k: usize) -> Result<Vec<TopRow>>;
+
+    /// The archive version an hour was last rolled up from.
+    fn hour_version(&mut self, hour: Bucket) -> Result<Option<u64>>;
+    fn add_pending(&mut self, buckets: &[Bucket]) -> Result<()>;
+    fn remove_pending(&mut self, bucket: Bucket) -> Result<()>;
+    fn pending(&mut self) -> Result<Vec<Bucket>>;
+
+    fn start_run(&mut self, task: &str, bucket: Bucket, attempt: i64, now_ms: i64) -> Result<i64>;
+    fn finish_run(
+        &mut self,
+        id: i64,
+        status: RunStatus,
+        rows: Option<i64>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// Marks runs left `running` by a process that died as failed.
+    fn fail_interrupted_runs(&mut self, now_ms: i64) -> Result<u64>;
+    /// Previous attempts of a task on a bucket.
+    fn attempts(&mut self, task: &str, bucket: Bucket) -> Result<i64>;
+    /// Runs, failures first, then newest first.
+    fn runs(&mut self, limit: usize) -> Result<Vec<RunRecord>>;
+
+    /// Retention: deletes hourly rows of hours starting before `before_ms`.
+    fn delete_hours_before(&mut self, before_ms: i64) -> Result<u64>;
+}

@@ -1,0 +1,119 @@
+//! The schema and the queries, shared by every SQL backend.
+//!
+//! Each migration is applied once, in order, and recorded in `schema_migrations`. The
+//! only dialect difference is the id column of `pipeline_runs`, passed in by the backend.
+
+/// `(version, statements)`; `{ID}` is replaced by the backend's auto-increment id type.
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE batch_table (
+        granularity TEXT NOT NULL,
+        bucket_start BIGINT NOT NULL,
+        product_id TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        revenue_cents BIGINT NOT NULL,
+        PRIMARY KEY (granularity, bucket_start, product_id)
+    );
+    CREATE TABLE speed_table (
+        granularity TEXT NOT NULL,
+        bucket_start BIGINT NOT NULL,
+        product_id TEXT NOT NULL,
+        count_estimate BIGINT NOT NULL,
+        error_bound BIGINT NOT NULL,
+        revenue_estimate BIGINT NOT NULL DEFAULT 0,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (granularity, bucket_start, product_id)
+    );
+    CREATE TABLE top_lists (
+        granularity TEXT NOT NULL,
+        bucket_start BIGINT NOT NULL,
+        ranked_by TEXT NOT NULL,
+        rank BIGINT NOT NULL,
+        product_id TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        revenue_cents BIGINT NOT NULL,
+        error_bound BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        PRIMARY KEY (granularity, bucket_start, ranked_by, rank)
+    );
+    CREATE TABLE pipeline_runs (
+        id {ID},
+        task TEXT NOT NULL,
+        granularity TEXT NOT NULL,
+        bucket_start BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        attempt BIGINT NOT NULL,
+        started_at BIGINT NOT NULL,
+        finished_at BIGINT,
+        rows_written BIGINT,
+        error TEXT
+    );
+    CREATE INDEX pipeline_runs_bucket ON pipeline_runs (task, granularity, bucket_start);
+    CREATE TABLE products (
+        product_id TEXT PRIMARY KEY,
+        name TEXT,
+        category TEXT
+    );
+    CREATE TABLE accuracy (
+        granularity TEXT NOT NULL,
+        bucket_start BIGINT NOT NULL,
+        precision_at_10 DOUBLE PRECISION,
+        precision_at_100 DOUBLE PRECISION,
+        max_relative_error DOUBLE PRECISION,
+        mean_relative_error DOUBLE PRECISION,
+        bound_coverage DOUBLE PRECISION,
+        scored_at BIGINT NOT NULL,
+        PRIMARY KEY (granularity, bucket_start)
+    );
+    CREATE TABLE batch_pending (
+        granularity TEXT NOT NULL,
+        bucket_start BIGINT NOT NULL,
+        PRIMARY KEY (granularity, bucket_start)
+    );
+    CREATE TABLE batch_hour_versions (
+        bucket_start BIGINT PRIMARY KEY,
+        archive_version BIGINT NOT NULL
+    );",
+)];
+
+pub const DELETE_BUCKET_ROWS: &str = "DELETE FROM batch_table WHERE granularity = $1 AND bucket_start = $2";
+pub const INSERT_ROW: &str =
+    "INSERT INTO batch_table (granularity, bucket_start, product_id, count, revenue_cents) VALUES ($1, $2, $3, $4, $5)";
+/// Sums the child granularity's rows inside [start, end) into the bucket.
+pub const ROLLUP: &str = "INSERT INTO batch_table (granularity, bucket_start, product_id, count, revenue_cents)
+    SELECT $1, $2, product_id, SUM(count), SUM(revenue_cents) FROM batch_table
+    WHERE granularity = $3 AND bucket_start >= $2 AND bucket_start < $4
+    GROUP BY product_id";
+pub const BUCKET_ROWS: &str =
+    "SELECT product_id, count, revenue_cents FROM batch_table WHERE granularity = $1 AND bucket_start = $2 ORDER BY product_id";
+pub const DELETE_SPEED_ROWS: &str = "DELETE FROM speed_table WHERE granularity = $1 AND bucket_start = $2";
+pub const DELETE_TOP_LISTS: &str = "DELETE FROM top_lists WHERE granularity = $1 AND bucket_start = $2";
+/// `{ORDER}` is the ranking column; ties break by product id so lists are deterministic.
+pub const INSERT_TOP_LIST: &str = "INSERT INTO top_lists
+    (granularity, bucket_start, ranked_by, rank, product_id, count, revenue_cents, error_bound, source)
+    SELECT granularity, bucket_start, $3, rank, product_id, count, revenue_cents, 0, 'batch' FROM (
+        SELECT granularity, bucket_start, product_id, count, revenue_cents,
+               ROW_NUMBER() OVER (ORDER BY {ORDER} DESC, product_id) AS rank
+        FROM batch_table WHERE granularity = $1 AND bucket_start = $2
+    ) ranked WHERE rank <= $4";
+pub const TOP_LIST: &str = "SELECT rank, product_id, count, revenue_cents, error_bound, source FROM top_lists
+    WHERE granularity = $1 AND bucket_start = $2 AND ranked_by = $3 AND rank <= $4 ORDER BY rank";
+pub const HOUR_VERSION: &str = "SELECT archive_version FROM batch_hour_versions WHERE bucket_start = $1";
+pub const SET_HOUR_VERSION: &str = "INSERT INTO batch_hour_versions (bucket_start, archive_version) VALUES ($1, $2)
+    ON CONFLICT (bucket_start) DO UPDATE SET archive_version = excluded.archive_version";
+pub const ADD_PENDING: &str =
+    "INSERT INTO batch_pending (granularity, bucket_start) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+pub const REMOVE_PENDING: &str = "DELETE FROM batch_pending WHERE granularity = $1 AND bucket_start = $2";
+pub const PENDING: &str = "SELECT granularity, bucket_start FROM batch_pending ORDER BY bucket_start, granularity";
+pub const START_RUN: &str = "INSERT INTO pipeline_runs (task, granularity, bucket_start, status, attempt, started_at)
+    VALUES ($1, $2, $3, 'running', $4, $5) RETURNING id";
+pub const FINISH_RUN: &str =
+    "UPDATE pipeline_runs SET status = $1, rows_written = $2, error = $3, finished_at = $4 WHERE id = $5";
+pub const FAIL_INTERRUPTED: &str = "UPDATE pipeline_runs SET status = 'failed',
+    error = 'interrupted: the process stopped during the run', finished_at = $1 WHERE status = 'running'";
+pub const ATTEMPTS: &str =
+    "SELECT COUNT(*) FROM pipeline_runs WHERE task = $1 AND granularity = $2 AND bucket_start = $3";
+pub const RUNS: &str = "SELECT id, task, granularity, bucket_start, status, attempt, started_at, finished_at,
+    rows_written, error FROM pipeline_runs
+    ORDER BY CASE status WHEN 'failed' THEN 0 WHEN 'running' THEN 1 ELSE 2 END, id DESC LIMIT $1";
+pub const DELETE_HOURS_BEFORE: &str = "DELETE FROM batch_table WHERE granularity = 'hour' AND bucket_start < $1";

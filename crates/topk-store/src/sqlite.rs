@@ -1,0 +1,319 @@
+//! The embedded store: one SQLite file, WAL mode, so the API can read while the batch
+//! layer writes, and a separate `topk batch` process can share it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, Statement, Transaction};
+use topk_core::time::{Bucket, Granularity};
+
+use crate::schema::*;
+use crate::{By, ProductSum, Result, RunRecord, RunStatus, Store, StoreError, TopRow};
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+/// Binds `$1`, `$2`, … by name, so a query may use its parameters in any order.
+fn bind(stmt: &mut Statement<'_>, params: &[&dyn ToSql]) -> Result<()> {
+    for (i, p) in params.iter().enumerate() {
+        if let Some(idx) = stmt.parameter_index(&format!("${}", i + 1))? {
+            stmt.raw_bind_parameter(idx, p)?;
+        }
+    }
+    Ok(())
+}
+
+fn exec(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> Result<u64> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    bind(&mut stmt, params)?;
+    Ok(stmt.raw_execute()? as u64)
+}
+
+fn granularity(s: &str) -> Result<Granularity> {
+    s.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file and applies pending migrations.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        let path = path.as_ref();
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // With WAL, NORMAL is durable across process crashes; FULL adds power-loss safety.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let mut store = SqliteStore { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        self.conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")?;
+        for (version, sql) in MIGRATIONS {
+            let tx = self.conn.transaction()?;
+            let done: i64 =
+                tx.query_row("SELECT COUNT(*) FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))?;
+            if done == 0 {
+                tx.execute_batch(&sql.replace("{ID}", "INTEGER PRIMARY KEY"))?;
+                tx.execute("INSERT INTO schema_migrations (version) VALUES (?1)", [version])?;
+                tracing::info!(version, "applied store migration");
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Direct access for tests and ad-hoc checks.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn tx_exec(tx: &Transaction<'_>, sql: &str, params: &[&dyn ToSql]) -> Result<u64> {
+    exec(tx, sql, params)
+}
+
+fn add_pending(tx: &Connection, buckets: &[Bucket]) -> Result<()> {
+    for b in buckets {
+        exec(tx, ADD_PENDING, &[&b.granularity.as_str(), &b.start_ms])?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn replace_hour(&mut self, hour: Bucket, rows: &[ProductSum], version: u64, pending: &[Bucket]) -> Result<u64> {
+        let tx = self.conn.transaction()?;
+        let g = hour.granularity.as_str();
+        tx_exec(&tx, DELETE_BUCKET_ROWS, &[&g, &hour.start_ms])?;
+        {
+            let mut stmt = tx.prepare_cached(INSERT_ROW)?;
+            for r in rows {
+                bind(&mut stmt, &[&g, &hour.start_ms, &r.product_id, &r.count, &r.revenue_cents])?;
+                stmt.raw_execute()?;
+            }
+        }
+        tx_exec(&tx, SET_HOUR_VERSION, &[&hour.start_ms, &(version as i64)])?;
+        add_pending(&tx, pending)?;
+        tx.commit()?;
+        Ok(rows.len() as u64)
+    }
+
+    fn rollup(&mut self, bucket: Bucket) -> Result<u64> {
+        let child = bucket
+            .granularity
+            .child()
+            .ok_or_else(|| StoreError::Corrupt(format!("{bucket} has no finer granularity to roll up from")))?;
+        let tx = self.conn.transaction()?;
+        let g = bucket.granularity.as_str();
+        tx_exec(&tx, DELETE_BUCKET_ROWS, &[&g, &bucket.start_ms])?;
+        let n = tx_exec(&tx, ROLLUP, &[&g, &bucket.start_ms, &child.as_str(), &bucket.end_ms()])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn delete_speed_rows(&mut self, bucket: Bucket) -> Result<u64> {
+        exec(&self.conn, DELETE_SPEED_ROWS, &[&bucket.granularity.as_str(), &bucket.start_ms])
+    }
+
+    fn regenerate_top_lists(&mut self, bucket: Bucket, k: usize) -> Result<u64> {
+        let tx = self.conn.transaction()?;
+        let g = bucket.granularity.as_str();
+        tx_exec(&tx, DELETE_TOP_LISTS, &[&g, &bucket.start_ms])?;
+        let mut n = 0;
+        for by in By::ALL {
+            let order = match by {
+                By::Quantity => "count",
+                By::Revenue => "revenue_cents",
+            };
+            n += tx_exec(
+                &tx,
+                &INSERT_TOP_LIST.replace("{ORDER}", order),
+                &[&g, &bucket.start_ms, &by.as_str(), &(k as i64)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn bucket_rows(&mut self, bucket: Bucket) -> Result<Vec<ProductSum>> {
+        let mut stmt = self.conn.prepare_cached(BUCKET_ROWS)?;
+        bind(&mut stmt, &[&bucket.granularity.as_str(), &bucket.start_ms])?;
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(ProductSum { product_id: r.get(0)?, count: r.get(1)?, revenue_cents: r.get(2)? });
+        }
+        Ok(out)
+    }
+
+    fn top_list(&mut self, bucket: Bucket, by: By, k: usize) -> Result<Vec<TopRow>> {
+        let mut stmt = self.conn.prepare_cached(TOP_LIST)?;
+        bind(&mut stmt, &[&bucket.granularity.as_str(), &bucket.start_ms, &by.as_str(), &(k as i64)])?;
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(TopRow {
+                rank: r.get(0)?,
+                product_id: r.get(1)?,
+                count: r.get(2)?,
+                revenue_cents: r.get(3)?,
+                error_bound: r.get(4)?,
+                source: r.get(5)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn hour_version(&mut self, hour: Bucket) -> Result<Option<u64>> {
+        let mut stmt = self.conn.prepare_cached(HOUR_VERSION)?;
+        bind(&mut stmt, &[&hour.start_ms])?;
+        let mut rows = stmt.raw_query();
+        Ok(match rows.next()? {
+            Some(r) => Some(r.get::<_, i64>(0)? as u64),
+            None => None,
+        })
+    }
+
+    fn add_pending(&mut self, buckets: &[Bucket]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        add_pending(&tx, buckets)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn remove_pending(&mut self, bucket: Bucket) -> Result<()> {
+        exec(&self.conn, REMOVE_PENDING, &[&bucket.granularity.as_str(), &bucket.start_ms]).map(drop)
+    }
+
+    fn pending(&mut self) -> Result<Vec<Bucket>> {
+        let mut stmt = self.conn.prepare_cached(PENDING)?;
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let g: String = r.get(0)?;
+            out.push(Bucket { granularity: granularity(&g)?, start_ms: r.get(1)? });
+        }
+        Ok(out)
+    }
+
+    fn start_run(&mut self, task: &str, bucket: Bucket, attempt: i64, now_ms: i64) -> Result<i64> {
+        let mut stmt = self.conn.prepare_cached(START_RUN)?;
+        bind(&mut stmt, &[&task, &bucket.granularity.as_str(), &bucket.start_ms, &attempt, &now_ms])?;
+        let mut rows = stmt.raw_query();
+        let row = rows.next()?.ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING gave no id".into()))?;
+        Ok(row.get(0)?)
+    }
+
+    fn finish_run(
+        &mut self,
+        id: i64,
+        status: RunStatus,
+        rows: Option<i64>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        exec(&self.conn, FINISH_RUN, &[&status.as_str(), &rows, &error, &now_ms, &id]).map(drop)
+    }
+
+    fn fail_interrupted_runs(&mut self, now_ms: i64) -> Result<u64> {
+        exec(&self.conn, FAIL_INTERRUPTED, &[&now_ms])
+    }
+
+    fn attempts(&mut self, task: &str, bucket: Bucket) -> Result<i64> {
+        let mut stmt = self.conn.prepare_cached(ATTEMPTS)?;
+        bind(&mut stmt, &[&task, &bucket.granularity.as_str(), &bucket.start_ms])?;
+        let mut rows = stmt.raw_query();
+        Ok(rows.next()?.map(|r| r.get(0)).transpose()?.unwrap_or(0))
+    }
+
+    fn runs(&mut self, limit: usize) -> Result<Vec<RunRecord>> {
+        let mut stmt = self.conn.prepare_cached(RUNS)?;
+        bind(&mut stmt, &[&(limit as i64)])?;
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let g: String = r.get(2)?;
+            let status: String = r.get(4)?;
+            out.push(RunRecord {
+                id: r.get(0)?,
+                task: r.get(1)?,
+                bucket: Bucket { granularity: granularity(&g)?, start_ms: r.get(3)? },
+                status: RunStatus::parse(&status)?,
+                attempt: r.get(5)?,
+                started_ms: r.get(6)?,
+                finished_ms: r.get(7)?,
+                rows: r.get(8)?,
+                error: r.get(9)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn delete_hours_before(&mut self, before_ms: i64) -> Result<u64> {
+        exec(&self.conn, DELETE_HOURS_BEFORE, &[&before_ms])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+    const DAY0: i64 = 1_796_083_200_000; // 2026-12-01T00:00:00Z
+
+    fn sum(p: &str, count: i64) -> ProductSum {
+        ProductSum { product_id: p.into(), count, revenue_cents: count * 10 }
+    }
+
+    #[test]
+    fn hours_roll_up_into_a_day_and_top_lists_rank_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path().join("store.db")).unwrap();
+        let day = Bucket::containing(Granularity::Day, DAY0);
+        for (h, rows) in [(0, vec![sum("a", 5), sum("b", 1)]), (23, vec![sum("b", 7), sum("c", 2)])] {
+            let hour = Bucket::containing(Granularity::Hour, DAY0 + h * H);
+            s.replace_hour(hour, &rows, 1, &hour.ancestors()).unwrap();
+        }
+        // An hour of the next day must not leak in.
+        let next = Bucket::containing(Granularity::Hour, DAY0 + 24 * H);
+        s.replace_hour(next, &[sum("a", 100)], 1, &[]).unwrap();
+        assert_eq!(s.rollup(day).unwrap(), 3);
+        assert_eq!(s.bucket_rows(day).unwrap(), vec![sum("a", 5), sum("b", 8), sum("c", 2)]);
+        // Re-running replaces rather than adds.
+        assert_eq!(s.rollup(day).unwrap(), 3);
+        assert_eq!(s.bucket_rows(day).unwrap()[1], sum("b", 8));
+        s.regenerate_top_lists(day, 2).unwrap();
+        let top: Vec<_> =
+            s.top_list(day, By::Quantity, 10).unwrap().into_iter().map(|r| (r.rank, r.product_id, r.count)).collect();
+        assert_eq!(top, [(1, "b".to_string(), 8), (2, "a".to_string(), 5)]);
+        assert_eq!(s.top_list(day, By::Revenue, 1).unwrap()[0].source, "batch");
+        assert!(s.pending().unwrap().contains(&day));
+        assert_eq!(s.hour_version(Bucket::containing(Granularity::Hour, DAY0)).unwrap(), Some(1));
+    }
+
+    #[test]
+    fn runs_are_recorded_failures_first_and_interrupted_ones_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path().join("store.db")).unwrap();
+        let b = Bucket::containing(Granularity::Hour, DAY0);
+        let ok = s.start_run("rollup", b, 1, 10).unwrap();
+        s.finish_run(ok, RunStatus::Success, Some(3), None, 20).unwrap();
+        let bad = s.start_run("rollup", b, 2, 30).unwrap();
+        s.finish_run(bad, RunStatus::Failed, None, Some("disk full"), 40).unwrap();
+        s.start_run("top_lists", b, 1, 50).unwrap();
+        drop(s);
+        let mut s = SqliteStore::open(dir.path().join("store.db")).unwrap();
+        assert_eq!(s.fail_interrupted_runs(60).unwrap(), 1);
+        let runs = s.runs(10).unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [RunStatus::Failed, RunStatus::Failed, RunStatus::Success]
+        );
+        assert_eq!(runs[0].error.as_deref(), Some("interrupted: the process stopped during the run"));
+        assert_eq!(runs[1].error.as_deref(), Some("disk full"));
+        assert_eq!(s.attempts("rollup", b).unwrap(), 2);
+    }
+}

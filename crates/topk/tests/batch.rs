@@ -1,0 +1,166 @@
+//! The batch layer end to end: every hour, day, ISO week, month and year bucket equals
+//! sums computed independently from the input, across month and year boundaries; late
+//! events and refunds re-run exactly the buckets they touch.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// Events of late 2026 lie in the future of this machine's clock: allow them.
+const FUTURE: &str = "--max-future-ms=315360000000";
+
+fn replay(files: &[&Path], data: &Path) -> String {
+    let out =
+        Command::new(topk_bin()).arg("replay").args(files).arg("--data-dir").arg(data).arg(FUTURE).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "replay failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+fn truth_of(files: &[&Path]) -> BucketSums {
+    // Each file's ground truth is computed alone (ids are unique across these files).
+    let mut hourly = Sums::new();
+    for f in files {
+        for (k, (c, r)) in ground_truth(f) {
+            let e = hourly.entry(k).or_insert((0, 0));
+            e.0 += c;
+            e.1 += r;
+        }
+    }
+    bucket_truth(&hourly)
+}
+
+#[test]
+fn rollups_across_month_and_year_boundaries_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    gen(
+        &input,
+        &[
+            "--events",
+            "300000",
+            "--products",
+            "3000",
+            "--start",
+            "2026-12-10",
+            "--days",
+            "41",
+            "--seed",
+            "21",
+            "--refund-rate",
+            "0.02",
+        ],
+    );
+    let data = dir.path().join("data");
+    let out = replay(&[&input], &data);
+    assert!(out.contains("0 failed, 0 waiting"), "{out}");
+    let checked = assert_store_exact(&data.join("store.db"), &truth_of(&[&input]), 1000);
+    // 2026-12-10 .. 2027-01-20: weeks from 2026-W50 to 2027-W03 (2026-W53 straddles both a
+    // month and a year boundary), two months, two years.
+    assert_eq!(checked["hour"], 41 * 24);
+    assert_eq!(checked["day"], 41);
+    assert_eq!(checked["week"], 7);
+    assert_eq!(checked["month"], 2);
+    assert_eq!(checked["year"], 2);
+}
+
+/// One NDJSON sale or refund line.
+fn line(id: &str, ts: &str, product: &str, qty: i64, sale_ts: Option<&str>) -> String {
+    match sale_ts {
+        Some(s) => format!(
+            "{{\"event_id\":\"{id}\",\"kind\":\"refund\",\"ts\":\"{ts}\",\"sale_ts\":\"{s}\",\"product_id\":\"{product}\",\"quantity\":{qty},\"price_cents\":100}}\n"
+        ),
+        None => format!("{{\"event_id\":\"{id}\",\"ts\":\"{ts}\",\"product_id\":\"{product}\",\"quantity\":{qty},\"price_cents\":100}}\n"),
+    }
+}
+
+fn runs(db: &Path, task: &str, granularity: &str) -> Vec<(i64, i64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT bucket_start, COUNT(*) FROM pipeline_runs WHERE task = ?1 AND granularity = ?2 AND status = 'success' GROUP BY bucket_start ORDER BY bucket_start")
+        .unwrap();
+    stmt.query_map([task, granularity], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+fn top(db: &Path, granularity: &str, bucket: i64) -> Vec<(String, i64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT product_id, count FROM top_lists WHERE granularity = ?1 AND bucket_start = ?2 AND ranked_by = 'quantity' ORDER BY rank LIMIT 3")
+        .unwrap();
+    stmt.query_map(rusqlite::params![granularity, bucket], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn late_events_and_refunds_rerun_the_hour_and_every_bucket_above_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let db = data.join("store.db");
+    // Day one: "a" sells 10 in 10:00, "b" sells 8 in 11:00; the next day has other sales.
+    let mut first = String::new();
+    for i in 0..10 {
+        first += &line(&format!("a{i}"), "2026-12-31T10:05:00Z", "a", 1, None);
+    }
+    for i in 0..8 {
+        first += &line(&format!("b{i}"), "2026-12-31T11:05:00Z", "b", 1, None);
+    }
+    first += &line("c0", "2027-01-01T09:00:00Z", "c", 2, None);
+    let first_file = dir.path().join("first.ndjson");
+    std::fs::write(&first_file, &first).unwrap();
+    replay(&[&first_file], &data);
+    let day = 1_798_675_200_000; // 2026-12-31
+    assert_eq!(top(&db, "day", day), [("a".to_string(), 10), ("b".to_string(), 8)]);
+
+    // Later: late sales of "b" in 11:00 and a refund of 5 of "a"'s 10:00 sales.
+    let mut late = String::new();
+    late += &line("b-late-1", "2026-12-31T11:30:00Z", "b", 1, None);
+    late += &line("a-refund", "2027-01-01T12:00:00Z", "a", -5, Some("2026-12-31T10:05:00Z"));
+    let late_file = dir.path().join("late.ndjson");
+    std::fs::write(&late_file, &late).unwrap();
+    replay(&[&late_file], &data);
+
+    // The refund reorders the day's list, and the year's.
+    assert_eq!(top(&db, "day", day), [("b".to_string(), 9), ("a".to_string(), 5)]);
+    assert_eq!(top(&db, "year", 1_767_225_600_000), [("b".to_string(), 9), ("a".to_string(), 5)]);
+    assert_store_exact(&db, &truth_of(&[&first_file, &late_file]), 1000);
+
+    // Exactly the touched buckets ran twice: hours 10:00 and 11:00 of 2026-12-31 (the
+    // refund counts in its sale's hour), their day, week, month and year; 2027 untouched.
+    let twice =
+        |g: &str| runs(&db, "rollup", g).into_iter().filter(|&(_, n)| n == 2).map(|(b, _)| b).collect::<Vec<_>>();
+    assert_eq!(twice("hour"), [day + 10 * 3_600_000, day + 11 * 3_600_000]);
+    assert_eq!(twice("day"), [day]);
+    assert_eq!(twice("week"), [1_798_416_000_000]); // 2026-W53, Monday 2026-12-28
+    assert_eq!(twice("month"), [1_796_083_200_000]); // 2026-12
+    assert_eq!(twice("year"), [1_767_225_600_000]); // 2026
+    assert_eq!(runs(&db, "rollup", "year").len(), 2, "2027 ran once, 2026 twice");
+}
+
+#[test]
+fn batch_cli_runs_a_range_and_reports_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    gen(&input, &["--events", "20000", "--products", "300", "--start", "2026-11-02", "--days", "2", "--seed", "4"]);
+    let data = dir.path().join("data");
+    replay(&[&input], &data);
+    let run = |args: &[&str]| {
+        let out = Command::new(topk_bin()).args(["batch"]).args(args).arg("--data-dir").arg(&data).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, out) = run(&["run", "--granularity", "day", "--from", "2026-11-02", "--to", "2026-11-04"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("0 bucket(s) run"), "already up to date: {out}");
+    let (ok, out) = run(&["run", "--granularity", "day", "--from", "2026-11-02", "--to", "2026-11-04", "--force"]);
+    assert!(ok && out.contains("2026-11-02: ok") && out.contains("2 bucket(s) run, 0 failed"), "{out}");
+    // After a replay ended, every later hour counts as complete: a day without data runs empty.
+    let (ok, out) = run(&["run", "--granularity", "day", "--from", "2027-06-01", "--to", "2027-06-02"]);
+    assert!(ok && out.contains("2027-06-01: ok (0 rows)"), "{out}");
+    let (ok, out) = run(&["status"]);
+    assert!(ok && out.lines().next().unwrap().starts_with("status") && out.contains("0 bucket(s) pending"), "{out}");
+    assert_store_exact(&data.join("store.db"), &truth_of(&[&input]), 1000);
+}
