@@ -151,6 +151,22 @@ fn set_rate(bar: &ProgressBar, started: Instant, accepted: u64) {
     bar.set_message(format!("{accepted} events, {rate:.0} events/s"));
 }
 
+/// Where to resume `path` from, or `None` if an earlier run replayed all of it.
+fn resume_point(
+    pipeline: &Pipeline,
+    path: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<Option<(SourceResume, SourcePos)>> {
+    let (resume, start) = SourceResume::load(&pipeline.events, source_id(path)?)?;
+    let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+    if start.pos >= len {
+        bar.inc(len);
+        eprintln!("{}: already replayed completely, nothing to do", path.display());
+        return Ok(None);
+    }
+    Ok(Some((resume, start)))
+}
+
 fn replay_ndjson(
     pipeline: &Pipeline,
     ingestor: &mut Ingestor,
@@ -158,16 +174,9 @@ fn replay_ndjson(
     bar: &ProgressBar,
     started: Instant,
 ) -> anyhow::Result<IngestReport> {
-    let id = source_id(path)?;
-    let (mut resume, start) = SourceResume::load(&pipeline.events, id)?;
+    let Some((mut resume, start)) = resume_point(pipeline, path, bar)? else { return Ok(IngestReport::default()) };
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let len = file.metadata()?.len();
     let mut report = IngestReport::default();
-    if start.pos >= len {
-        bar.inc(len);
-        eprintln!("{}: already replayed completely, nothing to do", path.display());
-        return Ok(report);
-    }
     if start.pos > 0 {
         tracing::info!(file = %path.display(), offset = start.pos, line = start.line + 1, "resuming replay");
     }
@@ -212,16 +221,10 @@ fn replay_csv(
     bar: &ProgressBar,
     started: Instant,
 ) -> anyhow::Result<IngestReport> {
-    let id = source_id(path)?;
-    let (mut resume, start) = SourceResume::load(&pipeline.events, id)?;
+    let Some((mut resume, start)) = resume_point(pipeline, path, bar)? else { return Ok(IngestReport::default()) };
+    let id = resume.source;
     let open = || File::open(path).with_context(|| format!("opening {}", path.display()));
-    let len = open()?.metadata()?.len();
     let mut report = IngestReport::default();
-    if start.pos >= len {
-        bar.inc(len);
-        eprintln!("{}: already replayed completely, nothing to do", path.display());
-        return Ok(report);
-    }
     let builder = || {
         let mut b = csv::ReaderBuilder::new();
         b.has_headers(false).flexible(true);
