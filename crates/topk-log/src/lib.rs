@@ -290,11 +290,21 @@ impl Log {
     /// Appends one batch to each listed partition (each at most once), then makes them
     /// durable together: one fsync per partition for the whole call, run in parallel.
     pub fn append_all(&self, batches: &[(u32, u32, &[u8], SourcePos)]) -> Result<Vec<u64>, LogError> {
+        let parts: Vec<(u32, u32, [&[u8]; 1], SourcePos)> =
+            batches.iter().map(|&(p, c, b, s)| (p, c, [b], s)).collect();
+        let parts: Vec<(u32, u32, &[&[u8]], SourcePos)> =
+            parts.iter().map(|(p, c, b, s)| (*p, *c, &b[..], *s)).collect();
+        self.append_parts(&parts)
+    }
+
+    /// Like [`Log::append_all`], with each batch's payload given as pieces to concatenate
+    /// (so producers that encode in parallel need not copy their buffers together).
+    pub fn append_parts(&self, batches: &[(u32, u32, &[&[u8]], SourcePos)]) -> Result<Vec<u64>, LogError> {
         let mut guards = Vec::with_capacity(batches.len());
         let mut bases = Vec::with_capacity(batches.len());
-        for &(p, count, payload, source) in batches {
+        for &(p, count, parts, source) in batches {
             let mut st = self.lock(p)?;
-            bases.push(st.write(count, payload, source, self.inner.cfg.segment_bytes)?);
+            bases.push(st.write(count, parts, source, self.inner.cfg.segment_bytes)?);
             guards.push((p, st));
         }
         if self.inner.cfg.fsync == FsyncPolicy::Batch {
@@ -464,7 +474,7 @@ impl PartState {
         Ok(PartState { dir, segments, active, next_offset, sources })
     }
 
-    fn write(&mut self, count: u32, payload: &[u8], source: SourcePos, segment_bytes: u64) -> Result<u64, LogError> {
+    fn write(&mut self, count: u32, parts: &[&[u8]], source: SourcePos, segment_bytes: u64) -> Result<u64, LogError> {
         let (&active_base, seg) = self.segments.iter().next_back().expect("an active segment");
         if seg.len >= segment_bytes && !seg.index.is_empty() {
             // Close the full segment durably before starting the next, so only the last
@@ -477,16 +487,18 @@ impl PartState {
             tracing::debug!(base = self.next_offset, previous = active_base, "rolled segment");
         }
         let seg = self.segments.values_mut().next_back().expect("an active segment");
-        let payload_len = u32::try_from(payload.len()).map_err(|_| LogError::Io {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let payload_len = u32::try_from(total).map_err(|_| LogError::Io {
             path: seg.path.clone(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "batch payload over 4 GiB"),
         })?;
         let mut header = Header { crc: 0, base_offset: self.next_offset, count, payload_len, source }.encode();
-        let crc = Header::checksum(&header, payload);
+        let crc = parts.iter().fold(crc32c::crc32c(&header[8..]), |crc, p| crc32c::crc32c_append(crc, p));
         header[4..8].copy_from_slice(&crc.to_le_bytes());
         let base = self.next_offset;
         let pos = seg.len;
-        let write = self.active.write_all(&header).and_then(|_| self.active.write_all(payload));
+        let write =
+            self.active.write_all(&header).and_then(|_| parts.iter().try_for_each(|p| self.active.write_all(p)));
         if let Err(e) = write {
             // Cut off whatever part of the batch reached the file, so the next append
             // does not land behind garbage.
@@ -494,7 +506,7 @@ impl PartState {
             return Err(LogError::Io { path: seg.path.clone(), source: e });
         }
         seg.index.push((base, pos));
-        seg.len += (HEADER_LEN + payload.len()) as u64;
+        seg.len += (HEADER_LEN + total) as u64;
         self.next_offset += u64::from(count);
         if source.source != 0 {
             self.sources.insert(source.source, source);

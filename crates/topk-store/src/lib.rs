@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`schema`]: the migrations, and every query, written once in the SQL that SQLite and
-//!   PostgreSQL share (`$1` placeholders, window functions, `ON CONFLICT`).
+//!   PostgreSQL share (`$1` placeholders, `ON CONFLICT`, `RETURNING`).
 //! - [`Store`]: the small trait the batch layer and the API use.
 //! - [`SqliteStore`]: the embedded default, one file in the data directory.
 //!

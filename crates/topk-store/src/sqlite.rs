@@ -128,11 +128,23 @@ impl Store for SqliteStore {
                 By::Quantity => "count",
                 By::Revenue => "revenue_cents",
             };
-            n += tx_exec(
-                &tx,
-                &INSERT_TOP_LIST.replace("{ORDER}", order),
-                &[&g, &bucket.start_ms, &by.as_str(), &(k as i64)],
-            )?;
+            let mut top = Vec::with_capacity(k);
+            {
+                let mut stmt = tx.prepare_cached(&TOP_ROWS.replace("{ORDER}", order))?;
+                bind(&mut stmt, &[&g, &bucket.start_ms, &(k as i64)])?;
+                let mut rows = stmt.raw_query();
+                while let Some(r) = rows.next()? {
+                    top.push(ProductSum { product_id: r.get(0)?, count: r.get(1)?, revenue_cents: r.get(2)? });
+                }
+            }
+            let mut insert = tx.prepare_cached(INSERT_TOP_ROW)?;
+            for (rank, row) in (1i64..).zip(&top) {
+                bind(
+                    &mut insert,
+                    &[&g, &bucket.start_ms, &by.as_str(), &rank, &row.product_id, &row.count, &row.revenue_cents],
+                )?;
+                n += insert.raw_execute()? as u64;
+            }
         }
         tx.commit()?;
         Ok(n)

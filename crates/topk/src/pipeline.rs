@@ -209,6 +209,9 @@ pub struct IngestReport {
     pub rejected_count: u64,
     /// The rejected lines, at most [`MAX_LISTED_REJECTIONS`] of them.
     pub rejected: Vec<Rejection>,
+    /// Input lines read (blank ones included).
+    #[serde(skip)]
+    pub lines: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -227,6 +230,7 @@ impl IngestReport {
 
     pub fn merge(&mut self, other: IngestReport) {
         self.accepted += other.accepted;
+        self.lines += other.lines;
         self.already_ingested += other.already_ingested;
         self.rejected_count += other.rejected_count - other.rejected.len() as u64;
         self.add_rejections(other.rejected);
@@ -341,18 +345,26 @@ impl Ingestor {
     /// `pos` (even with no events), so a later resume knows it is done up to there.
     pub fn commit(&mut self, source: Option<(&mut SourceResume, SourcePos)>) -> Result<(), LogError> {
         let pos = source.as_ref().map(|(_, pos)| *pos).unwrap_or_default();
-        let routed = &self.routed;
-        let batches: Vec<(u32, u32, &[u8], SourcePos)> = (0..routed.buffers.len())
-            .filter(|&p| routed.counts[p] > 0 || pos.source != 0)
-            .map(|p| (p as u32, routed.counts[p], routed.buffers[p].as_slice(), pos))
+        // Each partition's batch is its events from `routed` and then from each parse
+        // thread's buffer, in input order.
+        let all: Vec<&Routed> = std::iter::once(&self.routed).chain(&self.scratch).collect();
+        let parts: Vec<(u32, u32, Vec<&[u8]>)> = (0..self.routed.buffers.len())
+            .map(|p| {
+                let count = all.iter().map(|r| r.counts[p]).sum();
+                (p as u32, count, all.iter().map(|r| r.buffers[p].as_slice()).filter(|b| !b.is_empty()).collect())
+            })
+            .filter(|(_, count, _)| *count > 0 || pos.source != 0)
             .collect();
+        let batches: Vec<(u32, u32, &[&[u8]], SourcePos)> =
+            parts.iter().map(|(p, c, b)| (*p, *c, &b[..], pos)).collect();
         if !batches.is_empty() {
-            self.log.append_all(&batches)?;
+            self.log.append_parts(&batches)?;
         }
         if let Some((resume, pos)) = source {
             resume.done.iter_mut().for_each(|d| *d = (*d).max(pos.pos));
         }
         self.routed.clear();
+        self.scratch.iter_mut().for_each(Routed::clear);
         Ok(())
     }
 
@@ -396,15 +408,10 @@ impl Ingestor {
         });
         let mut report = IngestReport::default();
         let mut line = first_line;
-        for ((mut r, lines), part) in results.into_iter().zip(self.scratch.iter_mut()) {
+        for (mut r, lines) in results {
             r.rejected.iter_mut().for_each(|rej| rej.line += line - 1);
             report.merge(r);
             line += lines;
-            for (p, buf) in part.buffers.iter().enumerate() {
-                self.routed.buffers[p].extend_from_slice(buf);
-                self.routed.counts[p] += part.counts[p];
-            }
-            part.clear();
         }
         let pos = SourcePos {
             source: source.as_ref().map_or(0, |s| s.source),
@@ -412,6 +419,7 @@ impl Ingestor {
             line: line - 1,
         };
         self.commit(source.map(|s| (s, pos)))?;
+        report.lines = line - first_line;
         Ok(report)
     }
 }

@@ -105,6 +105,7 @@ pub fn replay_local(cfg: Config, files: &[PathBuf], format: Option<Format>) -> a
     tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "input appended; draining");
     bar.set_message("flushing and archiving…");
     pipeline.drain()?;
+    tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "flushed and archived; rolling up");
     bar.set_message("rolling up…");
     let batch = pipeline.catch_up_batch()?;
     bar.finish_and_clear();
@@ -192,7 +193,7 @@ fn replay_ndjson(
             eof = buf.len() - before < CHUNK;
         }
         // Cut after the last complete line; at the end of the file take everything.
-        let cut = match buf.iter().rposition(|&b| b == b'\n') {
+        let cut = match memchr::memrchr(b'\n', &buf) {
             _ if eof => buf.len(),
             Some(i) => i + 1,
             None if buf.len() > MAX_LINE => bail!("{}: line {line} is longer than {MAX_LINE} bytes", path.display()),
@@ -201,12 +202,10 @@ fn replay_ndjson(
         if cut == 0 {
             break;
         }
-        let chunk = &buf[..cut];
-        let lines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
-        let r = ingestor.ingest_ndjson(chunk, line, offset, Some(&mut resume))?;
+        let r = ingestor.ingest_ndjson(&buf[..cut], line, offset, Some(&mut resume))?;
+        line += r.lines;
         report.merge(r);
         offset += cut as u64;
-        line += lines;
         bar.inc(cut as u64);
         set_rate(bar, started, report.accepted);
         buf.drain(..cut);
@@ -327,7 +326,7 @@ pub fn replay_remote(server: &str, token: Option<&str>, files: &[PathBuf]) -> an
             let cut = if body.len() <= CHUNK {
                 body.len()
             } else {
-                body[..CHUNK].iter().rposition(|&b| b == b'\n').map_or(body.len(), |i| i + 1)
+                memchr::memrchr(b'\n', &body[..CHUNK]).map_or(body.len(), |i| i + 1)
             };
             let chunk = &body[..cut];
             let url = format!("{server}/api/v1/events?source={id}&offset={offset}&line={line}");
@@ -339,13 +338,15 @@ pub fn replay_remote(server: &str, token: Option<&str>, files: &[PathBuf]) -> an
             }
             let r: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("server reply {text:?}"))?;
             let rejected: Vec<Rejection> = serde_json::from_value(r["rejected"].clone()).unwrap_or_default();
+            let lines = memchr::memchr_iter(b'\n', chunk).count() as u64;
             report.merge(IngestReport {
+                lines,
                 accepted: r["accepted"].as_u64().unwrap_or(0),
                 already_ingested: r["already_ingested"].as_u64().unwrap_or(0),
                 rejected_count: r["rejected_count"].as_u64().unwrap_or(0),
                 rejected,
             });
-            line += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+            line += lines;
             offset += cut as u64;
             body = &body[cut..];
             bar.inc(cut as u64);
