@@ -2,11 +2,14 @@
 //!
 //! Binary little-endian layout (version byte first, so the format can evolve):
 //! ```text
-//! u8 version=1 | u32 partition | u64 first_offset | u64 end_offset | i64 watermark
-//! i64 max_event_ts | u64 dedup_from | u8 end_of_input | u64 accepted | u64 duplicates | u64 late
+//! u8 version=2 | u32 partition | u64 first_offset | u64 end_offset | i64 watermark
+//! i64 max_event_ts | u64 dedup_from | i64 dedup_from_max_ts | u8 end_of_input
+//! u64 accepted | u64 duplicates | u64 late
 //! u32 rows, each: u8 len + product_id | i64 hour | i64 count | i64 revenue | i64 earliest | i64 latest
 //! u32 names, each: u8 len + product_id | u16 len + product_name
 //! ```
+
+const VERSION: u8 = 2;
 
 /// Sums for one (product, hour).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub struct FlushBatch {
     pub max_event_ts_ms: i64,
     /// Replaying the events log from here rebuilds the dedup window (see the crate docs).
     pub dedup_from: u64,
+    /// The partition's newest event time just before `dedup_from`.
+    pub dedup_from_max_ts: i64,
     /// The producer said its input ended and no event arrived since: every hour seen so
     /// far is final. Heartbeats after the end keep saying so.
     pub end_of_input: bool,
@@ -53,7 +58,7 @@ impl FlushBatch {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.rows.len() * 56);
-        out.push(1);
+        out.push(VERSION);
         out.extend_from_slice(&self.partition.to_le_bytes());
         for v in [self.first_offset, self.end_offset] {
             out.extend_from_slice(&v.to_le_bytes());
@@ -62,6 +67,7 @@ impl FlushBatch {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&self.dedup_from.to_le_bytes());
+        out.extend_from_slice(&self.dedup_from_max_ts.to_le_bytes());
         out.push(u8::from(self.end_of_input));
         for v in [self.accepted, self.duplicates, self.late] {
             out.extend_from_slice(&v.to_le_bytes());
@@ -87,7 +93,7 @@ impl FlushBatch {
     pub fn decode(buf: &[u8]) -> Result<FlushBatch, CorruptFlush> {
         let mut c = Cursor { buf, pos: 0 };
         let version = c.u8()?;
-        if version != 1 {
+        if version != VERSION {
             return Err(CorruptFlush(format!("unknown flush batch version {version}")));
         }
         let mut b = FlushBatch {
@@ -97,6 +103,7 @@ impl FlushBatch {
             watermark_ms: c.i64()?,
             max_event_ts_ms: c.i64()?,
             dedup_from: c.u64()?,
+            dedup_from_max_ts: c.i64()?,
             end_of_input: c.u8()? != 0,
             accepted: c.u64()?,
             duplicates: c.u64()?,
@@ -179,6 +186,7 @@ mod tests {
             watermark_ms: -5,
             max_event_ts_ms: 1_800_000_000_000,
             dedup_from: 4,
+            dedup_from_max_ts: 7,
             end_of_input: true,
             accepted: 9,
             duplicates: 1,

@@ -9,17 +9,16 @@
 //! (DESIGN §3).
 //!
 //! # Dedup window
-//! Events whose id was already seen within `dedup_window` of event time are dropped. The
-//! window is a pure function of the events consumed so far: it holds exactly the ids of
-//! events with `ts >= max_ts - window`. Each flush stores `dedup_from`, an offset before
-//! which every event is older than that bound, so after a crash re-reading
-//! `dedup_from .. resume` rebuilds the very same window and the same events are dropped
-//! as in an uninterrupted run.
+//! An event whose id was already seen while the partition's newest event time advanced by
+//! less than `dedup_window` is dropped. The window is a pure function of the events
+//! consumed so far, in log order. Each flush stores `dedup_from` (an offset before which
+//! every id has left the window) and the newest event time at that offset, so after a
+//! crash re-reading `dedup_from .. resume` rebuilds the very same window and the same
+//! events are dropped as in an uninterrupted run.
 
 mod flush;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -67,6 +66,8 @@ pub enum AggregatorError {
     Record { partition: u32, source: CorruptRecord },
     #[error("flush log partition {partition}: {source}")]
     Flush { partition: u32, source: CorruptFlush },
+    #[error("events log partition {partition} ends at offset {events_end} but flushes cover up to {flushed_end}: events were lost (fsync policy \"never\" and a machine crash?); restore the data directory from a backup")]
+    LogBehindFlush { partition: u32, events_end: u64, flushed_end: u64 },
 }
 
 /// Live counters of one partition's aggregator, shared with whoever waits on it.
@@ -122,35 +123,34 @@ struct Acc {
     latest: i64,
 }
 
-/// The dedup window: digests of the event ids with `ts >= max_ts - window`.
+/// The dedup window: the digests of the ids seen while the partition's newest event
+/// time advanced by less than `window_ms`. Keying ids by the newest event time *when they
+/// arrived* (not by their own, possibly late, timestamp) also catches redeliveries of
+/// late or backfilled events, and keeps the keys in arrival order.
 struct DedupWindow {
     window_ms: i64,
     seen: HashSet<u128, RandomState>,
-    by_time: BinaryHeap<Reverse<(i64, u128)>>,
+    /// (newest event time at arrival, digest), oldest first.
+    arrivals: VecDeque<(i64, u128)>,
 }
 
 impl DedupWindow {
     fn new(window_ms: i64) -> Self {
-        DedupWindow { window_ms, seen: HashSet::default(), by_time: BinaryHeap::new() }
+        DedupWindow { window_ms, seen: HashSet::default(), arrivals: VecDeque::new() }
     }
 
-    /// Records the event; `true` if it is a duplicate within the window.
-    fn is_duplicate(&mut self, digest: u128, ts_ms: i64, max_ts_ms: i64) -> bool {
+    /// Records an event that arrived when the newest event time was `max_ts_ms`;
+    /// `true` if its id was already seen within the window.
+    fn is_duplicate(&mut self, digest: u128, max_ts_ms: i64) -> bool {
         let cutoff = max_ts_ms.saturating_sub(self.window_ms);
-        while let Some(Reverse((ts, d))) = self.by_time.peek().copied() {
-            if ts >= cutoff {
-                break;
-            }
-            self.by_time.pop();
+        while self.arrivals.front().is_some_and(|&(at, _)| at < cutoff) {
+            let (_, d) = self.arrivals.pop_front().expect("non-empty");
             self.seen.remove(&d);
         }
-        if self.seen.contains(&digest) {
+        if !self.seen.insert(digest) {
             return true;
         }
-        if ts_ms >= cutoff {
-            self.seen.insert(digest);
-            self.by_time.push(Reverse((ts_ms, digest)));
-        }
+        self.arrivals.push_back((max_ts_ms, digest));
         false
     }
 }
@@ -164,8 +164,9 @@ pub struct PartitionAggregator {
     names: HashMap<u32, Box<[u8]>, RandomState>,
     table: HashMap<(u32, i64), Acc, RandomState>,
     dedup: DedupWindow,
-    /// (first offset, max event ts) of each consumed log batch still inside the window.
-    batches: VecDeque<(u64, i64)>,
+    /// (first offset, newest event time before it, after it) of each consumed log batch
+    /// whose ids may still be in the dedup window.
+    batches: VecDeque<(u64, i64, i64)>,
     /// Next events offset to consume; also the end of what the next flush covers.
     next: u64,
     /// Where the next flush's range starts.
@@ -207,16 +208,26 @@ impl PartitionAggregator {
         if let Some(rec) = flush_log.last_batch(partition)? {
             let last =
                 FlushBatch::decode(&rec.payload).map_err(|source| AggregatorError::Flush { partition, source })?;
-            agg.max_ts = last.max_event_ts_ms;
             agg.ended = last.end_of_input;
-            // Rebuild the dedup window from the events it covered; they are not counted again.
+            // Rebuild the dedup window by replaying, uncounted, the events it covers, from
+            // the newest event time they first arrived at.
+            agg.max_ts = last.dedup_from_max_ts;
             agg.next = last.dedup_from;
             let mut reader = events.reader(partition, last.dedup_from)?;
             while agg.next < last.end_offset {
-                let Some(batch) = reader.next_batch()? else { break };
+                let Some(batch) = reader.next_batch()? else {
+                    // The flush log covers events the events log no longer has: only
+                    // possible after losing unsynced data (fsync "never" and power loss).
+                    return Err(AggregatorError::LogBehindFlush {
+                        partition,
+                        events_end: agg.next,
+                        flushed_end: last.end_offset,
+                    });
+                };
                 agg.consume(&batch, false, last.end_offset)?;
             }
             debug_assert!(agg.table.is_empty());
+            agg.max_ts = last.max_event_ts_ms;
             agg.next = last.end_offset;
             agg.first = last.end_offset;
             tracing::info!(
@@ -251,17 +262,16 @@ impl PartitionAggregator {
     /// Consumes the events of `batch` from the current position up to `until` (exclusive).
     /// With `count == false` only the dedup window and watermark are updated (recovery).
     fn consume(&mut self, batch: &topk_log::Batch, count: bool, until: u64) -> Result<(), AggregatorError> {
-        let mut batch_max = i64::MIN;
+        let (before, start) = (self.max_ts, self.next);
         for (offset, ev) in (batch.base_offset..).zip(Decoder::new(&batch.payload)) {
             let ev = ev.map_err(|source| AggregatorError::Record { partition: self.partition, source })?;
             if offset >= self.next && offset < until {
-                batch_max = batch_max.max(ev.ts_ms);
                 self.observe(&ev, count);
                 self.next = offset + 1;
             }
         }
-        if batch_max != i64::MIN {
-            self.batches.push_back((batch.base_offset, batch_max));
+        if self.next > start {
+            self.batches.push_back((batch.base_offset, before, self.max_ts));
             if count {
                 self.ended = false;
             }
@@ -271,10 +281,8 @@ impl PartitionAggregator {
 
     fn observe(&mut self, ev: &EventRef<'_>, count: bool) {
         let watermark = self.watermark_ms();
-        if count {
-            self.max_ts = self.max_ts.max(ev.ts_ms);
-        }
-        if self.dedup.is_duplicate(ev.id_digest, ev.ts_ms, self.max_ts) {
+        self.max_ts = self.max_ts.max(ev.ts_ms);
+        if self.dedup.is_duplicate(ev.id_digest, self.max_ts) {
             if count {
                 self.duplicates += 1;
             }
@@ -305,8 +313,9 @@ impl PartitionAggregator {
             earliest: i64::MAX,
             latest: i64::MIN,
         });
-        acc.count += ev.quantity;
-        acc.revenue += ev.revenue_cents();
+        // Saturating: validation bounds one event, not a sum of many.
+        acc.count = acc.count.saturating_add(ev.quantity);
+        acc.revenue = acc.revenue.saturating_add(ev.revenue_cents());
         acc.earliest = acc.earliest.min(ev.bucket_ts_ms);
         acc.latest = acc.latest.max(ev.bucket_ts_ms);
     }
@@ -316,7 +325,7 @@ impl PartitionAggregator {
     pub fn take_flush(&mut self, end_of_input: bool) -> FlushBatch {
         self.ended |= end_of_input;
         let cutoff = self.max_ts.saturating_sub(self.cfg.dedup_window_ms);
-        while self.batches.front().is_some_and(|&(_, max)| max < cutoff) {
+        while self.batches.front().is_some_and(|&(_, _, after)| after < cutoff) {
             self.batches.pop_front();
         }
         let string = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -343,7 +352,8 @@ impl PartitionAggregator {
             end_offset: self.next,
             watermark_ms: self.watermark_ms(),
             max_event_ts_ms: self.max_ts,
-            dedup_from: self.batches.front().map_or(self.next, |&(base, _)| base),
+            dedup_from: self.batches.front().map_or(self.next, |&(base, _, _)| base),
+            dedup_from_max_ts: self.batches.front().map_or(self.max_ts, |&(_, before, _)| before),
             end_of_input: self.ended,
             accepted: std::mem::take(&mut self.accepted),
             duplicates: std::mem::take(&mut self.duplicates),

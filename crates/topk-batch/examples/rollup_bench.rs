@@ -13,7 +13,9 @@ fn main() {
     let n: usize = args.next().map_or(1_000_000, |a| a.parse().expect("N is a number"));
     let dir = args.next().map_or_else(std::env::temp_dir, Into::into);
     let path = dir.join("rollup_bench.db");
-    let _ = std::fs::remove_file(&path);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
     let mut store = SqliteStore::open(&path).expect("store");
     let day = Bucket::containing(Granularity::Day, 1_796_083_200_000); // 2026-12-01
     let rows = |salt: i64| -> Vec<ProductSum> {

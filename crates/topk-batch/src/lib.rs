@@ -147,7 +147,11 @@ impl<S: Store> Batch<S> {
     }
 
     fn retention_cutoff(&self) -> i64 {
-        self.cfg.hour_retention.map_or(i64::MIN, |r| now_ms() - r.as_millis() as i64)
+        // Floored to a day, so retention never splits a day's hours.
+        self.cfg.hour_retention.map_or(i64::MIN, |r| {
+            let cutoff = now_ms().saturating_sub(i64::try_from(r.as_millis()).unwrap_or(i64::MAX));
+            Bucket::containing(Granularity::Day, cutoff).start_ms
+        })
     }
 
     /// `Ok` if the bucket's inputs are final, else why not.
@@ -258,9 +262,9 @@ impl<S: Store> Batch<S> {
         if cutoff == i64::MIN {
             return Ok(());
         }
-        // Never delete hours a pending rollup still has to read.
+        // Never delete hours a pending day still has to read.
         if let Some(first) =
-            self.store.pending()?.iter().filter(|b| b.granularity != Granularity::Hour).map(|b| b.start_ms).min()
+            self.store.pending()?.iter().filter(|b| b.granularity == Granularity::Day).map(|b| b.start_ms).min()
         {
             cutoff = cutoff.min(first);
         }
@@ -314,8 +318,8 @@ pub fn hour_from_archive(archive: &Path, hour_ms: i64) -> Result<Vec<ProductSum>
         for r in topk_archive::read_file(&f)? {
             debug_assert_eq!(r.hour_ms, hour_ms);
             let e = sums.entry(r.product_id).or_default();
-            e.0 += r.count;
-            e.1 += r.revenue_cents;
+            e.0 = e.0.saturating_add(r.count);
+            e.1 = e.1.saturating_add(r.revenue_cents);
         }
     }
     let mut rows: Vec<ProductSum> = sums

@@ -16,10 +16,12 @@ use crate::timestamp::parse_rfc3339;
 pub const MAX_ID_BYTES: usize = 128;
 /// Longest accepted optional text field (country, city, category, product_name), in bytes.
 pub const MAX_TEXT_BYTES: usize = 256;
-/// Largest accepted |quantity|: keeps `count * price` far from i64 overflow.
-pub const MAX_QUANTITY: i64 = 1_000_000;
-/// Largest accepted price: 100 million currency units.
-pub const MAX_PRICE_CENTS: i64 = 10_000_000_000;
+/// Largest accepted |quantity|. With [`MAX_PRICE_CENTS`] it bounds one event's revenue by
+/// 10^14 cents, so ~92,000 extreme events of one product are needed in one hour to reach
+/// i64's limit; sums saturate there rather than wrap.
+pub const MAX_QUANTITY: i64 = 100_000;
+/// Largest accepted price: 10 million currency units.
+pub const MAX_PRICE_CENTS: i64 = 1_000_000_000;
 /// 2000-01-01T00:00:00Z: older timestamps are almost certainly seconds mistaken for ms.
 pub const MIN_TS_MS: i64 = 946_684_800_000;
 
@@ -180,7 +182,7 @@ impl<'a> RawEvent<'a> {
         if quantity == 0 {
             return Err(field_err("quantity", "is 0; a sale needs a positive quantity"));
         }
-        if quantity.abs() > MAX_QUANTITY {
+        if !(-MAX_QUANTITY..=MAX_QUANTITY).contains(&quantity) {
             return Err(field_err("quantity", format!("{quantity} is out of range (|quantity| <= {MAX_QUANTITY})")));
         }
         match kind {

@@ -186,6 +186,9 @@ struct Inner {
     cfg: LogConfig,
     parts: Vec<Part>,
     _lock: File,
+    /// Set when a write or fsync failed: what reached the files is unknown, so no later
+    /// append may publish it. Reopening the log recovers (and truncates what is torn).
+    broken: std::sync::atomic::AtomicBool,
     /// Bumped on every publish, so consumers can wait for new data.
     appended: (Mutex<u64>, Condvar),
 }
@@ -257,7 +260,9 @@ impl Log {
                 .map_err(io_err(&meta))?;
             sync_dir(&dir)?;
         }
-        Ok(Log { inner: Arc::new(Inner { dir, cfg, parts, _lock: lock, appended: (Mutex::new(0), Condvar::new()) }) })
+        let broken = std::sync::atomic::AtomicBool::new(false);
+        let appended = (Mutex::new(0), Condvar::new());
+        Ok(Log { inner: Arc::new(Inner { dir, cfg, parts, _lock: lock, broken, appended }) })
     }
 
     pub fn partitions(&self) -> u32 {
@@ -299,7 +304,23 @@ impl Log {
 
     /// Like [`Log::append_all`], with each batch's payload given as pieces to concatenate
     /// (so producers that encode in parallel need not copy their buffers together).
+    /// Partitions must be listed in ascending order, each once (the lock order).
     pub fn append_parts(&self, batches: &[(u32, u32, &[&[u8]], SourcePos)]) -> Result<Vec<u64>, LogError> {
+        debug_assert!(batches.windows(2).all(|w| w[0].0 < w[1].0), "partitions must ascend");
+        if self.inner.broken.load(Ordering::SeqCst) {
+            return Err(LogError::Io {
+                path: self.inner.dir.clone(),
+                source: io::Error::other("an earlier write failed; reopen the log to recover"),
+            });
+        }
+        let result = self.write_and_sync(batches);
+        if result.is_err() {
+            self.inner.broken.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn write_and_sync(&self, batches: &[(u32, u32, &[&[u8]], SourcePos)]) -> Result<Vec<u64>, LogError> {
         let mut guards = Vec::with_capacity(batches.len());
         let mut bases = Vec::with_capacity(batches.len());
         for &(p, count, parts, source) in batches {
@@ -311,7 +332,9 @@ impl Log {
             let results: Vec<Result<(), LogError>> = std::thread::scope(|s| {
                 let handles: Vec<_> =
                     guards.iter().map(|(_, st)| s.spawn(|| st.active.sync_data().map_err(io_err(&st.dir)))).collect();
-                handles.into_iter().map(|h| h.join().unwrap_or(Ok(()))).collect()
+                let panicked =
+                    || LogError::Io { path: self.inner.dir.clone(), source: io::Error::other("fsync thread panicked") };
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(panicked()))).collect()
             });
             results.into_iter().collect::<Result<(), _>>()?;
         }
@@ -485,7 +508,18 @@ impl PartState {
             sync_dir(&self.dir)?;
             self.segments.insert(self.next_offset, Segment { path, index: Vec::new(), len: 0 });
             tracing::debug!(base = self.next_offset, previous = active_base, "rolled segment");
+            // Carry every source's position into the new segment as an empty batch, so
+            // retention deleting old segments never forgets how far a file was replayed.
+            let mut carried: Vec<SourcePos> = self.sources.values().copied().collect();
+            carried.sort_unstable_by_key(|s| s.source);
+            for pos in carried {
+                self.write_batch(0, &[], pos)?;
+            }
         }
+        self.write_batch(count, parts, source)
+    }
+
+    fn write_batch(&mut self, count: u32, parts: &[&[u8]], source: SourcePos) -> Result<u64, LogError> {
         let seg = self.segments.values_mut().next_back().expect("an active segment");
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let payload_len = u32::try_from(total).map_err(|_| LogError::Io {

@@ -229,3 +229,24 @@ fn a_crash_while_creating_partitions_is_finished_on_the_next_open() {
     assert_eq!(log.partitions(), 8);
     assert_eq!(fs::read_to_string(dir.path().join("PARTITIONS")).unwrap(), "8");
 }
+
+#[test]
+fn source_positions_survive_retention_of_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { retention: Duration::ZERO, ..cfg(1, 100) };
+    {
+        let log = Log::open(dir.path(), config.clone()).unwrap();
+        log.append(0, 1, &[0; 100], src(7, 1000)).unwrap();
+        for _ in 0..4 {
+            log.append(0, 1, &[0; 100], SourcePos::default()).unwrap();
+        }
+        log.commit("all", 0, 5).unwrap();
+        assert!(log.enforce_retention().unwrap() >= 3);
+        assert_eq!(log.start_offset(0).unwrap(), 4);
+        // Readers skip the carried positions: they hold no events.
+        assert_eq!(read_all(&log, 0, 4).iter().map(|b| b.count).sum::<u32>(), 1);
+    }
+    let log = Log::open(dir.path(), config).unwrap();
+    assert_eq!(log.source_position(0, 7).unwrap(), Some(src(7, 1000)));
+    assert_eq!(log.end_offset(0).unwrap(), 5);
+}

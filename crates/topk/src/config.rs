@@ -120,7 +120,7 @@ impl Settings {
                 partitions,
                 segment_bytes: self.segment_bytes.unwrap_or(128 << 20).max(1 << 16),
                 fsync,
-                retention: Duration::from_secs(self.retention_hours.unwrap_or(168) * 3600),
+                retention: Duration::from_secs(self.retention_hours.unwrap_or(168).saturating_mul(3600)),
             },
             aggregator: AggregatorConfig {
                 flush_interval: Duration::from_millis(flush_interval_ms),
@@ -135,7 +135,7 @@ impl Settings {
                 top_k: self.top_k.unwrap_or(1000).clamp(1, 100_000),
                 hour_retention: match self.hour_retention_days.unwrap_or(30) {
                     0 => None,
-                    days => Some(Duration::from_secs(days * 24 * 3600)),
+                    days => Some(Duration::from_secs(days.saturating_mul(24 * 3600))),
                 },
                 ..BatchConfig::default()
             },

@@ -16,9 +16,27 @@ use serde_json::json;
 
 use crate::pipeline::{Pipeline, SourceResume};
 
+/// Ingest requests handled at once: each may hold a large body and its parse buffers.
+pub const MAX_CONCURRENT_INGESTS: usize = 4;
+
 /// What the handlers share.
 pub struct AppState {
     pub pipeline: Pipeline,
+    /// Bounds concurrent ingests (memory), and lets shutdown wait for them to finish.
+    pub ingests: Arc<tokio::sync::Semaphore>,
+    /// Serialises ingests that carry a replay position: checking how far a source got and
+    /// appending its next lines must not interleave with a retry of the same lines.
+    sources: std::sync::Mutex<()>,
+}
+
+impl AppState {
+    pub fn new(pipeline: Pipeline) -> Self {
+        AppState {
+            pipeline,
+            ingests: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INGESTS)),
+            sources: std::sync::Mutex::new(()),
+        }
+    }
 }
 
 type Shared = Arc<AppState>;
@@ -86,10 +104,18 @@ async fn ingest(
     if body.iter().all(u8::is_ascii_whitespace) {
         return error(StatusCode::BAD_REQUEST, "empty body: send NDJSON, one event per line");
     }
+    if params.line.is_some_and(|l| l == 0 || l > u64::MAX / 2) || params.offset > u64::MAX / 2 {
+        return error(StatusCode::BAD_REQUEST, "line must be at least 1 and offset a file position");
+    }
+    let Ok(permit) = state.ingests.clone().acquire_owned().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    };
     let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let mut ingestor = state.pipeline.ingestor();
         match params.source {
             Some(id) if id != 0 => {
+                let _one_at_a_time = state.sources.lock().unwrap_or_else(|e| e.into_inner());
                 let (mut resume, _) = SourceResume::load(&state.pipeline.events, id)?;
                 let line = params.line.unwrap_or(1);
                 ingestor.ingest_ndjson(&body, line, params.offset, Some(&mut resume))

@@ -295,7 +295,7 @@ fn serve(cfg: config::Config, demo_rate: Option<u32>) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir.clone();
     let mut pipeline = Pipeline::start(cfg)?;
     pipeline.start_batch()?;
-    let state = Arc::new(http::AppState { pipeline });
+    let state = Arc::new(http::AppState::new(pipeline));
     let stop = Arc::new(AtomicBool::new(false));
     let mut background = Vec::new();
     if let Some(rate) = demo_rate {
@@ -325,6 +325,9 @@ fn serve(cfg: config::Config, demo_rate: Option<u32>) -> anyhow::Result<()> {
         println!("topk serving on http://{addr} (data in {})", data_dir.display());
         tracing::info!(%addr, demo = demo_rate.is_some(), "listening");
         http::run(listener, state.clone(), shutdown_signal()).await?;
+        // Ingests whose client went away may still be appending: let them finish.
+        let all = http::MAX_CONCURRENT_INGESTS as u32;
+        let _drained = state.ingests.acquire_many(all).await?;
         anyhow::Ok(())
     })?;
     stop.store(true, Ordering::SeqCst);

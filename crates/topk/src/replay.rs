@@ -271,6 +271,9 @@ fn replay_csv(
                         Err(r) => rejections.push(r),
                     }
                 }
+                Err(e) if e.is_io_error() => {
+                    return Err(anyhow::Error::new(e).context(format!("reading {}", path.display())))
+                }
                 Err(e) => rejections.push(Rejection { line, field: None, reason: format!("invalid CSV: {e}") }),
             }
             n += 1;

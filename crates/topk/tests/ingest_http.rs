@@ -29,7 +29,7 @@ async fn start(data: &std::path::Path, token: Option<&str>, max_body: usize) -> 
     }
     .over_file(None)
     .unwrap();
-    let state = Arc::new(AppState { pipeline: Pipeline::start(cfg).unwrap() });
+    let state = Arc::new(AppState::new(Pipeline::start(cfg).unwrap()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -194,6 +194,12 @@ async fn empty_oversized_unauthorized_and_all_bad_bodies_are_refused_clearly() {
     let reply: Value = r.json().await.unwrap();
     assert_eq!((reply["accepted"].as_u64(), reply["rejected_count"].as_u64()), (Some(0), Some(2)));
     assert_eq!(reply["rejected"][1]["field"], "event_id");
+
+    // Replay positions from a client are checked, not trusted.
+    let r = post(valid("q", "p").into_bytes()).query(&[("source", "5"), ("line", "0")]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = client.post(format!("{url}?colour=red")).bearer_auth("s3cret").body(valid("q", "p")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     let health = client.get(format!("{}/healthz", server.url)).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
