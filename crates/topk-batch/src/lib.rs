@@ -197,6 +197,7 @@ impl<S: Store> Batch<S> {
     /// Runs the whole DAG of one bucket and clears it from the pending set.
     pub fn run_bucket(&mut self, state: &ArchiveState, bucket: Bucket) -> Result<u64, BatchError> {
         let pending = self.store.pending()?;
+        let generation = self.store.pending_generation(bucket)?;
         self.task("check", bucket, |b| {
             b.check(state, &pending, bucket).map(|_| 0).map_err(|reason| BatchError::NotReady { bucket, reason })
         })?;
@@ -204,7 +205,9 @@ impl<S: Store> Batch<S> {
         self.task("clean_speed", bucket, |b| Ok(b.store.delete_speed_rows(bucket)?))?;
         let k = self.cfg.top_k;
         self.task("top_lists", bucket, |b| Ok(b.store.regenerate_top_lists(bucket, k)?))?;
-        self.store.remove_pending(bucket)?;
+        if let Some(generation) = generation {
+            self.store.remove_pending(bucket, generation)?;
+        }
         Ok(rows)
     }
 

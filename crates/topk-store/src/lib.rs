@@ -124,8 +124,13 @@ pub trait Store: Send {
 
     /// The archive version an hour was last rolled up from.
     fn hour_version(&mut self, hour: Bucket) -> Result<Option<u64>>;
+    /// Marks buckets pending; one already pending gets a new generation.
     fn add_pending(&mut self, buckets: &[Bucket]) -> Result<()>;
-    fn remove_pending(&mut self, bucket: Bucket) -> Result<()>;
+    /// The pending generation of a bucket, `None` if it is not pending.
+    fn pending_generation(&mut self, bucket: Bucket) -> Result<Option<i64>>;
+    /// Clears a bucket's pending mark if it is still at `generation`: a run clears only
+    /// the staleness it started from, never a change that arrived while it ran.
+    fn remove_pending(&mut self, bucket: Bucket, generation: i64) -> Result<()>;
     fn pending(&mut self) -> Result<Vec<Bucket>>;
 
     fn start_run(&mut self, task: &str, bucket: Bucket, attempt: i64, now_ms: i64) -> Result<i64>;

@@ -68,6 +68,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
     CREATE TABLE batch_pending (
         granularity TEXT NOT NULL,
         bucket_start BIGINT NOT NULL,
+        generation BIGINT NOT NULL DEFAULT 0,
         PRIMARY KEY (granularity, bucket_start)
     );
     CREATE TABLE batch_hour_versions (
@@ -101,9 +102,13 @@ pub const TOP_LIST: &str = "SELECT rank, product_id, count, revenue_cents, error
 pub const HOUR_VERSION: &str = "SELECT archive_version FROM batch_hour_versions WHERE bucket_start = $1";
 pub const SET_HOUR_VERSION: &str = "INSERT INTO batch_hour_versions (bucket_start, archive_version) VALUES ($1, $2)
     ON CONFLICT (bucket_start) DO UPDATE SET archive_version = excluded.archive_version";
-pub const ADD_PENDING: &str =
-    "INSERT INTO batch_pending (granularity, bucket_start) VALUES ($1, $2) ON CONFLICT DO NOTHING";
-pub const REMOVE_PENDING: &str = "DELETE FROM batch_pending WHERE granularity = $1 AND bucket_start = $2";
+pub const ADD_PENDING: &str = "INSERT INTO batch_pending (granularity, bucket_start, generation) VALUES ($1, $2, 0)
+    ON CONFLICT (granularity, bucket_start) DO UPDATE SET generation = batch_pending.generation + 1";
+/// Only the generation the run started from: a bucket made stale again meanwhile stays.
+pub const REMOVE_PENDING: &str =
+    "DELETE FROM batch_pending WHERE granularity = $1 AND bucket_start = $2 AND generation = $3";
+pub const PENDING_GENERATION: &str =
+    "SELECT generation FROM batch_pending WHERE granularity = $1 AND bucket_start = $2";
 pub const PENDING: &str = "SELECT granularity, bucket_start FROM batch_pending ORDER BY bucket_start, granularity";
 pub const START_RUN: &str = "INSERT INTO pipeline_runs (task, granularity, bucket_start, status, attempt, started_at)
     VALUES ($1, $2, $3, 'running', $4, $5) RETURNING id";

@@ -196,8 +196,15 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn remove_pending(&mut self, bucket: Bucket) -> Result<()> {
-        exec(&self.conn, REMOVE_PENDING, &[&bucket.granularity.as_str(), &bucket.start_ms]).map(drop)
+    fn pending_generation(&mut self, bucket: Bucket) -> Result<Option<i64>> {
+        let mut stmt = self.conn.prepare_cached(PENDING_GENERATION)?;
+        bind(&mut stmt, &[&bucket.granularity.as_str(), &bucket.start_ms])?;
+        let mut rows = stmt.raw_query();
+        Ok(rows.next()?.map(|r| r.get(0)).transpose()?)
+    }
+
+    fn remove_pending(&mut self, bucket: Bucket, generation: i64) -> Result<()> {
+        exec(&self.conn, REMOVE_PENDING, &[&bucket.granularity.as_str(), &bucket.start_ms, &generation]).map(drop)
     }
 
     fn pending(&mut self) -> Result<Vec<Bucket>> {
@@ -303,6 +310,13 @@ mod tests {
         assert_eq!(top, [(1, "b".to_string(), 8), (2, "a".to_string(), 5)]);
         assert_eq!(s.top_list(day, By::Revenue, 1).unwrap()[0].source, "batch");
         assert!(s.pending().unwrap().contains(&day));
+        // A run clears only the generation it started from.
+        let generation = s.pending_generation(day).unwrap().unwrap();
+        s.add_pending(&[day]).unwrap();
+        s.remove_pending(day, generation).unwrap();
+        assert!(s.pending().unwrap().contains(&day), "made stale again while running: stays pending");
+        s.remove_pending(day, generation + 1).unwrap();
+        assert!(!s.pending().unwrap().contains(&day));
         assert_eq!(s.hour_version(Bucket::containing(Granularity::Hour, DAY0)).unwrap(), Some(1));
     }
 

@@ -176,14 +176,29 @@ fn replay_ndjson(
     started: Instant,
 ) -> anyhow::Result<IngestReport> {
     let Some((mut resume, start)) = resume_point(pipeline, path, bar)? else { return Ok(IngestReport::default()) };
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut report = IngestReport::default();
     if start.pos > 0 {
         tracing::info!(file = %path.display(), offset = start.pos, line = start.line + 1, "resuming replay");
     }
-    file.seek(SeekFrom::Start(start.pos))?;
     bar.inc(start.pos);
-    let (mut offset, mut line) = (start.pos, start.line + 1);
+    let mut line = start.line + 1;
+    for_each_chunk(path, start.pos, |offset, chunk| {
+        let r = ingestor.ingest_ndjson(chunk, line, offset, Some(&mut resume))?;
+        line += r.lines;
+        report.merge(r);
+        bar.inc(chunk.len() as u64);
+        set_rate(bar, started, report.accepted);
+        Ok(())
+    })?;
+    Ok(report)
+}
+
+/// Reads `path` from byte `from` in chunks of whole lines (about [`CHUNK`] bytes; the
+/// last may lack its newline) and hands each to `f` with its offset in the file.
+fn for_each_chunk(path: &Path, from: u64, mut f: impl FnMut(u64, &[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    file.seek(SeekFrom::Start(from))?;
+    let mut offset = from;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + (64 << 10));
     let mut eof = false;
     loop {
@@ -196,21 +211,18 @@ fn replay_ndjson(
         let cut = match memchr::memrchr(b'\n', &buf) {
             _ if eof => buf.len(),
             Some(i) => i + 1,
-            None if buf.len() > MAX_LINE => bail!("{}: line {line} is longer than {MAX_LINE} bytes", path.display()),
+            None if buf.len() > MAX_LINE => {
+                bail!("{}: the line at byte {offset} is longer than {MAX_LINE} bytes", path.display())
+            }
             None => continue,
         };
         if cut == 0 {
-            break;
+            return Ok(());
         }
-        let r = ingestor.ingest_ndjson(&buf[..cut], line, offset, Some(&mut resume))?;
-        line += r.lines;
-        report.merge(r);
+        f(offset, &buf[..cut])?;
         offset += cut as u64;
-        bar.inc(cut as u64);
-        set_rate(bar, started, report.accepted);
         buf.drain(..cut);
     }
-    Ok(report)
 }
 
 fn replay_csv(
@@ -317,21 +329,10 @@ pub fn replay_remote(server: &str, token: Option<&str>, files: &[PathBuf]) -> an
             bail!("{server}: GET /api/v1/sources/{id}: {} {}", resp.status(), resp.text().unwrap_or_default());
         }
         let start: serde_json::Value = resp.json()?;
-        let (mut offset, mut line) = (start["offset"].as_u64().unwrap_or(0), start["line"].as_u64().unwrap_or(0) + 1);
-        let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        file.seek(SeekFrom::Start(offset))?;
-        bar.inc(offset);
-        let mut rest = Vec::new();
-        file.read_to_end(&mut rest)?;
-        let mut body = rest.as_slice();
+        let (from, mut line) = (start["offset"].as_u64().unwrap_or(0), start["line"].as_u64().unwrap_or(0) + 1);
+        bar.inc(from);
         let mut report = IngestReport::default();
-        while !body.is_empty() {
-            let cut = if body.len() <= CHUNK {
-                body.len()
-            } else {
-                memchr::memrchr(b'\n', &body[..CHUNK]).map_or(body.len(), |i| i + 1)
-            };
-            let chunk = &body[..cut];
+        for_each_chunk(path, from, |offset, chunk| {
             let url = format!("{server}/api/v1/events?source={id}&offset={offset}&line={line}");
             let resp = auth(client.post(url)).body(chunk.to_vec()).send()?;
             let status = resp.status();
@@ -350,11 +351,10 @@ pub fn replay_remote(server: &str, token: Option<&str>, files: &[PathBuf]) -> an
                 rejected,
             });
             line += lines;
-            offset += cut as u64;
-            body = &body[cut..];
-            bar.inc(cut as u64);
+            bar.inc(chunk.len() as u64);
             set_rate(&bar, started, report.accepted);
-        }
+            Ok(())
+        })?;
         print_rejections(path, &report.rejected, report.rejected_count);
         summary.files += 1;
         summary.report.merge(report);
