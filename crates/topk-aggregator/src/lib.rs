@@ -292,7 +292,8 @@ impl PartitionAggregator {
             return;
         }
         self.accepted += 1;
-        if ev.ts_ms < watermark {
+        // Late: the time it counts at (a refund's: its sale's) is behind the watermark.
+        if ev.bucket_ts_ms < watermark {
             self.late += 1;
         }
         let product = match self.products.get(ev.product_id) {
