@@ -164,8 +164,8 @@ pub struct PartitionAggregator {
     names: HashMap<u32, Box<[u8]>, RandomState>,
     table: HashMap<(u32, i64), Acc, RandomState>,
     dedup: DedupWindow,
-    /// (first offset, newest event time before it, after it) of each consumed log batch
-    /// whose ids may still be in the dedup window.
+    /// (first consumed offset, newest event time before it, after it) of each consumed
+    /// log batch whose ids may still be in the dedup window.
     batches: VecDeque<(u64, i64, i64)>,
     /// Next events offset to consume; also the end of what the next flush covers.
     next: u64,
@@ -271,7 +271,9 @@ impl PartitionAggregator {
             }
         }
         if self.next > start {
-            self.batches.push_back((batch.base_offset, before, self.max_ts));
+            // From where consumption started (a batch may be consumed in two parts across a
+            // restart), so a rebuild starting there begins at exactly the recorded max.
+            self.batches.push_back((start, before, self.max_ts));
             if count {
                 self.ended = false;
             }
