@@ -377,15 +377,33 @@ pub fn list_files(root: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
     let mut files = Vec::new();
     let Ok(hours) = fs::read_dir(root) else { return Ok(files) };
     for hour in hours.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("hour=")) {
-        for f in fs::read_dir(hour.path()).map_err(io_err(&hour.path()))?.filter_map(Result::ok) {
-            if f.file_name().to_string_lossy().ends_with(".parquet")
-                && !f.file_name().to_string_lossy().starts_with('.')
-            {
-                files.push(f.path());
-            }
-        }
+        files.extend(files_in(&hour.path())?);
     }
     files.sort();
+    Ok(files)
+}
+
+/// The archive files of one hour, sorted by name (none if the hour has no directory).
+pub fn hour_files(root: &Path, hour_ms: i64) -> Result<Vec<PathBuf>, ArchiveError> {
+    let dir = hour_dir(root, hour_ms);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut files = files_in(&dir)?;
+    files.sort();
+    Ok(files)
+}
+
+/// The finished Parquet files in an hour directory (not the hidden temporary ones).
+fn files_in(dir: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
+    let mut files = Vec::new();
+    for f in fs::read_dir(dir).map_err(io_err(dir))?.filter_map(Result::ok) {
+        let name = f.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".parquet") && !name.starts_with('.') {
+            files.push(f.path());
+        }
+    }
     Ok(files)
 }
 

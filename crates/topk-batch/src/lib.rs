@@ -305,19 +305,8 @@ impl<S: Store> Batch<S> {
 
 /// Sums every archive file of one hour per product.
 pub fn hour_from_archive(archive: &Path, hour_ms: i64) -> Result<Vec<ProductSum>, BatchError> {
-    let dir = topk_archive::hour_dir(archive, hour_ms);
     let mut sums: HashMap<String, (i64, i64), RandomState> = HashMap::default();
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "parquet")
-                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    files.sort();
-    for f in files {
+    for f in topk_archive::hour_files(archive, hour_ms)? {
         for r in topk_archive::read_file(&f)? {
             debug_assert_eq!(r.hour_ms, hour_ms);
             let e = sums.entry(r.product_id).or_default();

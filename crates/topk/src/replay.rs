@@ -66,6 +66,11 @@ pub struct Summary {
     pub elapsed_s: f64,
 }
 
+/// The size of all inputs, for the progress bar (a missing file counts 0 and fails later).
+fn total_bytes(files: &[PathBuf]) -> u64 {
+    files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum()
+}
+
 fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
@@ -89,7 +94,7 @@ fn print_rejections(file: &Path, rejected: &[Rejection], total: u64) {
 pub fn replay_local(cfg: Config, files: &[PathBuf], format: Option<Format>) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let pipeline = Pipeline::start(cfg)?;
-    let total: u64 = files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
+    let total = total_bytes(files);
     let bar = progress_bar(total);
     let mut summary = Summary::default();
     let mut ingestor = pipeline.ingestor();
@@ -316,7 +321,7 @@ pub fn replay_remote(server: &str, token: Option<&str>, files: &[PathBuf]) -> an
         Some(t) => req.bearer_auth(t),
         None => req,
     };
-    let total: u64 = files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
+    let total = total_bytes(files);
     let bar = progress_bar(total);
     let mut summary = Summary { bytes: total, ..Summary::default() };
     for path in files {
