@@ -228,6 +228,15 @@ impl IngestReport {
         self.rejected.extend(rejections.into_iter().take(room));
     }
 
+    /// Counts one valid event: appended now, or already in the log from an earlier run.
+    pub fn tally(&mut self, taken: bool) {
+        if taken {
+            self.accepted += 1;
+        } else {
+            self.already_ingested += 1;
+        }
+    }
+
     pub fn merge(&mut self, other: IngestReport) {
         self.accepted += other.accepted;
         self.lines += other.lines;
@@ -305,11 +314,7 @@ fn parse_piece(
     report: &mut IngestReport,
 ) -> u64 {
     let rejections = parse_ndjson(piece, 1, base_offset, limits, |info, ev| {
-        if out.add(info, &ev, resume) {
-            report.accepted += 1;
-        } else {
-            report.already_ingested += 1;
-        }
+        report.tally(out.add(info, &ev, resume));
     });
     report.add_rejections(rejections);
     memchr::memchr_iter(b'\n', piece).count() as u64

@@ -278,13 +278,7 @@ fn replay_csv(
                     let info = LineInfo { line, start: base + at.byte(), end: base + rdr.position().byte() };
                     let limits = ingestor.limits();
                     match header.parse(&record, line, &limits) {
-                        Ok(ev) => {
-                            if ingestor.add(info, &ev, Some(&resume)) {
-                                report.accepted += 1;
-                            } else {
-                                report.already_ingested += 1;
-                            }
-                        }
+                        Ok(ev) => report.tally(ingestor.add(info, &ev, Some(&resume))),
                         Err(r) => rejections.push(r),
                     }
                 }
