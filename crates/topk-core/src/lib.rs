@@ -10,6 +10,7 @@
 //!   dedup window; they must never change, since data on disk depends on them.
 //! - [`codec`]: the compact binary form in which validated events travel through the log.
 
+pub mod accuracy;
 pub mod codec;
 pub mod event;
 pub mod partition;

@@ -8,6 +8,9 @@ use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64_with_seed};
 const PARTITION_SEED: u64 = 0x746f_706b_5f70_6172; // "topk_par"
 /// Seed of the event-id hash used by the dedup window.
 const EVENT_ID_SEED: u64 = 0x746f_706b_5f65_6964; // "topk_eid"
+/// Seed of the speed layer's sketch hash: independent of the partition hash, so the
+/// products of one partition still spread over every sketch column.
+const SKETCH_SEED: u64 = 0x746f_706b_5f73_6b74; // "topk_skt"
 
 /// The partition that owns `product_id` among `partitions` partitions.
 ///
@@ -22,6 +25,12 @@ pub fn partition_of(product_id: &[u8], partitions: u32) -> u32 {
 /// memory does not depend on id length; a false match needs ~2^64 events in one window.
 pub fn event_id_digest(event_id: &[u8]) -> u128 {
     xxh3_128_with_seed(event_id, EVENT_ID_SEED)
+}
+
+/// The key of a product in the speed layer's sketches. Fixed forever, so sketches built
+/// by different processes (and serialised ones) merge.
+pub fn sketch_key(product_id: &[u8]) -> u64 {
+    xxh3_64_with_seed(product_id, SKETCH_SEED)
 }
 
 #[cfg(test)]
