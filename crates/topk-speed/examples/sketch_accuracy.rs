@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use topk_core::partition::{partition_of, sketch_key};
-use topk_speed::sketch::{Admission, CountMin, TopSketch};
+use topk_speed::sketch::{Admission, CountMin, Row, TopSketch};
 use topk_speed::{score, SpeedSizing};
 
 struct Rng(u64);
@@ -72,12 +72,12 @@ fn main() {
         let mut updates = 0u64;
         let flush = |pending: &mut Vec<HashMap<usize, i64>>, sketches: &mut Vec<TopSketch>, updates: &mut u64| {
             for (p, rows) in pending.iter_mut().enumerate() {
-                let mut rows: Vec<(usize, i64)> = rows.drain().collect();
-                rows.sort_unstable_by(|a, b| b.1.cmp(&a.1));
-                for (i, c) in rows {
-                    sketches[p].update(&ids[i], keys[i], c, 0);
-                    *updates += 1;
-                }
+                let mut rows: Vec<Row<'_>> = rows
+                    .drain()
+                    .map(|(i, c)| Row { product_id: &ids[i], key: keys[i], quantity: c, revenue_cents: 0 })
+                    .collect();
+                *updates += rows.len() as u64;
+                sketches[p].absorb(&mut rows);
             }
         };
         for n in 0..events {
