@@ -6,7 +6,8 @@
 //! 1. `check`: the bucket's hours are complete and nothing below it is still pending;
 //! 2. `rollup`: hour from the Parquet archive, day from its 24 hours, week from its 7
 //!    days, month from its days, year from its 12 months — one transaction each;
-//! 3. `clean_speed`: delete the bucket's approximate `speed_table` rows;
+//! 3. `clean_speed`: score the bucket's approximate `speed_table` rows against the exact
+//!    ones into `accuracy`, then delete them;
 //! 4. `top_lists`: regenerate its top lists by quantity and by revenue.
 //!
 //! # What runs when
@@ -202,13 +203,35 @@ impl<S: Store> Batch<S> {
             b.check(state, &pending, bucket).map(|_| 0).map_err(|reason| BatchError::NotReady { bucket, reason })
         })?;
         let rows = self.task("rollup", bucket, |b| b.rollup(state, bucket))?;
-        self.task("clean_speed", bucket, |b| Ok(b.store.delete_speed_rows(bucket)?))?;
+        self.task("clean_speed", bucket, |b| b.score_and_clean_speed(bucket))?;
         let k = self.cfg.top_k;
         self.task("top_lists", bucket, |b| Ok(b.store.regenerate_top_lists(bucket, k)?))?;
         if let Some(generation) = generation {
             self.store.remove_pending(bucket, generation)?;
         }
         Ok(rows)
+    }
+
+    /// Scores the speed layer's rows of the bucket against the exact ones (the seed's
+    /// supervisor audit) into `accuracy`, then deletes them: exact rows win from here on.
+    fn score_and_clean_speed(&mut self, bucket: Bucket) -> Result<u64, BatchError> {
+        let speed = self.store.speed_rows(bucket)?;
+        if !speed.is_empty() {
+            let mut exact: Vec<(String, i64)> =
+                self.store.bucket_rows(bucket)?.into_iter().map(|r| (r.product_id, r.count)).collect();
+            exact.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let approx: Vec<(String, i64, i64)> = speed.into_iter().map(|r| (r.product_id, r.count, r.error)).collect();
+            let a = topk_core::accuracy::score(&exact, &approx);
+            self.store.record_accuracy(bucket, &a, now_ms())?;
+            tracing::info!(
+                %bucket,
+                precision_at_10 = a.precision_at_10,
+                precision_at_100 = a.precision_at_100,
+                bound_coverage = a.bound_coverage,
+                "speed layer scored against the exact answer"
+            );
+        }
+        Ok(self.store.delete_speed_rows(bucket)?)
     }
 
     fn rollup(&mut self, state: &ArchiveState, bucket: Bucket) -> Result<u64, BatchError> {

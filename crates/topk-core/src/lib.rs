@@ -14,6 +14,7 @@ pub mod accuracy;
 pub mod codec;
 pub mod event;
 pub mod partition;
+pub mod random;
 pub mod time;
 pub mod timestamp;
 

@@ -11,22 +11,9 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use topk_core::partition::{partition_of, sketch_key};
+use topk_core::random::{Rng, Zipf};
 use topk_speed::sketch::{Admission, CountMin, Row, TopSketch};
 use topk_speed::{score, SpeedSizing};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn f64(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,18 +30,13 @@ fn main() {
     }
     let partitions = 8u32;
 
-    let mut cdf = Vec::with_capacity(products);
-    let mut acc = 0.0;
-    for k in 1..=products {
-        acc += 1.0 / (k as f64).powf(zipf);
-        cdf.push(acc);
-    }
+    let zipf_sampler = Zipf::new(products as u64, zipf);
     let ids: Vec<String> = (0..products).map(|i| format!("p{i:07}")).collect();
     let keys: Vec<u64> = ids.iter().map(|id| sketch_key(id.as_bytes())).collect();
     let part: Vec<u32> = ids.iter().map(|id| partition_of(id.as_bytes(), partitions)).collect();
 
     for kind in ["count-min", "space-saving"] {
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         let mut sketches: Vec<TopSketch> = (0..partitions)
             .map(|_| {
                 let admission = match kind {
@@ -81,8 +63,7 @@ fn main() {
             }
         };
         for n in 0..events {
-            let u = rng.f64() * acc;
-            let i = cdf.partition_point(|&c| c < u).min(products - 1);
+            let i = zipf_sampler.sample(&mut rng) as usize - 1;
             truth[i] += 1;
             *pending[part[i] as usize].entry(i).or_default() += 1;
             if (n + 1) % (batch * u64::from(partitions)) == 0 {

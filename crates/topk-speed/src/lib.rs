@@ -1,6 +1,38 @@
+//! The speed layer (the chapter's streaming pipeline, §17.6–17.7; DESIGN §5): fresh Top-K
+//! for every open bucket within seconds, in fixed memory, each number with its error bound.
+//! With `--architecture kappa` the same role counts exactly instead and fills the serving
+//! tables itself, with no batch layer (§17.9).
+//!
+//! # Layout
+//! - [`sketch`]: the pure data structures (count-min sketch, candidate sketch).
+//! - [`Speed`]: the role's state — per open bucket, one sketch per flush-log partition (the
+//!   first tier). Because the logs are partitioned by product, each product's whole count
+//!   lives in one partition, so the union of the partitions' lists is the global list (the
+//!   second tier) without the error of merging heaps.
+//! - [`run`]: the loop: absorb flush batches, write every `write_interval`.
+//!
+//! # Exactly what was absorbed
+//! Every write cycle stores the buckets' rows, their serialised sketches (Lambda) or exact
+//! sums (Kappa) and the next flush-log offset of every partition in one transaction. A
+//! restart loads the sketches and resumes from those offsets, so a flush batch is absorbed
+//! once, however the process stops.
+
 pub mod sketch;
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use foldhash::fast::RandomState;
+use sketch::{Admission, CountMin, Row, SketchError, TopSketch};
 pub use topk_core::accuracy::{score, Accuracy};
+use topk_aggregator::{CorruptFlush, FlushBatch};
+use topk_core::partition::sketch_key;
+use topk_core::time::{Bucket, Granularity};
+use topk_core::Shutdown;
+use topk_log::{Log, LogError};
+use topk_store::{ProductSum, SpeedRow, SpeedWrite, Store, StoreError};
 
 /// Size of each open bucket's structures. The budget is per bucket and split over the
 /// partitions: a partition holds about 1/P of the products and of the sales, so 1/P of
@@ -37,3 +69,391 @@ impl SpeedSizing {
             .clamp(1, sketch::MAX_CAPACITY)
     }
 }
+
+/// Lambda (approximate speed layer beside an exact batch layer) or Kappa (one exact stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    Lambda,
+    Kappa,
+}
+
+impl std::str::FromStr for Architecture {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "lambda" => Ok(Architecture::Lambda),
+            "kappa" => Ok(Architecture::Kappa),
+            other => Err(format!("architecture must be lambda or kappa, got {other:?}")),
+        }
+    }
+}
+
+impl Architecture {
+    /// The consumer name under which the role's offsets are stored.
+    pub fn consumer(self) -> &'static str {
+        match self {
+            Architecture::Lambda => "speed",
+            Architecture::Kappa => "kappa",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SpeedConfig {
+    pub sizing: SpeedSizing,
+    pub architecture: Architecture,
+    /// How often open buckets are written.
+    pub write_interval: Duration,
+    /// A bucket is written a last time this long after the watermark passed its end, then
+    /// dropped from memory.
+    pub final_delay: Duration,
+}
+
+impl Default for SpeedConfig {
+    fn default() -> Self {
+        SpeedConfig {
+            sizing: SpeedSizing::default(),
+            architecture: Architecture::Lambda,
+            write_interval: Duration::from_millis(500),
+            final_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpeedError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Flush(#[from] CorruptFlush),
+    #[error("speed sketch: {0}")]
+    Sketch(#[from] SketchError),
+    #[error("saved sketch of {bucket} partition {partition} does not fit {partitions} partitions")]
+    Partitions { bucket: Bucket, partition: u32, partitions: u32 },
+}
+
+/// What the role has written, per partition: the next flush-log offset covered in the store.
+#[derive(Debug)]
+pub struct SpeedProgress {
+    pub written: Vec<AtomicU64>,
+}
+
+impl SpeedProgress {
+    pub fn new(partitions: u32) -> Arc<Self> {
+        Arc::new(SpeedProgress { written: (0..partitions).map(|_| AtomicU64::new(0)).collect() })
+    }
+}
+
+enum Counts {
+    /// Lambda: one sketch per partition.
+    Sketches(Vec<TopSketch>),
+    /// Kappa: exact (count, revenue) per product, and which changed since the last write.
+    Exact { sums: HashMap<String, (i64, i64), RandomState>, changed: HashSet<String, RandomState> },
+}
+
+struct Open {
+    counts: Counts,
+    dirty: bool,
+    /// When the low watermark passed the bucket's end.
+    ended_at: Option<Instant>,
+}
+
+/// The speed role's state over one store.
+pub struct Speed<S: Store> {
+    store: S,
+    cfg: SpeedConfig,
+    partitions: u32,
+    /// Next flush-log offset per partition: everything before it is absorbed.
+    next: Vec<u64>,
+    /// Effective watermark per partition, from its latest flush batch.
+    watermarks: Vec<i64>,
+    open: BTreeMap<Bucket, Open>,
+}
+
+impl<S: Store> Speed<S> {
+    /// Resumes from the store: the offsets and (Lambda) the sketches of the last write.
+    pub fn open(mut store: S, partitions: u32, cfg: SpeedConfig) -> Result<Speed<S>, SpeedError> {
+        let mut next = vec![0; partitions as usize];
+        for (p, offset) in store.consumer_offsets(cfg.architecture.consumer())? {
+            if let Some(n) = next.get_mut(p as usize) {
+                *n = offset;
+            }
+        }
+        let mut speed =
+            Speed { store, cfg, partitions, next, watermarks: vec![i64::MIN; partitions as usize], open: BTreeMap::new() };
+        if speed.cfg.architecture == Architecture::Lambda {
+            for (bucket, partition, bytes) in speed.store.speed_sketches()? {
+                if partition >= partitions {
+                    return Err(SpeedError::Partitions { bucket, partition, partitions });
+                }
+                let sketch = TopSketch::decode(&bytes)?;
+                let open = speed.open_bucket(bucket)?;
+                if let Counts::Sketches(parts) = &mut open.counts {
+                    parts[partition as usize] = sketch;
+                }
+            }
+        }
+        Ok(speed)
+    }
+
+    pub fn store(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Next flush-log offset per partition.
+    pub fn next_offsets(&self) -> &[u64] {
+        &self.next
+    }
+
+    /// Bytes held by one open bucket's sketches (all partitions).
+    pub fn bucket_memory(&self, bucket: Bucket) -> Option<usize> {
+        match &self.open.get(&bucket)?.counts {
+            Counts::Sketches(parts) => Some(parts.iter().map(TopSketch::memory_bytes).sum()),
+            Counts::Exact { .. } => None,
+        }
+    }
+
+    pub fn open_buckets(&self) -> Vec<Bucket> {
+        self.open.keys().copied().collect()
+    }
+
+    fn new_sketch(&self) -> Result<TopSketch, SketchError> {
+        let s = &self.cfg.sizing;
+        let cms = CountMin::new(s.cms_width(self.partitions), s.cms_depth())?;
+        TopSketch::new(s.capacity(self.partitions), Admission::CountMin(cms))
+    }
+
+    fn open_bucket(&mut self, bucket: Bucket) -> Result<&mut Open, SpeedError> {
+        if !self.open.contains_key(&bucket) {
+            let counts = match self.cfg.architecture {
+                Architecture::Lambda => {
+                    Counts::Sketches((0..self.partitions).map(|_| self.new_sketch()).collect::<Result<_, _>>()?)
+                }
+                // The store holds everything absorbed before the saved offsets: continue from it.
+                Architecture::Kappa => Counts::Exact {
+                    sums: self
+                        .store
+                        .bucket_rows(bucket)?
+                        .into_iter()
+                        .map(|r| (r.product_id, (r.count, r.revenue_cents)))
+                        .collect(),
+                    changed: HashSet::default(),
+                },
+            };
+            self.open.insert(bucket, Open { counts, dirty: false, ended_at: None });
+        }
+        Ok(self.open.get_mut(&bucket).expect("inserted above"))
+    }
+
+    fn low_watermark(&self) -> i64 {
+        self.watermarks.iter().copied().min().unwrap_or(i64::MIN)
+    }
+
+    /// Absorbs the flush batch at `offset` of its partition; one already absorbed is skipped.
+    pub fn absorb(&mut self, offset: u64, batch: &FlushBatch) -> Result<bool, SpeedError> {
+        let p = batch.partition as usize;
+        if offset < self.next[p] {
+            return Ok(false);
+        }
+        self.watermarks[p] = if batch.end_of_input { i64::MAX } else { batch.watermark_ms };
+        // Sum per bucket first: a day bucket receives one row per hour of the same product.
+        let mut per_bucket: HashMap<Bucket, HashMap<&str, (i64, i64), RandomState>, RandomState> = HashMap::default();
+        for r in &batch.rows {
+            for g in Granularity::ALL {
+                let e = per_bucket
+                    .entry(Bucket::containing(g, r.hour_ms))
+                    .or_default()
+                    .entry(r.product_id.as_str())
+                    .or_default();
+                e.0 = e.0.saturating_add(r.count);
+                e.1 = e.1.saturating_add(r.revenue_cents);
+            }
+        }
+        let low = self.low_watermark();
+        for (bucket, sums) in per_bucket {
+            // Lambda leaves a bucket that had ended before it opened here to the batch layer.
+            if self.cfg.architecture == Architecture::Lambda && !self.open.contains_key(&bucket) && bucket.end_ms() <= low
+            {
+                continue;
+            }
+            let open = self.open_bucket(bucket)?;
+            open.dirty = true;
+            match &mut open.counts {
+                Counts::Sketches(parts) => {
+                    let mut rows: Vec<Row<'_>> = sums
+                        .iter()
+                        .map(|(id, &(quantity, revenue_cents))| Row {
+                            product_id: id,
+                            key: sketch_key(id.as_bytes()),
+                            quantity,
+                            revenue_cents,
+                        })
+                        .collect();
+                    parts[p].absorb(&mut rows);
+                }
+                Counts::Exact { sums: exact, changed } => {
+                    for (id, (q, r)) in sums {
+                        let e = exact.entry(id.to_string()).or_default();
+                        e.0 = e.0.saturating_add(q);
+                        e.1 = e.1.saturating_add(r);
+                        changed.insert(id.to_string());
+                    }
+                }
+            }
+        }
+        self.next[p] = offset + 1;
+        Ok(true)
+    }
+
+    /// Writes every changed bucket, and every ended bucket a last time once `final_delay`
+    /// has passed, in one transaction with the offsets. Returns the buckets written.
+    pub fn write(&mut self, now: Instant) -> Result<usize, SpeedError> {
+        let low = self.low_watermark();
+        let final_delay = self.cfg.final_delay;
+        let mut finished = Vec::new();
+        let mut due = Vec::new();
+        for (bucket, open) in self.open.iter_mut() {
+            if open.ended_at.is_none() && bucket.end_ms() <= low {
+                open.ended_at = Some(now);
+            }
+            let last = open.ended_at.is_some_and(|at| now >= at + final_delay);
+            if last {
+                finished.push(*bucket);
+            }
+            if open.dirty || last {
+                due.push(*bucket);
+            }
+        }
+        let now_ms = wall_ms();
+        let top_n = self.cfg.sizing.top_n;
+        match self.cfg.architecture {
+            Architecture::Lambda => {
+                let mut writes = Vec::with_capacity(due.len());
+                for bucket in &due {
+                    // Once the batch layer has the exact answer, approximate rows only mislead.
+                    let exact = self.store.has_exact(*bucket)?;
+                    let Counts::Sketches(parts) = &self.open[bucket].counts else { unreachable!("lambda holds sketches") };
+                    let done = exact || finished.contains(bucket);
+                    if exact {
+                        finished.push(*bucket);
+                    }
+                    writes.push(SpeedWrite {
+                        bucket: *bucket,
+                        rows: if exact { Vec::new() } else { merged_top(parts, top_n, now_ms) },
+                        sketches: if done {
+                            Vec::new()
+                        } else {
+                            parts.iter().enumerate().map(|(p, s)| (p as u32, s.encode())).collect()
+                        },
+                        finished: done,
+                    });
+                }
+                let offsets = self.offsets();
+                self.store.write_speed(self.cfg.architecture.consumer(), &writes, &offsets)?;
+            }
+            Architecture::Kappa => {
+                let mut rows = Vec::with_capacity(due.len());
+                for bucket in &due {
+                    let open = self.open.get_mut(bucket).expect("due buckets are open");
+                    let Counts::Exact { sums, changed } = &mut open.counts else { unreachable!("kappa counts exactly") };
+                    let changed: Vec<ProductSum> = changed
+                        .drain()
+                        .map(|id| {
+                            let (count, revenue_cents) = sums[&id];
+                            ProductSum { product_id: id, count, revenue_cents }
+                        })
+                        .collect();
+                    rows.push((*bucket, changed));
+                }
+                let offsets = self.offsets();
+                self.store.write_exact(self.cfg.architecture.consumer(), &rows, top_n, &offsets)?;
+            }
+        }
+        for bucket in &due {
+            if let Some(open) = self.open.get_mut(bucket) {
+                open.dirty = false;
+            }
+        }
+        for bucket in finished {
+            self.open.remove(&bucket);
+        }
+        Ok(due.len())
+    }
+
+    fn offsets(&self) -> Vec<(u32, u64)> {
+        self.next.iter().enumerate().map(|(p, &n)| (p as u32, n)).collect()
+    }
+}
+
+/// The second tier: the partitions hold disjoint products, so their lists' union, ranked,
+/// is the bucket's list.
+fn merged_top(parts: &[TopSketch], n: usize, now_ms: i64) -> Vec<SpeedRow> {
+    let mut all: Vec<_> = parts.iter().flat_map(|s| s.top(n)).collect();
+    all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.product_id.cmp(&b.product_id)));
+    all.truncate(n);
+    all.into_iter()
+        .map(|e| SpeedRow {
+            product_id: e.product_id,
+            count: e.count,
+            error: e.error,
+            revenue_cents: e.revenue_cents,
+            updated_ms: now_ms,
+        })
+        .collect()
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The role's loop: absorbs flush batches from every partition and writes every
+/// `write_interval`; on shutdown, writes what it holds and returns.
+pub fn run<S: Store>(
+    flush_log: &Log,
+    mut speed: Speed<S>,
+    progress: &SpeedProgress,
+    shutdown: &Shutdown,
+) -> Result<(), SpeedError> {
+    let mut readers = Vec::with_capacity(speed.partitions as usize);
+    for p in 0..speed.partitions {
+        let from = speed.next[p as usize];
+        progress.written[p as usize].store(from, Ordering::SeqCst);
+        readers.push(flush_log.reader(p, from)?);
+    }
+    let mut last_write = Instant::now();
+    let mut tick = 0;
+    loop {
+        let stopping = shutdown.is_triggered();
+        let mut absorbed = 0;
+        for reader in readers.iter_mut() {
+            // Bounded per round, so writes stay regular during a long backlog.
+            for _ in 0..64 {
+                let Some(rec) = reader.next_batch()? else { break };
+                speed.absorb(rec.base_offset, &FlushBatch::decode(&rec.payload)?)?;
+                absorbed += 1;
+            }
+        }
+        let now = Instant::now();
+        if stopping || now >= last_write + speed.cfg.write_interval {
+            let written = speed.write(now)?;
+            last_write = now;
+            for (p, &n) in speed.next.iter().enumerate() {
+                progress.written[p].store(n, Ordering::SeqCst);
+            }
+            if written > 0 {
+                tracing::debug!(buckets = written, "speed layer wrote");
+            }
+        }
+        if stopping && absorbed == 0 {
+            return Ok(());
+        }
+        if absorbed == 0 {
+            flush_log.wait_for_append(&mut tick, Duration::from_millis(50));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

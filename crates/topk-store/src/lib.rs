@@ -14,6 +14,7 @@ pub mod schema;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
+use topk_core::accuracy::Accuracy;
 use topk_core::time::Bucket;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,36 @@ pub struct TopRow {
     pub error_bound: i64,
     /// `batch` (exact) or `speed` (approximate).
     pub source: String,
+}
+
+/// One approximate row of `speed_table`: the true count lies in `count ± error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeedRow {
+    pub product_id: String,
+    pub count: i64,
+    pub error: i64,
+    pub revenue_cents: i64,
+    pub updated_ms: i64,
+}
+
+/// What the speed layer writes for one bucket in one write cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeedWrite {
+    pub bucket: topk_core::time::Bucket,
+    /// Replaces the bucket's rows in `speed_table`.
+    pub rows: Vec<SpeedRow>,
+    /// Per partition, the serialised sketch to resume from after a restart.
+    pub sketches: Vec<(u32, Vec<u8>)>,
+    /// The bucket is done: its sketches are deleted instead of saved.
+    pub finished: bool,
+}
+
+/// A scored speed-layer bucket (`accuracy`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccuracyRecord {
+    pub bucket: Bucket,
+    pub accuracy: Accuracy,
+    pub scored_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,4 +182,28 @@ pub trait Store: Send {
 
     /// Retention: deletes hourly rows of hours starting before `before_ms`.
     fn delete_hours_before(&mut self, before_ms: i64) -> Result<u64>;
+
+    /// The next offset per partition that `consumer` has absorbed into the store.
+    fn consumer_offsets(&mut self, consumer: &str) -> Result<Vec<(u32, u64)>>;
+    /// The speed layer's write cycle: every bucket's rows and sketches, and the offsets
+    /// they cover, in one transaction — so a restart resumes from exactly what was saved.
+    fn write_speed(&mut self, consumer: &str, writes: &[SpeedWrite], offsets: &[(u32, u64)]) -> Result<()>;
+    /// Every saved sketch: (bucket, partition, bytes).
+    fn speed_sketches(&mut self) -> Result<Vec<(Bucket, u32, Vec<u8>)>>;
+    /// A bucket's approximate rows, largest first.
+    fn speed_rows(&mut self, bucket: Bucket) -> Result<Vec<SpeedRow>>;
+    /// Kappa's write cycle: upserts exact rows, regenerates the touched buckets' top
+    /// lists and records the offsets, in one transaction.
+    fn write_exact(
+        &mut self,
+        consumer: &str,
+        rows: &[(Bucket, Vec<ProductSum>)],
+        top_k: usize,
+        offsets: &[(u32, u64)],
+    ) -> Result<()>;
+    /// Whether the bucket has exact top lists (the batch layer, or Kappa, has spoken).
+    fn has_exact(&mut self, bucket: Bucket) -> Result<bool>;
+    fn record_accuracy(&mut self, bucket: Bucket, accuracy: &Accuracy, now_ms: i64) -> Result<()>;
+    /// Scored buckets, newest first.
+    fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>>;
 }

@@ -1,12 +1,15 @@
 //! The schema and the queries, shared by every SQL backend.
 //!
 //! Each migration is applied once, in order, and recorded in `schema_migrations`. The
-//! only dialect difference is the id column of `pipeline_runs`, passed in by the backend.
+//! only dialect differences are the id column of `pipeline_runs` and the binary column
+//! type, passed in by the backend.
 
-/// `(version, statements)`; `{ID}` is replaced by the backend's auto-increment id type.
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE batch_table (
+/// `(version, statements)`; `{ID}` is replaced by the backend's auto-increment id type and
+/// `{BLOB}` by its binary type.
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE batch_table (
         granularity TEXT NOT NULL,
         bucket_start BIGINT NOT NULL,
         product_id TEXT NOT NULL,
@@ -75,7 +78,24 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
         bucket_start BIGINT PRIMARY KEY,
         archive_version BIGINT NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE speed_sketches (
+        granularity TEXT NOT NULL,
+        bucket_start BIGINT NOT NULL,
+        partition_id BIGINT NOT NULL,
+        sketch {BLOB} NOT NULL,
+        PRIMARY KEY (granularity, bucket_start, partition_id)
+    );
+    CREATE TABLE consumer_offsets (
+        consumer TEXT NOT NULL,
+        partition_id BIGINT NOT NULL,
+        next_offset BIGINT NOT NULL,
+        PRIMARY KEY (consumer, partition_id)
+    );",
+    ),
+];
 
 pub const DELETE_BUCKET_ROWS: &str = "DELETE FROM batch_table WHERE granularity = $1 AND bucket_start = $2";
 pub const INSERT_ROW: &str =
@@ -122,3 +142,31 @@ pub const RUNS: &str = "SELECT id, task, granularity, bucket_start, status, atte
     rows_written, error FROM pipeline_runs
     ORDER BY CASE status WHEN 'failed' THEN 0 WHEN 'running' THEN 1 ELSE 2 END, id DESC LIMIT $1";
 pub const DELETE_HOURS_BEFORE: &str = "DELETE FROM batch_table WHERE granularity = 'hour' AND bucket_start < $1";
+pub const UPSERT_ROW: &str =
+    "INSERT INTO batch_table (granularity, bucket_start, product_id, count, revenue_cents) VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (granularity, bucket_start, product_id)
+    DO UPDATE SET count = excluded.count, revenue_cents = excluded.revenue_cents";
+pub const HAS_EXACT: &str = "SELECT COUNT(*) FROM top_lists WHERE granularity = $1 AND bucket_start = $2";
+pub const INSERT_SPEED_ROW: &str = "INSERT INTO speed_table
+    (granularity, bucket_start, product_id, count_estimate, error_bound, revenue_estimate, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+pub const SPEED_ROWS: &str =
+    "SELECT product_id, count_estimate, error_bound, revenue_estimate, updated_at FROM speed_table
+    WHERE granularity = $1 AND bucket_start = $2 ORDER BY count_estimate DESC, product_id";
+pub const UPSERT_SPEED_SKETCH: &str = "INSERT INTO speed_sketches (granularity, bucket_start, partition_id, sketch)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (granularity, bucket_start, partition_id) DO UPDATE SET sketch = excluded.sketch";
+pub const DELETE_SPEED_SKETCHES: &str = "DELETE FROM speed_sketches WHERE granularity = $1 AND bucket_start = $2";
+pub const SPEED_SKETCHES: &str = "SELECT granularity, bucket_start, partition_id, sketch FROM speed_sketches";
+pub const UPSERT_OFFSET: &str = "INSERT INTO consumer_offsets (consumer, partition_id, next_offset) VALUES ($1, $2, $3)
+    ON CONFLICT (consumer, partition_id) DO UPDATE SET next_offset = excluded.next_offset";
+pub const OFFSETS: &str =
+    "SELECT partition_id, next_offset FROM consumer_offsets WHERE consumer = $1 ORDER BY partition_id";
+pub const UPSERT_ACCURACY: &str = "INSERT INTO accuracy (granularity, bucket_start, precision_at_10, precision_at_100,
+    max_relative_error, mean_relative_error, bound_coverage, scored_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (granularity, bucket_start) DO UPDATE SET precision_at_10 = excluded.precision_at_10,
+    precision_at_100 = excluded.precision_at_100, max_relative_error = excluded.max_relative_error,
+    mean_relative_error = excluded.mean_relative_error, bound_coverage = excluded.bound_coverage,
+    scored_at = excluded.scored_at";
+pub const ACCURACY: &str = "SELECT granularity, bucket_start, precision_at_10, precision_at_100, max_relative_error,
+    mean_relative_error, bound_coverage, scored_at FROM accuracy ORDER BY bucket_start DESC, granularity LIMIT $1";

@@ -9,7 +9,10 @@ use rusqlite::{Connection, Statement, Transaction};
 use topk_core::time::{Bucket, Granularity};
 
 use crate::schema::*;
-use crate::{By, ProductSum, Result, RunRecord, RunStatus, Store, StoreError, TopRow};
+use crate::{
+    AccuracyRecord, By, ProductSum, Result, RunRecord, RunStatus, SpeedRow, SpeedWrite, Store, StoreError, TopRow,
+};
+use topk_core::accuracy::Accuracy;
 
 pub struct SqliteStore {
     conn: Connection,
@@ -57,7 +60,7 @@ impl SqliteStore {
             let done: i64 =
                 tx.query_row("SELECT COUNT(*) FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))?;
             if done == 0 {
-                tx.execute_batch(&sql.replace("{ID}", "INTEGER PRIMARY KEY"))?;
+                tx.execute_batch(&sql.replace("{ID}", "INTEGER PRIMARY KEY").replace("{BLOB}", "BLOB"))?;
                 tx.execute("INSERT INTO schema_migrations (version) VALUES (?1)", [version])?;
                 tracing::info!(version, "applied store migration");
             }
@@ -79,6 +82,43 @@ fn tx_exec(tx: &Transaction<'_>, sql: &str, params: &[&dyn ToSql]) -> Result<u64
 fn add_pending(tx: &Connection, buckets: &[Bucket]) -> Result<()> {
     for b in buckets {
         exec(tx, ADD_PENDING, &[&b.granularity.as_str(), &b.start_ms])?;
+    }
+    Ok(())
+}
+
+fn regenerate_top_lists(tx: &Connection, bucket: Bucket, k: usize) -> Result<u64> {
+    let g = bucket.granularity.as_str();
+    exec(tx, DELETE_TOP_LISTS, &[&g, &bucket.start_ms])?;
+    let mut n = 0;
+    for by in By::ALL {
+        let order = match by {
+            By::Quantity => "count",
+            By::Revenue => "revenue_cents",
+        };
+        let mut top = Vec::with_capacity(k);
+        {
+            let mut stmt = tx.prepare_cached(&TOP_ROWS.replace("{ORDER}", order))?;
+            bind(&mut stmt, &[&g, &bucket.start_ms, &(k as i64)])?;
+            let mut rows = stmt.raw_query();
+            while let Some(r) = rows.next()? {
+                top.push(ProductSum { product_id: r.get(0)?, count: r.get(1)?, revenue_cents: r.get(2)? });
+            }
+        }
+        let mut insert = tx.prepare_cached(INSERT_TOP_ROW)?;
+        for (rank, row) in (1i64..).zip(&top) {
+            bind(
+                &mut insert,
+                &[&g, &bucket.start_ms, &by.as_str(), &rank, &row.product_id, &row.count, &row.revenue_cents],
+            )?;
+            n += insert.raw_execute()? as u64;
+        }
+    }
+    Ok(n)
+}
+
+fn upsert_offsets(tx: &Connection, consumer: &str, offsets: &[(u32, u64)]) -> Result<()> {
+    for &(p, next) in offsets {
+        exec(tx, UPSERT_OFFSET, &[&consumer, &i64::from(p), &(next as i64)])?;
     }
     Ok(())
 }
@@ -120,32 +160,7 @@ impl Store for SqliteStore {
 
     fn regenerate_top_lists(&mut self, bucket: Bucket, k: usize) -> Result<u64> {
         let tx = self.conn.transaction()?;
-        let g = bucket.granularity.as_str();
-        tx_exec(&tx, DELETE_TOP_LISTS, &[&g, &bucket.start_ms])?;
-        let mut n = 0;
-        for by in By::ALL {
-            let order = match by {
-                By::Quantity => "count",
-                By::Revenue => "revenue_cents",
-            };
-            let mut top = Vec::with_capacity(k);
-            {
-                let mut stmt = tx.prepare_cached(&TOP_ROWS.replace("{ORDER}", order))?;
-                bind(&mut stmt, &[&g, &bucket.start_ms, &(k as i64)])?;
-                let mut rows = stmt.raw_query();
-                while let Some(r) = rows.next()? {
-                    top.push(ProductSum { product_id: r.get(0)?, count: r.get(1)?, revenue_cents: r.get(2)? });
-                }
-            }
-            let mut insert = tx.prepare_cached(INSERT_TOP_ROW)?;
-            for (rank, row) in (1i64..).zip(&top) {
-                bind(
-                    &mut insert,
-                    &[&g, &bucket.start_ms, &by.as_str(), &rank, &row.product_id, &row.count, &row.revenue_cents],
-                )?;
-                n += insert.raw_execute()? as u64;
-            }
-        }
+        let n = regenerate_top_lists(&tx, bucket, k)?;
         tx.commit()?;
         Ok(n)
     }
@@ -273,6 +288,139 @@ impl Store for SqliteStore {
 
     fn delete_hours_before(&mut self, before_ms: i64) -> Result<u64> {
         exec(&self.conn, DELETE_HOURS_BEFORE, &[&before_ms])
+    }
+
+    fn consumer_offsets(&mut self, consumer: &str) -> Result<Vec<(u32, u64)>> {
+        let mut stmt = self.conn.prepare_cached(OFFSETS)?;
+        bind(&mut stmt, &[&consumer])?;
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u64));
+        }
+        Ok(out)
+    }
+
+    fn write_speed(&mut self, consumer: &str, writes: &[SpeedWrite], offsets: &[(u32, u64)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for w in writes {
+            let (g, start) = (w.bucket.granularity.as_str(), w.bucket.start_ms);
+            exec(&tx, DELETE_SPEED_ROWS, &[&g, &start])?;
+            let mut insert = tx.prepare_cached(INSERT_SPEED_ROW)?;
+            for r in &w.rows {
+                bind(&mut insert, &[&g, &start, &r.product_id, &r.count, &r.error, &r.revenue_cents, &r.updated_ms])?;
+                insert.raw_execute()?;
+            }
+            if w.finished {
+                exec(&tx, DELETE_SPEED_SKETCHES, &[&g, &start])?;
+            }
+            for (p, bytes) in w.sketches.iter().filter(|_| !w.finished) {
+                exec(&tx, UPSERT_SPEED_SKETCH, &[&g, &start, &i64::from(*p), bytes])?;
+            }
+        }
+        upsert_offsets(&tx, consumer, offsets)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn speed_sketches(&mut self) -> Result<Vec<(Bucket, u32, Vec<u8>)>> {
+        let mut stmt = self.conn.prepare_cached(SPEED_SKETCHES)?;
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let g: String = r.get(0)?;
+            let bucket = Bucket { granularity: granularity(&g)?, start_ms: r.get(1)? };
+            out.push((bucket, r.get::<_, i64>(2)? as u32, r.get(3)?));
+        }
+        Ok(out)
+    }
+
+    fn speed_rows(&mut self, bucket: Bucket) -> Result<Vec<SpeedRow>> {
+        let mut stmt = self.conn.prepare_cached(SPEED_ROWS)?;
+        bind(&mut stmt, &[&bucket.granularity.as_str(), &bucket.start_ms])?;
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(SpeedRow {
+                product_id: r.get(0)?,
+                count: r.get(1)?,
+                error: r.get(2)?,
+                revenue_cents: r.get(3)?,
+                updated_ms: r.get(4)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn write_exact(
+        &mut self,
+        consumer: &str,
+        rows: &[(Bucket, Vec<ProductSum>)],
+        top_k: usize,
+        offsets: &[(u32, u64)],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (bucket, sums) in rows {
+            let g = bucket.granularity.as_str();
+            {
+                let mut upsert = tx.prepare_cached(UPSERT_ROW)?;
+                for r in sums {
+                    bind(&mut upsert, &[&g, &bucket.start_ms, &r.product_id, &r.count, &r.revenue_cents])?;
+                    upsert.raw_execute()?;
+                }
+            }
+            regenerate_top_lists(&tx, *bucket, top_k)?;
+        }
+        upsert_offsets(&tx, consumer, offsets)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn has_exact(&mut self, bucket: Bucket) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(HAS_EXACT)?;
+        bind(&mut stmt, &[&bucket.granularity.as_str(), &bucket.start_ms])?;
+        let mut rows = stmt.raw_query();
+        Ok(rows.next()?.map(|r| r.get::<_, i64>(0)).transpose()?.unwrap_or(0) > 0)
+    }
+
+    fn record_accuracy(&mut self, bucket: Bucket, a: &Accuracy, now_ms: i64) -> Result<()> {
+        exec(
+            &self.conn,
+            UPSERT_ACCURACY,
+            &[
+                &bucket.granularity.as_str(),
+                &bucket.start_ms,
+                &a.precision_at_10,
+                &a.precision_at_100,
+                &a.max_relative_error,
+                &a.mean_relative_error,
+                &a.bound_coverage,
+                &now_ms,
+            ],
+        )
+        .map(drop)
+    }
+
+    fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>> {
+        let mut stmt = self.conn.prepare_cached(ACCURACY)?;
+        bind(&mut stmt, &[&(limit as i64)])?;
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let g: String = r.get(0)?;
+            out.push(AccuracyRecord {
+                bucket: Bucket { granularity: granularity(&g)?, start_ms: r.get(1)? },
+                accuracy: Accuracy {
+                    precision_at_10: r.get(2)?,
+                    precision_at_100: r.get(3)?,
+                    max_relative_error: r.get(4)?,
+                    mean_relative_error: r.get(5)?,
+                    bound_coverage: r.get(6)?,
+                },
+                scored_ms: r.get(7)?,
+            });
+        }
+        Ok(out)
     }
 }
 

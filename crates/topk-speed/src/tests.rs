@@ -1,0 +1,211 @@
+use std::collections::HashMap;
+
+use topk_aggregator::AggRow;
+use topk_core::partition::partition_of;
+use topk_core::random::{Rng, Zipf};
+use topk_store::SqliteStore;
+
+use super::*;
+
+const H: i64 = 3_600_000;
+/// 2026-11-30T00:00:00Z, a Monday: the 7 days after it are one ISO week.
+const MONDAY: i64 = 1_795_996_800_000;
+
+fn row(p: &str, hour_ms: i64, count: i64) -> AggRow {
+    AggRow {
+        product_id: p.into(),
+        hour_ms,
+        count,
+        revenue_cents: count * 100,
+        earliest_ts_ms: hour_ms,
+        latest_ts_ms: hour_ms,
+    }
+}
+
+fn batch(partition: u32, watermark_ms: i64, rows: Vec<AggRow>) -> FlushBatch {
+    FlushBatch { partition, watermark_ms, rows, ..FlushBatch::default() }
+}
+
+fn store(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(dir.path().join("store.db")).unwrap()
+}
+
+fn counts(rows: &[SpeedRow]) -> Vec<(String, i64)> {
+    rows.iter().map(|r| (r.product_id.clone(), r.count)).collect()
+}
+
+#[test]
+fn restart_resumes_from_saved_sketches_and_skips_absorbed_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = Bucket::containing(Granularity::Day, MONDAY);
+    let first = batch(0, MONDAY, vec![row("a", MONDAY, 5), row("b", MONDAY + H, 3), row("a", MONDAY + 2 * H, 1)]);
+    let mut speed = Speed::open(store(&dir), 2, SpeedConfig::default()).unwrap();
+    assert!(speed.absorb(0, &first).unwrap());
+    speed.write(Instant::now()).unwrap();
+    let rows = speed.store().speed_rows(day).unwrap();
+    assert_eq!(counts(&rows), [("a".to_string(), 6), ("b".to_string(), 3)], "hours of one day are summed");
+    assert!(rows.iter().all(|r| r.error == 0), "few products: every count is exact");
+    drop(speed);
+
+    let mut speed = Speed::open(store(&dir), 2, SpeedConfig::default()).unwrap();
+    assert_eq!(speed.next_offsets(), [1, 0]);
+    assert!(!speed.absorb(0, &first).unwrap(), "an absorbed batch is skipped after a restart");
+    assert!(speed.absorb(1, &batch(0, MONDAY, vec![row("b", MONDAY, 4)])).unwrap());
+    speed.write(Instant::now()).unwrap();
+    assert_eq!(counts(&speed.store().speed_rows(day).unwrap()), [("b".to_string(), 7), ("a".to_string(), 6)]);
+}
+
+#[test]
+fn buckets_end_with_a_last_write_and_leave_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SpeedConfig { final_delay: Duration::from_secs(60), ..SpeedConfig::default() };
+    let mut speed = Speed::open(store(&dir), 1, cfg).unwrap();
+    let hour = Bucket::containing(Granularity::Hour, MONDAY);
+    speed.absorb(0, &batch(0, MONDAY, vec![row("a", MONDAY, 2)])).unwrap();
+    let t0 = Instant::now();
+    speed.write(t0).unwrap();
+    // The watermark passes the hour's end: one minute later comes the last write.
+    speed.absorb(1, &batch(0, MONDAY + H, vec![])).unwrap();
+    speed.write(t0).unwrap();
+    assert!(speed.open_buckets().contains(&hour));
+    speed.write(t0 + Duration::from_secs(61)).unwrap();
+    assert!(!speed.open_buckets().contains(&hour));
+    assert_eq!(speed.store().speed_rows(hour).unwrap().len(), 1, "rows stay until the batch layer replaces them");
+    assert!(speed.store().speed_sketches().unwrap().iter().all(|(b, _, _)| *b != hour), "its sketches are gone");
+    // A late row for the ended hour is the batch layer's business.
+    speed.absorb(2, &batch(0, MONDAY + H, vec![row("z", MONDAY, 9)])).unwrap();
+    assert!(!speed.open_buckets().contains(&hour));
+}
+
+#[test]
+fn exact_batch_rows_replace_the_speed_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut speed = Speed::open(store(&dir), 1, SpeedConfig::default()).unwrap();
+    let hour = Bucket::containing(Granularity::Hour, MONDAY);
+    speed.absorb(0, &batch(0, MONDAY, vec![row("a", MONDAY, 2)])).unwrap();
+    speed.write(Instant::now()).unwrap();
+    let sum = ProductSum { product_id: "a".into(), count: 2, revenue_cents: 200 };
+    speed.store().replace_hour(hour, &[sum], 1, &[]).unwrap();
+    speed.store().regenerate_top_lists(hour, 10).unwrap();
+    speed.absorb(1, &batch(0, MONDAY, vec![row("a", MONDAY, 1)])).unwrap();
+    speed.write(Instant::now()).unwrap();
+    assert!(speed.store().speed_rows(hour).unwrap().is_empty());
+    assert!(!speed.open_buckets().contains(&hour));
+}
+
+#[test]
+fn kappa_counts_every_bucket_exactly_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SpeedConfig { architecture: Architecture::Kappa, ..SpeedConfig::default() };
+    let mut rng = Rng::new(3);
+    // 20 flush batches per partition over 40 days, with refunds; and the truth they add up to.
+    let mut logs: Vec<Vec<FlushBatch>> = vec![Vec::new(), Vec::new()];
+    let mut truth: HashMap<Bucket, HashMap<String, i64>> = HashMap::new();
+    for p in 0..2u32 {
+        for _ in 0..20 {
+            let rows: Vec<AggRow> = (0..50)
+                .map(|_| {
+                    let id = format!("p{}", rng.below(30) * 2 + u64::from(p));
+                    let hour = MONDAY + rng.below(24 * 40) as i64 * H;
+                    let count = rng.below(7) as i64 - 1;
+                    for g in Granularity::ALL {
+                        *truth.entry(Bucket::containing(g, hour)).or_default().entry(id.clone()).or_default() += count;
+                    }
+                    row(&id, hour, count)
+                })
+                .collect();
+            logs[p as usize].push(batch(p, MONDAY, rows));
+        }
+    }
+    let mut speed = Speed::open(store(&dir), 2, cfg.clone()).unwrap();
+    let mut step = 0;
+    while speed.next_offsets().iter().zip(&logs).any(|(&n, log)| (n as usize) < log.len()) {
+        step += 1;
+        let p = rng.below(2) as usize;
+        let next = speed.next_offsets()[p] as usize;
+        if let Some(b) = logs[p].get(next) {
+            speed.absorb(next as u64, b).unwrap();
+        }
+        if step % 5 == 0 {
+            speed.write(Instant::now()).unwrap();
+        }
+        if step % 11 == 0 {
+            // A crash: whatever was absorbed since the last write is read again.
+            drop(speed);
+            speed = Speed::open(store(&dir), 2, cfg.clone()).unwrap();
+        }
+    }
+    speed.write(Instant::now()).unwrap();
+    let mut store = store(&dir);
+    assert!(store.speed_sketches().unwrap().is_empty(), "kappa keeps no sketches");
+    for (bucket, want) in truth {
+        let mut want: Vec<(String, i64)> = want.into_iter().collect();
+        want.sort();
+        let got: Vec<(String, i64)> = store.bucket_rows(bucket).unwrap().into_iter().map(|r| (r.product_id, r.count)).collect();
+        assert_eq!(got, want, "{bucket}");
+        let top = store.top_list(bucket, topk_store::By::Quantity, 1).unwrap();
+        assert_eq!(top[0].count, want.iter().map(|w| w.1).max().unwrap(), "{bucket}: top list regenerated");
+    }
+}
+
+/// 1M products at Zipf `s`, a week of sales in small flushes (5 000 events per partition,
+/// as a live aggregator's one-second flushes would be) through the speed role: the daily
+/// and weekly lists must be right with at most 64 KiB per bucket.
+fn precision_on_a_week_of_zipf(s: f64, events: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let partitions = 8u32;
+    let products = 1_000_000u64;
+    let mut speed = Speed::open(store(&dir), partitions, SpeedConfig::default()).unwrap();
+    let zipf = Zipf::new(products, s);
+    let ids: Vec<String> = (0..products).map(|i| format!("p{i:07}")).collect();
+    let part: Vec<u32> = ids.iter().map(|id| partition_of(id.as_bytes(), partitions)).collect();
+    let mut rng = Rng::new(11);
+    let mut truth: HashMap<Bucket, HashMap<u32, i64>> = HashMap::new();
+    let mut pending: Vec<HashMap<(u32, i64), i64>> = vec![HashMap::new(); partitions as usize];
+    let mut offsets = vec![0u64; partitions as usize];
+    let span = 7 * 24 * H;
+    let flush = |speed: &mut Speed<SqliteStore>, pending: &mut Vec<HashMap<(u32, i64), i64>>, offsets: &mut Vec<u64>| {
+        for (p, sums) in pending.iter_mut().enumerate() {
+            let rows = sums.drain().map(|((i, hour), c)| row(&ids[i as usize], hour, c)).collect();
+            speed.absorb(offsets[p], &batch(p as u32, MONDAY, rows)).unwrap();
+            offsets[p] += 1;
+        }
+    };
+    for n in 0..events {
+        let i = zipf.sample(&mut rng) as u32 - 1;
+        let ts = MONDAY + (n as i64 * span) / events as i64;
+        let hour = ts - ts % H;
+        for g in [Granularity::Day, Granularity::Week] {
+            *truth.entry(Bucket::containing(g, ts)).or_default().entry(i).or_default() += 1;
+        }
+        *pending[part[i as usize] as usize].entry((i, hour)).or_default() += 1;
+        if (n + 1) % (5_000 * u64::from(partitions)) == 0 {
+            flush(&mut speed, &mut pending, &mut offsets);
+        }
+    }
+    flush(&mut speed, &mut pending, &mut offsets);
+    speed.write(Instant::now()).unwrap();
+    for (bucket, t) in truth {
+        let memory = speed.bucket_memory(bucket).unwrap();
+        assert!(memory <= 64 * 1024, "{bucket}: {memory} bytes of sketches");
+        let mut exact: Vec<(String, i64)> = t.into_iter().map(|(i, c)| (ids[i as usize].clone(), c)).collect();
+        exact.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let approx: Vec<(String, i64, i64)> =
+            speed.store().speed_rows(bucket).unwrap().into_iter().map(|r| (r.product_id, r.count, r.error)).collect();
+        assert_eq!(approx.len(), 1000, "{bucket}: top 1000 written");
+        let a = score(&exact, &approx);
+        assert_eq!(a.precision_at_10, 1.0, "{bucket} zipf {s}: {a:?}");
+        assert!(a.precision_at_100 >= 0.99, "{bucket} zipf {s}: {a:?}");
+        assert_eq!(a.bound_coverage, 1.0, "{bucket} zipf {s}: every true count inside its bound: {a:?}");
+    }
+}
+
+#[test]
+fn daily_and_weekly_top_lists_are_right_at_zipf_1_1_in_64_kib() {
+    precision_on_a_week_of_zipf(1.1, 2_000_000);
+}
+
+#[test]
+fn daily_and_weekly_top_lists_are_right_at_zipf_0_8_in_64_kib() {
+    precision_on_a_week_of_zipf(0.8, 2_000_000);
+}
