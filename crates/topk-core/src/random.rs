@@ -86,7 +86,6 @@ impl Zipf {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
 use sketch::{Admission, CountMin, Row, SketchError, TopSketch};
-pub use topk_core::accuracy::{score, Accuracy};
 use topk_aggregator::{CorruptFlush, FlushBatch};
+pub use topk_core::accuracy::{score, Accuracy};
 use topk_core::partition::sketch_key;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::Shutdown;
@@ -181,8 +181,14 @@ impl<S: Store> Speed<S> {
                 *n = offset;
             }
         }
-        let mut speed =
-            Speed { store, cfg, partitions, next, watermarks: vec![i64::MIN; partitions as usize], open: BTreeMap::new() };
+        let mut speed = Speed {
+            store,
+            cfg,
+            partitions,
+            next,
+            watermarks: vec![i64::MIN; partitions as usize],
+            open: BTreeMap::new(),
+        };
         if speed.cfg.architecture == Architecture::Lambda {
             for (bucket, partition, bytes) in speed.store.speed_sketches()? {
                 if partition >= partitions {
@@ -274,7 +280,9 @@ impl<S: Store> Speed<S> {
         let low = self.low_watermark();
         for (bucket, sums) in per_bucket {
             // Lambda leaves a bucket that had ended before it opened here to the batch layer.
-            if self.cfg.architecture == Architecture::Lambda && !self.open.contains_key(&bucket) && bucket.end_ms() <= low
+            if self.cfg.architecture == Architecture::Lambda
+                && !self.open.contains_key(&bucket)
+                && bucket.end_ms() <= low
             {
                 continue;
             }
@@ -334,7 +342,9 @@ impl<S: Store> Speed<S> {
                 for bucket in &due {
                     // Once the batch layer has the exact answer, approximate rows only mislead.
                     let exact = self.store.has_exact(*bucket)?;
-                    let Counts::Sketches(parts) = &self.open[bucket].counts else { unreachable!("lambda holds sketches") };
+                    let Counts::Sketches(parts) = &self.open[bucket].counts else {
+                        unreachable!("lambda holds sketches")
+                    };
                     let done = exact || finished.contains(bucket);
                     if exact {
                         finished.push(*bucket);
@@ -357,7 +367,9 @@ impl<S: Store> Speed<S> {
                 let mut rows = Vec::with_capacity(due.len());
                 for bucket in &due {
                     let open = self.open.get_mut(bucket).expect("due buckets are open");
-                    let Counts::Exact { sums, changed } = &mut open.counts else { unreachable!("kappa counts exactly") };
+                    let Counts::Exact { sums, changed } = &mut open.counts else {
+                        unreachable!("kappa counts exactly")
+                    };
                     let changed: Vec<ProductSum> = changed
                         .drain()
                         .map(|id| {

@@ -141,7 +141,8 @@ fn kappa_counts_every_bucket_exactly_across_restarts() {
     for (bucket, want) in truth {
         let mut want: Vec<(String, i64)> = want.into_iter().collect();
         want.sort();
-        let got: Vec<(String, i64)> = store.bucket_rows(bucket).unwrap().into_iter().map(|r| (r.product_id, r.count)).collect();
+        let got: Vec<(String, i64)> =
+            store.bucket_rows(bucket).unwrap().into_iter().map(|r| (r.product_id, r.count)).collect();
         assert_eq!(got, want, "{bucket}");
         let top = store.top_list(bucket, topk_store::By::Quantity, 1).unwrap();
         assert_eq!(top[0].count, want.iter().map(|w| w.1).max().unwrap(), "{bucket}: top list regenerated");
@@ -164,13 +165,14 @@ fn precision_on_a_week_of_zipf(s: f64, events: u64) {
     let mut pending: Vec<HashMap<(u32, i64), i64>> = vec![HashMap::new(); partitions as usize];
     let mut offsets = vec![0u64; partitions as usize];
     let span = 7 * 24 * H;
-    let flush = |speed: &mut Speed<SqliteStore>, pending: &mut Vec<HashMap<(u32, i64), i64>>, offsets: &mut Vec<u64>| {
-        for (p, sums) in pending.iter_mut().enumerate() {
-            let rows = sums.drain().map(|((i, hour), c)| row(&ids[i as usize], hour, c)).collect();
-            speed.absorb(offsets[p], &batch(p as u32, MONDAY, rows)).unwrap();
-            offsets[p] += 1;
-        }
-    };
+    let flush =
+        |speed: &mut Speed<SqliteStore>, pending: &mut Vec<HashMap<(u32, i64), i64>>, offsets: &mut Vec<u64>| {
+            for (p, sums) in pending.iter_mut().enumerate() {
+                let rows = sums.drain().map(|((i, hour), c)| row(&ids[i as usize], hour, c)).collect();
+                speed.absorb(offsets[p], &batch(p as u32, MONDAY, rows)).unwrap();
+                offsets[p] += 1;
+            }
+        };
     for n in 0..events {
         let i = zipf.sample(&mut rng) as u32 - 1;
         let ts = MONDAY + (n as i64 * span) / events as i64;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use topk_aggregator::AggregatorConfig;
 use topk_batch::BatchConfig;
 use topk_log::{FsyncPolicy, LogConfig};
+use topk_speed::{SpeedConfig, SpeedSizing};
 
 /// Every setting, each optional so that layers can be merged. The doc comments are the
 /// reference documentation (`topk serve --help`).
@@ -37,7 +38,7 @@ pub struct Settings {
     /// Hours to keep consumed log segments [default: 168]
     #[arg(long, env = "TOPK_RETENTION_HOURS")]
     pub retention_hours: Option<u64>,
-    /// Aggregator flush interval in ms [default: 10000]
+    /// Aggregator flush interval in ms; bounds the speed layer's freshness [default: 1000]
     #[arg(long, env = "TOPK_FLUSH_INTERVAL_MS")]
     pub flush_interval_ms: Option<u64>,
     /// Aggregator entries per partition that force a flush (bounds memory) [default: 500000]
@@ -61,6 +62,21 @@ pub struct Settings {
     /// Length of the top lists kept per bucket [default: 1000]
     #[arg(long, env = "TOPK_TOP_K")]
     pub top_k: Option<usize>,
+    /// "lambda": approximate speed layer + exact batch layer; "kappa": one exact stream, no batch layer [default: lambda]
+    #[arg(long, env = "TOPK_ARCHITECTURE")]
+    pub architecture: Option<String>,
+    /// Speed layer: count-min relative error ε per bucket [default: 0.02]
+    #[arg(long, env = "TOPK_SPEED_EPSILON")]
+    pub speed_epsilon: Option<f64>,
+    /// Speed layer: count-min failure probability δ [default: 0.05]
+    #[arg(long, env = "TOPK_SPEED_DELTA")]
+    pub speed_delta: Option<f64>,
+    /// Speed layer: candidates kept per bucket as a multiple of top_k [default: 1.0]
+    #[arg(long, env = "TOPK_SPEED_CANDIDATES")]
+    pub speed_candidates: Option<f64>,
+    /// Speed layer: how often open buckets are written, in ms [default: 500]
+    #[arg(long, env = "TOPK_SPEED_WRITE_INTERVAL_MS")]
+    pub speed_write_interval_ms: Option<u64>,
     /// Bearer token required by the ingest API (none: open)
     #[arg(long, env = "TOPK_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
@@ -95,6 +111,11 @@ impl Settings {
                 max_body_bytes,
                 hour_retention_days,
                 top_k,
+                architecture,
+                speed_epsilon,
+                speed_delta,
+                speed_candidates,
+                speed_write_interval_ms,
                 auth_token
             );
         }
@@ -105,7 +126,7 @@ impl Settings {
         let partitions = self.partitions.unwrap_or(8);
         anyhow::ensure!((1..=1024).contains(&partitions), "partitions must be between 1 and 1024, got {partitions}");
         let fsync: FsyncPolicy = self.fsync.as_deref().unwrap_or("batch").parse().map_err(anyhow::Error::msg)?;
-        let flush_interval_ms = self.flush_interval_ms.unwrap_or(10_000);
+        let flush_interval_ms = self.flush_interval_ms.unwrap_or(1_000);
         anyhow::ensure!(flush_interval_ms > 0, "flush_interval_ms must be positive");
         let max_entries = self.max_entries.unwrap_or(500_000);
         anyhow::ensure!(max_entries > 0, "max_entries must be positive");
@@ -139,6 +160,33 @@ impl Settings {
                 },
                 ..BatchConfig::default()
             },
+            speed: {
+                let sizing = SpeedSizing {
+                    top_n: self.top_k.unwrap_or(1000).clamp(1, 100_000),
+                    candidates_per_row: self.speed_candidates.unwrap_or(1.0),
+                    epsilon: self.speed_epsilon.unwrap_or(0.02),
+                    delta: self.speed_delta.unwrap_or(0.05),
+                };
+                let open = |x: f64| x > 0.0 && x < 1.0;
+                anyhow::ensure!(open(sizing.epsilon), "speed_epsilon must lie in (0, 1), got {}", sizing.epsilon);
+                anyhow::ensure!(open(sizing.delta), "speed_delta must lie in (0, 1), got {}", sizing.delta);
+                anyhow::ensure!(
+                    (1.0..=16.0).contains(&sizing.candidates_per_row),
+                    "speed_candidates must lie in 1..=16, got {}",
+                    sizing.candidates_per_row
+                );
+                SpeedConfig {
+                    sizing,
+                    architecture: self
+                        .architecture
+                        .as_deref()
+                        .unwrap_or("lambda")
+                        .parse()
+                        .map_err(anyhow::Error::msg)?,
+                    write_interval: Duration::from_millis(self.speed_write_interval_ms.unwrap_or(500).max(10)),
+                    ..SpeedConfig::default()
+                }
+            },
             auth_token: self.auth_token.filter(|t| !t.is_empty()),
         })
     }
@@ -154,6 +202,7 @@ pub struct Config {
     pub max_future_ms: i64,
     pub max_body_bytes: usize,
     pub batch: BatchConfig,
+    pub speed: SpeedConfig,
     pub auth_token: Option<String>,
 }
 

@@ -60,6 +60,18 @@ enum Command {
         #[command(subcommand)]
         command: BatchCommand,
     },
+    /// How the speed layer's approximate answers compared with the exact ones, per closed
+    /// bucket (scored by the batch layer when it replaces them)
+    Accuracy {
+        /// How many buckets to list, newest first
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
     /// Write deterministic synthetic sale events (NDJSON or CSV)
     Gen {
         #[arg(long, default_value_t = 1_000_000)]
@@ -153,6 +165,10 @@ fn main() -> anyhow::Result<()> {
         Command::Batch { command } => {
             init_logging("warn");
             batch_command(command, cli.config.as_deref())
+        }
+        Command::Accuracy { limit, json, settings } => {
+            init_logging("warn");
+            accuracy(&settings.over_file(cli.config.as_deref())?, limit, json)
         }
         Command::Gen {
             events,
@@ -336,4 +352,61 @@ fn serve(cfg: config::Config, demo_rate: Option<u32>) -> anyhow::Result<()> {
     }
     let state = Arc::try_unwrap(state).map_err(|_| anyhow::anyhow!("server state still in use at shutdown"))?;
     state.pipeline.shutdown()
+}
+
+fn accuracy(cfg: &topk::config::Config, limit: usize, json: bool) -> anyhow::Result<()> {
+    use topk_store::Store;
+    let mut store = topk_store::SqliteStore::open(cfg.store_path()).context("opening the store")?;
+    let records = store.accuracy(limit)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        for r in &records {
+            let a = &r.accuracy;
+            let line = serde_json::json!({
+                "granularity": r.bucket.granularity.as_str(),
+                "bucket": r.bucket.to_string(),
+                "precision_at_10": a.precision_at_10,
+                "precision_at_100": a.precision_at_100,
+                "max_relative_error": a.max_relative_error,
+                "mean_relative_error": a.mean_relative_error,
+                "bound_coverage": a.bound_coverage,
+                "scored_at": topk_core::timestamp::format_rfc3339(r.scored_ms),
+            });
+            writeln!(out, "{line}")?;
+        }
+        return Ok(());
+    }
+    if records.is_empty() {
+        writeln!(out, "no bucket scored yet: the batch layer scores a bucket when it replaces its speed rows")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<24} {:>6} {:>7} {:>12} {:>12} {:>9}",
+        "bucket", "p@10", "p@100", "max rel err", "mean rel err", "in bound"
+    )?;
+    for r in &records {
+        let a = &r.accuracy;
+        writeln!(
+            out,
+            "{:<24} {:>6.2} {:>7.2} {:>12.5} {:>12.5} {:>8.1}%",
+            format!("{} {}", r.bucket.granularity.as_str(), r.bucket),
+            a.precision_at_10,
+            a.precision_at_100,
+            a.max_relative_error,
+            a.mean_relative_error,
+            a.bound_coverage * 100.0
+        )?;
+    }
+    let n = records.len() as f64;
+    let mean = |f: fn(&topk_store::AccuracyRecord) -> f64| records.iter().map(f).sum::<f64>() / n;
+    writeln!(
+        out,
+        "{} buckets: mean p@10 {:.3}, mean p@100 {:.3}, lowest bound coverage {:.1}%",
+        records.len(),
+        mean(|r| r.accuracy.precision_at_10),
+        mean(|r| r.accuracy.precision_at_100),
+        records.iter().map(|r| r.accuracy.bound_coverage).fold(1.0, f64::min) * 100.0
+    )?;
+    Ok(())
 }

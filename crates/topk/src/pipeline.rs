@@ -1,6 +1,7 @@
 //! The embedded pipeline: the events log, one aggregator thread per partition, the flush
-//! log and the archive thread, wired together in one process; and the [`Ingestor`] that
-//! turns input lines into appended batches.
+//! log, the archive thread and the speed thread, wired together in one process (the batch
+//! scheduler joins in `serve`); and the [`Ingestor`] that turns input lines into appended
+//! batches.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use topk_core::event::{parse_ndjson, Event, Limits, LineInfo, Rejection};
 use topk_core::partition::partition_of;
 use topk_core::Shutdown;
 use topk_log::{Log, LogError, SourcePos};
+use topk_speed::{Architecture, Speed, SpeedProgress};
 use topk_store::SqliteStore;
 
 use crate::config::Config;
@@ -34,10 +36,13 @@ pub struct Pipeline {
     pub flush: Log,
     pub control: Arc<Control>,
     pub archive: Arc<ArchiveProgress>,
+    pub speed: Arc<SpeedProgress>,
     archive_shutdown: Shutdown,
+    speed_shutdown: Shutdown,
     batch_shutdown: Shutdown,
     aggregators: Vec<JoinHandle<()>>,
     archiver: Option<JoinHandle<()>>,
+    speeder: Option<JoinHandle<()>>,
     batcher: Option<JoinHandle<()>>,
     failure: Failure,
 }
@@ -95,17 +100,33 @@ impl Pipeline {
                 Ok(topk_archive::run(&flush, archive, &progress, &shutdown)?)
             })
         };
-        tracing::info!(data_dir = %cfg.data_dir.display(), partitions, "pipeline started");
+        let speed_shutdown = Shutdown::default();
+        let speed_progress = SpeedProgress::new(partitions);
+        let speeder = {
+            let store = SqliteStore::open(cfg.store_path()).context("opening the store")?;
+            let speed = Speed::open(store, partitions, cfg.speed.clone()).context("opening the speed layer")?;
+            let (flush, progress, shutdown) = (flush.clone(), speed_progress.clone(), speed_shutdown.clone());
+            spawn_role("speed".into(), &failure, move || Ok(topk_speed::run(&flush, speed, &progress, &shutdown)?))
+        };
+        tracing::info!(
+            data_dir = %cfg.data_dir.display(),
+            partitions,
+            architecture = ?cfg.speed.architecture,
+            "pipeline started"
+        );
         Ok(Pipeline {
             cfg,
             events,
             flush,
             control,
             archive: archive_progress,
+            speed: speed_progress,
             archive_shutdown,
+            speed_shutdown,
             batch_shutdown: Shutdown::default(),
             aggregators,
             archiver: Some(archiver),
+            speeder: Some(speeder),
             batcher: None,
             failure,
         })
@@ -119,8 +140,11 @@ impl Pipeline {
         Ok(batch)
     }
 
-    /// Starts the batch scheduler as a role (`topk serve`).
+    /// Starts the batch scheduler as a role (`topk serve`); Kappa has none.
     pub fn start_batch(&mut self) -> anyhow::Result<()> {
+        if self.cfg.speed.architecture == Architecture::Kappa {
+            return Ok(());
+        }
         let batch = self.open_batch()?;
         let shutdown = self.batch_shutdown.clone();
         self.batcher = Some(spawn_role("batch".into(), &self.failure, move || {
@@ -129,10 +153,13 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Runs batch passes until nothing more is ready (`topk replay`).
+    /// Runs batch passes until nothing more is ready (`topk replay`); Kappa has none.
     pub fn catch_up_batch(&self) -> anyhow::Result<BatchSummary> {
-        let mut batch = self.open_batch()?;
         let mut summary = BatchSummary::default();
+        if self.cfg.speed.architecture == Architecture::Kappa {
+            return Ok(summary);
+        }
+        let mut batch = self.open_batch()?;
         loop {
             let pass = batch.run_pending()?;
             summary.ran += pass.ran.len();
@@ -161,12 +188,14 @@ impl Pipeline {
             self.check()?;
             std::thread::sleep(Duration::from_millis(10));
         }
-        tracing::info!("aggregators drained; waiting for the archive");
+        tracing::info!("aggregators drained; waiting for the archive and the speed layer");
         for p in 0..self.flush.partitions() {
             let end = self.flush.end_offset(p)?;
-            while self.archive.applied[p as usize].load(Ordering::SeqCst) < end {
-                self.check()?;
-                std::thread::sleep(Duration::from_millis(10));
+            for done in [&self.archive.applied[p as usize], &self.speed.written[p as usize]] {
+                while done.load(Ordering::SeqCst) < end {
+                    self.check()?;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
         }
         Ok(())
@@ -179,15 +208,16 @@ impl Pipeline {
         }
     }
 
-    /// Stops every role in order: aggregators flush what they hold, then the archive
-    /// records it, then everything is committed.
+    /// Stops every role in order: aggregators flush what they hold, then the archive and
+    /// the speed layer record it, then everything is committed.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
         self.control.shutdown.trigger();
         for h in self.aggregators.drain(..) {
             let _ = h.join();
         }
         self.archive_shutdown.trigger();
-        if let Some(h) = self.archiver.take() {
+        self.speed_shutdown.trigger();
+        for h in [self.archiver.take(), self.speeder.take()].into_iter().flatten() {
             let _ = h.join();
         }
         self.batch_shutdown.trigger();

@@ -1,0 +1,54 @@
+//! The speed layer through the whole pipeline: Lambda's approximate rows are scored and
+//! replaced by the batch layer; Kappa's exact stream alone fills the serving tables.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn replay(input: &std::path::Path, data: &std::path::Path, extra: &[&str]) {
+    let out =
+        Command::new(topk_bin()).arg("replay").arg(input).arg("--data-dir").arg(data).args(extra).output().unwrap();
+    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn kappa_fills_every_bucket_exactly_without_a_batch_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    gen(&input, &["--events", "200000", "--products", "5000", "--start", "2026-11-20", "--days", "3", "--seed", "5"]);
+    let data = dir.path().join("data");
+    replay(&input, &data, &["--architecture", "kappa", "--max-entries", "20000"]);
+    let db = data.join("store.db");
+    let checked = assert_store_exact(&db, &bucket_truth(&ground_truth(&input)), 1000);
+    assert!(checked.values().sum::<usize>() > 70, "{checked:?}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let runs: i64 = conn.query_row("SELECT COUNT(*) FROM pipeline_runs", [], |r| r.get(0)).unwrap();
+    assert_eq!(runs, 0, "kappa runs no batch DAG");
+}
+
+#[test]
+fn lambda_speed_rows_are_scored_then_replaced_by_exact_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    gen(&input, &["--events", "300000", "--products", "100000", "--start", "2026-11-20", "--days", "2", "--seed", "9"]);
+    let data = dir.path().join("data");
+    replay(&input, &data, &["--max-entries", "5000"]);
+    let conn = rusqlite::Connection::open(data.join("store.db")).unwrap();
+    let speed_rows: i64 = conn.query_row("SELECT COUNT(*) FROM speed_table", [], |r| r.get(0)).unwrap();
+    assert_eq!(speed_rows, 0, "the batch layer replaced every approximate row");
+    let (scored, worst_p10, worst_coverage): (i64, f64, f64) = conn
+        .query_row("SELECT COUNT(*), MIN(precision_at_10), MIN(bound_coverage) FROM accuracy", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    // 48 hours, 2 days, 1 week, 1 month, 1 year.
+    assert_eq!(scored, 53, "every bucket with data was scored");
+    assert_eq!(worst_p10, 1.0);
+    assert_eq!(worst_coverage, 1.0, "every reported bound held");
+
+    let out = Command::new(topk_bin()).args(["accuracy", "--limit", "5", "--data-dir"]).arg(&data).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("p@100") && text.contains("5 buckets: mean p@10 1.000"), "{text}");
+}
