@@ -48,6 +48,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/sources/{id}", get(source))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -160,6 +161,43 @@ async fn healthz(State(state): State<Shared>) -> Response {
 
 async fn readyz(State(state): State<Shared>) -> Response {
     healthz(State(state)).await
+}
+
+/// Prometheus text exposition: the speed layer's accuracy, per granularity, from the most
+/// recently scored bucket (the batch layer scores each bucket when it closes it).
+async fn metrics(State(state): State<Shared>) -> Response {
+    let path = state.pipeline.cfg.store_path();
+    let scored = tokio::task::spawn_blocking(move || {
+        use topk_store::Store;
+        topk_store::SqliteStore::open(path)?.accuracy(1000)
+    })
+    .await;
+    let records = match scored {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("reading the store: {e}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut out = String::new();
+    type Field = fn(&topk_core::accuracy::Accuracy) -> f64;
+    let gauges: [(&str, &str, Field); 5] = [
+        ("precision_at_10", "share of the speed layer's top 10 in the true top 10", |a| a.precision_at_10),
+        ("precision_at_100", "share of the speed layer's top 100 in the true top 100", |a| a.precision_at_100),
+        ("max_relative_error", "largest relative error over the true top 10", |a| a.max_relative_error),
+        ("mean_relative_error", "mean relative error over the true top 10", |a| a.mean_relative_error),
+        ("bound_coverage", "share of reported rows whose true count lay inside the error bound", |a| a.bound_coverage),
+    ];
+    for (name, help, field) in gauges {
+        out.push_str(&format!(
+            "# HELP topk_speed_{name} {help}, latest scored bucket\n# TYPE topk_speed_{name} gauge\n"
+        ));
+        for g in topk_core::time::Granularity::ALL {
+            // Newest first: the first record of a granularity is its latest.
+            if let Some(r) = records.iter().find(|r| r.bucket.granularity == g) {
+                out.push_str(&format!("topk_speed_{name}{{granularity=\"{}\"}} {}\n", g.as_str(), field(&r.accuracy)));
+            }
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.

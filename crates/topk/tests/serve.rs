@@ -3,33 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-fn serve(data: &Path, extra: &[&str]) -> Serve {
-    let mut child = Command::new(topk_bin())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let url = first.split_whitespace().find(|w| w.starts_with("http://")).expect("serve prints its URL").to_string();
-    Serve { child, url }
-}
 
 fn sigterm(child: &mut Child) -> std::process::ExitStatus {
     let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

@@ -51,4 +51,14 @@ fn lambda_speed_rows_are_scored_then_replaced_by_exact_ones() {
     let out = Command::new(topk_bin()).args(["accuracy", "--limit", "5", "--data-dir"]).arg(&data).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("p@100") && text.contains("5 buckets: mean p@10 1.000"), "{text}");
+
+    // The same scores, as Prometheus metrics.
+    let mut s = serve(&data, &[]);
+    let metrics = reqwest::blocking::get(format!("{}/metrics", s.url)).unwrap().text().unwrap();
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    for g in ["hour", "day", "week", "month", "year"] {
+        assert!(metrics.contains(&format!("topk_speed_precision_at_10{{granularity=\"{g}\"}} 1\n")), "{metrics}");
+        assert!(metrics.contains(&format!("topk_speed_bound_coverage{{granularity=\"{g}\"}} 1\n")), "{metrics}");
+    }
 }

@@ -2,8 +2,9 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 /// (product_id, hour start ms) -> (count, revenue_cents)
 pub type Sums = BTreeMap<(String, i64), (i64, i64)>;
@@ -175,4 +176,26 @@ pub fn assert_store_exact(db: &Path, truth: &BucketSums, k: usize) -> BTreeMap<S
         *checked.entry(g.clone()).or_insert(0) += 1;
     }
     checked
+}
+
+/// A `topk serve` child process on a free port.
+pub struct Serve {
+    pub child: Child,
+    pub url: String,
+}
+
+pub fn serve(data: &Path, extra: &[&str]) -> Serve {
+    let mut child = Command::new(topk_bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let url = first.split_whitespace().find(|w| w.starts_with("http://")).expect("serve prints its URL").to_string();
+    Serve { child, url }
 }
