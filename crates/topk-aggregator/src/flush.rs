@@ -9,6 +9,8 @@
 //! u32 names, each: u8 len + product_id | u16 len + product_name
 //! ```
 
+use topk_core::bytes::{ReadError, Reader};
+
 const VERSION: u8 = 2;
 
 /// Sums for one (product, hour).
@@ -91,7 +93,7 @@ impl FlushBatch {
     }
 
     pub fn decode(buf: &[u8]) -> Result<FlushBatch, CorruptFlush> {
-        let mut c = Cursor { buf, pos: 0 };
+        let mut c = Reader::new(buf);
         let version = c.u8()?;
         if version != VERSION {
             return Err(CorruptFlush(format!("unknown flush batch version {version}")));
@@ -115,7 +117,7 @@ impl FlushBatch {
         for _ in 0..rows {
             let n = c.u8()? as usize;
             b.rows.push(AggRow {
-                product_id: c.string(n)?,
+                product_id: c.str(n)?.to_string(),
                 hour_ms: c.i64()?,
                 count: c.i64()?,
                 revenue_cents: c.i64()?,
@@ -125,13 +127,11 @@ impl FlushBatch {
         }
         for _ in 0..c.u32()? {
             let n = c.u8()? as usize;
-            let id = c.string(n)?;
-            let n = u16::from_le_bytes(c.take(2)?.try_into().expect("2 bytes")) as usize;
-            b.names.push((id, c.string(n)?));
+            let id = c.str(n)?.to_string();
+            let n = c.u16()? as usize;
+            b.names.push((id, c.str(n)?.to_string()));
         }
-        if c.pos != buf.len() {
-            return Err(CorruptFlush(format!("{} trailing bytes", buf.len() - c.pos)));
-        }
+        c.end()?;
         Ok(b)
     }
 }
@@ -141,35 +141,9 @@ impl FlushBatch {
 #[error("corrupt flush batch: {0}")]
 pub struct CorruptFlush(String);
 
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CorruptFlush> {
-        let s = self
-            .buf
-            .get(self.pos..self.pos + n)
-            .ok_or_else(|| CorruptFlush(format!("truncated at byte {}", self.pos)))?;
-        self.pos += n;
-        Ok(s)
-    }
-    fn u8(&mut self) -> Result<u8, CorruptFlush> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32, CorruptFlush> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
-    }
-    fn u64(&mut self) -> Result<u64, CorruptFlush> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
-    }
-    fn i64(&mut self) -> Result<i64, CorruptFlush> {
-        Ok(self.u64()? as i64)
-    }
-    fn string(&mut self, n: usize) -> Result<String, CorruptFlush> {
-        let at = self.pos;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| CorruptFlush(format!("invalid UTF-8 at byte {at}")))
+impl From<ReadError> for CorruptFlush {
+    fn from(e: ReadError) -> Self {
+        CorruptFlush(e.to_string())
     }
 }
 

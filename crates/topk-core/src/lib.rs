@@ -9,8 +9,12 @@
 //! - [`partition`]: the stable hashes that choose a product's partition and key the
 //!   dedup window; they must never change, since data on disk depends on them.
 //! - [`codec`]: the compact binary form in which validated events travel through the log.
+//! - [`bytes`]: the little-endian reader of the other binary records (flush batches, sketches).
+//! - [`accuracy`]: how an approximate top list scores against the exact one.
+//! - [`random`]: seeded random numbers and a Zipf sampler for generated data.
 
 pub mod accuracy;
+pub mod bytes;
 pub mod codec;
 pub mod event;
 pub mod partition;

@@ -17,6 +17,8 @@
 
 use std::cmp::Ordering;
 
+use topk_core::bytes::{ReadError, Reader};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SketchError {
     #[error("invalid sketch parameters: {0}")]
@@ -25,6 +27,12 @@ pub enum SketchError {
     Shape(String),
     #[error("damaged sketch bytes: {0}")]
     Decode(String),
+}
+
+impl From<ReadError> for SketchError {
+    fn from(e: ReadError) -> Self {
+        SketchError::Decode(e.to_string())
+    }
 }
 
 /// A count-min sketch of `depth` rows of `width` 32-bit counters.
@@ -166,7 +174,7 @@ impl CountMin {
         }
     }
 
-    fn decode_from(r: &mut Bytes<'_>) -> Result<CountMin, SketchError> {
+    fn decode_from(r: &mut Reader<'_>) -> Result<CountMin, SketchError> {
         let (width, depth, total) = (r.u32()?, r.u32()?, r.u64()?);
         let mut cms = CountMin::new(width, depth).map_err(|e| SketchError::Decode(e.to_string()))?;
         cms.total = total;
@@ -183,7 +191,7 @@ impl CountMin {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<CountMin, SketchError> {
-        let mut r = Bytes(bytes);
+        let mut r = Reader::new(bytes);
         let cms = CountMin::decode_from(&mut r)?;
         r.end()?;
         Ok(cms)
@@ -538,7 +546,7 @@ impl TopSketch {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<TopSketch, SketchError> {
-        let mut r = Bytes(bytes);
+        let mut r = Reader::new(bytes);
         if r.u8()? != 1 {
             return Err(SketchError::Decode("unknown top-sketch version".into()));
         }
@@ -561,7 +569,7 @@ impl TopSketch {
             let key = r.u64()?;
             let (count, error, revenue) = (r.u64()? as i64, r.u64()? as i64, r.u64()? as i64);
             let len = r.u8()? as usize;
-            let id = std::str::from_utf8(r.take(len)?).map_err(|e| SketchError::Decode(e.to_string()))?;
+            let id = r.str(len)?;
             if sketch.find(key).is_some() {
                 return Err(SketchError::Decode(format!("candidate {id:?} twice")));
             }
@@ -729,36 +737,6 @@ impl TopSketch {
             }
             self.swap(i, m);
             i = m;
-        }
-    }
-}
-
-/// A little-endian reader that fails on truncation instead of panicking.
-struct Bytes<'a>(&'a [u8]);
-
-impl<'a> Bytes<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], SketchError> {
-        if self.0.len() < n {
-            return Err(SketchError::Decode(format!("truncated: wanted {n} more bytes, {} left", self.0.len())));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, SketchError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32, SketchError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
-    }
-    fn u64(&mut self) -> Result<u64, SketchError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
-    }
-    fn end(&self) -> Result<(), SketchError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(SketchError::Decode(format!("{} trailing bytes", self.0.len())))
         }
     }
 }
