@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::types::ToSql;
-use rusqlite::{Connection, Statement, Transaction};
+use rusqlite::{Connection, Row, Statement};
 use topk_core::time::{Bucket, Granularity};
 
 use crate::schema::*;
@@ -32,6 +32,37 @@ fn exec(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> Result<u64> {
     let mut stmt = conn.prepare_cached(sql)?;
     bind(&mut stmt, params)?;
     Ok(stmt.raw_execute()? as u64)
+}
+
+/// Runs a query and maps every row with `f`.
+fn query<T>(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn ToSql],
+    mut f: impl FnMut(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    bind(&mut stmt, params)?;
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(f(r)?);
+    }
+    Ok(out)
+}
+
+/// The first column of the first row, if any.
+fn query_one<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> Result<Option<T>> {
+    Ok(query(conn, sql, params, |r| Ok(r.get(0)?))?.into_iter().next())
+}
+
+fn bucket_at(r: &Row<'_>, g: usize, start: usize) -> Result<Bucket> {
+    let name: String = r.get(g)?;
+    Ok(Bucket { granularity: granularity(&name)?, start_ms: r.get(start)? })
+}
+
+fn product_sum(r: &Row<'_>) -> Result<ProductSum> {
+    Ok(ProductSum { product_id: r.get(0)?, count: r.get(1)?, revenue_cents: r.get(2)? })
 }
 
 fn granularity(s: &str) -> Result<Granularity> {
@@ -75,10 +106,6 @@ impl SqliteStore {
     }
 }
 
-fn tx_exec(tx: &Transaction<'_>, sql: &str, params: &[&dyn ToSql]) -> Result<u64> {
-    exec(tx, sql, params)
-}
-
 fn add_pending(tx: &Connection, buckets: &[Bucket]) -> Result<()> {
     for b in buckets {
         exec(tx, ADD_PENDING, &[&b.granularity.as_str(), &b.start_ms])?;
@@ -95,15 +122,7 @@ fn regenerate_top_lists(tx: &Connection, bucket: Bucket, k: usize) -> Result<u64
             By::Quantity => "count",
             By::Revenue => "revenue_cents",
         };
-        let mut top = Vec::with_capacity(k);
-        {
-            let mut stmt = tx.prepare_cached(&TOP_ROWS.replace("{ORDER}", order))?;
-            bind(&mut stmt, &[&g, &bucket.start_ms, &(k as i64)])?;
-            let mut rows = stmt.raw_query();
-            while let Some(r) = rows.next()? {
-                top.push(ProductSum { product_id: r.get(0)?, count: r.get(1)?, revenue_cents: r.get(2)? });
-            }
-        }
+        let top = query(tx, &TOP_ROWS.replace("{ORDER}", order), &[&g, &bucket.start_ms, &(k as i64)], product_sum)?;
         let mut insert = tx.prepare_cached(INSERT_TOP_ROW)?;
         for (rank, row) in (1i64..).zip(&top) {
             bind(
@@ -127,7 +146,7 @@ impl Store for SqliteStore {
     fn replace_hour(&mut self, hour: Bucket, rows: &[ProductSum], version: u64, pending: &[Bucket]) -> Result<u64> {
         let tx = self.conn.transaction()?;
         let g = hour.granularity.as_str();
-        tx_exec(&tx, DELETE_BUCKET_ROWS, &[&g, &hour.start_ms])?;
+        exec(&tx, DELETE_BUCKET_ROWS, &[&g, &hour.start_ms])?;
         {
             let mut stmt = tx.prepare_cached(INSERT_ROW)?;
             for r in rows {
@@ -135,7 +154,7 @@ impl Store for SqliteStore {
                 stmt.raw_execute()?;
             }
         }
-        tx_exec(&tx, SET_HOUR_VERSION, &[&hour.start_ms, &(version as i64)])?;
+        exec(&tx, SET_HOUR_VERSION, &[&hour.start_ms, &(version as i64)])?;
         add_pending(&tx, pending)?;
         tx.commit()?;
         Ok(rows.len() as u64)
@@ -148,8 +167,8 @@ impl Store for SqliteStore {
             .ok_or_else(|| StoreError::Corrupt(format!("{bucket} has no finer granularity to roll up from")))?;
         let tx = self.conn.transaction()?;
         let g = bucket.granularity.as_str();
-        tx_exec(&tx, DELETE_BUCKET_ROWS, &[&g, &bucket.start_ms])?;
-        let n = tx_exec(&tx, ROLLUP, &[&g, &bucket.start_ms, &child.as_str(), &bucket.end_ms()])?;
+        exec(&tx, DELETE_BUCKET_ROWS, &[&g, &bucket.start_ms])?;
+        let n = exec(&tx, ROLLUP, &[&g, &bucket.start_ms, &child.as_str(), &bucket.end_ms()])?;
         tx.commit()?;
         Ok(n)
     }
@@ -166,42 +185,25 @@ impl Store for SqliteStore {
     }
 
     fn bucket_rows(&mut self, bucket: Bucket) -> Result<Vec<ProductSum>> {
-        let mut stmt = self.conn.prepare_cached(BUCKET_ROWS)?;
-        bind(&mut stmt, &[&bucket.granularity.as_str(), &bucket.start_ms])?;
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(ProductSum { product_id: r.get(0)?, count: r.get(1)?, revenue_cents: r.get(2)? });
-        }
-        Ok(out)
+        query(&self.conn, BUCKET_ROWS, &[&bucket.granularity.as_str(), &bucket.start_ms], product_sum)
     }
 
     fn top_list(&mut self, bucket: Bucket, by: By, k: usize) -> Result<Vec<TopRow>> {
-        let mut stmt = self.conn.prepare_cached(TOP_LIST)?;
-        bind(&mut stmt, &[&bucket.granularity.as_str(), &bucket.start_ms, &by.as_str(), &(k as i64)])?;
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(TopRow {
+        let params: [&dyn ToSql; 4] = [&bucket.granularity.as_str(), &bucket.start_ms, &by.as_str(), &(k as i64)];
+        query(&self.conn, TOP_LIST, &params, |r| {
+            Ok(TopRow {
                 rank: r.get(0)?,
                 product_id: r.get(1)?,
                 count: r.get(2)?,
                 revenue_cents: r.get(3)?,
                 error_bound: r.get(4)?,
                 source: r.get(5)?,
-            });
-        }
-        Ok(out)
+            })
+        })
     }
 
     fn hour_version(&mut self, hour: Bucket) -> Result<Option<u64>> {
-        let mut stmt = self.conn.prepare_cached(HOUR_VERSION)?;
-        bind(&mut stmt, &[&hour.start_ms])?;
-        let mut rows = stmt.raw_query();
-        Ok(match rows.next()? {
-            Some(r) => Some(r.get::<_, i64>(0)? as u64),
-            None => None,
-        })
+        Ok(query_one::<i64>(&self.conn, HOUR_VERSION, &[&hour.start_ms])?.map(|v| v as u64))
     }
 
     fn add_pending(&mut self, buckets: &[Bucket]) -> Result<()> {
@@ -212,10 +214,7 @@ impl Store for SqliteStore {
     }
 
     fn pending_generation(&mut self, bucket: Bucket) -> Result<Option<i64>> {
-        let mut stmt = self.conn.prepare_cached(PENDING_GENERATION)?;
-        bind(&mut stmt, &[&bucket.granularity.as_str(), &bucket.start_ms])?;
-        let mut rows = stmt.raw_query();
-        Ok(rows.next()?.map(|r| r.get(0)).transpose()?)
+        query_one(&self.conn, PENDING_GENERATION, &[&bucket.granularity.as_str(), &bucket.start_ms])
     }
 
     fn remove_pending(&mut self, bucket: Bucket, generation: i64) -> Result<()> {
@@ -223,22 +222,13 @@ impl Store for SqliteStore {
     }
 
     fn pending(&mut self) -> Result<Vec<Bucket>> {
-        let mut stmt = self.conn.prepare_cached(PENDING)?;
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let g: String = r.get(0)?;
-            out.push(Bucket { granularity: granularity(&g)?, start_ms: r.get(1)? });
-        }
-        Ok(out)
+        query(&self.conn, PENDING, &[], |r| bucket_at(r, 0, 1))
     }
 
     fn start_run(&mut self, task: &str, bucket: Bucket, attempt: i64, now_ms: i64) -> Result<i64> {
-        let mut stmt = self.conn.prepare_cached(START_RUN)?;
-        bind(&mut stmt, &[&task, &bucket.granularity.as_str(), &bucket.start_ms, &attempt, &now_ms])?;
-        let mut rows = stmt.raw_query();
-        let row = rows.next()?.ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING gave no id".into()))?;
-        Ok(row.get(0)?)
+        let params: [&dyn ToSql; 5] = [&task, &bucket.granularity.as_str(), &bucket.start_ms, &attempt, &now_ms];
+        query_one(&self.conn, START_RUN, &params)?
+            .ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING gave no id".into()))
     }
 
     fn finish_run(
@@ -257,33 +247,24 @@ impl Store for SqliteStore {
     }
 
     fn attempts(&mut self, task: &str, bucket: Bucket) -> Result<i64> {
-        let mut stmt = self.conn.prepare_cached(ATTEMPTS)?;
-        bind(&mut stmt, &[&task, &bucket.granularity.as_str(), &bucket.start_ms])?;
-        let mut rows = stmt.raw_query();
-        Ok(rows.next()?.map(|r| r.get(0)).transpose()?.unwrap_or(0))
+        Ok(query_one(&self.conn, ATTEMPTS, &[&task, &bucket.granularity.as_str(), &bucket.start_ms])?.unwrap_or(0))
     }
 
     fn runs(&mut self, limit: usize) -> Result<Vec<RunRecord>> {
-        let mut stmt = self.conn.prepare_cached(RUNS)?;
-        bind(&mut stmt, &[&(limit as i64)])?;
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let g: String = r.get(2)?;
+        query(&self.conn, RUNS, &[&(limit as i64)], |r| {
             let status: String = r.get(4)?;
-            out.push(RunRecord {
+            Ok(RunRecord {
                 id: r.get(0)?,
                 task: r.get(1)?,
-                bucket: Bucket { granularity: granularity(&g)?, start_ms: r.get(3)? },
+                bucket: bucket_at(r, 2, 3)?,
                 status: RunStatus::parse(&status)?,
                 attempt: r.get(5)?,
                 started_ms: r.get(6)?,
                 finished_ms: r.get(7)?,
                 rows: r.get(8)?,
                 error: r.get(9)?,
-            });
-        }
-        Ok(out)
+            })
+        })
     }
 
     fn delete_hours_before(&mut self, before_ms: i64) -> Result<u64> {
@@ -291,14 +272,7 @@ impl Store for SqliteStore {
     }
 
     fn consumer_offsets(&mut self, consumer: &str) -> Result<Vec<(u32, u64)>> {
-        let mut stmt = self.conn.prepare_cached(OFFSETS)?;
-        bind(&mut stmt, &[&consumer])?;
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u64));
-        }
-        Ok(out)
+        query(&self.conn, OFFSETS, &[&consumer], |r| Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u64)))
     }
 
     fn write_speed(&mut self, consumer: &str, writes: &[SpeedWrite], offsets: &[(u32, u64)]) -> Result<()> {
@@ -324,32 +298,19 @@ impl Store for SqliteStore {
     }
 
     fn speed_sketches(&mut self) -> Result<Vec<(Bucket, u32, Vec<u8>)>> {
-        let mut stmt = self.conn.prepare_cached(SPEED_SKETCHES)?;
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let g: String = r.get(0)?;
-            let bucket = Bucket { granularity: granularity(&g)?, start_ms: r.get(1)? };
-            out.push((bucket, r.get::<_, i64>(2)? as u32, r.get(3)?));
-        }
-        Ok(out)
+        query(&self.conn, SPEED_SKETCHES, &[], |r| Ok((bucket_at(r, 0, 1)?, r.get::<_, i64>(2)? as u32, r.get(3)?)))
     }
 
     fn speed_rows(&mut self, bucket: Bucket) -> Result<Vec<SpeedRow>> {
-        let mut stmt = self.conn.prepare_cached(SPEED_ROWS)?;
-        bind(&mut stmt, &[&bucket.granularity.as_str(), &bucket.start_ms])?;
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(SpeedRow {
+        query(&self.conn, SPEED_ROWS, &[&bucket.granularity.as_str(), &bucket.start_ms], |r| {
+            Ok(SpeedRow {
                 product_id: r.get(0)?,
                 count: r.get(1)?,
                 error: r.get(2)?,
                 revenue_cents: r.get(3)?,
                 updated_ms: r.get(4)?,
-            });
-        }
-        Ok(out)
+            })
+        })
     }
 
     fn write_exact(
@@ -377,10 +338,8 @@ impl Store for SqliteStore {
     }
 
     fn has_exact(&mut self, bucket: Bucket) -> Result<bool> {
-        let mut stmt = self.conn.prepare_cached(HAS_EXACT)?;
-        bind(&mut stmt, &[&bucket.granularity.as_str(), &bucket.start_ms])?;
-        let mut rows = stmt.raw_query();
-        Ok(rows.next()?.map(|r| r.get::<_, i64>(0)).transpose()?.unwrap_or(0) > 0)
+        let n: Option<i64> = query_one(&self.conn, HAS_EXACT, &[&bucket.granularity.as_str(), &bucket.start_ms])?;
+        Ok(n.unwrap_or(0) > 0)
     }
 
     fn record_accuracy(&mut self, bucket: Bucket, a: &Accuracy, now_ms: i64) -> Result<()> {
@@ -402,14 +361,9 @@ impl Store for SqliteStore {
     }
 
     fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>> {
-        let mut stmt = self.conn.prepare_cached(ACCURACY)?;
-        bind(&mut stmt, &[&(limit as i64)])?;
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let g: String = r.get(0)?;
-            out.push(AccuracyRecord {
-                bucket: Bucket { granularity: granularity(&g)?, start_ms: r.get(1)? },
+        query(&self.conn, ACCURACY, &[&(limit as i64)], |r| {
+            Ok(AccuracyRecord {
+                bucket: bucket_at(r, 0, 1)?,
                 accuracy: Accuracy {
                     precision_at_10: r.get(2)?,
                     precision_at_100: r.get(3)?,
@@ -418,9 +372,8 @@ impl Store for SqliteStore {
                     bound_coverage: r.get(6)?,
                 },
                 scored_ms: r.get(7)?,
-            });
-        }
-        Ok(out)
+            })
+        })
     }
 }
 
