@@ -13,7 +13,7 @@ use std::time::Instant;
 use topk_core::partition::{partition_of, sketch_key};
 use topk_core::random::{Rng, Zipf};
 use topk_speed::sketch::{Admission, CountMin, Row, TopSketch};
-use topk_speed::{score, SpeedSizing};
+use topk_speed::{merge_partitions, score, SpeedSizing};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -73,9 +73,7 @@ fn main() {
         flush(&mut pending, &mut sketches, &mut updates);
         let elapsed = started.elapsed();
         let bytes: usize = sketches.iter().map(|s| s.memory_bytes()).sum();
-        let mut merged: Vec<_> = sketches.iter().flat_map(|s| s.top(sizing.top_n)).collect();
-        merged.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.product_id.cmp(&b.product_id)));
-        merged.truncate(sizing.top_n);
+        let merged = merge_partitions(&sketches, sizing.top_n);
         let exact: Vec<(String, i64)> = {
             let mut t: Vec<(String, i64)> = truth.iter().enumerate().map(|(i, &c)| (ids[i].clone(), c)).collect();
             t.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

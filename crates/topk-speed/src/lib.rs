@@ -401,11 +401,16 @@ impl<S: Store> Speed<S> {
 
 /// The second tier: the partitions hold disjoint products, so their lists' union, ranked,
 /// is the bucket's list.
-fn merged_top(parts: &[TopSketch], n: usize, now_ms: i64) -> Vec<SpeedRow> {
+pub fn merge_partitions(parts: &[TopSketch], n: usize) -> Vec<sketch::Estimate> {
     let mut all: Vec<_> = parts.iter().flat_map(|s| s.top(n)).collect();
     all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.product_id.cmp(&b.product_id)));
     all.truncate(n);
-    all.into_iter()
+    all
+}
+
+fn merged_top(parts: &[TopSketch], n: usize, now_ms: i64) -> Vec<SpeedRow> {
+    merge_partitions(parts, n)
+        .into_iter()
         .map(|e| SpeedRow {
             product_id: e.product_id,
             count: e.count,
