@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use topk_core::partition::{partition_of, sketch_key};
 use topk_core::random::{Rng, Zipf};
-use topk_speed::sketch::{Admission, CountMin, Row, TopSketch};
+use topk_speed::sketch::{Admission, Row, TopSketch};
 use topk_speed::{merge_partitions, score, SpeedSizing};
 
 fn main() {
@@ -40,9 +40,7 @@ fn main() {
         let mut sketches: Vec<TopSketch> = (0..partitions)
             .map(|_| {
                 let admission = match kind {
-                    "count-min" => Admission::CountMin(
-                        CountMin::new(sizing.cms_width(partitions), sizing.cms_depth()).expect("cms"),
-                    ),
+                    "count-min" => Admission::CountMin(sizing.count_min(partitions).expect("cms")),
                     _ => Admission::SpaceSaving,
                 };
                 TopSketch::new(sizing.capacity(partitions), admission).expect("sketch")

@@ -24,7 +24,8 @@ fn main() {
     let ranks: Vec<u64> = (0..n).map(|_| zipf.sample(&mut rng)).collect();
     let keys: Vec<u64> = ranks.iter().map(|r| sketch_key(format!("p{r:07}").as_bytes())).collect();
     let sizing = SpeedSizing::default();
-    for (width, depth) in [(sizing.cms_width(8), sizing.cms_depth()), (4096, 5)] {
+    let default = sizing.count_min(8).unwrap();
+    for (width, depth) in [(default.width(), default.depth()), (4096, 5)] {
         for conservative in [false, true] {
             let runs: Vec<f64> = (0..5)
                 .map(|_| {
@@ -48,7 +49,7 @@ fn main() {
     let ids: Vec<String> = ranks.iter().take(5_000_000).map(|r| format!("p{r:07}")).collect();
     let runs: Vec<f64> = (0..3)
         .map(|_| {
-            let cms = CountMin::new(sizing.cms_width(8), sizing.cms_depth()).unwrap();
+            let cms = sizing.count_min(8).unwrap();
             let mut sk = TopSketch::new(sizing.capacity(8), Admission::CountMin(cms)).unwrap();
             let t = Instant::now();
             let mut rows = 0usize;

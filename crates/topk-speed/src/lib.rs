@@ -55,13 +55,9 @@ impl Default for SpeedSizing {
 }
 
 impl SpeedSizing {
-    pub fn cms_width(&self, partitions: u32) -> u32 {
-        let total = ((std::f64::consts::E / self.epsilon).ceil() as u64).next_power_of_two();
-        u32::try_from((total / u64::from(partitions)).next_power_of_two()).unwrap_or(1 << 24).clamp(8, 1 << 24)
-    }
-
-    pub fn cms_depth(&self) -> u32 {
-        (1.0 / self.delta).ln().ceil().clamp(1.0, 16.0) as u32
+    /// One partition's count-min sketch.
+    pub fn count_min(&self, partitions: u32) -> Result<CountMin, SketchError> {
+        CountMin::shard_of(self.epsilon, self.delta, partitions)
     }
 
     pub fn capacity(&self, partitions: u32) -> usize {
@@ -227,8 +223,7 @@ impl<S: Store> Speed<S> {
 
     fn new_sketch(&self) -> Result<TopSketch, SketchError> {
         let s = &self.cfg.sizing;
-        let cms = CountMin::new(s.cms_width(self.partitions), s.cms_depth())?;
-        TopSketch::new(s.capacity(self.partitions), Admission::CountMin(cms))
+        TopSketch::new(s.capacity(self.partitions), Admission::CountMin(s.count_min(self.partitions)?))
     }
 
     fn open_bucket(&mut self, bucket: Bucket) -> Result<&mut Open, SpeedError> {

@@ -50,16 +50,24 @@ pub struct CountMin {
 
 impl CountMin {
     /// The smallest sketch whose estimates exceed the true count by more than ε·N with
-    /// probability at most δ: width e/ε (rounded up to a power of two), depth ln(1/δ).
+    /// probability at most δ: width e/ε (rounded up to a power of two, at most 2^24),
+    /// depth ln(1/δ).
     pub fn with_error(epsilon: f64, delta: f64) -> Result<CountMin, SketchError> {
-        if !(epsilon > 0.0 && epsilon < 1.0 && delta > 0.0 && delta < 1.0) {
+        CountMin::shard_of(epsilon, delta, 1)
+    }
+
+    /// One of `shards` sketches that together keep ε and δ for the whole stream: each
+    /// shard sees about 1/`shards` of it, so 1/`shards` of the columns keeps the same ε·N.
+    pub fn shard_of(epsilon: f64, delta: f64, shards: u32) -> Result<CountMin, SketchError> {
+        if !(epsilon > 0.0 && epsilon < 1.0 && delta > 0.0 && delta < 1.0) || shards == 0 {
             return Err(SketchError::Params(format!(
-                "epsilon and delta must lie in (0, 1), got epsilon={epsilon} delta={delta}"
+                "epsilon and delta must lie in (0, 1) and shards be positive, got epsilon={epsilon} delta={delta} shards={shards}"
             )));
         }
-        let width = ((std::f64::consts::E / epsilon).ceil() as u64).next_power_of_two().max(8);
-        let depth = (1.0 / delta).ln().ceil().max(1.0) as u32;
-        CountMin::new(u32::try_from(width).unwrap_or(u32::MAX), depth)
+        let total = ((std::f64::consts::E / epsilon).ceil() as u64).next_power_of_two();
+        let width = (total / u64::from(shards)).next_power_of_two().clamp(8, 1 << 24) as u32;
+        let depth = (1.0 / delta).ln().ceil().clamp(1.0, 16.0) as u32;
+        CountMin::new(width, depth)
     }
 
     pub fn new(width: u32, depth: u32) -> Result<CountMin, SketchError> {
@@ -92,11 +100,6 @@ impl CountMin {
     /// e^-depth.
     pub fn delta(&self) -> f64 {
         (-f64::from(self.depth)).exp()
-    }
-
-    /// ε·N: an estimate exceeds its true count by more than this with probability ≤ δ.
-    pub fn error_bound(&self) -> u64 {
-        (self.epsilon() * self.total as f64).ceil() as u64
     }
 
     /// Two hash functions from one 64-bit key (Kirsch–Mitzenmacher); odd `h2` visits

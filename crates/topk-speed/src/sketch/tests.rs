@@ -236,6 +236,8 @@ fn with_error_derives_width_and_depth() {
     let cms = CountMin::with_error(0.001, 0.01).unwrap();
     assert_eq!((cms.width(), cms.depth()), (4096, 5), "e/0.001 = 2719 -> 4096; ln(100) = 4.6 -> 5");
     assert!(cms.epsilon() <= 0.001 && cms.delta() <= 0.01);
+    let shard = CountMin::shard_of(0.02, 0.05, 8).unwrap();
+    assert_eq!((shard.width(), shard.depth()), (32, 3), "e/0.02 = 136 -> 256 columns over 8 shards; ln(20) = 3.0 -> 3");
     assert!(CountMin::with_error(0.0, 0.1).is_err());
     assert!(CountMin::new(100, 3).unwrap_err().to_string().contains("power of two"));
     assert!(TopSketch::new(0, Admission::SpaceSaving).is_err());
