@@ -260,16 +260,18 @@ impl<S: Store> Speed<S> {
         }
         self.watermarks[p] = if batch.end_of_input { i64::MAX } else { batch.watermark_ms };
         // Sum per bucket first: a day bucket receives one row per hour of the same product.
-        let mut per_bucket: HashMap<Bucket, HashMap<&str, (i64, i64), RandomState>, RandomState> = HashMap::default();
+        let mut per_bucket: HashMap<Bucket, HashMap<&str, Row<'_>, RandomState>, RandomState> = HashMap::default();
         for r in &batch.rows {
+            // Hashed once per row, not once per granularity.
+            let key = sketch_key(r.product_id.as_bytes());
             for g in Granularity::ALL {
                 let e = per_bucket
                     .entry(Bucket::containing(g, r.hour_ms))
                     .or_default()
-                    .entry(r.product_id.as_str())
-                    .or_default();
-                e.0 = e.0.saturating_add(r.count);
-                e.1 = e.1.saturating_add(r.revenue_cents);
+                    .entry(&r.product_id)
+                    .or_insert(Row { product_id: &r.product_id, key, quantity: 0, revenue_cents: 0 });
+                e.quantity = e.quantity.saturating_add(r.count);
+                e.revenue_cents = e.revenue_cents.saturating_add(r.revenue_cents);
             }
         }
         let low = self.low_watermark();
@@ -285,19 +287,11 @@ impl<S: Store> Speed<S> {
             open.dirty = true;
             match &mut open.counts {
                 Counts::Sketches(parts) => {
-                    let mut rows: Vec<Row<'_>> = sums
-                        .iter()
-                        .map(|(id, &(quantity, revenue_cents))| Row {
-                            product_id: id,
-                            key: sketch_key(id.as_bytes()),
-                            quantity,
-                            revenue_cents,
-                        })
-                        .collect();
+                    let mut rows: Vec<Row<'_>> = sums.into_values().collect();
                     parts[p].absorb(&mut rows);
                 }
                 Counts::Exact { sums: exact, changed } => {
-                    for (id, (q, r)) in sums {
+                    for Row { product_id: id, quantity: q, revenue_cents: r, .. } in sums.into_values() {
                         let e = exact.entry(id.to_string()).or_default();
                         e.0 = e.0.saturating_add(q);
                         e.1 = e.1.saturating_add(r);
