@@ -338,9 +338,12 @@ impl<S: Store> Speed<S> {
                     if exact {
                         finished.push(*bucket);
                     }
+                    let (rows, unlisted_bound) = if exact { (Vec::new(), 0) } else { merged_top(parts, top_n, now_ms) };
                     writes.push(SpeedWrite {
                         bucket: *bucket,
-                        rows: if exact { Vec::new() } else { merged_top(parts, top_n, now_ms) },
+                        rows,
+                        unlisted_bound,
+                        total_count: parts.iter().map(TopSketch::total).sum(),
                         sketches: if done {
                             Vec::new()
                         } else {
@@ -391,14 +394,23 @@ impl<S: Store> Speed<S> {
 /// The second tier: the partitions hold disjoint products, so their lists' union, ranked,
 /// is the bucket's list.
 pub fn merge_partitions(parts: &[TopSketch], n: usize) -> Vec<sketch::Estimate> {
-    let mut all: Vec<_> = parts.iter().flat_map(|s| s.top(n)).collect();
-    all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.product_id.cmp(&b.product_id)));
-    all.truncate(n);
-    all
+    merge_with_bound(parts, n).0
 }
 
-fn merged_top(parts: &[TopSketch], n: usize, now_ms: i64) -> Vec<SpeedRow> {
-    merge_partitions(parts, n)
+/// The merged list, and the most any product left off it can have sold: no more than its
+/// partition's floor if it is not a candidate, or its own upper bound if it was cut.
+fn merge_with_bound(parts: &[TopSketch], n: usize) -> (Vec<sketch::Estimate>, i64) {
+    let mut all: Vec<_> = parts.iter().flat_map(|s| s.top(s.len())).collect();
+    all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.product_id.cmp(&b.product_id)));
+    let cut = all.iter().skip(n).map(|e| e.count.saturating_add(e.error));
+    let bound = parts.iter().map(TopSketch::floor).chain(cut).max().unwrap_or(0).max(0);
+    all.truncate(n);
+    (all, bound)
+}
+
+fn merged_top(parts: &[TopSketch], n: usize, now_ms: i64) -> (Vec<SpeedRow>, i64) {
+    let (top, bound) = merge_with_bound(parts, n);
+    let rows = top
         .into_iter()
         .map(|e| SpeedRow {
             product_id: e.product_id,
@@ -407,7 +419,8 @@ fn merged_top(parts: &[TopSketch], n: usize, now_ms: i64) -> Vec<SpeedRow> {
             revenue_cents: e.revenue_cents,
             updated_ms: now_ms,
         })
-        .collect()
+        .collect();
+    (rows, bound)
 }
 
 fn wall_ms() -> i64 {

@@ -15,7 +15,7 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 use topk_core::accuracy::Accuracy;
-use topk_core::time::Bucket;
+use topk_core::time::{Bucket, Granularity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -88,6 +88,36 @@ pub struct SpeedWrite {
     pub sketches: Vec<(u32, Vec<u8>)>,
     /// The bucket is done: its sketches are deleted instead of saved.
     pub finished: bool,
+    /// The most any product missing from `rows` can have sold in the bucket.
+    pub unlisted_bound: i64,
+    /// The bucket's net quantity (exact).
+    pub total_count: i64,
+}
+
+/// An approximate bucket's facts beside its rows (`speed_buckets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpeedBucket {
+    pub bucket: Bucket,
+    pub unlisted_bound: i64,
+    pub total_count: i64,
+    pub updated_ms: i64,
+}
+
+/// An exact bucket's totals (`bucket_totals`), written with its top lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExactBucket {
+    pub bucket: Bucket,
+    pub count: i64,
+    pub revenue_cents: i64,
+    pub products: i64,
+}
+
+/// A catalog entry (`products`), filled from the names events carry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Product {
+    pub product_id: String,
+    pub name: Option<String>,
+    pub category: Option<String>,
 }
 
 /// A scored speed-layer bucket (`accuracy`).
@@ -138,6 +168,15 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+/// Runs of one task with one status, and the time the finished ones took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStats {
+    pub task: String,
+    pub status: RunStatus,
+    pub runs: i64,
+    pub duration_ms: i64,
+}
+
 /// The operations of the batch layer and the API on the store. Each method that writes
 /// runs in one transaction: after a crash it has happened entirely or not at all.
 pub trait Store: Send {
@@ -180,6 +219,9 @@ pub trait Store: Send {
     /// Runs, failures first, then newest first.
     fn runs(&mut self, limit: usize) -> Result<Vec<RunRecord>>;
 
+    /// Run counts and durations per task and status.
+    fn run_stats(&mut self) -> Result<Vec<RunStats>>;
+
     /// Retention: deletes hourly rows of hours starting before `before_ms`.
     fn delete_hours_before(&mut self, before_ms: i64) -> Result<u64>;
 
@@ -203,6 +245,19 @@ pub trait Store: Send {
     ) -> Result<()>;
     /// Whether the bucket has exact top lists (the batch layer, or Kappa, has spoken).
     fn has_exact(&mut self, bucket: Bucket) -> Result<bool>;
+    /// Approximate buckets of a granularity starting in `[from_ms, to_ms)`.
+    fn speed_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<SpeedBucket>>;
+    /// Exact buckets (with top lists) of a granularity starting in `[from_ms, to_ms)`.
+    fn exact_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<ExactBucket>>;
+    /// A product's exact sums in a bucket, if it sold there.
+    fn product_sum(&mut self, bucket: Bucket, product_id: &str) -> Result<Option<ProductSum>>;
+    /// A product's rank in the bucket's stored top list, if it is on it.
+    fn rank_of(&mut self, bucket: Bucket, by: By, product_id: &str) -> Result<Option<i64>>;
+    /// Adds products to the catalog; a missing name or category keeps the stored one.
+    fn upsert_products(&mut self, products: &[Product]) -> Result<()>;
+    fn product(&mut self, product_id: &str) -> Result<Option<Product>>;
+    /// Products whose id, or name (case-insensitive), starts with `prefix`.
+    fn search_products(&mut self, prefix: &str, limit: usize) -> Result<Vec<Product>>;
     fn record_accuracy(&mut self, bucket: Bucket, accuracy: &Accuracy, now_ms: i64) -> Result<()>;
     /// Scored buckets, newest first.
     fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>>;

@@ -95,6 +95,27 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (consumer, partition_id)
     );",
     ),
+    (
+        3,
+        "CREATE TABLE speed_buckets (
+        granularity TEXT NOT NULL,
+        bucket_start BIGINT NOT NULL,
+        unlisted_bound BIGINT NOT NULL,
+        total_count BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (granularity, bucket_start)
+    );
+    CREATE TABLE bucket_totals (
+        granularity TEXT NOT NULL,
+        bucket_start BIGINT NOT NULL,
+        count BIGINT NOT NULL,
+        revenue_cents BIGINT NOT NULL,
+        products BIGINT NOT NULL,
+        PRIMARY KEY (granularity, bucket_start)
+    );
+    ALTER TABLE products ADD COLUMN name_key TEXT;
+    CREATE INDEX products_name_key ON products (name_key);",
+    ),
 ];
 
 pub const DELETE_BUCKET_ROWS: &str = "DELETE FROM batch_table WHERE granularity = $1 AND bucket_start = $2";
@@ -170,3 +191,38 @@ pub const UPSERT_ACCURACY: &str = "INSERT INTO accuracy (granularity, bucket_sta
     scored_at = excluded.scored_at";
 pub const ACCURACY: &str = "SELECT granularity, bucket_start, precision_at_10, precision_at_100, max_relative_error,
     mean_relative_error, bound_coverage, scored_at FROM accuracy ORDER BY bucket_start DESC, granularity LIMIT $1";
+
+/// Per approximate bucket: the most any product missing from its rows can have sold, the
+/// bucket's exact net quantity, and when the speed layer last wrote it.
+pub const UPSERT_SPEED_BUCKET: &str =
+    "INSERT INTO speed_buckets (granularity, bucket_start, unlisted_bound, total_count, updated_at)
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (granularity, bucket_start) DO UPDATE SET
+    unlisted_bound = excluded.unlisted_bound, total_count = excluded.total_count, updated_at = excluded.updated_at";
+pub const DELETE_SPEED_BUCKET: &str = "DELETE FROM speed_buckets WHERE granularity = $1 AND bucket_start = $2";
+pub const SPEED_BUCKETS: &str = "SELECT bucket_start, unlisted_bound, total_count, updated_at FROM speed_buckets
+    WHERE granularity = $1 AND bucket_start >= $2 AND bucket_start < $3 ORDER BY bucket_start";
+pub const UPSERT_TOTALS: &str = "INSERT INTO bucket_totals (granularity, bucket_start, count, revenue_cents, products)
+    SELECT $1, $2, COALESCE(SUM(count), 0), COALESCE(SUM(revenue_cents), 0), COUNT(*) FROM batch_table
+    WHERE granularity = $1 AND bucket_start = $2
+    ON CONFLICT (granularity, bucket_start) DO UPDATE SET count = excluded.count,
+    revenue_cents = excluded.revenue_cents, products = excluded.products";
+/// Exact buckets (those with top lists) in a range, with their totals.
+pub const EXACT_BUCKETS: &str = "SELECT t.bucket_start, t.count, t.revenue_cents, t.products FROM bucket_totals t
+    WHERE t.granularity = $1 AND t.bucket_start >= $2 AND t.bucket_start < $3 AND EXISTS (SELECT 1 FROM top_lists l
+    WHERE l.granularity = t.granularity AND l.bucket_start = t.bucket_start) ORDER BY t.bucket_start";
+pub const PRODUCT_SUM: &str =
+    "SELECT count, revenue_cents FROM batch_table WHERE granularity = $1 AND bucket_start = $2 AND product_id = $3";
+pub const RANK_OF: &str = "SELECT rank FROM top_lists
+    WHERE granularity = $1 AND bucket_start = $2 AND ranked_by = $3 AND product_id = $4";
+pub const UPSERT_PRODUCT: &str = "INSERT INTO products (product_id, name, category, name_key) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (product_id) DO UPDATE SET name = COALESCE(excluded.name, products.name),
+    category = COALESCE(excluded.category, products.category), name_key = COALESCE(excluded.name_key, products.name_key)";
+pub const PRODUCT: &str = "SELECT product_id, name, category FROM products WHERE product_id = $1";
+/// Prefix searches as ranges (`$1 <= key < $2`), so both databases use the index.
+pub const PRODUCTS_BY_ID: &str = "SELECT product_id, name, category FROM products
+    WHERE product_id >= $1 AND product_id < $2 ORDER BY product_id LIMIT $3";
+pub const PRODUCTS_BY_NAME: &str = "SELECT product_id, name, category FROM products
+    WHERE name_key >= $1 AND name_key < $2 ORDER BY name_key, product_id LIMIT $3";
+/// Runs per task and status, and the time finished ones took (for metrics).
+pub const RUN_STATS: &str = "SELECT task, status, COUNT(*), COALESCE(SUM(finished_at - started_at), 0)
+    FROM pipeline_runs GROUP BY task, status ORDER BY task, status";

@@ -10,7 +10,8 @@ use topk_core::time::{Bucket, Granularity};
 
 use crate::schema::*;
 use crate::{
-    AccuracyRecord, By, ProductSum, Result, RunRecord, RunStatus, SpeedRow, SpeedWrite, Store, StoreError, TopRow,
+    AccuracyRecord, By, ExactBucket, Product, ProductSum, Result, RunRecord, RunStats, RunStatus, SpeedBucket,
+    SpeedRow, SpeedWrite, Store, StoreError, TopRow,
 };
 use topk_core::accuracy::Accuracy;
 
@@ -63,6 +64,15 @@ fn bucket_at(r: &Row<'_>, g: usize, start: usize) -> Result<Bucket> {
 
 fn product_sum(r: &Row<'_>) -> Result<ProductSum> {
     Ok(ProductSum { product_id: r.get(0)?, count: r.get(1)?, revenue_cents: r.get(2)? })
+}
+
+fn product(r: &Row<'_>) -> Result<Product> {
+    Ok(Product { product_id: r.get(0)?, name: r.get(1)?, category: r.get(2)? })
+}
+
+/// The least string above every string that starts with `prefix` (in byte order).
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
 }
 
 fn granularity(s: &str) -> Result<Granularity> {
@@ -132,6 +142,7 @@ fn regenerate_top_lists(tx: &Connection, bucket: Bucket, k: usize) -> Result<u64
             n += insert.raw_execute()? as u64;
         }
     }
+    exec(tx, UPSERT_TOTALS, &[&g, &bucket.start_ms])?;
     Ok(n)
 }
 
@@ -174,7 +185,12 @@ impl Store for SqliteStore {
     }
 
     fn delete_speed_rows(&mut self, bucket: Bucket) -> Result<u64> {
-        exec(&self.conn, DELETE_SPEED_ROWS, &[&bucket.granularity.as_str(), &bucket.start_ms])
+        let tx = self.conn.transaction()?;
+        let params: [&dyn ToSql; 2] = [&bucket.granularity.as_str(), &bucket.start_ms];
+        let n = exec(&tx, DELETE_SPEED_ROWS, &params)?;
+        exec(&tx, DELETE_SPEED_BUCKET, &params)?;
+        tx.commit()?;
+        Ok(n)
     }
 
     fn regenerate_top_lists(&mut self, bucket: Bucket, k: usize) -> Result<u64> {
@@ -267,6 +283,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn run_stats(&mut self) -> Result<Vec<RunStats>> {
+        query(&self.conn, RUN_STATS, &[], |r| {
+            Ok(RunStats {
+                task: r.get(0)?,
+                status: RunStatus::parse(&r.get::<_, String>(1)?)?,
+                runs: r.get(2)?,
+                duration_ms: r.get(3)?,
+            })
+        })
+    }
+
     fn delete_hours_before(&mut self, before_ms: i64) -> Result<u64> {
         exec(&self.conn, DELETE_HOURS_BEFORE, &[&before_ms])
     }
@@ -287,6 +314,12 @@ impl Store for SqliteStore {
             }
             if w.finished {
                 exec(&tx, DELETE_SPEED_SKETCHES, &[&g, &start])?;
+            }
+            if w.rows.is_empty() && w.finished {
+                exec(&tx, DELETE_SPEED_BUCKET, &[&g, &start])?;
+            } else {
+                let updated = w.rows.first().map_or(0, |r| r.updated_ms);
+                exec(&tx, UPSERT_SPEED_BUCKET, &[&g, &start, &w.unlisted_bound, &w.total_count, &updated])?;
             }
             for (p, bytes) in w.sketches.iter().filter(|_| !w.finished) {
                 exec(&tx, UPSERT_SPEED_SKETCH, &[&g, &start, &i64::from(*p), bytes])?;
@@ -340,6 +373,66 @@ impl Store for SqliteStore {
     fn has_exact(&mut self, bucket: Bucket) -> Result<bool> {
         let n: Option<i64> = query_one(&self.conn, HAS_EXACT, &[&bucket.granularity.as_str(), &bucket.start_ms])?;
         Ok(n.unwrap_or(0) > 0)
+    }
+
+    fn speed_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<SpeedBucket>> {
+        query(&self.conn, SPEED_BUCKETS, &[&granularity.as_str(), &from_ms, &to_ms], |r| {
+            Ok(SpeedBucket {
+                bucket: Bucket { granularity, start_ms: r.get(0)? },
+                unlisted_bound: r.get(1)?,
+                total_count: r.get(2)?,
+                updated_ms: r.get(3)?,
+            })
+        })
+    }
+
+    fn exact_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<ExactBucket>> {
+        query(&self.conn, EXACT_BUCKETS, &[&granularity.as_str(), &from_ms, &to_ms], |r| {
+            Ok(ExactBucket {
+                bucket: Bucket { granularity, start_ms: r.get(0)? },
+                count: r.get(1)?,
+                revenue_cents: r.get(2)?,
+                products: r.get(3)?,
+            })
+        })
+    }
+
+    fn product_sum(&mut self, bucket: Bucket, product_id: &str) -> Result<Option<ProductSum>> {
+        let params: [&dyn ToSql; 3] = [&bucket.granularity.as_str(), &bucket.start_ms, &product_id];
+        let found = query(&self.conn, PRODUCT_SUM, &params, |r| {
+            Ok(ProductSum { product_id: product_id.to_string(), count: r.get(0)?, revenue_cents: r.get(1)? })
+        })?;
+        Ok(found.into_iter().next())
+    }
+
+    fn rank_of(&mut self, bucket: Bucket, by: By, product_id: &str) -> Result<Option<i64>> {
+        query_one(&self.conn, RANK_OF, &[&bucket.granularity.as_str(), &bucket.start_ms, &by.as_str(), &product_id])
+    }
+
+    fn upsert_products(&mut self, products: &[Product]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for p in products {
+            let key = p.name.as_deref().map(str::to_lowercase);
+            exec(&tx, UPSERT_PRODUCT, &[&p.product_id, &p.name, &p.category, &key])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn product(&mut self, product_id: &str) -> Result<Option<Product>> {
+        Ok(query(&self.conn, PRODUCT, &[&product_id], product)?.into_iter().next())
+    }
+
+    fn search_products(&mut self, prefix: &str, limit: usize) -> Result<Vec<Product>> {
+        let limit = limit as i64;
+        let mut found = query(&self.conn, PRODUCTS_BY_ID, &[&prefix, &prefix_end(prefix), &limit], product)?;
+        let key = prefix.to_lowercase();
+        for p in query(&self.conn, PRODUCTS_BY_NAME, &[&key, &prefix_end(&key), &limit], product)? {
+            if found.len() < limit as usize && !found.iter().any(|f| f.product_id == p.product_id) {
+                found.push(p);
+            }
+        }
+        Ok(found)
     }
 
     fn record_accuracy(&mut self, bucket: Bucket, a: &Accuracy, now_ms: i64) -> Result<()> {
