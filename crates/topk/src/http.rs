@@ -1,20 +1,32 @@
-//! The HTTP front of `topk serve`: ingest, health, and source positions for remote replay.
+//! The HTTP front of `topk serve`: the Top-K API and the dashboard, ingest, health,
+//! metrics, and source positions for remote replay.
 //!
 //! `run` takes an already-bound listener, so tests bind port 0 and never race for ports.
 
 use std::io::Read;
 use std::sync::Arc;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use topk_core::time::{Bucket, Granularity};
+use topk_core::timestamp::format_rfc3339;
+use topk_store::{By, SqliteStore, Store, StoreError};
 
-use crate::pipeline::{Pipeline, SourceResume};
+use crate::metrics::{header, sample};
+use crate::pipeline::{now_ms, Pipeline, SourceResume};
+use crate::{dashboard, query};
 
 /// Ingest requests handled at once: each may hold a large body and its parse buffers.
 pub const MAX_CONCURRENT_INGESTS: usize = 4;
@@ -22,19 +34,23 @@ pub const MAX_CONCURRENT_INGESTS: usize = 4;
 /// What the handlers share.
 pub struct AppState {
     pub pipeline: Pipeline,
+    stores: Arc<StorePool>,
+    cache: ResponseCache,
     /// Bounds concurrent ingests (memory), and lets shutdown wait for them to finish.
     pub ingests: Arc<tokio::sync::Semaphore>,
     /// Serialises ingests that carry a replay position: checking how far a source got and
     /// appending its next lines must not interleave with a retry of the same lines.
-    sources: std::sync::Mutex<()>,
+    sources: Mutex<()>,
 }
 
 impl AppState {
     pub fn new(pipeline: Pipeline) -> Self {
         AppState {
+            stores: Arc::new(StorePool::new(pipeline.cfg.store_path())),
+            cache: ResponseCache::default(),
             pipeline,
             ingests: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INGESTS)),
-            sources: std::sync::Mutex::new(()),
+            sources: Mutex::new(()),
         }
     }
 }
@@ -44,13 +60,287 @@ type Shared = Arc<AppState>;
 pub fn router(state: Shared) -> Router {
     let limit = state.pipeline.cfg.max_body_bytes;
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
+        .route("/api/v1/top", get(top))
+        .route("/api/v1/products", get(search_products))
+        .route("/api/v1/products/{id}", get(product))
+        .route("/api/v1/buckets", get(buckets))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/events", post(ingest))
         .route("/api/v1/sources/{id}", get(source))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Times every request into the latency histogram, by route pattern.
+async fn observe(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state.pipeline.metrics.observe_request(&route, status, started.elapsed().as_secs_f64());
+    response
+}
+
+/// Read connections to the store, reused between requests.
+struct StorePool {
+    path: PathBuf,
+    idle: Mutex<Vec<SqliteStore>>,
+}
+
+impl StorePool {
+    fn new(path: PathBuf) -> Self {
+        StorePool { path, idle: Mutex::default() }
+    }
+
+    /// Runs `f` on a pooled connection, on the blocking thread pool.
+    async fn with<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let pool = self.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut store = match idle {
+                Some(s) => s,
+                None => SqliteStore::open(&pool.path)?,
+            };
+            let out = f(&mut store);
+            pool.idle.lock().unwrap_or_else(|e| e.into_inner()).push(store);
+            out
+        })
+        .await;
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("reading the store: {e}"))),
+            Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("query failed: {e}"))),
+        }
+    }
+}
+
+/// How long an answer may be reused: exact answers change only when late data reaches
+/// the batch layer; approximate ones every speed-layer write.
+const EXACT_TTL: Duration = Duration::from_secs(60);
+const APPROXIMATE_TTL: Duration = Duration::from_secs(1);
+/// Entries kept at most; the cache is emptied when it is full.
+const CACHE_ENTRIES: usize = 10_000;
+
+/// Serialised answers by canonical request.
+#[derive(Default)]
+struct ResponseCache {
+    entries: Mutex<HashMap<String, (Instant, Bytes)>>,
+}
+
+impl ResponseCache {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(key).filter(|(until, _)| *until > Instant::now()).map(|(_, body)| body.clone())
+    }
+
+    fn put(&self, key: String, body: Bytes, ttl: Duration) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CACHE_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key, (Instant::now() + ttl, body));
+    }
+}
+
+fn json_body(body: Bytes, hit: bool, ttl: Duration) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, "application/json".to_string()),
+        (header::CACHE_CONTROL, format!("max-age={}", ttl.as_secs())),
+        (header::HeaderName::from_static("x-cache"), if hit { "hit" } else { "miss" }.to_string()),
+    ];
+    (headers, body).into_response()
+}
+
+/// A query string's parameters, rejecting unknown or repeated ones.
+fn params(query: Option<String>, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let mut out = HashMap::new();
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|e| bad(format!("query string: {e}")))?;
+    for (k, v) in pairs {
+        if !allowed.contains(&k.as_str()) {
+            return Err(bad(format!("unknown parameter {k:?} (allowed: {})", allowed.join(", "))));
+        }
+        if out.insert(k.clone(), v).is_some() {
+            return Err(bad(format!("parameter {k:?} is given twice")));
+        }
+    }
+    Ok(out)
+}
+
+/// A request the API refuses or cannot answer: a JSON `{"error": …}` reply.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+fn parse_granularity(p: &HashMap<String, String>) -> Result<Option<Granularity>, ApiError> {
+    p.get("granularity").map(|g| g.parse::<Granularity>().map_err(|e| bad(format!("granularity: {e}")))).transpose()
+}
+
+/// `from`/`to`: a date, an hour label or an RFC 3339 timestamp on an hour boundary.
+fn parse_instant(p: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    p.get(name)
+        .map(|s| Bucket::parse(Granularity::Hour, s).map(|b| b.start_ms).map_err(|e| bad(format!("{name}: {e}"))))
+        .transpose()
+}
+
+/// The longest range one query may cover.
+const MAX_RANGE_DAYS: i64 = 5 * 366;
+
+fn check_range(from_ms: i64, to_ms: i64) -> Result<(), ApiError> {
+    if from_ms >= to_ms {
+        return Err(bad(format!(
+            "from must be before to (from {}, to {})",
+            format_rfc3339(from_ms),
+            format_rfc3339(to_ms)
+        )));
+    }
+    if to_ms - from_ms > MAX_RANGE_DAYS * 24 * topk_core::HOUR_MS {
+        return Err(bad(format!(
+            "the range covers {} days; one query may cover at most {MAX_RANGE_DAYS} days",
+            (to_ms - from_ms) / (24 * topk_core::HOUR_MS)
+        )));
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/top`: the period's top K, exact where the batch layer has spoken.
+async fn top(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let p = params(query, &["granularity", "start", "from", "to", "k", "by"])?;
+    let TopRequest { buckets, k, by } = parse_top(&p)?;
+    let key = format!("top {buckets:?} {k} {}", by.as_str());
+    if let Some(body) = state.cache.get(&key) {
+        return Ok(json_body(body, true, APPROXIMATE_TTL));
+    }
+    let answer = state.stores.with(move |s| query::top(s, buckets, k, by, now_ms())).await?;
+    let ttl = if answer.exact { EXACT_TTL } else { APPROXIMATE_TTL };
+    let body = Bytes::from(serde_json::to_vec(&answer).expect("answers serialise"));
+    state.cache.put(key, body.clone(), ttl);
+    Ok(json_body(body, false, ttl))
+}
+
+struct TopRequest {
+    buckets: Vec<Bucket>,
+    k: usize,
+    by: By,
+}
+
+fn parse_top(p: &HashMap<String, String>) -> Result<TopRequest, ApiError> {
+    let k = match p.get("k") {
+        None => 10,
+        Some(k) => match k.parse::<usize>() {
+            Ok(k) if (1..=query::MAX_K).contains(&k) => k,
+            _ => return Err(bad(format!("k: {k:?} is not a whole number from 1 to {}", query::MAX_K))),
+        },
+    };
+    let by = match p.get("by").map(String::as_str) {
+        None | Some("quantity") => By::Quantity,
+        Some("revenue") => By::Revenue,
+        Some(other) => return Err(bad(format!("by: {other:?} is not one of quantity, revenue"))),
+    };
+    let granularity = parse_granularity(p)?;
+    let buckets = match (granularity, p.contains_key("from") || p.contains_key("to")) {
+        (Some(_), true) => return Err(bad("give either granularity (and start) or from and to, not both")),
+        (Some(g), false) => {
+            let bucket = match p.get("start") {
+                Some(s) => Bucket::parse(g, s).map_err(|e| bad(format!("start: {e}")))?,
+                None => Bucket::containing(g, now_ms()),
+            };
+            vec![bucket]
+        }
+        (None, true) => {
+            let (Some(from), Some(to)) = (parse_instant(p, "from")?, parse_instant(p, "to")?) else {
+                return Err(bad("a range needs both from and to"));
+            };
+            check_range(from, to)?;
+            topk_core::time::decompose(from, to).map_err(|e| bad(e.to_string()))?
+        }
+        (None, false) if p.contains_key("start") => return Err(bad("start needs a granularity")),
+        (None, false) => return Err(bad("give granularity (and optionally start), or from and to")),
+    };
+    Ok(TopRequest { buckets, k, by })
+}
+
+/// `GET /api/v1/products/{id}`: the product's count and rank per bucket over a range
+/// (default: the last 30 days, or 48 hours, 26 weeks, 24 months, 10 years).
+async fn product(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = params(query, &["granularity", "from", "to"])?;
+    let g = parse_granularity(&p)?.unwrap_or(Granularity::Day);
+    let to = parse_instant(&p, "to")?.unwrap_or_else(|| Bucket::containing(g, now_ms()).end_ms());
+    let from = match parse_instant(&p, "from")? {
+        Some(from) => from,
+        None => {
+            let span = match g {
+                Granularity::Hour => 48,
+                Granularity::Day => 30,
+                Granularity::Week => 26,
+                Granularity::Month => 24,
+                Granularity::Year => 10,
+            };
+            (0..span).fold(Bucket::containing(g, to - 1), |b, _| b.prev()).next().start_ms
+        }
+    };
+    check_range(from, to)?;
+    let buckets = (to - from) / Bucket::containing(g, from).duration_ms().max(1);
+    if buckets > 2000 {
+        return Err(bad(format!("about {buckets} {g} buckets; at most 2000 per query: use a coarser granularity")));
+    }
+    Ok(Json(state.stores.with(move |s| query::history(s, &id, g, from, to)).await?).into_response())
+}
+
+/// `GET /api/v1/products?q=`: products whose id or name starts with `q`.
+async fn search_products(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let p = params(query, &["q", "limit"])?;
+    let q = p.get("q").map(|q| q.trim().to_string()).unwrap_or_default();
+    if q.is_empty() {
+        return Err(bad("q: give the start of a product id or name"));
+    }
+    let limit = match p.get("limit").map(|l| l.parse::<usize>()) {
+        None => 20,
+        Some(Ok(l)) if (1..=100).contains(&l) => l,
+        Some(_) => return Err(bad("limit: a whole number from 1 to 100")),
+    };
+    let found = state.stores.with(move |s| s.search_products(&q, limit)).await?;
+    Ok(Json(json!({ "products": found })).into_response())
+}
+
+/// `GET /api/v1/buckets?granularity=`: the buckets that have data, and which are exact.
+async fn buckets(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let p = params(query, &["granularity", "from", "to"])?;
+    let Some(g) = parse_granularity(&p)? else {
+        return Err(bad("granularity: one of hour, day, week, month, year"));
+    };
+    let from = parse_instant(&p, "from")?.unwrap_or(i64::MIN);
+    let to = parse_instant(&p, "to")?.unwrap_or(i64::MAX);
+    if from >= to {
+        return Err(bad("from must be before to"));
+    }
+    let found = state.stores.with(move |s| query::buckets(s, g, from, to)).await?;
+    Ok(Json(json!({ "granularity": g, "buckets": found })).into_response())
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -163,21 +453,24 @@ async fn readyz(State(state): State<Shared>) -> Response {
     healthz(State(state)).await
 }
 
-/// Prometheus text exposition: the speed layer's accuracy, per granularity, from the most
-/// recently scored bucket (the batch layer scores each bucket when it closes it).
-async fn metrics(State(state): State<Shared>) -> Response {
-    let path = state.pipeline.cfg.store_path();
-    let scored = tokio::task::spawn_blocking(move || {
-        use topk_store::Store;
-        topk_store::SqliteStore::open(path)?.accuracy(1000)
-    })
-    .await;
-    let records = match scored {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("reading the store: {e}")),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
+/// Prometheus text exposition: ingest and API counters, each role's lag, the batch
+/// layer's runs, and the speed layer's accuracy per granularity (latest scored bucket).
+async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let (records, runs) = state.stores.with(|s| Ok((s.accuracy(1000)?, s.run_stats()?))).await?;
     let mut out = String::new();
+    state.pipeline.metrics.render(&mut out);
+    if let Err(e) = state.pipeline.render_lag(&mut out) {
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("reading log positions: {e}")));
+    }
+    header(&mut out, "topk_batch_runs_total", "counter", "batch-layer task runs, by task and status");
+    for r in &runs {
+        sample(&mut out, "topk_batch_runs_total", &[("task", &r.task), ("status", r.status.as_str())], r.runs);
+    }
+    header(&mut out, "topk_batch_run_seconds_total", "counter", "time spent in finished batch-layer runs");
+    for r in &runs {
+        let secs = r.duration_ms as f64 / 1000.0;
+        sample(&mut out, "topk_batch_run_seconds_total", &[("task", &r.task), ("status", r.status.as_str())], secs);
+    }
     type Field = fn(&topk_core::accuracy::Accuracy) -> f64;
     let gauges: [(&str, &str, Field); 5] = [
         ("precision_at_10", "share of the speed layer's top 10 in the true top 10", |a| a.precision_at_10),
@@ -187,17 +480,16 @@ async fn metrics(State(state): State<Shared>) -> Response {
         ("bound_coverage", "share of reported rows whose true count lay inside the error bound", |a| a.bound_coverage),
     ];
     for (name, help, field) in gauges {
-        out.push_str(&format!(
-            "# HELP topk_speed_{name} {help}, latest scored bucket\n# TYPE topk_speed_{name} gauge\n"
-        ));
-        for g in topk_core::time::Granularity::ALL {
+        let name = format!("topk_speed_{name}");
+        header(&mut out, &name, "gauge", &format!("{help}, latest scored bucket"));
+        for g in Granularity::ALL {
             // Newest first: the first record of a granularity is its latest.
             if let Some(r) = records.iter().find(|r| r.bucket.granularity == g) {
-                out.push_str(&format!("topk_speed_{name}{{granularity=\"{}\"}} {}\n", g.as_str(), field(&r.accuracy)));
+                sample(&mut out, &name, &[("granularity", g.as_str())], field(&r.accuracy));
             }
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`config`]: flags > `TOPK_*` env > TOML file > defaults.
 //! - [`pipeline`]: the embedded roles (aggregators, archive) on threads, and the ingestor.
-//! - [`http`]: the HTTP API of `topk serve`.
+//! - [`http`]: the HTTP API of `topk serve`; [`query`] its merge rule; [`dashboard`] the
+//!   page at `/`; [`metrics`] the Prometheus counters.
 //! - [`replay`]: `topk replay FILE...`, local or against a server.
 //! - [`gen`]: deterministic synthetic events, and the live demo traffic.
 //!
@@ -11,7 +12,10 @@
 //! `topk-archive`; pure logic in `topk-core`.
 
 pub mod config;
+pub mod dashboard;
 pub mod gen;
 pub mod http;
+pub mod metrics;
 pub mod pipeline;
+pub mod query;
 pub mod replay;

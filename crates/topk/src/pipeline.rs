@@ -3,6 +3,7 @@
 //! scheduler joins in `serve`); and the [`Ingestor`] that turns input lines into appended
 //! batches.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,7 +19,9 @@ use topk_core::partition::partition_of;
 use topk_core::Shutdown;
 use topk_log::{Log, LogError, SourcePos};
 use topk_speed::{Architecture, Speed, SpeedProgress};
-use topk_store::SqliteStore;
+use topk_store::{Product, SqliteStore, Store};
+
+use crate::metrics::Metrics;
 
 use crate::config::Config;
 
@@ -37,6 +40,8 @@ pub struct Pipeline {
     pub control: Arc<Control>,
     pub archive: Arc<ArchiveProgress>,
     pub speed: Arc<SpeedProgress>,
+    pub catalog: Arc<Catalog>,
+    pub metrics: Arc<Metrics>,
     archive_shutdown: Shutdown,
     speed_shutdown: Shutdown,
     batch_shutdown: Shutdown,
@@ -114,13 +119,16 @@ impl Pipeline {
             architecture = ?cfg.speed.architecture,
             "pipeline started"
         );
+        let catalog = Arc::new(Catalog::open(&cfg)?);
         Ok(Pipeline {
+            catalog,
             cfg,
             events,
             flush,
             control,
             archive: archive_progress,
             speed: speed_progress,
+            metrics: Arc::default(),
             archive_shutdown,
             speed_shutdown,
             batch_shutdown: Shutdown::default(),
@@ -176,8 +184,46 @@ impl Pipeline {
         self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Each role's position and lag, per partition, as Prometheus text.
+    pub fn render_lag(&self, out: &mut String) -> Result<(), LogError> {
+        use crate::metrics::{header, sample};
+        let now = now_ms();
+        let parts = self.events.partitions();
+        let mut rows = Vec::with_capacity(parts as usize);
+        for p in 0..parts {
+            let progress = &self.control.progress[p as usize];
+            let flush_end = self.flush.end_offset(p)?;
+            let flushed = progress.flushed_end.load(Ordering::Relaxed);
+            rows.push([
+                self.events.end_offset(p)?.saturating_sub(flushed) as f64,
+                (now - progress.watermark_ms.load(Ordering::Relaxed) as i64).max(0) as f64 / 1000.0,
+                flush_end.saturating_sub(self.archive.applied[p as usize].load(Ordering::Relaxed)) as f64,
+                flush_end.saturating_sub(self.speed.written[p as usize].load(Ordering::Relaxed)) as f64,
+                progress.accepted.load(Ordering::Relaxed) as f64,
+                progress.duplicates.load(Ordering::Relaxed) as f64,
+                progress.late.load(Ordering::Relaxed) as f64,
+            ]);
+        }
+        let metrics = [
+            ("topk_flush_lag_events", "gauge", "events in the log not yet covered by a durable flush"),
+            ("topk_watermark_lag_seconds", "gauge", "wall clock minus the partition's event-time watermark"),
+            ("topk_archive_lag_batches", "gauge", "flush batches not yet archived"),
+            ("topk_speed_lag_batches", "gauge", "flush batches not yet written by the speed layer"),
+            ("topk_aggregated_events_total", "counter", "events counted by the aggregators"),
+            ("topk_duplicate_events_total", "counter", "events dropped as duplicates of an earlier event_id"),
+            ("topk_late_events_total", "counter", "events behind the watermark (counted as corrections)"),
+        ];
+        for (i, (name, kind, help)) in metrics.into_iter().enumerate() {
+            header(out, name, kind, help);
+            for (p, row) in rows.iter().enumerate() {
+                sample(out, name, &[("partition", &p.to_string())], row[i]);
+            }
+        }
+        Ok(())
+    }
+
     pub fn ingestor(&self) -> Ingestor {
-        Ingestor::new(self.events.clone(), self.cfg.max_future_ms)
+        Ingestor::new(self.events.clone(), self.cfg.max_future_ms, self.catalog.clone(), self.metrics.clone())
     }
 
     /// Declares the input complete: every partition flushes all it holds as final (its
@@ -239,6 +285,9 @@ pub struct IngestReport {
     pub rejected_count: u64,
     /// The rejected lines, at most [`MAX_LISTED_REJECTIONS`] of them.
     pub rejected: Vec<Rejection>,
+    /// Every rejection counted by the field at fault (`line` when the whole line is).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rejected_by_field: BTreeMap<String, u64>,
     /// Input lines read (blank ones included).
     #[serde(skip)]
     pub lines: u64,
@@ -252,8 +301,11 @@ fn is_zero(n: &u64) -> bool {
 pub const MAX_LISTED_REJECTIONS: usize = 1000;
 
 impl IngestReport {
-    fn add_rejections(&mut self, rejections: Vec<Rejection>) {
+    pub fn add_rejections(&mut self, rejections: Vec<Rejection>) {
         self.rejected_count += rejections.len() as u64;
+        for r in &rejections {
+            *self.rejected_by_field.entry(r.field.clone().unwrap_or_else(|| "line".into())).or_default() += 1;
+        }
         let room = MAX_LISTED_REJECTIONS.saturating_sub(self.rejected.len());
         self.rejected.extend(rejections.into_iter().take(room));
     }
@@ -271,8 +323,12 @@ impl IngestReport {
         self.accepted += other.accepted;
         self.lines += other.lines;
         self.already_ingested += other.already_ingested;
-        self.rejected_count += other.rejected_count - other.rejected.len() as u64;
-        self.add_rejections(other.rejected);
+        self.rejected_count += other.rejected_count;
+        let room = MAX_LISTED_REJECTIONS.saturating_sub(self.rejected.len());
+        self.rejected.extend(other.rejected.into_iter().take(room));
+        for (field, n) in other.rejected_by_field {
+            *self.rejected_by_field.entry(field).or_default() += n;
+        }
     }
 }
 
@@ -305,11 +361,32 @@ impl SourceResume {
 struct Routed {
     buffers: Vec<Vec<u8>>,
     counts: Vec<u32>,
+    /// Names and categories the events carried, once per (product, name, category).
+    products: Vec<Product>,
+    seen: HashSet<u64>,
 }
 
 impl Routed {
     fn new(partitions: u32) -> Self {
-        Routed { buffers: vec![Vec::new(); partitions as usize], counts: vec![0; partitions as usize] }
+        Routed {
+            buffers: vec![Vec::new(); partitions as usize],
+            counts: vec![0; partitions as usize],
+            ..Routed::default()
+        }
+    }
+
+    fn note_product(&mut self, event: &Event<'_>) {
+        if event.product_name.is_none() && event.category.is_none() {
+            return;
+        }
+        let key = catalog_key(&event.product_id, event.product_name.as_deref(), event.category.as_deref());
+        if self.seen.insert(key) {
+            self.products.push(Product {
+                product_id: event.product_id.to_string(),
+                name: event.product_name.as_deref().map(str::to_string),
+                category: event.category.as_deref().map(str::to_string),
+            });
+        }
     }
 
     /// Routes one valid event to its partition's buffer, unless `resume` says that
@@ -321,12 +398,62 @@ impl Routed {
         }
         codec::encode(event, &mut self.buffers[p]);
         self.counts[p] += 1;
+        self.note_product(event);
         true
     }
 
     fn clear(&mut self) {
         self.buffers.iter_mut().for_each(Vec::clear);
         self.counts.iter_mut().for_each(|c| *c = 0);
+        self.products.clear();
+        self.seen.clear();
+    }
+}
+
+fn catalog_key(id: &str, name: Option<&str>, category: Option<&str>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [Some(id), name, category] {
+        h.update(part.unwrap_or("\u{0}").as_bytes());
+        h.update(&[0xff]);
+    }
+    h.digest()
+}
+
+/// The product catalog (`products`), filled from the names and categories events carry.
+/// Remembers what it wrote, so a name is written once, not once per sale.
+pub struct Catalog {
+    store: Mutex<SqliteStore>,
+    written: Mutex<HashSet<u64>>,
+}
+
+/// The catalog forgets what it wrote past this many entries (and writes them again).
+const CATALOG_MEMORY: usize = 4_000_000;
+
+impl Catalog {
+    pub fn open(cfg: &Config) -> anyhow::Result<Catalog> {
+        let store = SqliteStore::open(cfg.store_path()).context("opening the store for the catalog")?;
+        Ok(Catalog { store: Mutex::new(store), written: Mutex::default() })
+    }
+
+    /// Writes the entries not written before. A failure is logged, not returned: names
+    /// are for people, and the sales they came with are already safe in the log.
+    fn record(&self, found: impl Iterator<Item = Product>) {
+        let new: Vec<Product> = {
+            let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            if written.len() > CATALOG_MEMORY {
+                written.clear();
+            }
+            found
+                .filter(|p| written.insert(catalog_key(&p.product_id, p.name.as_deref(), p.category.as_deref())))
+                .collect()
+        };
+        if new.is_empty() {
+            return;
+        }
+        let result = self.store.lock().unwrap_or_else(|e| e.into_inner()).upsert_products(&new);
+        if let Err(e) = result {
+            tracing::warn!(error = %e, products = new.len(), "could not record product names");
+        }
     }
 }
 
@@ -353,6 +480,8 @@ fn parse_piece(
 /// Parses, validates and partitions input, and appends it to the events log.
 pub struct Ingestor {
     log: Log,
+    catalog: Arc<Catalog>,
+    metrics: Arc<Metrics>,
     max_future_ms: i64,
     routed: Routed,
     /// One per parse thread, reused between calls.
@@ -360,10 +489,17 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    pub fn new(log: Log, max_future_ms: i64) -> Self {
+    pub fn new(log: Log, max_future_ms: i64, catalog: Arc<Catalog>, metrics: Arc<Metrics>) -> Self {
         let n = log.partitions();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-        Ingestor { log, max_future_ms, routed: Routed::new(n), scratch: vec![Routed::new(n); threads] }
+        Ingestor {
+            log,
+            catalog,
+            metrics,
+            max_future_ms,
+            routed: Routed::new(n),
+            scratch: vec![Routed::new(n); threads],
+        }
     }
 
     pub fn limits(&self) -> Limits {
@@ -398,6 +534,8 @@ impl Ingestor {
         if let Some((resume, pos)) = source {
             resume.done.iter_mut().for_each(|d| *d = (*d).max(pos.pos));
         }
+        let found = std::iter::once(&mut self.routed).chain(&mut self.scratch).flat_map(|r| r.products.drain(..));
+        self.catalog.record(found);
         self.routed.clear();
         self.scratch.iter_mut().for_each(Routed::clear);
         Ok(())
@@ -455,6 +593,7 @@ impl Ingestor {
         };
         self.commit(source.map(|s| (s, pos)))?;
         report.lines = line - first_line;
+        self.metrics.record_ingest(&report);
         Ok(report)
     }
 }

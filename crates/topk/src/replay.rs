@@ -292,11 +292,9 @@ fn replay_csv(
         let pos =
             SourcePos { source: id, pos: base + rdr.position().byte(), line: base_line + rdr.position().line() - 1 };
         ingestor.commit(Some((&mut resume, pos)))?;
-        report.merge(IngestReport {
-            rejected_count: rejections.len() as u64,
-            rejected: rejections,
-            ..Default::default()
-        });
+        let mut found = IngestReport::default();
+        found.add_rejections(rejections);
+        report.merge(found);
         bar.inc(pos.pos - done);
         done = pos.pos;
         set_rate(bar, started, report.accepted);
@@ -348,6 +346,7 @@ pub fn replay_remote(server: &str, token: Option<&str>, files: &[PathBuf]) -> an
                 already_ingested: r["already_ingested"].as_u64().unwrap_or(0),
                 rejected_count: r["rejected_count"].as_u64().unwrap_or(0),
                 rejected,
+                rejected_by_field: serde_json::from_value(r["rejected_by_field"].clone()).unwrap_or_default(),
             });
             line += lines;
             bar.inc(chunk.len() as u64);

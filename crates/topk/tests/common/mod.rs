@@ -199,3 +199,11 @@ pub fn serve(data: &Path, extra: &[&str]) -> Serve {
     let url = first.split_whitespace().find(|w| w.starts_with("http://")).expect("serve prints its URL").to_string();
     Serve { child, url }
 }
+
+impl Drop for Serve {
+    /// A failed test must not leave its server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,635 @@
+//! The serving layer's merge rule (DESIGN §7): a period is a set of buckets; the batch
+//! layer's exact rows answer wherever they exist and the speed layer's approximate rows,
+//! with their error bounds, fill the rest.
+//!
+//! A range's top K is found without summing every product of every bucket: the
+//! threshold algorithm reads each bucket's ranked list to depth `m`, sums the candidates
+//! exactly, and stops once the K-th candidate beats the most any product below depth `m`
+//! in every list could have. Only when the stored lists are too short for that does it
+//! sum whole buckets.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+use topk_core::time::{Bucket, Granularity};
+use topk_core::timestamp::format_rfc3339;
+use topk_store::{By, ExactBucket, Product, ProductSum, SpeedBucket, SpeedRow, Store, StoreError};
+
+/// Largest K an answer may ask for (the depth of the stored top lists).
+pub const MAX_K: usize = 1000;
+
+/// Where a bucket's numbers come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The batch layer (or Kappa) has the exact numbers.
+    Batch,
+    /// Only the speed layer's estimates.
+    Speed,
+    /// Neither layer has anything for it (no sales yet, or not processed yet).
+    None,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BucketState {
+    pub granularity: Granularity,
+    pub start: String,
+    pub end: String,
+    pub label: String,
+    pub source: Source,
+    /// For a speed bucket: when the speed layer last wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopRow {
+    pub rank: usize,
+    pub product_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Net quantity sold in the period (an estimate where `source` is `speed`).
+    pub count: i64,
+    /// The true count lies in `count ± error_bound`; 0 when exact.
+    pub error_bound: i64,
+    /// Revenue in the period; where `source` is `speed` it counts only the sales seen
+    /// while the product was one of the speed layer's candidates (a lower bound).
+    pub revenue_cents: i64,
+    /// `count` (or `revenue_cents`, ranking by revenue) over the period's total; absent
+    /// when the total is not known exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
+    /// `batch` when every bucket of the period is exact for this row, else `speed`.
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Freshness {
+    /// The oldest write of the speed layer among the approximate buckets used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approximate_as_of: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<i64>,
+    /// When this answer was computed.
+    pub computed_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopAnswer {
+    pub from: String,
+    pub to: String,
+    pub k: usize,
+    pub by: &'static str,
+    /// Every row is exact and the set of rows is the true top K.
+    pub exact: bool,
+    pub rows: Vec<TopRow>,
+    /// The period's total (quantity, or revenue when ranking by revenue), if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+    pub freshness: Freshness,
+    pub buckets: Vec<BucketState>,
+    /// Why the answer is not exact, in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// What the store knows of each bucket of a period.
+struct Period {
+    buckets: Vec<Bucket>,
+    exact: HashMap<Bucket, ExactBucket>,
+    speed: HashMap<Bucket, SpeedBucket>,
+}
+
+impl Period {
+    fn load(store: &mut dyn Store, buckets: Vec<Bucket>) -> Result<Period, StoreError> {
+        let (mut exact, mut speed) = (HashMap::new(), HashMap::new());
+        for g in Granularity::ALL {
+            let of_g: Vec<i64> = buckets.iter().filter(|b| b.granularity == g).map(|b| b.start_ms).collect();
+            let (Some(&lo), Some(&hi)) = (of_g.iter().min(), of_g.iter().max()) else { continue };
+            let wanted: HashSet<i64> = of_g.iter().copied().collect();
+            for e in store.exact_buckets(g, lo, hi + 1)? {
+                if wanted.contains(&e.bucket.start_ms) {
+                    exact.insert(e.bucket, e);
+                }
+            }
+            for s in store.speed_buckets(g, lo, hi + 1)? {
+                if wanted.contains(&s.bucket.start_ms) && !exact.contains_key(&s.bucket) {
+                    speed.insert(s.bucket, s);
+                }
+            }
+        }
+        Ok(Period { buckets, exact, speed })
+    }
+
+    fn source(&self, b: Bucket) -> Source {
+        if self.exact.contains_key(&b) {
+            Source::Batch
+        } else if self.speed.contains_key(&b) {
+            Source::Speed
+        } else {
+            Source::None
+        }
+    }
+
+    fn states(&self) -> Vec<BucketState> {
+        self.buckets
+            .iter()
+            .map(|&b| BucketState {
+                granularity: b.granularity,
+                start: format_rfc3339(b.start_ms),
+                end: format_rfc3339(b.end_ms()),
+                label: b.to_string(),
+                source: self.source(b),
+                updated: self.speed.get(&b).map(|s| format_rfc3339(s.updated_ms)),
+            })
+            .collect()
+    }
+}
+
+fn value(by: By, count: i64, revenue: i64) -> i64 {
+    match by {
+        By::Quantity => count,
+        By::Revenue => revenue,
+    }
+}
+
+/// One candidate's sums over the period.
+#[derive(Debug, Default, Clone)]
+struct Sums {
+    count: i64,
+    revenue: i64,
+    error: i64,
+}
+
+/// The top `k` by `by` over `buckets` (disjoint, e.g. from `decompose`).
+pub fn top(
+    store: &mut dyn Store,
+    buckets: Vec<Bucket>,
+    k: usize,
+    by: By,
+    now_ms: i64,
+) -> Result<TopAnswer, StoreError> {
+    let (from_ms, to_ms) =
+        (buckets.iter().map(|b| b.start_ms).min().unwrap_or(0), buckets.iter().map(|b| b.end_ms()).max().unwrap_or(0));
+    let period = Period::load(store, buckets)?;
+    let exact_buckets: Vec<&ExactBucket> = period.buckets.iter().filter_map(|b| period.exact.get(b)).collect();
+    let speed_buckets: Vec<&SpeedBucket> = period.buckets.iter().filter_map(|b| period.speed.get(b)).collect();
+    let missing = period.buckets.iter().filter(|b| period.source(**b) == Source::None).count();
+
+    // Speed rows are few (the speed layer's top N per bucket): read them whole.
+    let mut speed_rows: Vec<HashMap<String, SpeedRow>> = Vec::with_capacity(speed_buckets.len());
+    for s in &speed_buckets {
+        speed_rows.push(store.speed_rows(s.bucket)?.into_iter().map(|r| (r.product_id.clone(), r)).collect());
+    }
+    let (mut ranked, certified) = exact_top(store, &exact_buckets, &speed_buckets, &speed_rows, k, by)?;
+    ranked.truncate(k);
+
+    let total = if speed_buckets.is_empty() || by == By::Quantity {
+        let exact: i64 = exact_buckets.iter().map(|e| value(by, e.count, e.revenue_cents)).sum();
+        Some(exact + speed_buckets.iter().map(|s| s.total_count).sum::<i64>())
+    } else {
+        None
+    };
+    let mut notes = Vec::new();
+    if !speed_buckets.is_empty() {
+        notes.push(format!(
+            "{} of {} buckets are open or not yet exact: their numbers are the speed layer's estimates",
+            speed_buckets.len(),
+            period.buckets.len()
+        ));
+        if by == By::Revenue {
+            notes.push("revenue estimates count only sales seen while a product was a candidate".into());
+        }
+    }
+    if missing > 0 {
+        notes.push(format!("{missing} of {} buckets have no data yet", period.buckets.len()));
+    }
+    if !certified {
+        notes.push("products below the speed layer's lists could still belong in this top K".into());
+    }
+    let names = names(store, ranked.iter().map(|(id, _)| id.as_str()))?;
+    let source = if speed_buckets.is_empty() { Source::Batch } else { Source::Speed };
+    let rows = ranked
+        .into_iter()
+        .enumerate()
+        .map(|(i, (product_id, s))| TopRow {
+            rank: i + 1,
+            name: names.get(&product_id).cloned(),
+            share: total.filter(|&t| t > 0).map(|t| value(by, s.count, s.revenue) as f64 / t as f64),
+            product_id,
+            count: s.count,
+            error_bound: s.error,
+            revenue_cents: s.revenue,
+            source,
+        })
+        .collect();
+    let oldest = speed_buckets.iter().map(|s| s.updated_ms).min();
+    Ok(TopAnswer {
+        from: format_rfc3339(from_ms),
+        to: format_rfc3339(to_ms),
+        k,
+        by: by.as_str(),
+        exact: speed_buckets.is_empty() && missing == 0 && certified,
+        rows,
+        total,
+        freshness: Freshness {
+            approximate_as_of: oldest.map(format_rfc3339),
+            age_ms: oldest.map(|t| (now_ms - t).max(0)),
+            computed_at: format_rfc3339(now_ms),
+        },
+        buckets: period.states(),
+        notes,
+    })
+}
+
+/// The threshold algorithm. Returns the candidates ranked (at least `k` of them when the
+/// period has that many products) and whether the set of the first `k` is certainly the
+/// true top `k` (always, when every bucket is exact).
+fn exact_top(
+    store: &mut dyn Store,
+    exact: &[&ExactBucket],
+    speed: &[&SpeedBucket],
+    speed_rows: &[HashMap<String, SpeedRow>],
+    k: usize,
+    by: By,
+) -> Result<(Vec<(String, Sums)>, bool), StoreError> {
+    let single = exact.len() + speed.len() == 1;
+    let mut depth = if single { k } else { (2 * k).clamp(50, MAX_K) };
+    loop {
+        // Candidates: each list's first `depth` products. `bound` is the most a product
+        // below that depth in every list can have.
+        let mut lists: Vec<HashMap<String, (i64, i64)>> = Vec::with_capacity(exact.len());
+        let mut complete = Vec::with_capacity(exact.len());
+        let mut bound: i64 = 0;
+        let mut exhausted = true;
+        // A list that is neither whole nor as deep as asked (stored lists are shorter).
+        let mut short = false;
+        for e in exact {
+            let list = store.top_list(e.bucket, by, depth)?;
+            let whole = list.len() as i64 >= e.products;
+            short |= !whole && list.len() < depth;
+            if !whole {
+                bound = bound.saturating_add(list.last().map_or(0, |r| value(by, r.count, r.revenue_cents).max(0)));
+                exhausted = false;
+            }
+            complete.push(whole);
+            lists.push(list.into_iter().map(|r| (r.product_id, (r.count, r.revenue_cents))).collect());
+        }
+        let mut candidates: HashSet<&str> = lists.iter().flat_map(|l| l.keys().map(String::as_str)).collect();
+        for (s, rows) in speed.iter().zip(speed_rows) {
+            let mut ranked: Vec<&SpeedRow> = rows.values().collect();
+            ranked.sort_unstable_by_key(|r| std::cmp::Reverse(value(by, r.count, r.revenue_cents)));
+            let cut = ranked.iter().skip(depth).map(|r| r.count.saturating_add(r.error)).max().unwrap_or(0);
+            bound = bound.saturating_add(s.unlisted_bound.max(cut));
+            candidates.extend(ranked.iter().take(depth).map(|r| r.product_id.as_str()));
+        }
+        let mut ranked = Vec::with_capacity(candidates.len());
+        for id in candidates {
+            let mut sums = Sums::default();
+            for ((e, list), whole) in exact.iter().zip(&lists).zip(&complete) {
+                let found = match list.get(id) {
+                    Some(&(c, r)) => Some((c, r)),
+                    None if *whole => None,
+                    None => store.product_sum(e.bucket, id)?.map(|p| (p.count, p.revenue_cents)),
+                };
+                if let Some((c, r)) = found {
+                    sums.count += c;
+                    sums.revenue += r;
+                }
+            }
+            for (s, rows) in speed.iter().zip(speed_rows) {
+                match rows.get(id) {
+                    Some(r) => {
+                        sums.count += r.count;
+                        sums.revenue += r.revenue_cents;
+                        sums.error += r.error;
+                    }
+                    None => sums.error += s.unlisted_bound,
+                }
+            }
+            ranked.push((id.to_string(), sums));
+        }
+        ranked.sort_unstable_by(|(a, x), (b, y)| {
+            value(by, y.count, y.revenue).cmp(&value(by, x.count, x.revenue)).then_with(|| a.cmp(b))
+        });
+        // Certain when the k-th candidate's least possible value is above anything unseen
+        // (ties aside, one exact list is its own proof). Speed revenue has no bound.
+        let kth_low = ranked.get(k.saturating_sub(1)).map(|(_, s)| value(by, s.count, s.revenue) - s.error);
+        let certified = if speed.is_empty() {
+            exhausted || (single && !short) || kth_low.is_some_and(|v| v > bound)
+        } else {
+            by == By::Quantity && kth_low.is_some_and(|v| v > bound)
+        };
+        if certified || !speed.is_empty() {
+            return Ok((ranked, certified));
+        }
+        if depth >= MAX_K {
+            return Ok((sum_whole(store, exact, k, by)?, true));
+        }
+        depth = (depth * 4).min(MAX_K);
+    }
+}
+
+/// The fallback: every product of every bucket, summed.
+fn sum_whole(
+    store: &mut dyn Store,
+    exact: &[&ExactBucket],
+    k: usize,
+    by: By,
+) -> Result<Vec<(String, Sums)>, StoreError> {
+    let mut all: HashMap<String, Sums> = HashMap::new();
+    for e in exact {
+        for ProductSum { product_id, count, revenue_cents } in store.bucket_rows(e.bucket)? {
+            let s = all.entry(product_id).or_default();
+            s.count += count;
+            s.revenue += revenue_cents;
+        }
+    }
+    let mut ranked: Vec<(String, Sums)> = all.into_iter().collect();
+    let cmp = |(a, x): &(String, Sums), (b, y): &(String, Sums)| {
+        value(by, y.count, y.revenue).cmp(&value(by, x.count, x.revenue)).then_with(|| a.cmp(b))
+    };
+    if ranked.len() > k {
+        ranked.select_nth_unstable_by(k, cmp);
+        ranked.truncate(k);
+    }
+    ranked.sort_unstable_by(cmp);
+    Ok(ranked)
+}
+
+fn names<'a>(store: &mut dyn Store, ids: impl Iterator<Item = &'a str>) -> Result<HashMap<String, String>, StoreError> {
+    let mut out = HashMap::new();
+    for id in ids {
+        if let Some(Product { name: Some(name), .. }) = store.product(id)? {
+            out.insert(id.to_string(), name);
+        }
+    }
+    Ok(out)
+}
+
+/// One bucket of a product's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryPoint {
+    pub start: String,
+    pub label: String,
+    pub source: Source,
+    pub count: i64,
+    pub error_bound: i64,
+    pub revenue_cents: i64,
+    /// Rank by quantity, when the product is on the bucket's list (top 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProductHistory {
+    #[serde(flatten)]
+    pub product: Product,
+    pub granularity: Granularity,
+    pub points: Vec<HistoryPoint>,
+}
+
+/// A product's count and rank in every `granularity` bucket of `[from_ms, to_ms)`.
+pub fn history(
+    store: &mut dyn Store,
+    product_id: &str,
+    granularity: Granularity,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<ProductHistory, StoreError> {
+    let mut buckets = Vec::new();
+    let mut b = Bucket::containing(granularity, from_ms);
+    while b.start_ms < to_ms {
+        buckets.push(b);
+        b = b.next();
+    }
+    let period = Period::load(store, buckets)?;
+    let mut points = Vec::with_capacity(period.buckets.len());
+    for &b in &period.buckets {
+        let source = period.source(b);
+        let (mut count, mut error, mut revenue, mut rank) = (0, 0, 0, None);
+        match source {
+            Source::Batch => {
+                if let Some(p) = store.product_sum(b, product_id)? {
+                    (count, revenue) = (p.count, p.revenue_cents);
+                }
+                rank = store.rank_of(b, By::Quantity, product_id)?;
+            }
+            Source::Speed => {
+                let rows = store.speed_rows(b)?;
+                match rows.iter().position(|r| r.product_id == product_id) {
+                    Some(i) => {
+                        let r = &rows[i];
+                        (count, error, revenue, rank) = (r.count, r.error, r.revenue_cents, Some(i as i64 + 1));
+                    }
+                    None => error = period.speed[&b].unlisted_bound,
+                }
+            }
+            Source::None => {}
+        }
+        points.push(HistoryPoint {
+            start: format_rfc3339(b.start_ms),
+            label: b.to_string(),
+            source,
+            count,
+            error_bound: error,
+            revenue_cents: revenue,
+            rank,
+        });
+    }
+    let product = store.product(product_id)?.unwrap_or(Product {
+        product_id: product_id.to_string(),
+        name: None,
+        category: None,
+    });
+    Ok(ProductHistory { product, granularity, points })
+}
+
+/// `GET /api/v1/buckets`: every bucket of a granularity in a range, and its source.
+pub fn buckets(
+    store: &mut dyn Store,
+    granularity: Granularity,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<BucketState>, StoreError> {
+    let mut known: BTreeMap<i64, Bucket> = BTreeMap::new();
+    for e in store.exact_buckets(granularity, from_ms, to_ms)? {
+        known.insert(e.bucket.start_ms, e.bucket);
+    }
+    for s in store.speed_buckets(granularity, from_ms, to_ms)? {
+        known.insert(s.bucket.start_ms, s.bucket);
+    }
+    Ok(Period::load(store, known.into_values().collect())?.states())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use topk_core::random::{Rng, Zipf};
+    use topk_store::{SpeedWrite, SqliteStore};
+
+    /// Tuesday 2026-12-01.
+    const DAY0: i64 = 1_796_083_200_000;
+    const DAY: i64 = 86_400_000;
+
+    fn day(i: i64) -> Bucket {
+        Bucket::containing(Granularity::Day, DAY0 + i * DAY)
+    }
+
+    /// Random exact days: Zipf-ish counts over `products`, written as Kappa writes them
+    /// with top lists `depth` deep. Returns the truth per product, summed over the days.
+    fn exact_days(
+        store: &mut SqliteStore,
+        days: &[Bucket],
+        products: u64,
+        depth: usize,
+        seed: u64,
+    ) -> HashMap<String, (i64, i64)> {
+        let mut rng = Rng::new(seed);
+        let zipf = Zipf::new(products, 0.9);
+        let mut truth: HashMap<String, (i64, i64)> = HashMap::new();
+        for &b in days {
+            let mut sums: HashMap<String, (i64, i64)> = HashMap::new();
+            for _ in 0..20_000 {
+                let id = format!("p{:05}", zipf.sample(&mut rng));
+                let price = 100 + (rng.below(50) as i64) * 10;
+                let e = sums.entry(id).or_default();
+                e.0 += 1;
+                e.1 += price;
+            }
+            let rows: Vec<ProductSum> = sums
+                .iter()
+                .map(|(id, &(count, revenue_cents))| ProductSum { product_id: id.clone(), count, revenue_cents })
+                .collect();
+            store.write_exact("test", &[(b, rows)], depth, &[]).unwrap();
+            for (id, (c, r)) in sums {
+                let t = truth.entry(id).or_default();
+                t.0 += c;
+                t.1 += r;
+            }
+        }
+        truth
+    }
+
+    fn brute_top(truth: &HashMap<String, (i64, i64)>, k: usize, by: By) -> Vec<(String, i64)> {
+        let mut all: Vec<(String, i64)> = truth.iter().map(|(id, &(c, r))| (id.clone(), value(by, c, r))).collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(k);
+        all
+    }
+
+    fn got(answer: &TopAnswer, by: By) -> Vec<(String, i64)> {
+        answer.rows.iter().map(|r| (r.product_id.clone(), value(by, r.count, r.revenue_cents))).collect()
+    }
+
+    #[test]
+    fn exact_ranges_equal_brute_force_through_deep_and_short_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path().join("store.db")).unwrap();
+        let days: Vec<Bucket> = (0..4).map(day).collect();
+        // Deep lists (the default): the threshold algorithm certifies from the lists.
+        let truth = exact_days(&mut store, &days, 5_000, 1000, 7);
+        for by in By::ALL {
+            for k in [1, 3, 10, 100, 1000] {
+                let a = top(&mut store, days.clone(), k, by, 0).unwrap();
+                assert!(a.exact, "k={k} by={by:?}: {:?}", a.notes);
+                assert_eq!(got(&a, by), brute_top(&truth, k, by), "k={k} by={by:?}");
+                let total: i64 = truth.values().map(|&(c, r)| value(by, c, r)).sum();
+                assert_eq!(a.total, Some(total));
+                assert!(a.rows.iter().all(|r| r.source == Source::Batch && r.error_bound == 0));
+            }
+        }
+        // Lists only 5 deep: the answer must still be exact (whole buckets are summed).
+        let short: Vec<Bucket> = (10..13).map(day).collect();
+        let truth = exact_days(&mut store, &short, 5_000, 5, 8);
+        for k in [1, 5, 10, 50] {
+            let a = top(&mut store, short.clone(), k, By::Quantity, 0).unwrap();
+            assert!(a.exact);
+            assert_eq!(got(&a, By::Quantity), brute_top(&truth, k, By::Quantity), "k={k}");
+        }
+        // One bucket is answered from its own list.
+        let single = exact_days(&mut store, &[day(20)], 5_000, 1000, 9);
+        let a = top(&mut store, vec![day(20)], 10, By::Revenue, 0).unwrap();
+        assert_eq!(got(&a, By::Revenue), brute_top(&single, 10, By::Revenue));
+    }
+
+    #[test]
+    fn half_exact_half_approximate_ranges_carry_the_speed_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path().join("store.db")).unwrap();
+        let exact: Vec<Bucket> = (0..2).map(day).collect();
+        let mut truth = exact_days(&mut store, &exact, 300, 1000, 3);
+        // Two approximate days: the speed layer lists 40 products with bounds that hold,
+        // and says the rest sold at most 9 each.
+        let mut rng = Rng::new(5);
+        let mut writes = Vec::new();
+        for b in [day(2), day(3)] {
+            let mut rows = Vec::new();
+            for i in 0..60 {
+                let id = format!("p{i:05}");
+                let true_count = 300 - i * 4;
+                let error = rng.below(5) as i64;
+                let shown = true_count + error - 2 * (rng.below(error as u64 + 1) as i64);
+                let t = truth.entry(id.clone()).or_default();
+                t.0 += true_count;
+                if i < 40 {
+                    rows.push(SpeedRow { product_id: id, count: shown, error, revenue_cents: 0, updated_ms: 1_000 });
+                }
+            }
+            writes.push(SpeedWrite {
+                bucket: b,
+                rows,
+                sketches: Vec::new(),
+                finished: false,
+                unlisted_bound: 300 - 40 * 4,
+                total_count: 99,
+            });
+        }
+        store.write_speed("speed", &writes, &[]).unwrap();
+        let days: Vec<Bucket> = (0..4).map(day).collect();
+        let a = top(&mut store, days, 10, By::Quantity, 5_000).unwrap();
+        assert!(!a.exact);
+        assert_eq!(
+            a.buckets.iter().map(|b| b.source).collect::<Vec<_>>(),
+            [Source::Batch, Source::Batch, Source::Speed, Source::Speed]
+        );
+        assert_eq!(a.freshness.age_ms, Some(4_000));
+        assert_eq!(a.rows.len(), 10);
+        for r in &a.rows {
+            assert_eq!(r.source, Source::Speed);
+            let t = truth[&r.product_id].0;
+            assert!(
+                (r.count - t).abs() <= r.error_bound,
+                "{}: {} ± {} vs true {t}",
+                r.product_id,
+                r.count,
+                r.error_bound
+            );
+        }
+        // The true top 10 is certain here: the 10th is far above anything unlisted.
+        let want: Vec<String> = brute_top(&truth, 10, By::Quantity).into_iter().map(|(id, _)| id).collect();
+        let mut listed: Vec<String> = a.rows.iter().map(|r| r.product_id.clone()).collect();
+        listed.sort();
+        let mut want_sorted = want.clone();
+        want_sorted.sort();
+        assert_eq!(listed, want_sorted);
+        assert!(a.notes.iter().all(|n| !n.contains("could still belong")), "{:?}", a.notes);
+        // A product the speed layer did not list carries the unlisted bound.
+        let tail = top(&mut store, (0..4).map(day).collect(), 100, By::Quantity, 5_000).unwrap();
+        let unlisted = tail.rows.iter().find(|r| r.product_id == "p00050").expect("sold on the exact days");
+        assert!(unlisted.error_bound >= 2 * (300 - 40 * 4));
+        assert!((unlisted.count - truth["p00050"].0).abs() <= unlisted.error_bound);
+        // The product's history marks each day's source.
+        let h = history(&mut store, "p00001", Granularity::Day, DAY0, DAY0 + 5 * DAY).unwrap();
+        assert_eq!(
+            h.points.iter().map(|p| p.source).collect::<Vec<_>>(),
+            [Source::Batch, Source::Batch, Source::Speed, Source::Speed, Source::None]
+        );
+        assert!(h.points[2].rank.is_some() && h.points[0].rank.is_some());
+        // Batch wins: once a speed day has exact rows, they answer for it.
+        let rows = vec![ProductSum { product_id: "p00001".into(), count: 7, revenue_cents: 70 }];
+        store.write_exact("test", &[(day(2), rows)], 1000, &[]).unwrap();
+        let h = history(&mut store, "p00001", Granularity::Day, DAY0, DAY0 + 5 * DAY).unwrap();
+        assert_eq!((h.points[2].source, h.points[2].count, h.points[2].error_bound), (Source::Batch, 7, 0));
+    }
+}

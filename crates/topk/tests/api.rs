@@ -1,0 +1,256 @@
+//! The serving API over a real `topk serve` process: every endpoint, the merge rule on a
+//! range that is half exact and half approximate, and clear 400s for bad parameters.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+use topk_core::time::{Bucket, Granularity};
+use topk_store::{ProductSum, SpeedRow, SpeedWrite, SqliteStore, Store};
+
+/// Tuesday 2026-12-01.
+const DAY0: i64 = 1_796_083_200_000;
+const DAY: i64 = 86_400_000;
+
+fn day(i: i64) -> Bucket {
+    Bucket::containing(Granularity::Day, DAY0 + i * DAY)
+}
+
+/// Days 0 and 1 exact, days 2 and 3 approximate. Product `pN` sells `100 - N` a day on
+/// exact days and `50 - N` (± 3) on approximate ones.
+fn seed_store(data: &Path) {
+    std::fs::create_dir_all(data).unwrap();
+    let mut store = SqliteStore::open(data.join("store.db")).unwrap();
+    for d in 0..2 {
+        let rows: Vec<ProductSum> = (0..50)
+            .map(|n| ProductSum { product_id: format!("p{n:02}"), count: 100 - n, revenue_cents: (100 - n) * 250 })
+            .collect();
+        store.write_exact("seed", &[(day(d), rows)], 1000, &[]).unwrap();
+    }
+    let writes: Vec<SpeedWrite> = (2..4)
+        .map(|d| SpeedWrite {
+            bucket: day(d),
+            rows: (0..20)
+                .map(|n| SpeedRow {
+                    product_id: format!("p{n:02}"),
+                    count: 50 - n + 3,
+                    error: 3,
+                    revenue_cents: (50 - n) * 250,
+                    updated_ms: topk::pipeline::now_ms() - 2_000,
+                })
+                .collect(),
+            sketches: Vec::new(),
+            finished: false,
+            unlisted_bound: 33,
+            total_count: 1_000,
+        })
+        .collect();
+    store.write_speed("speed", &writes, &[]).unwrap();
+    store
+        .upsert_products(&[topk_store::Product {
+            product_id: "p00".into(),
+            name: Some("Blue Kettle".into()),
+            category: Some("kitchen".into()),
+        }])
+        .unwrap();
+}
+
+fn get(url: &str) -> (u16, Value) {
+    let r = reqwest::blocking::get(url).unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[test]
+fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    seed_store(&data);
+    let s = serve(&data, &[]);
+    let api = format!("{}/api/v1", s.url);
+
+    // A closed, exact day: the stored list, exact, with shares of the exact total.
+    let (status, a) = get(&format!("{api}/top?granularity=day&start=2026-12-01&k=3"));
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["exact"], true);
+    let total: i64 = (0..50).map(|n| 100 - n).sum();
+    assert_eq!(a["total"], total);
+    let rows = a["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["product_id"], "p00");
+    assert_eq!(rows[0]["name"], "Blue Kettle");
+    assert_eq!(rows[0]["count"], 100);
+    assert_eq!(rows[0]["source"], "batch");
+    assert_eq!(rows[0]["error_bound"], 0);
+    assert!((rows[0]["share"].as_f64().unwrap() - 100.0 / total as f64).abs() < 1e-12);
+    assert_eq!(rows[2]["rank"], 3);
+
+    // The merge rule: days 0–1 exact, 2–3 approximate.
+    let (status, a) = get(&format!("{api}/top?from=2026-12-01&to=2026-12-05&k=5"));
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["exact"], false);
+    let sources: Vec<&str> = a["buckets"].as_array().unwrap().iter().map(|b| b["source"].as_str().unwrap()).collect();
+    assert_eq!(sources, ["batch", "batch", "speed", "speed"]);
+    for (i, r) in a["rows"].as_array().unwrap().iter().enumerate() {
+        let n = i as i64;
+        assert_eq!(r["product_id"], format!("p{n:02}"));
+        assert_eq!(r["count"], 2 * (100 - n) + 2 * (50 - n + 3), "exact sums plus the speed estimates");
+        assert_eq!(r["error_bound"], 6, "the two approximate days' bounds add up");
+        assert_eq!(r["source"], "speed");
+        let truth = 2 * (100 - n) + 2 * (50 - n);
+        let (c, e) = (r["count"].as_i64().unwrap(), r["error_bound"].as_i64().unwrap());
+        assert!((c - truth).abs() <= e);
+    }
+    assert!(a["freshness"]["age_ms"].as_i64().unwrap() >= 2_000);
+    assert!(a["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("speed layer's estimates")));
+    // A product past the speed lists carries their unlisted bound for each open day.
+    let (_, a) = get(&format!("{api}/top?from=2026-12-01&to=2026-12-05&k=40"));
+    let p30 = a["rows"].as_array().unwrap().iter().find(|r| r["product_id"] == "p30").unwrap();
+    assert_eq!((p30["count"].as_i64(), p30["error_bound"].as_i64()), (Some(2 * 70), Some(2 * 33)));
+
+    // By revenue; k at both limits.
+    let (status, a) = get(&format!("{api}/top?granularity=day&start=2026-12-02&by=revenue&k=1000"));
+    assert_eq!(status, 200);
+    assert_eq!(a["rows"].as_array().unwrap().len(), 50);
+    assert_eq!(a["rows"][0]["revenue_cents"], 100 * 250);
+    assert_eq!(get(&format!("{api}/top?granularity=day&start=2026-12-02&k=1")).1["rows"].as_array().unwrap().len(), 1);
+
+    // The cache: the second identical request is a hit with the same body.
+    let url = format!("{api}/top?granularity=day&start=2026-12-01&k=7");
+    let first = reqwest::blocking::get(&url).unwrap();
+    assert_eq!(first.headers()["x-cache"], "miss");
+    assert_eq!(first.headers()["cache-control"], "max-age=60", "exact answers are cached long");
+    let first = first.text().unwrap();
+    let second = reqwest::blocking::get(&url).unwrap();
+    assert_eq!(second.headers()["x-cache"], "hit");
+    assert_eq!(second.text().unwrap(), first);
+
+    // Product history: per day, exact or approximate, with rank.
+    let (status, h) = get(&format!("{api}/products/p01?granularity=day&from=2026-12-01&to=2026-12-06"));
+    assert_eq!(status, 200, "{h}");
+    let points = h["points"].as_array().unwrap();
+    let got: Vec<(&str, i64, i64, Option<i64>)> = points
+        .iter()
+        .map(|p| {
+            (
+                p["source"].as_str().unwrap(),
+                p["count"].as_i64().unwrap(),
+                p["error_bound"].as_i64().unwrap(),
+                p["rank"].as_i64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("batch", 99, 0, Some(2)),
+            ("batch", 99, 0, Some(2)),
+            ("speed", 52, 3, Some(2)),
+            ("speed", 52, 3, Some(2)),
+            ("none", 0, 0, None)
+        ]
+    );
+    assert_eq!(h["product_id"], "p01");
+
+    // Search by id prefix and by name prefix (case-insensitive).
+    let (_, found) = get(&format!("{api}/products?q=blue%20k"));
+    assert_eq!(found["products"][0]["product_id"], "p00");
+    assert_eq!(found["products"][0]["category"], "kitchen");
+    let (_, found) = get(&format!("{api}/products?q=p0"));
+    assert!(found["products"].as_array().unwrap().iter().any(|p| p["product_id"] == "p00"));
+
+    // Buckets: which exist and which are exact.
+    let (status, b) = get(&format!("{api}/buckets?granularity=day"));
+    assert_eq!(status, 200);
+    let listed: Vec<(&str, &str)> = b["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["label"].as_str().unwrap(), b["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [("2026-12-01", "batch"), ("2026-12-02", "batch"), ("2026-12-03", "speed"), ("2026-12-04", "speed")]
+    );
+
+    // The OpenAPI document lists every route.
+    let (status, doc) = get(&format!("{api}/openapi.json"));
+    assert_eq!(status, 200);
+    for path in ["/api/v1/top", "/api/v1/products", "/api/v1/products/{id}", "/api/v1/buckets", "/api/v1/events"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
+
+    // Bad parameters: 400 with a message that names the problem.
+    let bad = [
+        ("top?granularity=fortnight", "granularity"),
+        ("top?from=2026-12-05&to=2026-12-01", "from must be before to"),
+        ("top?from=2026-12-01&to=2026-12-01", "from must be before to"),
+        ("top?granularity=day&k=0", "k"),
+        ("top?granularity=day&k=100000", "k"),
+        ("top?granularity=day&k=ten", "k"),
+        ("top?from=2000-01-01&to=2020-01-01", "at most 1830 days"),
+        ("top?from=yesterday&to=2026-12-01", "from"),
+        ("top?from=2026-13-45&to=2026-12-01", "from"),
+        ("top?from=2026-12-01T10:30:00Z&to=2026-12-02", "hour"),
+        ("top?from=2026-12-01", "both from and to"),
+        ("top?granularity=day&start=2026-12-01T05", "start"),
+        ("top?granularity=week&start=2026-12-01", "week"),
+        ("top?start=2026-12-01", "start needs a granularity"),
+        ("top?granularity=day&from=2026-12-01&to=2026-12-02", "not both"),
+        ("top?granularity=day&by=price", "by"),
+        ("top?granularity=day&limit=3", "unknown parameter"),
+        ("top?granularity=day&k=3&k=4", "twice"),
+        ("top", "give granularity"),
+        ("products", "q"),
+        ("products?q=p&limit=0", "limit"),
+        ("products/p01?granularity=hour&from=2026-01-01&to=2026-12-01", "coarser granularity"),
+        ("products/p01?from=garbage", "from"),
+        ("buckets", "granularity"),
+    ];
+    for (query, expect) in bad {
+        let (status, body) = get(&format!("{api}/{query}"));
+        assert_eq!(status, 400, "{query}: {body}");
+        let message = body["error"].as_str().unwrap_or_else(|| panic!("{query}: no error message in {body}"));
+        assert!(message.contains(expect), "{query}: {message:?} should mention {expect:?}");
+    }
+
+    // Metrics: API latency by route, and the role gauges.
+    let text = reqwest::blocking::get(format!("{}/metrics", s.url)).unwrap().text().unwrap();
+    for needle in [
+        "topk_api_request_duration_seconds_count{route=\"/api/v1/top\",status=\"200\"}",
+        "topk_api_request_duration_seconds_count{route=\"/api/v1/top\",status=\"400\"}",
+        "topk_watermark_lag_seconds{partition=\"0\"}",
+        "topk_flush_lag_events{partition=\"0\"}",
+        "topk_ingest_events_total 0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from /metrics:\n{text}");
+    }
+}
+
+#[test]
+fn ingested_names_fill_the_catalog_and_rejects_are_counted_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(&dir.path().join("data"), &[]);
+    let ts = topk::pipeline::now_ms();
+    let body = format!(
+        "{{\"event_id\":\"e1\",\"ts\":{ts},\"product_id\":\"sku-1\",\"price_cents\":500,\"product_name\":\"Red Teapot\",\"category\":\"kitchen\"}}\n\
+         {{\"event_id\":\"e2\",\"ts\":{ts},\"product_id\":\"sku-2\",\"price_cents\":-5}}\n\
+         not json\n"
+    );
+    let r = reqwest::blocking::Client::new().post(format!("{}/api/v1/events", s.url)).body(body).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().unwrap();
+    assert_eq!(report["accepted"], 1);
+    assert_eq!(report["rejected_count"], 2);
+    assert_eq!(report["rejected_by_field"]["price_cents"], 1, "{report}");
+    assert_eq!(report["rejected_by_field"]["line"], 1, "{report}");
+    let (_, found) = get(&format!("{}/api/v1/products?q=red", s.url));
+    assert_eq!(found["products"][0]["product_id"], "sku-1", "{found}");
+    assert_eq!(found["products"][0]["category"], "kitchen");
+    let text = reqwest::blocking::get(format!("{}/metrics", s.url)).unwrap().text().unwrap();
+    assert!(text.contains("topk_ingest_events_total 1\n"), "{text}");
+    assert!(text.contains("topk_ingest_rejected_total{field=\"price_cents\"} 1\n"), "{text}");
+}
