@@ -1,0 +1,63 @@
+//! The dashboard in a real browser: headless Chromium (Debian's `chromium`, driven by
+//! playwright-core from `tests/browser/`) opens a running `topk serve --demo`, changes the
+//! period, and checks that the table shows the API's top 10. The screenshot is saved as
+//! `target/dashboard.png` for people to look at.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// playwright-core, installed from the lock file on first use.
+fn browser_driver() -> PathBuf {
+    let dir = workspace().join("tests/browser");
+    if !dir.join("node_modules/playwright-core").exists() {
+        let st = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm (Node.js) is needed for the browser test");
+        assert!(st.success(), "npm ci in {} failed", dir.display());
+    }
+    dir.join("dashboard.mjs")
+}
+
+#[test]
+fn dashboard_table_matches_the_api_after_changing_the_period() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} not found: install Debian's chromium (apt-get install chromium; .ci/run does) or set CHROMIUM"
+    );
+    let script = browser_driver();
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(&dir.path().join("data"), &["--demo"]);
+    // Wait for the demo's sales to reach the speed layer.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = reqwest::blocking::get(format!("{}/api/v1/top?granularity=day&k=10", s.url))
+            .and_then(|r| r.json::<serde_json::Value>())
+            .map(|a| a["rows"].as_array().map_or(0, Vec::len))
+            .unwrap_or(0);
+        if rows == 10 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the demo produced no top 10 within 60 s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let shot = workspace().join("target/dashboard.png");
+    std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
+    let out = Command::new("node").arg(&script).arg(&s.url).arg(&shot).env("CHROMIUM", &chromium).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "browser test failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.matches("table matches the API").count(), 3, "{stdout}");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "screenshot {} is empty", shot.display());
+}
