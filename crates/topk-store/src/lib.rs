@@ -222,7 +222,8 @@ pub trait Store: Send {
     /// Run counts and durations per task and status.
     fn run_stats(&mut self) -> Result<Vec<RunStats>>;
 
-    /// Retention: deletes hourly rows of hours starting before `before_ms`.
+    /// Retention: deletes hourly rows (and their top lists and totals) of hours starting
+    /// before `before_ms`.
     fn delete_hours_before(&mut self, before_ms: i64) -> Result<u64>;
 
     /// The next offset per partition that `consumer` has absorbed into the store.
@@ -249,8 +250,8 @@ pub trait Store: Send {
     fn speed_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<SpeedBucket>>;
     /// Exact buckets (with top lists) of a granularity starting in `[from_ms, to_ms)`.
     fn exact_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<ExactBucket>>;
-    /// A product's exact sums in a bucket, if it sold there.
-    fn product_sum(&mut self, bucket: Bucket, product_id: &str) -> Result<Option<ProductSum>>;
+    /// The exact sums in a bucket of those of `product_ids` that sold there.
+    fn product_sums(&mut self, bucket: Bucket, product_ids: &[&str]) -> Result<Vec<ProductSum>>;
     /// A product's rank in the bucket's stored top list, if it is on it.
     fn rank_of(&mut self, bucket: Bucket, by: By, product_id: &str) -> Result<Option<i64>>;
     /// Adds products to the catalog; a missing name or category keeps the stored one.

@@ -113,6 +113,11 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         products BIGINT NOT NULL,
         PRIMARY KEY (granularity, bucket_start)
     );
+    INSERT INTO bucket_totals (granularity, bucket_start, count, revenue_cents, products)
+        SELECT b.granularity, b.bucket_start, SUM(b.count), SUM(b.revenue_cents), COUNT(*) FROM batch_table b
+        WHERE EXISTS (SELECT 1 FROM top_lists l
+            WHERE l.granularity = b.granularity AND l.bucket_start = b.bucket_start)
+        GROUP BY b.granularity, b.bucket_start;
     ALTER TABLE products ADD COLUMN name_key TEXT;
     CREATE INDEX products_name_key ON products (name_key);",
     ),
@@ -162,7 +167,12 @@ pub const ATTEMPTS: &str =
 pub const RUNS: &str = "SELECT id, task, granularity, bucket_start, status, attempt, started_at, finished_at,
     rows_written, error FROM pipeline_runs
     ORDER BY CASE status WHEN 'failed' THEN 0 WHEN 'running' THEN 1 ELSE 2 END, id DESC LIMIT $1";
+/// Retention drops an hour's rows, and with them its top lists and totals: without the
+/// rows a range cannot be answered exactly from that hour any more.
 pub const DELETE_HOURS_BEFORE: &str = "DELETE FROM batch_table WHERE granularity = 'hour' AND bucket_start < $1";
+pub const DELETE_HOUR_LISTS_BEFORE: &str = "DELETE FROM top_lists WHERE granularity = 'hour' AND bucket_start < $1";
+pub const DELETE_HOUR_TOTALS_BEFORE: &str =
+    "DELETE FROM bucket_totals WHERE granularity = 'hour' AND bucket_start < $1";
 pub const UPSERT_ROW: &str =
     "INSERT INTO batch_table (granularity, bucket_start, product_id, count, revenue_cents) VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (granularity, bucket_start, product_id)
@@ -210,8 +220,10 @@ pub const UPSERT_TOTALS: &str = "INSERT INTO bucket_totals (granularity, bucket_
 pub const EXACT_BUCKETS: &str = "SELECT t.bucket_start, t.count, t.revenue_cents, t.products FROM bucket_totals t
     WHERE t.granularity = $1 AND t.bucket_start >= $2 AND t.bucket_start < $3 AND EXISTS (SELECT 1 FROM top_lists l
     WHERE l.granularity = t.granularity AND l.bucket_start = t.bucket_start) ORDER BY t.bucket_start";
-pub const PRODUCT_SUM: &str =
-    "SELECT count, revenue_cents FROM batch_table WHERE granularity = $1 AND bucket_start = $2 AND product_id = $3";
+/// Several products' sums in one bucket; `$3` is a JSON array of ids. (SQLite's form: on
+/// PostgreSQL the ids come from `json_array_elements_text($3::json)`.)
+pub const PRODUCT_SUMS: &str = "SELECT product_id, count, revenue_cents FROM batch_table
+    WHERE granularity = $1 AND bucket_start = $2 AND product_id IN (SELECT value FROM json_each($3))";
 pub const RANK_OF: &str = "SELECT rank FROM top_lists
     WHERE granularity = $1 AND bucket_start = $2 AND ranked_by = $3 AND product_id = $4";
 pub const UPSERT_PRODUCT: &str = "INSERT INTO products (product_id, name, category, name_key) VALUES ($1, $2, $3, $4)

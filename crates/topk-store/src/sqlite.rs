@@ -295,7 +295,12 @@ impl Store for SqliteStore {
     }
 
     fn delete_hours_before(&mut self, before_ms: i64) -> Result<u64> {
-        exec(&self.conn, DELETE_HOURS_BEFORE, &[&before_ms])
+        let tx = self.conn.transaction()?;
+        let n = exec(&tx, DELETE_HOURS_BEFORE, &[&before_ms])?;
+        exec(&tx, DELETE_HOUR_LISTS_BEFORE, &[&before_ms])?;
+        exec(&tx, DELETE_HOUR_TOTALS_BEFORE, &[&before_ms])?;
+        tx.commit()?;
+        Ok(n)
     }
 
     fn consumer_offsets(&mut self, consumer: &str) -> Result<Vec<(u32, u64)>> {
@@ -397,12 +402,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn product_sum(&mut self, bucket: Bucket, product_id: &str) -> Result<Option<ProductSum>> {
-        let params: [&dyn ToSql; 3] = [&bucket.granularity.as_str(), &bucket.start_ms, &product_id];
-        let found = query(&self.conn, PRODUCT_SUM, &params, |r| {
-            Ok(ProductSum { product_id: product_id.to_string(), count: r.get(0)?, revenue_cents: r.get(1)? })
-        })?;
-        Ok(found.into_iter().next())
+    fn product_sums(&mut self, bucket: Bucket, product_ids: &[&str]) -> Result<Vec<ProductSum>> {
+        if product_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(product_ids).expect("strings serialise");
+        query(&self.conn, PRODUCT_SUMS, &[&bucket.granularity.as_str(), &bucket.start_ms, &ids], product_sum)
     }
 
     fn rank_of(&mut self, bucket: Bucket, by: By, product_id: &str) -> Result<Option<i64>> {
@@ -512,6 +517,35 @@ mod tests {
         s.remove_pending(day, generation + 1).unwrap();
         assert!(!s.pending().unwrap().contains(&day));
         assert_eq!(s.hour_version(Bucket::containing(Granularity::Hour, DAY0)).unwrap(), Some(1));
+    }
+
+    #[test]
+    fn upgrading_a_store_backfills_the_totals_of_exact_buckets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let day = Bucket::containing(Granularity::Day, DAY0);
+        {
+            // A store as the previous release left it: migrations 1 and 2 only.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY)").unwrap();
+            for (version, sql) in &MIGRATIONS[..2] {
+                conn.execute_batch(&sql.replace("{ID}", "INTEGER PRIMARY KEY").replace("{BLOB}", "BLOB")).unwrap();
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (?1)", [version]).unwrap();
+            }
+            for (p, c) in [("a", 5), ("b", 3)] {
+                let params: [&dyn ToSql; 5] = [&"day", &DAY0, &p, &c, &(c * 10)];
+                exec(&conn, INSERT_ROW, &params).unwrap();
+            }
+            regenerate_top_lists(&conn, day, 10).unwrap_err(); // bucket_totals does not exist yet
+            conn.execute_batch("DELETE FROM top_lists").unwrap();
+            for (rank, p, c) in [(1, "a", 5), (2, "b", 3)] {
+                let params: [&dyn ToSql; 7] = [&"day", &DAY0, &"quantity", &rank, &p, &c, &(c * 10)];
+                exec(&conn, INSERT_TOP_ROW, &params).unwrap();
+            }
+        }
+        let mut s = SqliteStore::open(&path).unwrap();
+        let exact = s.exact_buckets(Granularity::Day, DAY0, DAY0 + 1).unwrap();
+        assert_eq!(exact, [ExactBucket { bucket: day, count: 8, revenue_cents: 80, products: 2 }]);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! threshold algorithm reads each bucket's ranked list to depth `m`, sums the candidates
 //! exactly, and stops once the K-th candidate beats the most any product below depth `m`
 //! in every list could have. Only when the stored lists are too short for that does it
-//! sum whole buckets.
+//! sum whole buckets, up to [`WHOLE_SUM_ROWS`] rows; past that the answer says how many
+//! of its leading ranks are certain.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -82,6 +83,9 @@ pub struct TopAnswer {
     pub by: &'static str,
     /// Every row is exact and the set of rows is the true top K.
     pub exact: bool,
+    /// How many leading rows are certainly the period's true top ones (their counts may
+    /// still be estimates): all of them unless a note says otherwise.
+    pub certain_rows: usize,
     pub rows: Vec<TopRow>,
     /// The period's total (quantity, or revenue when ranking by revenue), if known.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -181,8 +185,10 @@ pub fn top(
     for s in &speed_buckets {
         speed_rows.push(store.speed_rows(s.bucket)?.into_iter().map(|r| (r.product_id.clone(), r)).collect());
     }
-    let (mut ranked, certified) = exact_top(store, &exact_buckets, &speed_buckets, &speed_rows, k, by)?;
+    let Ranked { rows: mut ranked, certain } =
+        rank(store, &exact_buckets, &speed_buckets, &speed_rows, k, by, WHOLE_SUM_ROWS)?;
     ranked.truncate(k);
+    let certified = certain >= ranked.len();
 
     let total = if speed_buckets.is_empty() || by == By::Quantity {
         let exact: i64 = exact_buckets.iter().map(|e| value(by, e.count, e.revenue_cents)).sum();
@@ -202,10 +208,18 @@ pub fn top(
         }
     }
     if missing > 0 {
-        notes.push(format!("{missing} of {} buckets have no data yet", period.buckets.len()));
+        notes.push(format!(
+            "{missing} of {} buckets have no data (no sales yet, not yet processed, or past retention)",
+            period.buckets.len()
+        ));
     }
     if !certified {
-        notes.push("products below the speed layer's lists could still belong in this top K".into());
+        notes.push(match certain {
+            0 => "a product below the stored top lists could still belong in this top K".to_string(),
+            c => format!(
+                "ranks 1–{c} are certain; below that, a product outside the stored top lists could still belong"
+            ),
+        });
     }
     let names = names(store, ranked.iter().map(|(id, _)| id.as_str()))?;
     let source = if speed_buckets.is_empty() { Source::Batch } else { Source::Speed };
@@ -230,6 +244,7 @@ pub fn top(
         k,
         by: by.as_str(),
         exact: speed_buckets.is_empty() && missing == 0 && certified,
+        certain_rows: certain.min(k),
         rows,
         total,
         freshness: Freshness {
@@ -242,22 +257,33 @@ pub fn top(
     })
 }
 
-/// The threshold algorithm. Returns the candidates ranked (at least `k` of them when the
-/// period has that many products) and whether the set of the first `k` is certainly the
-/// true top `k` (always, when every bucket is exact).
-fn exact_top(
+/// Candidates ranked by value with their sums, and how many leading ones are certainly
+/// the period's true top ones (all of them when the lists prove it).
+struct Ranked {
+    rows: Vec<(String, Sums)>,
+    certain: usize,
+}
+
+/// Summing whole buckets, when the stored lists cannot prove the top K, is done up to
+/// this many bucket rows; past it the answer says which ranks are certain.
+const WHOLE_SUM_ROWS: i64 = 2_000_000;
+
+/// The threshold algorithm: read each list to `depth`, sum the candidates, and deepen
+/// until the K-th is ahead of the most any unread product could have.
+fn rank(
     store: &mut dyn Store,
     exact: &[&ExactBucket],
     speed: &[&SpeedBucket],
     speed_rows: &[HashMap<String, SpeedRow>],
     k: usize,
     by: By,
-) -> Result<(Vec<(String, Sums)>, bool), StoreError> {
+    budget: i64,
+) -> Result<Ranked, StoreError> {
     let single = exact.len() + speed.len() == 1;
-    let mut depth = if single { k } else { (2 * k).clamp(50, MAX_K) };
+    let mut depth = k.clamp(10, MAX_K);
     loop {
-        // Candidates: each list's first `depth` products. `bound` is the most a product
-        // below that depth in every list can have.
+        // Each list's first `depth` products are candidates; `bound` is the most a
+        // product below that depth in every list can have.
         let mut lists: Vec<HashMap<String, (i64, i64)>> = Vec::with_capacity(exact.len());
         let mut complete = Vec::with_capacity(exact.len());
         let mut bound: i64 = 0;
@@ -275,59 +301,74 @@ fn exact_top(
             complete.push(whole);
             lists.push(list.into_iter().map(|r| (r.product_id, (r.count, r.revenue_cents))).collect());
         }
-        let mut candidates: HashSet<&str> = lists.iter().flat_map(|l| l.keys().map(String::as_str)).collect();
+        let mut candidates: Vec<String> = lists.iter().flat_map(|l| l.keys().cloned()).collect();
         for (s, rows) in speed.iter().zip(speed_rows) {
             let mut ranked: Vec<&SpeedRow> = rows.values().collect();
             ranked.sort_unstable_by_key(|r| std::cmp::Reverse(value(by, r.count, r.revenue_cents)));
             let cut = ranked.iter().skip(depth).map(|r| r.count.saturating_add(r.error)).max().unwrap_or(0);
             bound = bound.saturating_add(s.unlisted_bound.max(cut));
-            candidates.extend(ranked.iter().take(depth).map(|r| r.product_id.as_str()));
+            candidates.extend(ranked.iter().take(depth).map(|r| r.product_id.clone()));
         }
-        let mut ranked = Vec::with_capacity(candidates.len());
-        for id in candidates {
-            let mut sums = Sums::default();
-            for ((e, list), whole) in exact.iter().zip(&lists).zip(&complete) {
-                let found = match list.get(id) {
-                    Some(&(c, r)) => Some((c, r)),
-                    None if *whole => None,
-                    None => store.product_sum(e.bucket, id)?.map(|p| (p.count, p.revenue_cents)),
-                };
-                if let Some((c, r)) = found {
-                    sums.count += c;
-                    sums.revenue += r;
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut sums: HashMap<&str, Sums> = candidates.iter().map(|id| (id.as_str(), Sums::default())).collect();
+        for ((e, list), whole) in exact.iter().zip(&lists).zip(&complete) {
+            let mut unread = Vec::new();
+            for id in &candidates {
+                match list.get(id) {
+                    Some(&(c, r)) => add(sums.get_mut(id.as_str()).expect("a candidate"), c, r),
+                    None if !whole => unread.push(id.as_str()),
+                    None => {}
                 }
             }
-            for (s, rows) in speed.iter().zip(speed_rows) {
-                match rows.get(id) {
+            for p in store.product_sums(e.bucket, &unread)? {
+                add(sums.get_mut(p.product_id.as_str()).expect("asked for"), p.count, p.revenue_cents);
+            }
+        }
+        for (s, rows) in speed.iter().zip(speed_rows) {
+            for (id, sum) in sums.iter_mut() {
+                match rows.get(*id) {
                     Some(r) => {
-                        sums.count += r.count;
-                        sums.revenue += r.revenue_cents;
-                        sums.error += r.error;
+                        add(sum, r.count, r.revenue_cents);
+                        sum.error += r.error;
                     }
-                    None => sums.error += s.unlisted_bound,
+                    None => sum.error += s.unlisted_bound,
                 }
             }
-            ranked.push((id.to_string(), sums));
         }
+        let mut ranked: Vec<(String, Sums)> = sums.into_iter().map(|(id, s)| (id.to_string(), s)).collect();
         ranked.sort_unstable_by(|(a, x), (b, y)| {
             value(by, y.count, y.revenue).cmp(&value(by, x.count, x.revenue)).then_with(|| a.cmp(b))
         });
-        // Certain when the k-th candidate's least possible value is above anything unseen
-        // (ties aside, one exact list is its own proof). Speed revenue has no bound.
-        let kth_low = ranked.get(k.saturating_sub(1)).map(|(_, s)| value(by, s.count, s.revenue) - s.error);
-        let certified = if speed.is_empty() {
-            exhausted || (single && !short) || kth_low.is_some_and(|v| v > bound)
+        let wanted = k.min(ranked.len());
+        // Certain: ahead of anything unread even at its lowest (ties aside, one exact list
+        // is its own proof). Speed revenue has no bound, so nothing is certain there.
+        let certain = if speed.is_empty() && (exhausted || (single && !short)) {
+            wanted
+        } else if !speed.is_empty() && by == By::Revenue {
+            0
         } else {
-            by == By::Quantity && kth_low.is_some_and(|v| v > bound)
+            ranked.iter().take(wanted).take_while(|(_, s)| value(by, s.count, s.revenue) - s.error > bound).count()
         };
-        if certified || !speed.is_empty() {
-            return Ok((ranked, certified));
+        tracing::debug!(depth, candidates = ranked.len(), certain, wanted, bound, "threshold pass");
+        if certain >= wanted || (!speed.is_empty() && by == By::Revenue) {
+            return Ok(Ranked { rows: ranked, certain });
         }
         if depth >= MAX_K {
-            return Ok((sum_whole(store, exact, k, by)?, true));
+            // Approximate buckets cannot be summed whole: their rows are all there is.
+            if speed.is_empty() && exact.iter().map(|e| e.products).sum::<i64>() <= budget {
+                let rows = sum_whole(store, exact, k, by)?;
+                return Ok(Ranked { certain: rows.len(), rows });
+            }
+            return Ok(Ranked { rows: ranked, certain });
         }
         depth = (depth * 4).min(MAX_K);
     }
+}
+
+fn add(sum: &mut Sums, count: i64, revenue: i64) {
+    sum.count += count;
+    sum.revenue += revenue;
 }
 
 /// The fallback: every product of every bucket, summed.
@@ -410,7 +451,7 @@ pub fn history(
         let (mut count, mut error, mut revenue, mut rank) = (0, 0, 0, None);
         match source {
             Source::Batch => {
-                if let Some(p) = store.product_sum(b, product_id)? {
+                if let Some(p) = store.product_sums(b, &[product_id])?.pop() {
                     (count, revenue) = (p.count, p.revenue_cents);
                 }
                 rank = store.rank_of(b, By::Quantity, product_id)?;
@@ -546,6 +587,18 @@ mod tests {
             let a = top(&mut store, short.clone(), k, By::Quantity, 0).unwrap();
             assert!(a.exact);
             assert_eq!(got(&a, By::Quantity), brute_top(&truth, k, By::Quantity), "k={k}");
+        }
+        // Past the whole-sum budget: the counts stay exact and the certain prefix is right.
+        let period = Period::load(&mut store, short.clone()).unwrap();
+        let exact: Vec<&ExactBucket> = short.iter().map(|b| &period.exact[b]).collect();
+        let r = rank(&mut store, &exact, &[], &[], 50, By::Quantity, 0).unwrap();
+        assert!(r.certain < 50, "5-deep lists cannot prove a top 50");
+        let want = brute_top(&truth, 50, By::Quantity);
+        for (i, (id, sums)) in r.rows.iter().enumerate() {
+            assert_eq!(sums.count, truth[id].0, "{id}: listed counts are exact sums");
+            if i < r.certain {
+                assert_eq!((id, sums.count), (&want[i].0, want[i].1), "certain rank {}", i + 1);
+            }
         }
         // One bucket is answered from its own list.
         let single = exact_days(&mut store, &[day(20)], 5_000, 1000, 9);
