@@ -77,6 +77,9 @@ pub struct Settings {
     /// Speed layer: how often open buckets are written, in ms [default: 500]
     #[arg(long, env = "TOPK_SPEED_WRITE_INTERVAL_MS")]
     pub speed_write_interval_ms: Option<u64>,
+    /// Cache API answers (exact ones for 60 s, approximate ones for 1 s) [default: true]
+    #[arg(long, env = "TOPK_API_CACHE")]
+    pub api_cache: Option<bool>,
     /// Bearer token required by the ingest API (none: open)
     #[arg(long, env = "TOPK_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
@@ -116,6 +119,7 @@ impl Settings {
                 speed_delta,
                 speed_candidates,
                 speed_write_interval_ms,
+                api_cache,
                 auth_token
             );
         }
@@ -187,6 +191,7 @@ impl Settings {
                     ..SpeedConfig::default()
                 }
             },
+            api_cache: self.api_cache.unwrap_or(true),
             auth_token: self.auth_token.filter(|t| !t.is_empty()),
         })
     }
@@ -196,6 +201,7 @@ impl Settings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    pub api_cache: bool,
     pub listen: SocketAddr,
     pub log: LogConfig,
     pub aggregator: AggregatorConfig,

@@ -130,24 +130,48 @@ const APPROXIMATE_TTL: Duration = Duration::from_secs(1);
 /// Entries kept at most; the cache is emptied when it is full.
 const CACHE_ENTRIES: usize = 10_000;
 
-/// Serialised answers by canonical request.
+/// One answer, computed once however many requests ask for it at the same moment.
+type Slot = Arc<tokio::sync::OnceCell<(Bytes, Duration, Instant)>>;
+
+/// Serialised answers by canonical request. Concurrent requests for the same key share
+/// one computation (no stampede when an entry expires under load).
 #[derive(Default)]
 struct ResponseCache {
-    entries: Mutex<HashMap<String, (Instant, Bytes)>>,
+    entries: Mutex<HashMap<String, Slot>>,
 }
 
 impl ResponseCache {
-    fn get(&self, key: &str) -> Option<Bytes> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).filter(|(until, _)| *until > Instant::now()).map(|(_, body)| body.clone())
-    }
-
-    fn put(&self, key: String, body: Bytes, ttl: Duration) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= CACHE_ENTRIES {
-            entries.clear();
-        }
-        entries.insert(key, (Instant::now() + ttl, body));
+    /// The cached answer, or the one `compute` makes (with its time to live). Returns
+    /// whether it was a hit.
+    async fn get_or_compute<F>(&self, key: String, compute: F) -> Result<(Bytes, Duration, bool), ApiError>
+    where
+        F: std::future::Future<Output = Result<(Bytes, Duration), ApiError>>,
+    {
+        let slot = {
+            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh = |s: &Slot| s.get().is_none_or(|(_, ttl, at)| at.elapsed() < *ttl);
+            match entries.get(&key).filter(|s| fresh(s)) {
+                Some(slot) => slot.clone(),
+                None => {
+                    if entries.len() >= CACHE_ENTRIES {
+                        entries.retain(|_, s| s.get().is_some_and(|(_, ttl, at)| at.elapsed() < *ttl));
+                        if entries.len() >= CACHE_ENTRIES {
+                            entries.clear();
+                        }
+                    }
+                    entries.entry(key).insert_entry(Slot::default()).get().clone()
+                }
+            }
+        };
+        let mut computed = false;
+        let (body, ttl, _) = slot
+            .get_or_try_init(|| async {
+                computed = true;
+                let (body, ttl) = compute.await?;
+                Ok::<_, ApiError>((body, ttl, Instant::now()))
+            })
+            .await?;
+        Ok((body.clone(), *ttl, !computed))
     }
 }
 
@@ -225,14 +249,18 @@ async fn top(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<R
     let p = params(query, &["granularity", "start", "from", "to", "k", "by"])?;
     let TopRequest { buckets, k, by } = parse_top(&p)?;
     let key = format!("top {buckets:?} {k} {}", by.as_str());
-    if let Some(body) = state.cache.get(&key) {
-        return Ok(json_body(body, true, APPROXIMATE_TTL));
-    }
-    let answer = state.stores.with(move |s| query::top(s, buckets, k, by, now_ms())).await?;
-    let ttl = if answer.exact { EXACT_TTL } else { APPROXIMATE_TTL };
-    let body = Bytes::from(serde_json::to_vec(&answer).expect("answers serialise"));
-    state.cache.put(key, body.clone(), ttl);
-    Ok(json_body(body, false, ttl))
+    let compute = async {
+        let answer = state.stores.with(move |s| query::top(s, buckets, k, by, now_ms())).await?;
+        let ttl = if answer.exact { EXACT_TTL } else { APPROXIMATE_TTL };
+        Ok((Bytes::from(serde_json::to_vec(&answer).expect("answers serialise")), ttl))
+    };
+    let (body, ttl, hit) = if state.pipeline.cfg.api_cache {
+        state.cache.get_or_compute(key, compute).await?
+    } else {
+        let (body, ttl) = compute.await?;
+        (body, ttl, false)
+    };
+    Ok(json_body(body, hit, ttl))
 }
 
 struct TopRequest {
@@ -499,4 +527,40 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_share_one_computation_and_expired_entries_are_recomputed() {
+        let cache = Arc::new(ResponseCache::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let ask = |ttl: Duration| {
+            let (cache, runs) = (cache.clone(), runs.clone());
+            tokio::spawn(async move {
+                let compute = async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok((Bytes::from_static(b"answer"), ttl))
+                };
+                cache.get_or_compute("k".into(), compute).await.ok().unwrap()
+            })
+        };
+        let replies: Vec<_> = (0..20).map(|_| ask(Duration::from_millis(200))).collect();
+        let mut hits = 0;
+        for r in replies {
+            let (body, _, hit) = r.await.unwrap();
+            assert_eq!(&body[..], b"answer");
+            hits += usize::from(hit);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "one computation for 20 concurrent requests");
+        assert_eq!(hits, 19);
+        assert!(ask(Duration::from_millis(200)).await.unwrap().2, "fresh: a hit");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(!ask(Duration::from_millis(200)).await.unwrap().2, "expired: computed again");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
 }
