@@ -87,15 +87,19 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
     response
 }
 
-/// Read connections to the store, reused between requests.
+/// Read connections to the store, reused between requests. Queries run at most two per
+/// core at once: more would only thrash the CPU and the page cache, and lengthen every
+/// request's wait.
 struct StorePool {
     path: PathBuf,
     idle: Mutex<Vec<SqliteStore>>,
+    running: tokio::sync::Semaphore,
 }
 
 impl StorePool {
     fn new(path: PathBuf) -> Self {
-        StorePool { path, idle: Mutex::default() }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        StorePool { path, idle: Mutex::default(), running: tokio::sync::Semaphore::new(2 * cores) }
     }
 
     /// Runs `f` on a pooled connection, on the blocking thread pool.
@@ -103,6 +107,9 @@ impl StorePool {
         self: &Arc<Self>,
         f: impl FnOnce(&mut SqliteStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
+        let Ok(_running) = self.running.acquire().await else {
+            return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()));
+        };
         let pool = self.clone();
         let result = tokio::task::spawn_blocking(move || {
             let idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -127,7 +134,8 @@ impl StorePool {
 /// the batch layer; approximate ones every speed-layer write.
 const EXACT_TTL: Duration = Duration::from_secs(60);
 const APPROXIMATE_TTL: Duration = Duration::from_secs(1);
-/// Entries kept at most; the cache is emptied when it is full.
+/// Entries kept at most; when full, expired ones are dropped, and if that is not
+/// enough, all of them.
 const CACHE_ENTRIES: usize = 10_000;
 
 /// One answer, computed once however many requests ask for it at the same moment.

@@ -280,7 +280,8 @@ fn rank(
     budget: i64,
 ) -> Result<Ranked, StoreError> {
     let single = exact.len() + speed.len() == 1;
-    let mut depth = k.clamp(10, MAX_K);
+    // Twice K: one pass usually proves a top K over a few dozen buckets.
+    let mut depth = (2 * k).clamp(20, MAX_K);
     loop {
         // Each list's first `depth` products are candidates; `bound` is the most a
         // product below that depth in every list can have.
