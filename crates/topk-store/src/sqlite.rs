@@ -15,6 +15,9 @@ use crate::{
 };
 use topk_core::accuracy::Accuracy;
 
+/// Statements kept prepared per connection: more than the queries in `schema`.
+const STATEMENT_CACHE: usize = 128;
+
 pub struct SqliteStore {
     conn: Connection,
 }
@@ -86,6 +89,9 @@ impl SqliteStore {
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         conn.busy_timeout(Duration::from_secs(30))?;
+        // Every query is prepared once per connection: more than the default 16 of them
+        // would be re-parsed and re-planned on each use.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // With WAL, NORMAL is durable across process crashes; FULL adds power-loss safety.
         conn.pragma_update(None, "synchronous", "FULL")?;
