@@ -1,6 +1,6 @@
 // Drives the dashboard of a running `topk serve` in headless Chromium: changes the
-// period twice and checks each time that the table shows the API's top 10; saves a
-// screenshot. Usage: node dashboard.mjs BASE_URL SCREENSHOT.png
+// period twice and checks each time that the table shows the API's top 10; finds a
+// product with the search box; saves a screenshot. Usage: node dashboard.mjs BASE_URL SCREENSHOT.png
 import { chromium } from "playwright-core";
 
 const [base, shot] = process.argv.slice(2);
@@ -62,6 +62,14 @@ try {
   await second.click();
   await page.waitForFunction((id) => document.getElementById("detail-title").textContent.includes(id), id);
   await page.waitForSelector("#chart .uplot");
+  // Search finds a product by its id and shows its history.
+  const third = await page.locator("#top-table tbody tr[data-product]").nth(2).getAttribute("data-product");
+  await page.fill("#search", third);
+  await page.waitForFunction((id) => document.getElementById("detail-title").textContent.includes(id), third);
+  console.log(`search: ${third} found`);
+  await page.fill("#search", "");
+  await second.click();
+  await page.waitForFunction((id) => document.getElementById("detail-title").textContent.includes(id), id);
   if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`screenshot: ${shot}`);

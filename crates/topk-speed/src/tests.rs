@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use topk_aggregator::AggRow;
 use topk_core::partition::partition_of;
@@ -199,6 +199,12 @@ fn precision_on_a_week_of_zipf(s: f64, events: u64) {
         assert_eq!(a.precision_at_10, 1.0, "{bucket} zipf {s}: {a:?}");
         assert!(a.precision_at_100 >= 0.99, "{bucket} zipf {s}: {a:?}");
         assert_eq!(a.bound_coverage, 1.0, "{bucket} zipf {s}: every true count inside its bound: {a:?}");
+        // What the serving layer adds for a product off the list: it must hold too.
+        let facts = speed.store().speed_buckets(bucket.granularity, bucket.start_ms, bucket.start_ms + 1).unwrap();
+        assert_eq!(facts[0].total_count, exact.iter().map(|e| e.1).sum::<i64>(), "{bucket}: exact total");
+        let listed: HashSet<&str> = approx.iter().map(|r| r.0.as_str()).collect();
+        let unlisted_max = exact.iter().find(|e| !listed.contains(e.0.as_str())).map_or(0, |e| e.1);
+        assert!(unlisted_max <= facts[0].unlisted_bound, "{bucket}: {unlisted_max} > {}", facts[0].unlisted_bound);
     }
 }
 

@@ -182,6 +182,23 @@ async function refreshAll() {
   else loadDetail().catch(showError);
 }
 
+// Product search: suggestions as you type; picking one shows its history.
+let searchTimer;
+$("search").addEventListener("input", (e) => {
+  const q = e.target.value.trim();
+  const hit = [...$("search-results").options].find((o) => o.value === q);
+  if (hit) return select(q);
+  clearTimeout(searchTimer);
+  if (!q) return;
+  searchTimer = setTimeout(async () => {
+    const found = await getJson(`/api/v1/products?q=${encodeURIComponent(q)}&limit=10`).catch(() => ({ products: [] }));
+    $("search-results").innerHTML = found.products
+      .map((p) => `<option value="${escapeHtml(p.product_id)}">${escapeHtml(p.name || "")}</option>`)
+      .join("");
+    if (found.products.some((p) => p.product_id === q)) select(q);
+  }, 200);
+});
+
 $("granularity").addEventListener("change", refreshAll);
 for (const id of ["period", "k", "by", "from", "to"]) $(id).addEventListener("change", () => loadTop());
 $("top-table").addEventListener("click", (e) => {

@@ -21,9 +21,8 @@ use topk_log::{Log, LogError, SourcePos};
 use topk_speed::{Architecture, Speed, SpeedProgress};
 use topk_store::{Product, SqliteStore, Store};
 
-use crate::metrics::Metrics;
-
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -306,6 +305,11 @@ impl IngestReport {
         for r in &rejections {
             *self.rejected_by_field.entry(r.field.clone().unwrap_or_else(|| "line".into())).or_default() += 1;
         }
+        self.list(rejections);
+    }
+
+    /// Keeps rejections for the reply, up to [`MAX_LISTED_REJECTIONS`].
+    fn list(&mut self, rejections: Vec<Rejection>) {
         let room = MAX_LISTED_REJECTIONS.saturating_sub(self.rejected.len());
         self.rejected.extend(rejections.into_iter().take(room));
     }
@@ -324,8 +328,7 @@ impl IngestReport {
         self.lines += other.lines;
         self.already_ingested += other.already_ingested;
         self.rejected_count += other.rejected_count;
-        let room = MAX_LISTED_REJECTIONS.saturating_sub(self.rejected.len());
-        self.rejected.extend(other.rejected.into_iter().take(room));
+        self.list(other.rejected);
         for (field, n) in other.rejected_by_field {
             *self.rejected_by_field.entry(field).or_default() += n;
         }

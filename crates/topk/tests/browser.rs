@@ -59,5 +59,6 @@ fn dashboard_table_matches_the_api_after_changing_the_period() {
     println!("{stdout}");
     assert!(out.status.success(), "browser test failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.matches("table matches the API").count(), 3, "{stdout}");
+    assert!(stdout.contains("search: "), "{stdout}");
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "screenshot {} is empty", shot.display());
 }
