@@ -269,6 +269,7 @@ impl Pipeline {
         if let Some(h) = self.batcher.take() {
             let _ = h.join();
         }
+        self.catalog.flush();
         tracing::info!("pipeline stopped");
         self.check()
     }
@@ -366,7 +367,7 @@ struct Routed {
     counts: Vec<u32>,
     /// Names and categories the events carried, once per (product, name, category).
     products: Vec<Product>,
-    seen: HashSet<u64>,
+    seen: HashSet<u64, foldhash::fast::RandomState>,
 }
 
 impl Routed {
@@ -409,37 +410,60 @@ impl Routed {
         self.buffers.iter_mut().for_each(Vec::clear);
         self.counts.iter_mut().for_each(|c| *c = 0);
         self.products.clear();
-        self.seen.clear();
+        // `seen` stays: a product named in one batch is not listed again in the next.
+        if self.seen.len() > CATALOG_MEMORY {
+            self.seen.clear();
+        }
     }
 }
 
+/// Identifies a (product, name, category) triple; two one-shot hashes, as this runs for
+/// every event that carries a name.
 fn catalog_key(id: &str, name: Option<&str>, category: Option<&str>) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for part in [Some(id), name, category] {
-        h.update(part.unwrap_or("\u{0}").as_bytes());
-        h.update(&[0xff]);
-    }
-    h.digest()
+    use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+    let key = xxh3_64_with_seed(name.unwrap_or("").as_bytes(), xxh3_64(id.as_bytes()));
+    category.map_or(key, |c| xxh3_64_with_seed(c.as_bytes(), !key))
 }
 
 /// The product catalog (`products`), filled from the names and categories events carry.
-/// Remembers what it wrote, so a name is written once, not once per sale.
+/// Remembers what it sent, so a name is written once, not once per sale; a background
+/// thread writes them, so ingest never waits for the store.
 pub struct Catalog {
-    store: Mutex<SqliteStore>,
-    written: Mutex<HashSet<u64>>,
+    to_writer: Mutex<std::sync::mpsc::Sender<CatalogMsg>>,
+    written: Mutex<HashSet<u64, foldhash::fast::RandomState>>,
 }
 
 /// The catalog forgets what it wrote past this many entries (and writes them again).
-const CATALOG_MEMORY: usize = 4_000_000;
+const CATALOG_MEMORY: usize = 1_000_000;
 
 impl Catalog {
     pub fn open(cfg: &Config) -> anyhow::Result<Catalog> {
-        let store = SqliteStore::open(cfg.store_path()).context("opening the store for the catalog")?;
-        Ok(Catalog { store: Mutex::new(store), written: Mutex::default() })
+        let mut store = SqliteStore::open(cfg.store_path()).context("opening the store for the catalog")?;
+        let (to_writer, messages) = std::sync::mpsc::channel::<CatalogMsg>();
+        std::thread::Builder::new().name("catalog".into()).spawn(move || {
+            // Ends when the catalog (the sender) is dropped.
+            while let Ok(first) = messages.recv() {
+                let mut products = Vec::new();
+                let mut done = Vec::new();
+                for msg in std::iter::once(first).chain(messages.try_iter()) {
+                    match msg {
+                        CatalogMsg::Products(p) => products.extend(p),
+                        CatalogMsg::Flush(reply) => done.push(reply),
+                    }
+                }
+                if let Err(e) = store.upsert_products(&products) {
+                    tracing::warn!(error = %e, products = products.len(), "could not record product names");
+                }
+                for reply in done {
+                    let _ = reply.send(());
+                }
+            }
+        })?;
+        Ok(Catalog { to_writer: Mutex::new(to_writer), written: Mutex::default() })
     }
 
-    /// Writes the entries not written before. A failure is logged, not returned: names
-    /// are for people, and the sales they came with are already safe in the log.
+    /// Queues the entries not sent before. Names are for people: a failure to write them
+    /// is logged, never an ingest error, and the sales they came with are already safe.
     fn record(&self, found: impl Iterator<Item = Product>) {
         let new: Vec<Product> = {
             let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
@@ -450,14 +474,23 @@ impl Catalog {
                 .filter(|p| written.insert(catalog_key(&p.product_id, p.name.as_deref(), p.category.as_deref())))
                 .collect()
         };
-        if new.is_empty() {
-            return;
-        }
-        let result = self.store.lock().unwrap_or_else(|e| e.into_inner()).upsert_products(&new);
-        if let Err(e) = result {
-            tracing::warn!(error = %e, products = new.len(), "could not record product names");
+        if !new.is_empty() {
+            let _ = self.to_writer.lock().unwrap_or_else(|e| e.into_inner()).send(CatalogMsg::Products(new));
         }
     }
+
+    /// Returns once everything queued so far is written.
+    pub fn flush(&self) {
+        let (reply, written) = std::sync::mpsc::channel();
+        if self.to_writer.lock().unwrap_or_else(|e| e.into_inner()).send(CatalogMsg::Flush(reply)).is_ok() {
+            let _ = written.recv();
+        }
+    }
+}
+
+enum CatalogMsg {
+    Products(Vec<Product>),
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 /// Bodies at least this large are parsed by several threads.

@@ -264,7 +264,15 @@ fn ingested_names_fill_the_catalog_and_rejects_are_counted_by_field() {
     assert_eq!(report["rejected_count"], 2);
     assert_eq!(report["rejected_by_field"]["price_cents"], 1, "{report}");
     assert_eq!(report["rejected_by_field"]["line"], 1, "{report}");
-    let (_, found) = get(&format!("{}/api/v1/products?q=red", s.url));
+    // The catalog is written in the background, off the ingest path.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let found = loop {
+        let (_, found) = get(&format!("{}/api/v1/products?q=red", s.url));
+        if found["products"].as_array().is_some_and(|p| !p.is_empty()) || std::time::Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(found["products"][0]["product_id"], "sku-1", "{found}");
     assert_eq!(found["products"][0]["category"], "kitchen");
     let text = reqwest::blocking::get(format!("{}/metrics", s.url)).unwrap().text().unwrap();

@@ -34,6 +34,21 @@ fn replay_of_a_million_events_archives_exact_hourly_sums() {
     assert_eq!(hours.len(), 72);
     assert!(hours.values().all(|h| h["complete"] == true && h["dirty"] == false), "{hours:?}");
 
+    // The catalog holds every product the input named, with its name, once the replay returns.
+    let mut named = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(&input).unwrap().lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(name) = e["product_name"].as_str() {
+            named.insert(e["product_id"].as_str().unwrap().to_string(), name.to_string());
+        }
+    }
+    assert!(named.len() > 10_000);
+    let db = rusqlite::Connection::open(data.join("store.db")).unwrap();
+    let mut stmt = db.prepare("SELECT product_id, name FROM products").unwrap();
+    let catalog: std::collections::BTreeMap<String, String> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    assert_eq!(catalog, named);
+
     // Replaying the same file again is a no-op: nothing is counted twice.
     let again = Command::new(topk_bin()).arg("replay").arg(&input).arg("--data-dir").arg(&data).output().unwrap();
     assert!(again.status.success());
