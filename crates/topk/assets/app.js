@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { answer: null, selected: null, chart: null, loading: false };
+const state = { answer: null, selected: null, chart: null, requests: 0 };
 const nf = new Intl.NumberFormat("en-US");
 const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 });
 
@@ -76,22 +76,22 @@ function showError(e) {
   $("status").textContent = e.message;
 }
 
+// Only the latest request's answer is shown: a period changed while an older request
+// was in flight must not be overwritten by it.
 async function loadTop() {
-  if (state.loading) return;
-  state.loading = true;
+  const mine = ++state.requests;
   const query = topQuery();
   try {
     const a = await getJson(`/api/v1/top?${query}`);
+    if (mine !== state.requests) return;
     state.answer = a;
     renderTop(a);
-    document.body.dataset.query = query;
   } catch (e) {
+    if (mine !== state.requests) return;
     showError(e);
     $("top-table").tBodies[0].innerHTML = "";
-    document.body.dataset.query = query;
-  } finally {
-    state.loading = false;
   }
+  document.body.dataset.query = query;
 }
 
 function renderTop(a) {

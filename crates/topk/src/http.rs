@@ -336,7 +336,9 @@ async fn product(
             (0..span).fold(Bucket::containing(g, to - 1), |b, _| b.prev()).next().start_ms
         }
     };
-    check_range(from, to)?;
+    if from >= to {
+        return Err(bad("from must be before to"));
+    }
     let buckets = (to - from) / Bucket::containing(g, from).duration_ms().max(1);
     if buckets > 2000 {
         return Err(bad(format!("about {buckets} {g} buckets; at most 2000 per query: use a coarser granularity")));

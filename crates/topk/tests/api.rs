@@ -154,6 +154,12 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
         ]
     );
     assert_eq!(h["product_id"], "p01");
+    // Every granularity has a default range that is accepted.
+    for g in ["hour", "day", "week", "month", "year"] {
+        let (status, h) = get(&format!("{api}/products/p01?granularity={g}"));
+        assert_eq!(status, 200, "{g}: {h}");
+        assert!(!h["points"].as_array().unwrap().is_empty(), "{g}");
+    }
 
     // Search by id prefix and by name prefix (case-insensitive).
     let (_, found) = get(&format!("{api}/products?q=blue%20k"));
