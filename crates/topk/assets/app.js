@@ -206,7 +206,7 @@ $("top-table").addEventListener("click", (e) => {
   if (tr) select(tr.dataset.product);
 });
 setInterval(() => {
-  if ($("auto").checked && state.answer && !state.answer.exact && !document.hidden) {
+  if ($("auto").checked && state.answer && (state.answer.open || !state.answer.exact) && !document.hidden) {
     loadTop();
     loadDetail().catch(() => {});
   }

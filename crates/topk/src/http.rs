@@ -130,8 +130,8 @@ impl StorePool {
     }
 }
 
-/// How long an answer may be reused: exact answers change only when late data reaches
-/// the batch layer; approximate ones every speed-layer write.
+/// How long an answer may be reused: exact answers of ended periods change only when
+/// late data reaches the batch layer; the others with every write.
 const EXACT_TTL: Duration = Duration::from_secs(60);
 const APPROXIMATE_TTL: Duration = Duration::from_secs(1);
 /// Entries kept at most; when full, expired ones are dropped, and if that is not
@@ -259,7 +259,7 @@ async fn top(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<R
     let key = format!("top {buckets:?} {k} {}", by.as_str());
     let compute = async {
         let answer = state.stores.with(move |s| query::top(s, buckets, k, by, now_ms())).await?;
-        let ttl = if answer.exact { EXACT_TTL } else { APPROXIMATE_TTL };
+        let ttl = if answer.exact && !answer.open { EXACT_TTL } else { APPROXIMATE_TTL };
         Ok((Bytes::from(serde_json::to_vec(&answer).expect("answers serialise")), ttl))
     };
     let (body, ttl, hit) = if state.pipeline.cfg.api_cache {

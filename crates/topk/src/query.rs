@@ -83,6 +83,8 @@ pub struct TopAnswer {
     pub by: &'static str,
     /// Every row is exact and the set of rows is the true top K.
     pub exact: bool,
+    /// The period has not ended yet: its numbers still grow (exact ones too, in Kappa).
+    pub open: bool,
     /// How many leading rows are certainly the period's true top ones (their counts may
     /// still be estimates): all of them unless a note says otherwise.
     pub certain_rows: usize,
@@ -244,6 +246,7 @@ pub fn top(
         k,
         by: by.as_str(),
         exact: speed_buckets.is_empty() && missing == 0 && certified,
+        open: to_ms > now_ms,
         certain_rows: certain.min(k),
         rows,
         total,

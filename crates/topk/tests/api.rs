@@ -10,8 +10,8 @@ use serde_json::Value;
 use topk_core::time::{Bucket, Granularity};
 use topk_store::{ProductSum, SpeedRow, SpeedWrite, SqliteStore, Store};
 
-/// Tuesday 2026-12-01.
-const DAY0: i64 = 1_796_083_200_000;
+/// Tuesday 2026-09-01.
+const DAY0: i64 = 1_788_220_800_000;
 const DAY: i64 = 86_400_000;
 
 fn day(i: i64) -> Bucket {
@@ -73,7 +73,7 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
     let api = format!("{}/api/v1", s.url);
 
     // A closed, exact day: the stored list, exact, with shares of the exact total.
-    let (status, a) = get(&format!("{api}/top?granularity=day&start=2026-12-01&k=3"));
+    let (status, a) = get(&format!("{api}/top?granularity=day&start=2026-09-01&k=3"));
     assert_eq!(status, 200, "{a}");
     assert_eq!(a["exact"], true);
     let total: i64 = (0..50).map(|n| 100 - n).sum();
@@ -89,7 +89,7 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
     assert_eq!(rows[2]["rank"], 3);
 
     // The merge rule: days 0–1 exact, 2–3 approximate.
-    let (status, a) = get(&format!("{api}/top?from=2026-12-01&to=2026-12-05&k=5"));
+    let (status, a) = get(&format!("{api}/top?from=2026-09-01&to=2026-09-05&k=5"));
     assert_eq!(status, 200, "{a}");
     assert_eq!(a["exact"], false);
     let sources: Vec<&str> = a["buckets"].as_array().unwrap().iter().map(|b| b["source"].as_str().unwrap()).collect();
@@ -107,19 +107,19 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
     assert!(a["freshness"]["age_ms"].as_i64().unwrap() >= 2_000);
     assert!(a["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("speed layer's estimates")));
     // A product past the speed lists carries their unlisted bound for each open day.
-    let (_, a) = get(&format!("{api}/top?from=2026-12-01&to=2026-12-05&k=40"));
+    let (_, a) = get(&format!("{api}/top?from=2026-09-01&to=2026-09-05&k=40"));
     let p30 = a["rows"].as_array().unwrap().iter().find(|r| r["product_id"] == "p30").unwrap();
     assert_eq!((p30["count"].as_i64(), p30["error_bound"].as_i64()), (Some(2 * 70), Some(2 * 33)));
 
     // By revenue; k at both limits.
-    let (status, a) = get(&format!("{api}/top?granularity=day&start=2026-12-02&by=revenue&k=1000"));
+    let (status, a) = get(&format!("{api}/top?granularity=day&start=2026-09-02&by=revenue&k=1000"));
     assert_eq!(status, 200);
     assert_eq!(a["rows"].as_array().unwrap().len(), 50);
     assert_eq!(a["rows"][0]["revenue_cents"], 100 * 250);
-    assert_eq!(get(&format!("{api}/top?granularity=day&start=2026-12-02&k=1")).1["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(get(&format!("{api}/top?granularity=day&start=2026-09-02&k=1")).1["rows"].as_array().unwrap().len(), 1);
 
     // The cache: the second identical request is a hit with the same body.
-    let url = format!("{api}/top?granularity=day&start=2026-12-01&k=7");
+    let url = format!("{api}/top?granularity=day&start=2026-09-01&k=7");
     let first = reqwest::blocking::get(&url).unwrap();
     assert_eq!(first.headers()["x-cache"], "miss");
     assert_eq!(first.headers()["cache-control"], "max-age=60", "exact answers are cached long");
@@ -127,9 +127,14 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
     let second = reqwest::blocking::get(&url).unwrap();
     assert_eq!(second.headers()["x-cache"], "hit");
     assert_eq!(second.text().unwrap(), first);
+    assert_eq!(serde_json::from_str::<Value>(&first).unwrap()["open"], false);
+    // The current day is open: cached for a second only, whatever its source.
+    let today = reqwest::blocking::get(format!("{api}/top?granularity=day")).unwrap();
+    assert_eq!(today.headers()["cache-control"], "max-age=1");
+    assert_eq!(today.json::<Value>().unwrap()["open"], true);
 
     // Product history: per day, exact or approximate, with rank.
-    let (status, h) = get(&format!("{api}/products/p01?granularity=day&from=2026-12-01&to=2026-12-06"));
+    let (status, h) = get(&format!("{api}/products/p01?granularity=day&from=2026-09-01&to=2026-09-06"));
     assert_eq!(status, 200, "{h}");
     let points = h["points"].as_array().unwrap();
     let got: Vec<(&str, i64, i64, Option<i64>)> = points
@@ -179,7 +184,7 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
         .collect();
     assert_eq!(
         listed,
-        [("2026-12-01", "batch"), ("2026-12-02", "batch"), ("2026-12-03", "speed"), ("2026-12-04", "speed")]
+        [("2026-09-01", "batch"), ("2026-09-02", "batch"), ("2026-09-03", "speed"), ("2026-09-04", "speed")]
     );
 
     // The OpenAPI document lists every route.
@@ -192,27 +197,27 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
     // Bad parameters: 400 with a message that names the problem.
     let bad = [
         ("top?granularity=fortnight", "granularity"),
-        ("top?from=2026-12-05&to=2026-12-01", "from must be before to"),
-        ("top?from=2026-12-01&to=2026-12-01", "from must be before to"),
+        ("top?from=2026-09-05&to=2026-09-01", "from must be before to"),
+        ("top?from=2026-09-01&to=2026-09-01", "from must be before to"),
         ("top?granularity=day&k=0", "k"),
         ("top?granularity=day&k=100000", "k"),
         ("top?granularity=day&k=ten", "k"),
         ("top?from=2000-01-01&to=2020-01-01", "at most 1830 days"),
-        ("top?from=yesterday&to=2026-12-01", "from"),
-        ("top?from=2026-13-45&to=2026-12-01", "from"),
-        ("top?from=2026-12-01T10:30:00Z&to=2026-12-02", "hour"),
-        ("top?from=2026-12-01", "both from and to"),
-        ("top?granularity=day&start=2026-12-01T05", "start"),
-        ("top?granularity=week&start=2026-12-01", "week"),
-        ("top?start=2026-12-01", "start needs a granularity"),
-        ("top?granularity=day&from=2026-12-01&to=2026-12-02", "not both"),
+        ("top?from=yesterday&to=2026-09-01", "from"),
+        ("top?from=2026-13-45&to=2026-09-01", "from"),
+        ("top?from=2026-09-01T10:30:00Z&to=2026-09-02", "hour"),
+        ("top?from=2026-09-01", "both from and to"),
+        ("top?granularity=day&start=2026-09-01T05", "start"),
+        ("top?granularity=week&start=2026-09-01", "week"),
+        ("top?start=2026-09-01", "start needs a granularity"),
+        ("top?granularity=day&from=2026-09-01&to=2026-09-02", "not both"),
         ("top?granularity=day&by=price", "by"),
         ("top?granularity=day&limit=3", "unknown parameter"),
         ("top?granularity=day&k=3&k=4", "twice"),
         ("top", "give granularity"),
         ("products", "q"),
         ("products?q=p&limit=0", "limit"),
-        ("products/p01?granularity=hour&from=2026-01-01&to=2026-12-01", "coarser granularity"),
+        ("products/p01?granularity=hour&from=2026-01-01&to=2026-09-01", "coarser granularity"),
         ("products/p01?from=garbage", "from"),
         ("buckets", "granularity"),
     ];
