@@ -256,7 +256,8 @@ pub trait Store: Send {
     fn rank_of(&mut self, bucket: Bucket, by: By, product_id: &str) -> Result<Option<i64>>;
     /// Adds products to the catalog; a missing name or category keeps the stored one.
     fn upsert_products(&mut self, products: &[Product]) -> Result<()>;
-    fn product(&mut self, product_id: &str) -> Result<Option<Product>>;
+    /// The catalog entries of those of `product_ids` it has.
+    fn products(&mut self, product_ids: &[&str]) -> Result<Vec<Product>>;
     /// Products whose id, or name (case-insensitive), starts with `prefix`.
     fn search_products(&mut self, prefix: &str, limit: usize) -> Result<Vec<Product>>;
     fn record_accuracy(&mut self, bucket: Bucket, accuracy: &Accuracy, now_ms: i64) -> Result<()>;

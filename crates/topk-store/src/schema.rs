@@ -229,7 +229,10 @@ pub const RANK_OF: &str = "SELECT rank FROM top_lists
 pub const UPSERT_PRODUCT: &str = "INSERT INTO products (product_id, name, category, name_key) VALUES ($1, $2, $3, $4)
     ON CONFLICT (product_id) DO UPDATE SET name = COALESCE(excluded.name, products.name),
     category = COALESCE(excluded.category, products.category), name_key = COALESCE(excluded.name_key, products.name_key)";
-pub const PRODUCT: &str = "SELECT product_id, name, category FROM products WHERE product_id = $1";
+/// Catalog entries of several products; `$1` is a JSON array of ids (SQLite's form, as
+/// [`PRODUCT_SUMS`]).
+pub const PRODUCTS: &str =
+    "SELECT product_id, name, category FROM products WHERE product_id IN (SELECT value FROM json_each($1))";
 /// Prefix searches as ranges (`$1 <= key < $2`), so both databases use the index.
 pub const PRODUCTS_BY_ID: &str = "SELECT product_id, name, category FROM products
     WHERE product_id >= $1 AND product_id < $2 ORDER BY product_id LIMIT $3";

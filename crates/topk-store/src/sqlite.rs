@@ -73,6 +73,11 @@ fn product(r: &Row<'_>) -> Result<Product> {
     Ok(Product { product_id: r.get(0)?, name: r.get(1)?, category: r.get(2)? })
 }
 
+/// Ids as a JSON array, the form `json_each` reads them in.
+fn json_array(ids: &[&str]) -> String {
+    serde_json::to_string(ids).expect("strings serialise")
+}
+
 /// The least string above every string that starts with `prefix` (in byte order).
 fn prefix_end(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
@@ -412,7 +417,7 @@ impl Store for SqliteStore {
         if product_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = serde_json::to_string(product_ids).expect("strings serialise");
+        let ids = json_array(product_ids);
         query(&self.conn, PRODUCT_SUMS, &[&bucket.granularity.as_str(), &bucket.start_ms, &ids], product_sum)
     }
 
@@ -430,8 +435,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn product(&mut self, product_id: &str) -> Result<Option<Product>> {
-        Ok(query(&self.conn, PRODUCT, &[&product_id], product)?.into_iter().next())
+    fn products(&mut self, product_ids: &[&str]) -> Result<Vec<Product>> {
+        if product_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        query(&self.conn, PRODUCTS, &[&json_array(product_ids)], product)
     }
 
     fn search_products(&mut self, prefix: &str, limit: usize) -> Result<Vec<Product>> {

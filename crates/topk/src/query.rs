@@ -403,13 +403,8 @@ fn sum_whole(
 }
 
 fn names<'a>(store: &mut dyn Store, ids: impl Iterator<Item = &'a str>) -> Result<HashMap<String, String>, StoreError> {
-    let mut out = HashMap::new();
-    for id in ids {
-        if let Some(Product { name: Some(name), .. }) = store.product(id)? {
-            out.insert(id.to_string(), name);
-        }
-    }
-    Ok(out)
+    let ids: Vec<&str> = ids.collect();
+    Ok(store.products(&ids)?.into_iter().filter_map(|p| Some((p.product_id, p.name?))).collect())
 }
 
 /// One bucket of a product's history.
@@ -482,7 +477,7 @@ pub fn history(
             rank,
         });
     }
-    let product = store.product(product_id)?.unwrap_or(Product {
+    let product = store.products(&[product_id])?.pop().unwrap_or(Product {
         product_id: product_id.to_string(),
         name: None,
         category: None,
