@@ -235,7 +235,7 @@ fn parse_instant(p: &HashMap<String, String>, name: &str) -> Result<Option<i64>,
 /// The longest range one query may cover.
 const MAX_RANGE_DAYS: i64 = 5 * 366;
 
-fn check_range(from_ms: i64, to_ms: i64) -> Result<(), ApiError> {
+fn check_order(from_ms: i64, to_ms: i64) -> Result<(), ApiError> {
     if from_ms >= to_ms {
         return Err(bad(format!(
             "from must be before to (from {}, to {})",
@@ -243,6 +243,12 @@ fn check_range(from_ms: i64, to_ms: i64) -> Result<(), ApiError> {
             format_rfc3339(to_ms)
         )));
     }
+    Ok(())
+}
+
+/// A `/top` range: ordered, and no longer than [`MAX_RANGE_DAYS`].
+fn check_range(from_ms: i64, to_ms: i64) -> Result<(), ApiError> {
+    check_order(from_ms, to_ms)?;
     if to_ms - from_ms > MAX_RANGE_DAYS * 24 * topk_core::HOUR_MS {
         return Err(bad(format!(
             "the range covers {} days; one query may cover at most {MAX_RANGE_DAYS} days",
@@ -336,9 +342,7 @@ async fn product(
             (0..span).fold(Bucket::containing(g, to - 1), |b, _| b.prev()).next().start_ms
         }
     };
-    if from >= to {
-        return Err(bad("from must be before to"));
-    }
+    check_order(from, to)?;
     let buckets = (to - from) / Bucket::containing(g, from).duration_ms().max(1);
     if buckets > 2000 {
         return Err(bad(format!("about {buckets} {g} buckets; at most 2000 per query: use a coarser granularity")));
@@ -370,9 +374,7 @@ async fn buckets(State(state): State<Shared>, RawQuery(query): RawQuery) -> Resu
     };
     let from = parse_instant(&p, "from")?.unwrap_or(i64::MIN);
     let to = parse_instant(&p, "to")?.unwrap_or(i64::MAX);
-    if from >= to {
-        return Err(bad("from must be before to"));
-    }
+    check_order(from, to)?;
     let found = state.stores.with(move |s| query::buckets(s, g, from, to)).await?;
     Ok(Json(json!({ "granularity": g, "buckets": found })).into_response())
 }

@@ -365,8 +365,9 @@ impl SourceResume {
 struct Routed {
     buffers: Vec<Vec<u8>>,
     counts: Vec<u32>,
-    /// Names and categories the events carried, once per (product, name, category).
-    products: Vec<Product>,
+    /// Names and categories the events carried, once per (product, name, category), with
+    /// the triple's [`catalog_key`].
+    products: Vec<(u64, Product)>,
     seen: HashSet<u64, foldhash::fast::RandomState>,
 }
 
@@ -385,11 +386,14 @@ impl Routed {
         }
         let key = catalog_key(&event.product_id, event.product_name.as_deref(), event.category.as_deref());
         if self.seen.insert(key) {
-            self.products.push(Product {
-                product_id: event.product_id.to_string(),
-                name: event.product_name.as_deref().map(str::to_string),
-                category: event.category.as_deref().map(str::to_string),
-            });
+            self.products.push((
+                key,
+                Product {
+                    product_id: event.product_id.to_string(),
+                    name: event.product_name.as_deref().map(str::to_string),
+                    category: event.category.as_deref().map(str::to_string),
+                },
+            ));
         }
     }
 
@@ -464,15 +468,13 @@ impl Catalog {
 
     /// Queues the entries not sent before. Names are for people: a failure to write them
     /// is logged, never an ingest error, and the sales they came with are already safe.
-    fn record(&self, found: impl Iterator<Item = Product>) {
+    fn record(&self, found: impl Iterator<Item = (u64, Product)>) {
         let new: Vec<Product> = {
             let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
             if written.len() > CATALOG_MEMORY {
                 written.clear();
             }
-            found
-                .filter(|p| written.insert(catalog_key(&p.product_id, p.name.as_deref(), p.category.as_deref())))
-                .collect()
+            found.filter(|(key, _)| written.insert(*key)).map(|(_, p)| p).collect()
         };
         if !new.is_empty() {
             let _ = self.to_writer.lock().unwrap_or_else(|e| e.into_inner()).send(CatalogMsg::Products(new));

@@ -159,6 +159,11 @@ fn value(by: By, count: i64, revenue: i64) -> i64 {
     }
 }
 
+/// Best first by `by`, ties by product id: the order of every ranked answer.
+fn best_first(by: By) -> impl Fn(&(String, Sums), &(String, Sums)) -> std::cmp::Ordering + Copy {
+    move |(a, x), (b, y)| value(by, y.count, y.revenue).cmp(&value(by, x.count, x.revenue)).then_with(|| a.cmp(b))
+}
+
 /// One candidate's sums over the period.
 #[derive(Debug, Default, Clone)]
 struct Sums {
@@ -283,6 +288,17 @@ fn rank(
     budget: i64,
 ) -> Result<Ranked, StoreError> {
     let single = exact.len() + speed.len() == 1;
+    // Speed revenue has no upper bound, so no rank can be proven there.
+    let provable = speed.is_empty() || by == By::Quantity;
+    // Each speed bucket's rows ranked once; a pass takes the first `depth` of them.
+    let speed_ranked: Vec<Vec<&SpeedRow>> = speed_rows
+        .iter()
+        .map(|rows| {
+            let mut ranked: Vec<&SpeedRow> = rows.values().collect();
+            ranked.sort_unstable_by_key(|r| std::cmp::Reverse(value(by, r.count, r.revenue_cents)));
+            ranked
+        })
+        .collect();
     // Twice K: one pass usually proves a top K over a few dozen buckets.
     let mut depth = (2 * k).clamp(20, MAX_K);
     loop {
@@ -306,9 +322,7 @@ fn rank(
             lists.push(list.into_iter().map(|r| (r.product_id, (r.count, r.revenue_cents))).collect());
         }
         let mut candidates: Vec<String> = lists.iter().flat_map(|l| l.keys().cloned()).collect();
-        for (s, rows) in speed.iter().zip(speed_rows) {
-            let mut ranked: Vec<&SpeedRow> = rows.values().collect();
-            ranked.sort_unstable_by_key(|r| std::cmp::Reverse(value(by, r.count, r.revenue_cents)));
+        for (s, ranked) in speed.iter().zip(&speed_ranked) {
             let cut = ranked.iter().skip(depth).map(|r| r.count.saturating_add(r.error)).max().unwrap_or(0);
             bound = bound.saturating_add(s.unlisted_bound.max(cut));
             candidates.extend(ranked.iter().take(depth).map(|r| r.product_id.clone()));
@@ -341,21 +355,19 @@ fn rank(
             }
         }
         let mut ranked: Vec<(String, Sums)> = sums.into_iter().map(|(id, s)| (id.to_string(), s)).collect();
-        ranked.sort_unstable_by(|(a, x), (b, y)| {
-            value(by, y.count, y.revenue).cmp(&value(by, x.count, x.revenue)).then_with(|| a.cmp(b))
-        });
+        ranked.sort_unstable_by(best_first(by));
         let wanted = k.min(ranked.len());
         // Certain: ahead of anything unread even at its lowest (ties aside, one exact list
         // is its own proof). Speed revenue has no bound, so nothing is certain there.
         let certain = if speed.is_empty() && (exhausted || (single && !short)) {
             wanted
-        } else if !speed.is_empty() && by == By::Revenue {
+        } else if !provable {
             0
         } else {
             ranked.iter().take(wanted).take_while(|(_, s)| value(by, s.count, s.revenue) - s.error > bound).count()
         };
         tracing::debug!(depth, candidates = ranked.len(), certain, wanted, bound, "threshold pass");
-        if certain >= wanted || (!speed.is_empty() && by == By::Revenue) {
+        if certain >= wanted || !provable {
             return Ok(Ranked { rows: ranked, certain });
         }
         if depth >= MAX_K {
@@ -385,15 +397,11 @@ fn sum_whole(
     let mut all: HashMap<String, Sums> = HashMap::new();
     for e in exact {
         for ProductSum { product_id, count, revenue_cents } in store.bucket_rows(e.bucket)? {
-            let s = all.entry(product_id).or_default();
-            s.count += count;
-            s.revenue += revenue_cents;
+            add(all.entry(product_id).or_default(), count, revenue_cents);
         }
     }
     let mut ranked: Vec<(String, Sums)> = all.into_iter().collect();
-    let cmp = |(a, x): &(String, Sums), (b, y): &(String, Sums)| {
-        value(by, y.count, y.revenue).cmp(&value(by, x.count, x.revenue)).then_with(|| a.cmp(b))
-    };
+    let cmp = best_first(by);
     if ranked.len() > k {
         ranked.select_nth_unstable_by(k, cmp);
         ranked.truncate(k);
