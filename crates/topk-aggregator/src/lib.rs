@@ -19,7 +19,7 @@
 mod flush;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use flush::{AggRow, CorruptFlush, FlushBatch};
@@ -93,6 +93,9 @@ pub struct Control {
     /// flushing everything with `end_of_input` once it has consumed the whole log.
     drain_requested: AtomicU64,
     pub progress: Vec<Progress>,
+    /// Whether this process owns each partition; an aggregator whose partition is taken
+    /// away (a consumer-group rebalance) flushes and returns, like at shutdown.
+    owned: Vec<AtomicBool>,
 }
 
 impl Control {
@@ -101,7 +104,18 @@ impl Control {
             shutdown,
             drain_requested: AtomicU64::new(0),
             progress: (0..partitions).map(|_| Progress::default()).collect(),
+            owned: (0..partitions).map(|_| AtomicBool::new(true)).collect(),
         }
+    }
+
+    /// Gives `partition` to this process or takes it away (every partition is owned
+    /// until said otherwise).
+    pub fn set_owned(&self, partition: u32, owned: bool) {
+        self.owned[partition as usize].store(owned, Ordering::SeqCst);
+    }
+
+    pub fn owns(&self, partition: u32) -> bool {
+        self.owned[partition as usize].load(Ordering::SeqCst)
     }
 
     /// Asks every partition to flush all it has as final; returns the request number to
@@ -183,8 +197,8 @@ pub struct PartitionAggregator {
 impl PartitionAggregator {
     /// Restores the state after the last flush of `partition` in `flush_log`.
     pub fn recover(
-        events: &Log,
-        flush_log: &Log,
+        events: &dyn Log,
+        flush_log: &dyn Log,
         partition: u32,
         cfg: AggregatorConfig,
     ) -> Result<Self, AggregatorError> {
@@ -214,13 +228,20 @@ impl PartitionAggregator {
             agg.max_ts = last.dedup_from_max_ts;
             agg.next = last.dedup_from;
             let mut reader = events.reader(partition, last.dedup_from)?;
+            let mut tick = 0;
             while agg.next < last.end_offset {
                 let Some(batch) = reader.next_batch()? else {
+                    let events_end = events.end_offset(partition)?;
+                    if events.distance(agg.next, events_end) > 0 {
+                        // Not fetched yet (Kafka): the events are there.
+                        events.wait_for_append(&mut tick, Duration::from_millis(10));
+                        continue;
+                    }
                     // The flush log covers events the events log no longer has: only
                     // possible after losing unsynced data (fsync "never" and power loss).
                     return Err(AggregatorError::LogBehindFlush {
                         partition,
-                        events_end: agg.next,
+                        events_end,
                         flushed_end: last.end_offset,
                     });
                 };
@@ -384,7 +405,12 @@ fn now_ms() -> i64 {
 }
 
 /// Writes a flush durably, then commits the dedup rebuild point for log retention.
-fn write_flush(events: &Log, flush_log: &Log, batch: &FlushBatch, progress: &Progress) -> Result<(), AggregatorError> {
+fn write_flush(
+    events: &dyn Log,
+    flush_log: &dyn Log,
+    batch: &FlushBatch,
+    progress: &Progress,
+) -> Result<(), AggregatorError> {
     flush_log.append(batch.partition, 1, &batch.encode(), SourcePos::default())?;
     events.commit(GROUP, batch.partition, batch.dedup_from)?;
     progress.flushed_end.store(batch.end_offset, Ordering::SeqCst);
@@ -407,8 +433,8 @@ fn write_flush(events: &Log, flush_log: &Log, batch: &FlushBatch, progress: &Pro
 
 /// The aggregator loop for one partition: runs until `control.shutdown`, then flushes.
 pub fn run(
-    events: &Log,
-    flush_log: &Log,
+    events: &dyn Log,
+    flush_log: &dyn Log,
     partition: u32,
     cfg: AggregatorConfig,
     control: &Control,
@@ -424,7 +450,7 @@ pub fn run(
         // Read the drain request before looking for data: if it is set, every append
         // it covers is already visible, so "no data" below really means "caught up".
         let drain = control.drain_requested.load(Ordering::SeqCst);
-        let stopping = control.shutdown.is_triggered();
+        let stopping = control.shutdown.is_triggered() || !control.owns(partition);
         match reader.next_batch()? {
             Some(batch) => {
                 agg.consume(&batch, true, u64::MAX)?;
@@ -435,7 +461,10 @@ pub fn run(
                 }
             }
             None => {
-                if drain > progress.drained.load(Ordering::SeqCst) {
+                // Caught up, unless the log has more than the reader fetched so far (Kafka).
+                let drained = drain > progress.drained.load(Ordering::SeqCst)
+                    && events.distance(agg.position(), events.end_offset(partition)?) == 0;
+                if drained {
                     write_flush(events, flush_log, &agg.take_flush(true), progress)?;
                     progress.drained.store(drain, Ordering::SeqCst);
                     last_flush = Instant::now();

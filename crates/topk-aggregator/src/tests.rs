@@ -2,14 +2,14 @@ use super::*;
 use std::collections::BTreeMap;
 use topk_core::codec::encode;
 use topk_core::event::{Event, Kind};
-use topk_log::LogConfig;
+use topk_log::{DiskLog, LogConfig};
 
 const H: i64 = 3_600_000;
 const T0: i64 = 1_800_000_000_000 - 1_800_000_000_000 % H;
 
-fn logs(dir: &std::path::Path) -> (Log, Log) {
+fn logs(dir: &std::path::Path) -> (DiskLog, DiskLog) {
     let cfg = LogConfig { partitions: 1, ..LogConfig::default() };
-    (Log::open(dir.join("events"), cfg.clone()).unwrap(), Log::open(dir.join("flush"), cfg).unwrap())
+    (DiskLog::open(dir.join("events"), cfg.clone()).unwrap(), DiskLog::open(dir.join("flush"), cfg).unwrap())
 }
 
 fn ev(id: &str, ts: i64, product: &str, qty: i64) -> Event<'static> {
@@ -28,7 +28,7 @@ fn ev(id: &str, ts: i64, product: &str, qty: i64) -> Event<'static> {
     }
 }
 
-fn append(log: &Log, events: &[Event<'_>]) {
+fn append(log: &dyn Log, events: &[Event<'_>]) {
     let mut buf = Vec::new();
     for e in events {
         encode(e, &mut buf);
@@ -41,7 +41,7 @@ fn cfg() -> AggregatorConfig {
 }
 
 /// Consumes everything available without running the loop.
-fn catch_up(agg: &mut PartitionAggregator, events: &Log) {
+fn catch_up(agg: &mut PartitionAggregator, events: &dyn Log) {
     let mut r = events.reader(0, agg.position()).unwrap();
     while let Some(b) = r.next_batch().unwrap() {
         agg.consume(&b, true, u64::MAX).unwrap();
@@ -49,7 +49,7 @@ fn catch_up(agg: &mut PartitionAggregator, events: &Log) {
 }
 
 /// All flushed rows, summed per (product, hour).
-fn flushed_sums(flush_log: &Log) -> BTreeMap<(String, i64), (i64, i64)> {
+fn flushed_sums(flush_log: &dyn Log) -> BTreeMap<(String, i64), (i64, i64)> {
     let mut sums = BTreeMap::new();
     let mut r = flush_log.reader(0, 0).unwrap();
     while let Some(b) = r.next_batch().unwrap() {

@@ -434,7 +434,7 @@ fn merge_group(group: Vec<(u64, FlushBatch)>) -> (u64, FlushBatch) {
 
 /// The archive loop: applies flush batches from every partition until shutdown.
 pub fn run(
-    flush_log: &Log,
+    flush_log: &dyn Log,
     mut archive: Archive,
     progress: &ArchiveProgress,
     shutdown: &Shutdown,

@@ -1,22 +1,32 @@
 //! Rollup benchmark: one day of N products × 24 hours, and a year from 12 months of N
-//! products, on the embedded SQLite store.
+//! products, on the embedded SQLite store or on PostgreSQL.
 //!
-//! `cargo run --release -p topk-batch --example rollup_bench -- [N] [DIR]`
+//! `cargo run --release -p topk-batch --example rollup_bench -- [N] [DIR | postgres://…]`
+//! (PostgreSQL: the tables of the database's search path are emptied first.)
 
 use std::time::Instant;
 
 use topk_core::time::{Bucket, Granularity};
-use topk_store::{ProductSum, SqliteStore, Store};
+use topk_store::schema::INSERT_ROW;
+use topk_store::{vals, ProductSum, SqlStore, Store};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map_or(1_000_000, |a| a.parse().expect("N is a number"));
-    let dir = args.next().map_or_else(std::env::temp_dir, Into::into);
-    let path = dir.join("rollup_bench.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    let mut store = SqliteStore::open(&path).expect("store");
+    let at = args.next().unwrap_or_else(|| std::env::temp_dir().display().to_string());
+    let mut store = if at.starts_with("postgres") {
+        let mut store = SqlStore::open(&at).expect("store");
+        store
+            .execute_script("DELETE FROM batch_table; DELETE FROM top_lists; DELETE FROM bucket_totals")
+            .expect("empty");
+        store
+    } else {
+        let path = std::path::Path::new(&at).join("rollup_bench.db");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        SqlStore::open_sqlite(&path).expect("store")
+    };
     let day = Bucket::containing(Granularity::Day, 1_796_083_200_000); // 2026-12-01
     let rows = |salt: i64| -> Vec<ProductSum> {
         (0..n as i64)
@@ -41,20 +51,16 @@ fn main() {
 
     let year = Bucket::containing(Granularity::Year, day.start_ms);
     let t = Instant::now();
-    {
-        let conn = store.connection();
-        conn.execute_batch("BEGIN").expect("begin");
-        let mut stmt = conn
-            .prepare("INSERT INTO batch_table (granularity, bucket_start, product_id, count, revenue_cents) VALUES ('month', ?1, ?2, ?3, 100)")
-            .expect("prepare");
-        for month in year.children() {
-            for p in 0..n as i64 {
-                stmt.execute(rusqlite_params(month.start_ms, p)).expect("insert");
+    store
+        .transaction(|c| {
+            for month in year.children() {
+                for p in 0..n as i64 {
+                    c.exec(INSERT_ROW, &vals!["month", month.start_ms, &format!("p{p:07}"), 1 + p % 17, 100])?;
+                }
             }
-        }
-        drop(stmt);
-        conn.execute_batch("COMMIT").expect("commit");
-    }
+            Ok(())
+        })
+        .expect("month rows");
     println!("fill: {} month rows in {:.1} s", 12 * n, t.elapsed().as_secs_f64());
     let t = Instant::now();
     let written = store.rollup(year).expect("rollup");
@@ -65,8 +71,4 @@ fn main() {
         "year: rollup of {written} products from 12 months in {rollup:.2} s, top lists in {:.2} s",
         t.elapsed().as_secs_f64()
     );
-}
-
-fn rusqlite_params(month: i64, p: i64) -> (i64, String, i64) {
-    (month, format!("p{p:07}"), 1 + p % 17)
 }

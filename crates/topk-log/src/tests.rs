@@ -1,252 +1,208 @@
-use super::*;
+//! One log suite, run against every backend: the embedded log in a temporary directory
+//! and Kafka (the broker of [`crate::testing::kafka_brokers`]), each test on topics of
+//! its own.
 
-fn cfg(partitions: u32, segment_bytes: u64) -> LogConfig {
-    LogConfig { partitions, segment_bytes, ..LogConfig::default() }
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::*;
+
+/// Opens the same log again and again (to test reopening), with a partition count.
+trait Backend {
+    fn open(&self, partitions: u32) -> Result<Arc<dyn Log>, LogError>;
 }
 
-fn read_all(log: &Log, partition: u32, from: u64) -> Vec<Batch> {
-    let mut r = log.reader(partition, from).unwrap();
-    std::iter::from_fn(|| r.next_batch().unwrap()).collect()
+struct Disk(tempfile::TempDir);
+
+impl Backend for Disk {
+    fn open(&self, partitions: u32) -> Result<Arc<dyn Log>, LogError> {
+        Ok(Arc::new(DiskLog::open(self.0.path(), LogConfig { partitions, ..LogConfig::default() })?))
+    }
+}
+
+struct Kafka {
+    topic: String,
+}
+
+impl Kafka {
+    fn new() -> Kafka {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        Kafka { topic: format!("log-suite-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)) }
+    }
+}
+
+impl Backend for Kafka {
+    fn open(&self, partitions: u32) -> Result<Arc<dyn Log>, LogError> {
+        Ok(Arc::new(KafkaLog::open(KafkaConfig::new(&testing::kafka_brokers(), &self.topic, partitions))?))
+    }
 }
 
 fn src(source: u64, pos: u64) -> SourcePos {
     SourcePos { source, pos, line: pos / 10 }
 }
 
-#[test]
-fn offsets_count_events_and_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let log = Log::open(dir.path(), cfg(2, 1 << 20)).unwrap();
-        assert_eq!(log.append(0, 3, b"abc", SourcePos::default()).unwrap(), 0);
-        assert_eq!(log.append(0, 2, b"de", SourcePos::default()).unwrap(), 3);
-        assert_eq!(log.append(1, 1, b"x", SourcePos::default()).unwrap(), 0);
-        assert_eq!(log.end_offset(0).unwrap(), 5);
+/// The next `n` batches of `partition` from `from`, waiting for them to arrive.
+fn read_n(log: &dyn Log, partition: u32, from: u64, n: usize) -> Vec<Batch> {
+    let mut r = log.reader(partition, from).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut tick = 0;
+    while out.len() < n {
+        match r.next_batch().unwrap() {
+            Some(b) => out.push(b),
+            None if Instant::now() > deadline => panic!("only {} of {n} batches arrived: {out:?}", out.len()),
+            None => log.wait_for_append(&mut tick, Duration::from_millis(20)),
+        }
     }
-    let log = Log::open(dir.path(), cfg(2, 1 << 20)).unwrap();
-    assert_eq!(log.end_offset(0).unwrap(), 5);
-    assert_eq!(log.end_offset(1).unwrap(), 1);
-    let batches = read_all(&log, 0, 0);
+    out
+}
+
+/// No batch shows up at `from` within a short while.
+fn assert_nothing_at(log: &dyn Log, partition: u32, from: u64) {
+    let mut r = log.reader(partition, from).unwrap();
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        if let Some(b) = r.next_batch().unwrap() {
+            panic!("expected nothing at {from}, got {b:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn offsets_cover_events_and_survive_reopen(b: &dyn Backend) {
+    let (first, second, other) = {
+        let log = b.open(2).unwrap();
+        let first = log.append(0, 3, b"abc", SourcePos::default()).unwrap();
+        let second = log.append(0, 2, b"de", SourcePos::default()).unwrap();
+        let other = log.append(1, 1, b"x", SourcePos::default()).unwrap();
+        assert!(second >= first + 3, "a batch of 3 occupies 3 offsets: {first} then {second}");
+        assert!(log.end_offset(0).unwrap() >= second + 2);
+        (first, second, other)
+    };
+    let log = b.open(2).unwrap();
+    assert!(log.end_offset(0).unwrap() >= second + 2);
+    let batches = read_n(&*log, 0, first, 2);
     assert_eq!(
         batches.iter().map(|b| (b.base_offset, b.count, b.payload.clone())).collect::<Vec<_>>(),
-        [(0, 3, b"abc".to_vec()), (3, 2, b"de".to_vec())]
+        [(first, 3, b"abc".to_vec()), (second, 2, b"de".to_vec())]
     );
+    assert_eq!(batches[1].end_offset(), second + 2);
     // Reading from the middle of a batch returns that batch; past the end returns nothing.
-    assert_eq!(read_all(&log, 0, 4)[0].base_offset, 3);
-    assert!(read_all(&log, 0, 5).is_empty());
-    assert_eq!(log.last_batch(0).unwrap().unwrap().base_offset, 3);
-    assert_eq!(log.last_batch(1).unwrap().unwrap().payload, b"x");
+    assert_eq!(read_n(&*log, 0, second + 1, 1)[0].base_offset, second);
+    assert_nothing_at(&*log, 0, second + 2);
+    assert_eq!(log.last_batch(0).unwrap().unwrap().base_offset, second);
+    let last = log.last_batch(1).unwrap().unwrap();
+    assert_eq!((last.base_offset, last.payload), (other, b"x".to_vec()));
+    assert_eq!(log.last_batch(0).unwrap().unwrap().payload, b"de");
 }
 
-#[test]
-fn segments_roll_and_are_read_across() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), cfg(1, 200)).unwrap();
-    for i in 0..20u64 {
-        log.append(0, 1, &[i as u8; 100], SourcePos::default()).unwrap();
-    }
-    let segs = fs::read_dir(dir.path().join("p-0000")).unwrap().count();
-    assert!(segs >= 9, "expected many segments, got {segs}");
-    let batches = read_all(&log, 0, 7);
-    assert_eq!(batches.len(), 13);
-    assert_eq!(batches[0].payload, vec![7u8; 100]);
-    drop(log);
-    let log = Log::open(dir.path(), cfg(1, 200)).unwrap();
-    assert_eq!(log.end_offset(0).unwrap(), 20);
-    assert_eq!(read_all(&log, 0, 0).len(), 20);
+fn an_empty_log_has_no_last_batch_and_reads_nothing(b: &dyn Backend) {
+    let log = b.open(1).unwrap();
+    assert_eq!(log.last_batch(0).unwrap(), None);
+    assert_eq!(log.source_position(0, 7).unwrap(), None);
+    assert_nothing_at(&*log, 0, 0);
+    assert!(matches!(log.reader(3, 0).err(), Some(LogError::NoSuchPartition { partition: 3, partitions: 1 })));
 }
 
-#[test]
-fn torn_tail_is_truncated_on_open_and_appends_continue() {
-    let dir = tempfile::tempdir().unwrap();
-    let seg = dir.path().join("p-0000").join(segment_name(0));
+fn source_positions_are_recovered_from_the_log(b: &dyn Backend) {
     {
-        let log = Log::open(dir.path(), cfg(1, 1 << 20)).unwrap();
-        log.append(0, 2, b"good", SourcePos::default()).unwrap();
-        log.append(0, 1, b"torn-batch-payload", SourcePos::default()).unwrap();
-    }
-    // Simulate kill -9 in the middle of writing the second batch.
-    let len = fs::metadata(&seg).unwrap().len();
-    OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 5).unwrap();
-    let log = Log::open(dir.path(), cfg(1, 1 << 20)).unwrap();
-    assert_eq!(log.end_offset(0).unwrap(), 2, "the torn batch must not be served");
-    assert_eq!(log.append(0, 1, b"next", SourcePos::default()).unwrap(), 2);
-    let payloads: Vec<_> = read_all(&log, 0, 0).into_iter().map(|b| b.payload).collect();
-    assert_eq!(payloads, [b"good".to_vec(), b"next".to_vec()]);
-}
-
-#[test]
-fn corrupt_payload_in_tail_is_detected_by_checksum() {
-    let dir = tempfile::tempdir().unwrap();
-    let seg = dir.path().join("p-0000").join(segment_name(0));
-    {
-        let log = Log::open(dir.path(), cfg(1, 1 << 20)).unwrap();
-        log.append(0, 1, b"first", SourcePos::default()).unwrap();
-        log.append(0, 1, b"second", SourcePos::default()).unwrap();
-    }
-    let mut bytes = fs::read(&seg).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0xff;
-    fs::write(&seg, bytes).unwrap();
-    let log = Log::open(dir.path(), cfg(1, 1 << 20)).unwrap();
-    assert_eq!(log.end_offset(0).unwrap(), 1);
-    assert_eq!(read_all(&log, 0, 0).len(), 1);
-}
-
-#[test]
-fn garbage_after_a_crash_is_truncated() {
-    let dir = tempfile::tempdir().unwrap();
-    let seg = dir.path().join("p-0000").join(segment_name(0));
-    {
-        let log = Log::open(dir.path(), cfg(1, 1 << 20)).unwrap();
-        log.append(0, 4, b"ok", SourcePos::default()).unwrap();
-    }
-    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
-    f.write_all(&[0xAB; 100]).unwrap();
-    drop(f);
-    let log = Log::open(dir.path(), cfg(1, 1 << 20)).unwrap();
-    assert_eq!(log.end_offset(0).unwrap(), 4);
-    assert_eq!(fs::metadata(&seg).unwrap().len(), (HEADER_LEN + 2) as u64);
-}
-
-#[test]
-fn source_positions_are_recovered_from_the_log() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let log = Log::open(dir.path(), cfg(2, 150)).unwrap();
-        log.append_all(&[(0, 1, b"a", src(7, 100)), (1, 1, b"b", src(7, 100))]).unwrap();
-        log.append_all(&[(0, 1, b"c", src(7, 250)), (1, 0, b"", src(7, 250))]).unwrap();
+        let log = b.open(2).unwrap();
+        log.append_parts(&[(0, 1, &[b"a"], src(7, 100)), (1, 1, &[b"b"], src(7, 100))]).unwrap();
+        log.append_parts(&[(0, 1, &[b"c"], src(7, 250)), (1, 0, &[], src(7, 250))]).unwrap();
         log.append(0, 1, b"d", src(9, 42)).unwrap();
         log.append(0, 1, b"e", SourcePos::default()).unwrap();
     }
-    let log = Log::open(dir.path(), cfg(2, 150)).unwrap();
+    let log = b.open(2).unwrap();
     assert_eq!(log.source_position(0, 7).unwrap(), Some(src(7, 250)));
     assert_eq!(log.source_position(1, 7).unwrap(), Some(src(7, 250)));
     assert_eq!(log.source_position(0, 9).unwrap(), Some(src(9, 42)));
     assert_eq!(log.source_position(1, 9).unwrap(), None);
-    // An empty batch carries a position but no offsets.
-    assert_eq!(log.end_offset(1).unwrap(), 1);
+    // An empty batch carries a position but no events: readers skip it.
+    let b1 = read_n(&*log, 1, 0, 1);
+    assert_eq!(b1[0].payload, b"b");
+    assert_nothing_at(&*log, 1, b1[0].end_offset());
 }
 
-#[test]
-fn commits_are_durable_per_group_and_partition() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let log = Log::open(dir.path(), cfg(2, 1 << 20)).unwrap();
+fn commits_are_kept_per_group_and_partition(b: &dyn Backend) {
+    let (base, next) = {
+        let log = b.open(2).unwrap();
+        let base = log.append(1, 5, b"12345", SourcePos::default()).unwrap();
+        let next = log.append(1, 1, b"6", SourcePos::default()).unwrap();
         assert_eq!(log.committed("archive", 1).unwrap(), None);
-        log.commit("archive", 1, 17).unwrap();
-        log.commit("archive", 1, 19).unwrap();
-        log.commit("speed", 1, 3).unwrap();
-    }
-    let log = Log::open(dir.path(), cfg(2, 1 << 20)).unwrap();
-    assert_eq!(log.committed("archive", 1).unwrap(), Some(19));
-    assert_eq!(log.committed("speed", 1).unwrap(), Some(3));
+        log.commit("archive", 1, base).unwrap();
+        log.commit("archive", 1, next).unwrap();
+        log.commit("speed", 1, base).unwrap();
+        (base, next)
+    };
+    let log = b.open(2).unwrap();
+    assert_eq!(log.committed("archive", 1).unwrap(), Some(next));
+    assert_eq!(log.committed("speed", 1).unwrap(), Some(base));
     assert_eq!(log.committed("archive", 0).unwrap(), None);
+    // Inside a batch: at most what was committed, never past it.
+    log.commit("archive", 1, base + 2).unwrap();
+    let got = log.committed("archive", 1).unwrap().unwrap();
+    assert!((base..=base + 2).contains(&got), "{got} not in {base}..={}", base + 2);
 }
 
-#[test]
-fn retention_deletes_only_old_segments_every_group_consumed() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), LogConfig { retention: Duration::ZERO, ..cfg(1, 100) }).unwrap();
-    for _ in 0..6 {
-        log.append(0, 1, &[0; 100], SourcePos::default()).unwrap();
-    }
-    assert_eq!(log.enforce_retention().unwrap(), 0, "no group registered: keep everything");
-    log.commit("a", 0, 4).unwrap();
-    log.commit("b", 0, 2).unwrap();
-    assert_eq!(log.enforce_retention().unwrap(), 2, "segments 0 and 1 are below both groups");
-    assert_eq!(log.start_offset(0).unwrap(), 2);
-    assert!(matches!(log.reader(0, 0).unwrap().next_batch(), Err(LogError::OffsetGone { earliest: 2, .. })));
-    assert_eq!(read_all(&log, 0, 2).len(), 4);
-}
-
-#[test]
-fn second_process_cannot_open_the_same_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let _log = Log::open(dir.path(), cfg(1, 1 << 20)).unwrap();
-    assert!(matches!(Log::open(dir.path(), cfg(1, 1 << 20)), Err(LogError::Locked(_))));
-}
-
-#[test]
-fn partition_count_cannot_change() {
-    let dir = tempfile::tempdir().unwrap();
-    drop(Log::open(dir.path(), cfg(4, 1 << 20)).unwrap());
-    let err = Log::open(dir.path(), cfg(8, 1 << 20)).err().unwrap();
-    assert!(err.to_string().contains("has 4 partitions but 8 are configured"), "{err}");
-}
-
-#[test]
-fn readers_see_appends_from_another_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), cfg(1, 4096)).unwrap();
+fn readers_see_appends_from_another_thread(b: &dyn Backend) {
+    let log = b.open(1).unwrap();
     let writer = {
         let log = log.clone();
         std::thread::spawn(move || {
-            for i in 0..500u32 {
+            for i in 0..200u32 {
                 log.append(0, 1, &i.to_le_bytes(), SourcePos::default()).unwrap();
             }
         })
     };
-    let mut r = log.reader(0, 0).unwrap();
-    let mut seen = Vec::new();
-    let mut tick = 0;
-    while seen.len() < 500 {
-        match r.next_batch().unwrap() {
-            Some(b) => seen.push(u32::from_le_bytes(b.payload.try_into().unwrap())),
-            None => log.wait_for_append(&mut tick, Duration::from_millis(50)),
-        }
-    }
+    let seen: Vec<u32> =
+        read_n(&*log, 0, 0, 200).into_iter().map(|b| u32::from_le_bytes(b.payload.try_into().unwrap())).collect();
     writer.join().unwrap();
-    assert_eq!(seen, (0..500).collect::<Vec<_>>());
+    assert_eq!(seen, (0..200).collect::<Vec<_>>());
 }
 
-#[test]
-fn last_batch_skips_an_empty_newest_segment() {
-    let dir = tempfile::tempdir().unwrap();
-    let seg_dir = dir.path().join("p-0000");
-    {
-        let log = Log::open(dir.path(), cfg(1, 100)).unwrap();
-        log.append(0, 1, &[1; 100], SourcePos::default()).unwrap();
-        log.append(0, 1, &[2; 100], SourcePos::default()).unwrap();
+fn appends_to_many_partitions_land_in_each(b: &dyn Backend) {
+    let log = b.open(4).unwrap();
+    let bases = log
+        .append_parts(&[
+            (0, 2, &[b"a", b"b"], SourcePos::default()),
+            (2, 1, &[b"c"], SourcePos::default()),
+            (3, 1, &[b"d"], SourcePos::default()),
+        ])
+        .unwrap();
+    assert_eq!(bases.len(), 3);
+    for (p, payload, base) in [(0, b"ab", bases[0]), (2, b"c\0", bases[1]), (3, b"d\0", bases[2])] {
+        let got = read_n(&*log, p, 0, 1).remove(0);
+        assert_eq!(got.base_offset, base);
+        assert_eq!(got.payload, payload.iter().copied().filter(|&c| c != 0).collect::<Vec<_>>());
     }
-    // A crash tore the only batch of the newest segment: recovery empties it.
-    let newest = seg_dir.join(segment_name(1));
-    let len = fs::metadata(&newest).unwrap().len();
-    OpenOptions::new().write(true).open(&newest).unwrap().set_len(len - 1).unwrap();
-    let log = Log::open(dir.path(), cfg(1, 100)).unwrap();
-    assert_eq!(log.end_offset(0).unwrap(), 1);
-    assert_eq!(log.last_batch(0).unwrap().unwrap().payload, vec![1; 100]);
+    assert_nothing_at(&*log, 1, 0);
 }
 
-#[test]
-fn a_crash_while_creating_partitions_is_finished_on_the_next_open() {
-    let dir = tempfile::tempdir().unwrap();
-    // Only three of eight partition directories exist, and no partition count yet.
-    for p in 0..3 {
-        fs::create_dir_all(dir.path().join(format!("p-{p:04}"))).unwrap();
-    }
-    let log = Log::open(dir.path(), cfg(8, 1 << 20)).unwrap();
-    assert_eq!(log.partitions(), 8);
-    assert_eq!(fs::read_to_string(dir.path().join("PARTITIONS")).unwrap(), "8");
+fn partition_count_cannot_change(b: &dyn Backend) {
+    drop(b.open(4).unwrap());
+    let err = b.open(8).err().unwrap();
+    assert!(err.to_string().contains("has 4 partitions but 8 are configured"), "{err}");
 }
 
-#[test]
-fn source_positions_survive_retention_of_old_segments() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { retention: Duration::ZERO, ..cfg(1, 100) };
-    {
-        let log = Log::open(dir.path(), config.clone()).unwrap();
-        log.append(0, 1, &[0; 100], src(7, 1000)).unwrap();
-        for _ in 0..4 {
-            log.append(0, 1, &[0; 100], SourcePos::default()).unwrap();
+macro_rules! log_suite {
+    ($($test:ident),+ $(,)?) => {
+        mod disk {
+            $( #[test] fn $test() { super::$test(&super::Disk(tempfile::tempdir().unwrap())) } )+
         }
-        log.commit("all", 0, 5).unwrap();
-        assert!(log.enforce_retention().unwrap() >= 3);
-        assert_eq!(log.start_offset(0).unwrap(), 4);
-        // Readers skip the carried positions: they hold no events.
-        assert_eq!(read_all(&log, 0, 4).iter().map(|b| b.count).sum::<u32>(), 1);
-    }
-    let log = Log::open(dir.path(), config).unwrap();
-    assert_eq!(log.source_position(0, 7).unwrap(), Some(src(7, 1000)));
-    assert_eq!(log.end_offset(0).unwrap(), 5);
+        mod kafka {
+            $( #[test] fn $test() { super::$test(&super::Kafka::new()) } )+
+        }
+    };
 }
+
+log_suite!(
+    offsets_cover_events_and_survive_reopen,
+    an_empty_log_has_no_last_batch_and_reads_nothing,
+    source_positions_are_recovered_from_the_log,
+    commits_are_kept_per_group_and_partition,
+    readers_see_appends_from_another_thread,
+    appends_to_many_partitions_land_in_each,
+    partition_count_cannot_change,
+);

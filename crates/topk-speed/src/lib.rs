@@ -430,7 +430,7 @@ fn wall_ms() -> i64 {
 /// The role's loop: absorbs flush batches from every partition and writes every
 /// `write_interval`; on shutdown, writes what it holds and returns.
 pub fn run<S: Store>(
-    flush_log: &Log,
+    flush_log: &dyn Log,
     mut speed: Speed<S>,
     progress: &SpeedProgress,
     shutdown: &Shutdown,

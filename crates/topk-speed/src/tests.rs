@@ -3,7 +3,7 @@ use std::collections::{HashMap, HashSet};
 use topk_aggregator::AggRow;
 use topk_core::partition::partition_of;
 use topk_core::random::{Rng, Zipf};
-use topk_store::SqliteStore;
+use topk_store::SqlStore;
 
 use super::*;
 
@@ -26,8 +26,8 @@ fn batch(partition: u32, watermark_ms: i64, rows: Vec<AggRow>) -> FlushBatch {
     FlushBatch { partition, watermark_ms, rows, ..FlushBatch::default() }
 }
 
-fn store(dir: &tempfile::TempDir) -> SqliteStore {
-    SqliteStore::open(dir.path().join("store.db")).unwrap()
+fn store(dir: &tempfile::TempDir) -> SqlStore {
+    SqlStore::open_sqlite(dir.path().join("store.db")).unwrap()
 }
 
 fn counts(rows: &[SpeedRow]) -> Vec<(String, i64)> {
@@ -165,14 +165,13 @@ fn precision_on_a_week_of_zipf(s: f64, events: u64) {
     let mut pending: Vec<HashMap<(u32, i64), i64>> = vec![HashMap::new(); partitions as usize];
     let mut offsets = vec![0u64; partitions as usize];
     let span = 7 * 24 * H;
-    let flush =
-        |speed: &mut Speed<SqliteStore>, pending: &mut Vec<HashMap<(u32, i64), i64>>, offsets: &mut Vec<u64>| {
-            for (p, sums) in pending.iter_mut().enumerate() {
-                let rows = sums.drain().map(|((i, hour), c)| row(&ids[i as usize], hour, c)).collect();
-                speed.absorb(offsets[p], &batch(p as u32, MONDAY, rows)).unwrap();
-                offsets[p] += 1;
-            }
-        };
+    let flush = |speed: &mut Speed<SqlStore>, pending: &mut Vec<HashMap<(u32, i64), i64>>, offsets: &mut Vec<u64>| {
+        for (p, sums) in pending.iter_mut().enumerate() {
+            let rows = sums.drain().map(|((i, hour), c)| row(&ids[i as usize], hour, c)).collect();
+            speed.absorb(offsets[p], &batch(p as u32, MONDAY, rows)).unwrap();
+            offsets[p] += 1;
+        }
+    };
     for n in 0..events {
         let i = zipf.sample(&mut rng) as u32 - 1;
         let ts = MONDAY + (n as i64 * span) / events as i64;

@@ -5,15 +5,21 @@
 //! - [`schema`]: the migrations, and every query, written once in the SQL that SQLite and
 //!   PostgreSQL share (`$1` placeholders, `ON CONFLICT`, `RETURNING`).
 //! - [`Store`]: the small trait the batch layer and the API use.
-//! - [`SqliteStore`]: the embedded default, one file in the data directory.
+//! - [`SqlStore`]: its one implementation, over a connection of either backend: SQLite
+//!   (the embedded default, one file in the data directory) or PostgreSQL (production).
 //!
 //! Times are epoch milliseconds (UTC) in `BIGINT` columns; a bucket is
 //! (`granularity`, `bucket_start`).
 
+mod postgres;
 pub mod schema;
+mod sql;
 mod sqlite;
+#[doc(hidden)]
+pub mod testing;
 
-pub use sqlite::SqliteStore;
+pub use postgres::redact;
+pub use sql::{Conn, SqlRow, SqlStore, Value};
 use topk_core::accuracy::Accuracy;
 use topk_core::time::{Bucket, Granularity};
 
@@ -21,6 +27,8 @@ use topk_core::time::{Bucket, Granularity};
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgresql: {0}")]
+    Postgres(String),
     #[error("store {path}: {reason}")]
     Open { path: String, reason: String },
     #[error("unexpected value in the store: {0}")]
@@ -264,3 +272,6 @@ pub trait Store: Send {
     /// Scored buckets, newest first.
     fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>>;
 }
+
+#[cfg(test)]
+mod tests;

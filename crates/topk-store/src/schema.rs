@@ -1,8 +1,9 @@
 //! The schema and the queries, shared by every SQL backend.
 //!
 //! Each migration is applied once, in order, and recorded in `schema_migrations`. The
-//! only dialect differences are the id column of `pipeline_runs` and the binary column
-//! type, passed in by the backend.
+//! dialect differences — the id column of `pipeline_runs`, the binary column type, text
+//! collation, and reading a JSON array of ids — are applied by each backend
+//! (`postgres.rs` lists PostgreSQL's).
 
 /// `(version, statements)`; `{ID}` is replaced by the backend's auto-increment id type and
 /// `{BLOB}` by its binary type.
@@ -220,8 +221,8 @@ pub const UPSERT_TOTALS: &str = "INSERT INTO bucket_totals (granularity, bucket_
 pub const EXACT_BUCKETS: &str = "SELECT t.bucket_start, t.count, t.revenue_cents, t.products FROM bucket_totals t
     WHERE t.granularity = $1 AND t.bucket_start >= $2 AND t.bucket_start < $3 AND EXISTS (SELECT 1 FROM top_lists l
     WHERE l.granularity = t.granularity AND l.bucket_start = t.bucket_start) ORDER BY t.bucket_start";
-/// Several products' sums in one bucket; `$3` is a JSON array of ids. (SQLite's form: on
-/// PostgreSQL the ids come from `json_array_elements_text($3::json)`.)
+/// Several products' sums in one bucket; `$3` is a JSON array of ids (SQLite's
+/// `json_each`, rewritten for PostgreSQL).
 pub const PRODUCT_SUMS: &str = "SELECT product_id, count, revenue_cents FROM batch_table
     WHERE granularity = $1 AND bucket_start = $2 AND product_id IN (SELECT value FROM json_each($3))";
 pub const RANK_OF: &str = "SELECT rank FROM top_lists
@@ -239,5 +240,6 @@ pub const PRODUCTS_BY_ID: &str = "SELECT product_id, name, category FROM product
 pub const PRODUCTS_BY_NAME: &str = "SELECT product_id, name, category FROM products
     WHERE name_key >= $1 AND name_key < $2 ORDER BY name_key, product_id LIMIT $3";
 /// Runs per task and status, and the time finished ones took (for metrics).
-pub const RUN_STATS: &str = "SELECT task, status, COUNT(*), COALESCE(SUM(finished_at - started_at), 0)
+/// (`SUM` of `BIGINT` is `NUMERIC` on PostgreSQL, hence the cast.)
+pub const RUN_STATS: &str = "SELECT task, status, COUNT(*), CAST(COALESCE(SUM(finished_at - started_at), 0) AS BIGINT)
     FROM pipeline_runs GROUP BY task, status ORDER BY task, status";

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use topk_core::random::{Rng, Zipf};
 use topk_core::time::{Bucket, Granularity};
-use topk_store::{Product, ProductSum, SqliteStore, Store};
+use topk_store::{Product, ProductSum, SqlStore, Store};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
     let end: String = arg(&args, "--end", "2026-11-01".to_string());
     let end = Bucket::parse(Granularity::Day, &end)?;
     std::fs::create_dir_all(dir)?;
-    let mut store = SqliteStore::open(std::path::Path::new(dir).join("store.db"))?;
+    let mut store = SqlStore::open_sqlite(std::path::Path::new(dir).join("store.db"))?;
     let started = Instant::now();
 
     let catalog: Vec<Product> = (0..products)

@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
+use std::sync::Arc;
 use topk_aggregator::AggregatorConfig;
 use topk_batch::BatchConfig;
-use topk_log::{FsyncPolicy, LogConfig};
+use topk_log::{DiskLog, FsyncPolicy, KafkaConfig, KafkaLog, Log, LogConfig};
 use topk_speed::{SpeedConfig, SpeedSizing};
+use topk_store::SqlStore;
 
 /// Every setting, each optional so that layers can be merged. The doc comments are the
 /// reference documentation (`topk serve --help`).
@@ -47,6 +49,9 @@ pub struct Settings {
     /// Allowed lateness of events behind the newest, in ms [default: 300000]
     #[arg(long, env = "TOPK_ALLOWED_LATENESS_MS")]
     pub allowed_lateness_ms: Option<i64>,
+    /// With no events for this long, a partition's watermark follows the wall clock (so idle partitions do not hold hours open), in ms [default: 30000]
+    #[arg(long, env = "TOPK_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
     /// Event-time window in which a repeated event_id is dropped as a duplicate, in ms [default: 600000]
     #[arg(long, env = "TOPK_DEDUP_WINDOW_MS")]
     pub dedup_window_ms: Option<i64>,
@@ -83,6 +88,21 @@ pub struct Settings {
     /// Bearer token required by the ingest API (none: open)
     #[arg(long, env = "TOPK_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// Kafka bootstrap brokers (host:port,…): the events and flush logs become Kafka topics (none: embedded logs in data_dir)
+    #[arg(long, env = "TOPK_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Prefix of the Kafka topics `<prefix>events` and `<prefix>flush`, and of the consumer groups [default: topk.]
+    #[arg(long, env = "TOPK_KAFKA_PREFIX")]
+    pub kafka_prefix: Option<String>,
+    /// Replication factor of the Kafka topics topk creates [default: 1]
+    #[arg(long, env = "TOPK_KAFKA_REPLICATION")]
+    pub kafka_replication: Option<i32>,
+    /// The store: a postgres:// URL, or a SQLite file path [default: <data_dir>/store.db]
+    #[arg(long, env = "TOPK_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+    /// Event-log partitions this process aggregates: "group" (Kafka: a consumer group spreads them over the aggregator processes), or a list such as "0-3" or "0,2" [default: all]
+    #[arg(long, env = "TOPK_AGGREGATE_PARTITIONS")]
+    pub aggregate_partitions: Option<String>,
 }
 
 /// Fills every `None` in `$a` from `$b`.
@@ -109,6 +129,7 @@ impl Settings {
                 flush_interval_ms,
                 max_entries,
                 allowed_lateness_ms,
+                idle_timeout_ms,
                 dedup_window_ms,
                 max_future_ms,
                 max_body_bytes,
@@ -120,7 +141,12 @@ impl Settings {
                 speed_candidates,
                 speed_write_interval_ms,
                 api_cache,
-                auth_token
+                auth_token,
+                kafka_brokers,
+                kafka_prefix,
+                kafka_replication,
+                store,
+                aggregate_partitions
             );
         }
         self.resolve()
@@ -138,8 +164,29 @@ impl Settings {
             anyhow::ensure!(v >= 0, "{name} must not be negative, got {v}");
             Ok(v)
         };
+        let aggregate_group = self.aggregate_partitions.as_deref() == Some("group");
+        let aggregate_partitions = match self.aggregate_partitions.as_deref() {
+            None | Some("group") => (0..partitions).collect(),
+            Some(list) => parse_partitions(list, partitions)?,
+        };
+        anyhow::ensure!(
+            !aggregate_group || self.kafka_brokers.as_deref().is_some_and(|b| !b.is_empty()),
+            "aggregate_partitions = \"group\" needs kafka_brokers (a Kafka consumer group)"
+        );
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./topk-data"));
         Ok(Config {
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./topk-data")),
+            kafka: self.kafka_brokers.filter(|b| !b.is_empty()).map(|brokers| KafkaSettings {
+                brokers,
+                prefix: self.kafka_prefix.unwrap_or_else(|| "topk.".into()),
+                replication: self.kafka_replication.unwrap_or(1),
+            }),
+            store: self
+                .store
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| data_dir.join("store.db").display().to_string()),
+            aggregate_partitions,
+            aggregate_group,
+            data_dir,
             listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             log: LogConfig {
                 partitions,
@@ -152,7 +199,7 @@ impl Settings {
                 max_entries,
                 allowed_lateness_ms: non_negative("allowed_lateness_ms", self.allowed_lateness_ms.unwrap_or(300_000))?,
                 dedup_window_ms: non_negative("dedup_window_ms", self.dedup_window_ms.unwrap_or(600_000))?,
-                idle_timeout: Some(Duration::from_secs(30)),
+                idle_timeout: Some(Duration::from_millis(self.idle_timeout_ms.unwrap_or(30_000).max(1))),
             },
             max_future_ms: non_negative("max_future_ms", self.max_future_ms.unwrap_or(24 * 3_600_000))?,
             max_body_bytes: self.max_body_bytes.unwrap_or(64 << 20),
@@ -197,10 +244,46 @@ impl Settings {
     }
 }
 
+/// `"0-3,6"` → `[0, 1, 2, 3, 6]`, each below `partitions`.
+fn parse_partitions(list: &str, partitions: u32) -> anyhow::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let parse = |x: &str| -> anyhow::Result<u32> {
+            x.trim()
+                .parse()
+                .with_context(|| format!("aggregate_partitions: {x:?} in {list:?} is not a partition number"))
+        };
+        let (a, b) = (parse(a)?, parse(b)?);
+        anyhow::ensure!(a <= b && b < partitions, "aggregate_partitions: {part:?} is not within 0-{}", partitions - 1);
+        out.extend(a..=b);
+    }
+    out.sort_unstable();
+    out.dedup();
+    anyhow::ensure!(!out.is_empty(), "aggregate_partitions: {list:?} names no partition");
+    Ok(out)
+}
+
+/// Where the logs live when they are Kafka topics.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub prefix: String,
+    pub replication: i32,
+}
+
 /// The resolved configuration of one process.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// `None`: the embedded logs in `data_dir`.
+    pub kafka: Option<KafkaSettings>,
+    /// A `postgres://` URL or a SQLite path.
+    pub store: String,
+    /// The event-log partitions this process's aggregators own (unless `aggregate_group`).
+    pub aggregate_partitions: Vec<u32>,
+    /// The aggregators' partitions come from a Kafka consumer group.
+    pub aggregate_group: bool,
     pub api_cache: bool,
     pub listen: SocketAddr,
     pub log: LogConfig,
@@ -222,9 +305,29 @@ impl Config {
     pub fn archive_dir(&self) -> PathBuf {
         self.data_dir.join("archive")
     }
-    /// The embedded SQL store.
-    pub fn store_path(&self) -> PathBuf {
-        self.data_dir.join("store.db")
+    /// Opens the store (PostgreSQL or SQLite, per `store`).
+    pub fn open_store(&self) -> anyhow::Result<SqlStore> {
+        SqlStore::open(&self.store).with_context(|| format!("opening the store {}", topk_store::redact(&self.store)))
+    }
+
+    /// Opens the Kafka topic `<prefix><name>`.
+    pub fn kafka_log(&self, kafka: &KafkaSettings, name: &str) -> anyhow::Result<KafkaLog> {
+        let mut cfg = KafkaConfig::new(&kafka.brokers, &format!("{}{name}", kafka.prefix), self.log.partitions);
+        cfg.replication = kafka.replication;
+        KafkaLog::open(cfg).with_context(|| format!("opening the {name} topic"))
+    }
+
+    /// Opens the events and flush logs: Kafka topics, or the embedded logs.
+    pub fn open_logs(&self) -> anyhow::Result<(Arc<dyn Log>, Arc<dyn Log>)> {
+        let open = |name: &str, dir: PathBuf| -> anyhow::Result<Arc<dyn Log>> {
+            Ok(match &self.kafka {
+                Some(k) => Arc::new(self.kafka_log(k, name)?),
+                None => {
+                    Arc::new(DiskLog::open(&dir, self.log.clone()).with_context(|| format!("opening the {name} log"))?)
+                }
+            })
+        };
+        Ok((open("events", self.events_dir())?, open("flush", self.flush_dir())?))
     }
 }
 
@@ -264,5 +367,22 @@ mod tests {
         assert!(err.to_string().contains("unknown fsync policy \"sometimes\""), "{err}");
         let err = Settings { partitions: Some(0), ..Settings::default() }.over_file(None).unwrap_err();
         assert!(err.to_string().contains("partitions must be between 1 and 1024"), "{err}");
+        let bad = |list: &str| {
+            let s = Settings { partitions: Some(4), aggregate_partitions: Some(list.into()), ..Settings::default() };
+            s.over_file(None).unwrap_err().to_string()
+        };
+        assert!(bad("2-5").contains("\"2-5\" is not within 0-3"), "{}", bad("2-5"));
+        assert!(bad("x").contains("\"x\" in \"x\" is not a partition number"), "{}", bad("x"));
+    }
+
+    #[test]
+    fn aggregate_partitions_and_store_locations() {
+        let s =
+            Settings { partitions: Some(8), aggregate_partitions: Some("6-7, 0,1-2".into()), ..Settings::default() };
+        assert_eq!(s.over_file(None).unwrap().aggregate_partitions, [0, 1, 2, 6, 7]);
+        let cfg = Settings::default().over_file(None).unwrap();
+        assert_eq!(cfg.aggregate_partitions.len(), 8);
+        assert_eq!(cfg.store, "./topk-data/store.db");
+        assert!(cfg.kafka.is_none());
     }
 }

@@ -7,7 +7,6 @@ use std::io::Read;
 use std::sync::Arc;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::timestamp::format_rfc3339;
-use topk_store::{By, SqliteStore, Store, StoreError};
+use topk_store::{By, SqlStore, Store, StoreError};
 
 use crate::metrics::{header, sample};
 use crate::pipeline::{now_ms, Pipeline, SourceResume};
@@ -46,7 +45,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(pipeline: Pipeline) -> Self {
         AppState {
-            stores: Arc::new(StorePool::new(pipeline.cfg.store_path())),
+            stores: Arc::new(StorePool::new(pipeline.cfg.store.clone())),
             cache: ResponseCache::default(),
             pipeline,
             ingests: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INGESTS)),
@@ -91,21 +90,21 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
 /// core at once: more would only thrash the CPU and the page cache, and lengthen every
 /// request's wait.
 struct StorePool {
-    path: PathBuf,
-    idle: Mutex<Vec<SqliteStore>>,
+    location: String,
+    idle: Mutex<Vec<SqlStore>>,
     running: tokio::sync::Semaphore,
 }
 
 impl StorePool {
-    fn new(path: PathBuf) -> Self {
+    fn new(location: String) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        StorePool { path, idle: Mutex::default(), running: tokio::sync::Semaphore::new(2 * cores) }
+        StorePool { location, idle: Mutex::default(), running: tokio::sync::Semaphore::new(2 * cores) }
     }
 
     /// Runs `f` on a pooled connection, on the blocking thread pool.
     async fn with<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut SqliteStore) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut SqlStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let Ok(_running) = self.running.acquire().await else {
             return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()));
@@ -115,7 +114,7 @@ impl StorePool {
             let idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let mut store = match idle {
                 Some(s) => s,
-                None => SqliteStore::open(&pool.path)?,
+                None => SqlStore::open(&pool.location)?,
             };
             let out = f(&mut store);
             pool.idle.lock().unwrap_or_else(|e| e.into_inner()).push(store);
@@ -447,7 +446,7 @@ async fn ingest(
         match params.source {
             Some(id) if id != 0 => {
                 let _one_at_a_time = state.sources.lock().unwrap_or_else(|e| e.into_inner());
-                let (mut resume, _) = SourceResume::load(&state.pipeline.events, id)?;
+                let (mut resume, _) = SourceResume::load(&*state.pipeline.events, id)?;
                 let line = params.line.unwrap_or(1);
                 ingestor.ingest_ndjson(&body, line, params.offset, Some(&mut resume))
             }
@@ -476,7 +475,7 @@ async fn source(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<
     if !authorized(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)");
     }
-    match SourceResume::load(&state.pipeline.events, id) {
+    match SourceResume::load(&*state.pipeline.events, id) {
         Ok((_, start)) => Json(json!({ "source": id, "offset": start.pos, "line": start.line })).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }

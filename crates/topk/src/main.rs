@@ -12,11 +12,11 @@ use clap::{Parser, Subcommand};
 use topk::config::{self, Settings};
 use topk::gen::{self, GenConfig, GenFormat, LiveTraffic};
 use topk::http;
-use topk::pipeline::{self, Pipeline};
+use topk::pipeline::{self, Pipeline, Roles};
 use topk::replay::{self, Format};
 use topk_batch::Batch;
 use topk_core::time::Granularity;
-use topk_store::{SqliteStore, Store};
+use topk_store::Store;
 
 #[derive(Parser)]
 #[command(name = "topk", version, about = "Top-K products by sales: ingest, aggregate, archive, serve")]
@@ -28,6 +28,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run every role in one process: ingest API, aggregators, archive
@@ -38,6 +40,28 @@ enum Command {
         /// Demo events per second
         #[arg(long, default_value_t = 2000)]
         demo_rate: u32,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Production role: aggregate the events log's partitions (aggregate_partitions) into
+    /// the flush log (needs kafka_brokers; also serves the HTTP API, health and metrics)
+    Aggregator {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Production role: archive the flush log as Parquet files (needs kafka_brokers)
+    Archive {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Production role: the approximate speed layer, flush log → store (needs kafka_brokers)
+    Speed {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Production role: the HTTP API alone: ingest into the events log, queries, dashboard
+    /// (needs kafka_brokers)
+    Api {
         #[command(flatten)]
         settings: Settings,
     },
@@ -55,10 +79,13 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
-    /// Run or inspect the batch layer (for external orchestration such as Airflow)
+    /// The batch layer: with no subcommand, the production role (the scheduler: archive →
+    /// store, needs kafka_brokers); `run` and `status` for external orchestration (Airflow)
     Batch {
         #[command(subcommand)]
-        command: BatchCommand,
+        command: Option<BatchCommand>,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// How the speed layer's approximate answers compared with the exact ones, per closed
     /// bucket (scored by the batch layer when it replaces them)
@@ -150,7 +177,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { demo, demo_rate, settings } => {
             init_logging("info");
-            serve(settings.over_file(cli.config.as_deref())?, demo.then_some(demo_rate))
+            serve(settings.over_file(cli.config.as_deref())?, Roles::ALL, demo.then_some(demo_rate))
         }
         Command::Replay { files, server, format, settings } => {
             init_logging("warn");
@@ -162,10 +189,15 @@ fn main() -> anyhow::Result<()> {
                 None => replay::replay_local(cfg, &files, format).map(drop),
             }
         }
-        Command::Batch { command } => {
+        Command::Batch { command: None, settings } => role(settings, cli.config.as_deref(), "batch"),
+        Command::Batch { command: Some(command), .. } => {
             init_logging("warn");
             batch_command(command, cli.config.as_deref())
         }
+        Command::Aggregator { settings } => role(settings, cli.config.as_deref(), "aggregator"),
+        Command::Archive { settings } => role(settings, cli.config.as_deref(), "archive"),
+        Command::Speed { settings } => role(settings, cli.config.as_deref(), "speed"),
+        Command::Api { settings } => role(settings, cli.config.as_deref(), "api"),
         Command::Accuracy { limit, json, settings } => {
             init_logging("warn");
             accuracy(&settings.over_file(cli.config.as_deref())?, limit, json)
@@ -228,7 +260,7 @@ fn batch_command(command: BatchCommand, config: Option<&std::path::Path>) -> any
             let cfg = settings.over_file(config)?;
             let (from, to) = (parse_time(&from)?, parse_time(&to)?);
             anyhow::ensure!(from < to, "--from must be before --to");
-            let store = SqliteStore::open(cfg.store_path()).context("opening the store")?;
+            let store = cfg.open_store()?;
             let mut batch = Batch::new(store, cfg.archive_dir(), cfg.batch.clone());
             let results = batch.run_range(granularity, from, to, force)?;
             let mut failed = 0;
@@ -247,7 +279,7 @@ fn batch_command(command: BatchCommand, config: Option<&std::path::Path>) -> any
         }
         BatchCommand::Status { limit, settings } => {
             let cfg = settings.over_file(config)?;
-            let mut store = SqliteStore::open(cfg.store_path()).context("opening the store")?;
+            let mut store = cfg.open_store()?;
             let pending = store.pending()?;
             let runs = store.runs(limit)?;
             println!(
@@ -305,12 +337,31 @@ fn demo_traffic(state: Arc<http::AppState>, rate: u32, stop: Arc<AtomicBool>) {
     }
 }
 
-fn serve(cfg: config::Config, demo_rate: Option<u32>) -> anyhow::Result<()> {
+/// One production role as its own process, over Kafka and (usually) PostgreSQL.
+fn role(settings: Settings, config: Option<&std::path::Path>, name: &str) -> anyhow::Result<()> {
+    init_logging("info");
+    let cfg = settings.over_file(config)?;
+    anyhow::ensure!(
+        cfg.kafka.is_some(),
+        "`topk {name}` runs one role of a multi-process deployment and needs kafka_brokers: \
+         the embedded logs belong to a single process (run `topk serve` for that)"
+    );
+    let none = Roles::NONE;
+    let roles = match name {
+        "aggregator" => Roles { aggregators: true, ..none },
+        "archive" => Roles { archive: true, ..none },
+        "speed" => Roles { speed: true, ..none },
+        "batch" => Roles { batch: true, ..none },
+        _ => none,
+    };
+    serve(cfg, roles, None)
+}
+
+fn serve(cfg: config::Config, roles: Roles, demo_rate: Option<u32>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listen = cfg.listen;
     let data_dir = cfg.data_dir.clone();
-    let mut pipeline = Pipeline::start(cfg)?;
-    pipeline.start_batch()?;
+    let pipeline = Pipeline::start_roles(cfg, roles)?;
     let state = Arc::new(http::AppState::new(pipeline));
     let stop = Arc::new(AtomicBool::new(false));
     let mut background = Vec::new();
@@ -356,7 +407,7 @@ fn serve(cfg: config::Config, demo_rate: Option<u32>) -> anyhow::Result<()> {
 
 fn accuracy(cfg: &topk::config::Config, limit: usize, json: bool) -> anyhow::Result<()> {
     use topk_store::Store;
-    let mut store = topk_store::SqliteStore::open(cfg.store_path()).context("opening the store")?;
+    let mut store = cfg.open_store()?;
     let records = store.accuracy(limit)?;
     let mut out = std::io::stdout().lock();
     if json {

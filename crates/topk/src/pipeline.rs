@@ -1,25 +1,29 @@
-//! The embedded pipeline: the events log, one aggregator thread per partition, the flush
-//! log, the archive thread and the speed thread, wired together in one process (the batch
-//! scheduler joins in `serve`); and the [`Ingestor`] that turns input lines into appended
-//! batches.
+//! The pipeline of one process: the events log, one aggregator thread per owned
+//! partition, the flush log, the archive thread and the speed thread (the batch scheduler
+//! joins in `serve` and `topk batch`); and the [`Ingestor`] that turns input lines into
+//! appended batches.
+//!
+//! `topk serve` runs every role here, over the embedded logs or Kafka. In production each
+//! role runs as its own process ([`Roles`]), the logs being Kafka topics and the store
+//! PostgreSQL; every process also serves the HTTP API, health and metrics.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use topk_aggregator::Control;
+use topk_aggregator::{AggregatorConfig, Control};
 use topk_archive::{Archive, ArchiveProgress};
 use topk_batch::Batch;
 use topk_core::codec;
 use topk_core::event::{parse_ndjson, Event, Limits, LineInfo, Rejection};
 use topk_core::partition::partition_of;
 use topk_core::Shutdown;
-use topk_log::{Log, LogError, SourcePos};
+use topk_log::{Assignments, Log, LogError, Membership, SourcePos};
 use topk_speed::{Architecture, Speed, SpeedProgress};
-use topk_store::{Product, SqliteStore, Store};
+use topk_store::{Product, SqlStore, Store};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -31,11 +35,72 @@ pub fn now_ms() -> i64 {
 /// The first error any role thread hit; the pipeline stops serving once set.
 type Failure = Arc<Mutex<Option<String>>>;
 
-/// All roles of the embedded default, running on threads.
+/// The aggregator threads of a process, one per owned partition: fixed at start, or
+/// following the aggregators' consumer group.
+struct Aggregators {
+    events: Arc<dyn Log>,
+    flush: Arc<dyn Log>,
+    cfg: AggregatorConfig,
+    control: Arc<Control>,
+    failure: Failure,
+    threads: Mutex<HashMap<u32, JoinHandle<()>>>,
+}
+
+impl Assignments for Aggregators {
+    fn assigned(&self, partitions: &[u32]) {
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        for &p in partitions {
+            if threads.contains_key(&p) {
+                continue;
+            }
+            self.control.set_owned(p, true);
+            let (events, flush, control, cfg) =
+                (self.events.clone(), self.flush.clone(), self.control.clone(), self.cfg.clone());
+            let thread = spawn_role(format!("aggregator-{p}"), &self.failure, move || {
+                Ok(topk_aggregator::run(&*events, &*flush, p, cfg, &control)?)
+            });
+            threads.insert(p, thread);
+        }
+    }
+
+    /// Each revoked aggregator flushes what it holds before this returns.
+    fn revoked(&self, partitions: &[u32]) {
+        for &p in partitions {
+            self.control.set_owned(p, false);
+        }
+        let stopped: Vec<JoinHandle<()>> = {
+            let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+            partitions.iter().filter_map(|p| threads.remove(p)).collect()
+        };
+        for t in stopped {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Which roles a process runs on its threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Aggregators for `Config::aggregate_partitions`.
+    pub aggregators: bool,
+    pub archive: bool,
+    pub speed: bool,
+    /// The batch scheduler (Lambda only).
+    pub batch: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles { aggregators: true, archive: true, speed: true, batch: true };
+    /// The API alone: ingest and queries.
+    pub const NONE: Roles = Roles { aggregators: false, archive: false, speed: false, batch: false };
+}
+
+/// The roles of one process, running on threads.
 pub struct Pipeline {
     pub cfg: Config,
-    pub events: Log,
-    pub flush: Log,
+    pub roles: Roles,
+    pub events: Arc<dyn Log>,
+    pub flush: Arc<dyn Log>,
     pub control: Arc<Control>,
     pub archive: Arc<ArchiveProgress>,
     pub speed: Arc<SpeedProgress>,
@@ -44,7 +109,9 @@ pub struct Pipeline {
     archive_shutdown: Shutdown,
     speed_shutdown: Shutdown,
     batch_shutdown: Shutdown,
-    aggregators: Vec<JoinHandle<()>>,
+    aggregators: Arc<Aggregators>,
+    /// In the aggregators' consumer group (Kafka), when it assigns the partitions.
+    membership: Option<Membership>,
     archiver: Option<JoinHandle<()>>,
     speeder: Option<JoinHandle<()>>,
     batcher: Option<JoinHandle<()>>,
@@ -79,49 +146,77 @@ fn spawn_role(
 impl Pipeline {
     /// Opens the data directory (recovering from any crash) and starts every role.
     pub fn start(cfg: Config) -> anyhow::Result<Pipeline> {
+        Pipeline::start_roles(cfg, Roles { batch: false, ..Roles::ALL })
+    }
+
+    /// Opens the logs and the store and starts `roles` (the batch scheduler only with
+    /// [`Pipeline::start_batch`]).
+    pub fn start_roles(cfg: Config, roles: Roles) -> anyhow::Result<Pipeline> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
-        let events = Log::open(cfg.events_dir(), cfg.log.clone()).context("opening the events log")?;
-        let flush = Log::open(cfg.flush_dir(), cfg.log.clone()).context("opening the flush log")?;
+        let (events, flush) = cfg.open_logs()?;
         let partitions = cfg.log.partitions;
         let control = Arc::new(Control::new(partitions, Shutdown::default()));
         let archive_progress = ArchiveProgress::new(partitions);
-        let archive = Archive::open(cfg.archive_dir(), partitions).context("opening the archive")?;
         let failure: Failure = Arc::default();
-        let aggregators = (0..partitions)
-            .map(|p| {
-                let (events, flush, control, agg_cfg) =
-                    (events.clone(), flush.clone(), control.clone(), cfg.aggregator.clone());
-                spawn_role(format!("aggregator-{p}"), &failure, move || {
-                    Ok(topk_aggregator::run(&events, &flush, p, agg_cfg, &control)?)
-                })
-            })
-            .collect();
+        let aggregators = Arc::new(Aggregators {
+            events: events.clone(),
+            flush: flush.clone(),
+            cfg: cfg.aggregator.clone(),
+            control: control.clone(),
+            failure: failure.clone(),
+            threads: Mutex::default(),
+        });
+        for p in 0..partitions {
+            control.set_owned(p, false);
+        }
+        let mut membership = None;
+        match (&cfg.kafka, roles.aggregators, cfg.aggregate_group) {
+            (_, false, _) => {}
+            (Some(kafka), true, true) => {
+                let topic = cfg.kafka_log(kafka, "events")?;
+                let group = format!("{}aggregators", kafka.prefix);
+                let settings = [("session.timeout.ms", "10000"), ("heartbeat.interval.ms", "1000")];
+                membership = Some(topic.join_group(&group, &settings, aggregators.clone())?);
+            }
+            (_, true, _) => aggregators.assigned(&cfg.aggregate_partitions),
+        }
         let archive_shutdown = Shutdown::default();
-        let archiver = {
+        let archiver = if roles.archive {
+            let archive = Archive::open(cfg.archive_dir(), partitions).context("opening the archive")?;
             let (flush, progress, shutdown) = (flush.clone(), archive_progress.clone(), archive_shutdown.clone());
-            spawn_role("archive".into(), &failure, move || {
-                Ok(topk_archive::run(&flush, archive, &progress, &shutdown)?)
-            })
+            Some(spawn_role("archive".into(), &failure, move || {
+                Ok(topk_archive::run(&*flush, archive, &progress, &shutdown)?)
+            }))
+        } else {
+            None
         };
         let speed_shutdown = Shutdown::default();
         let speed_progress = SpeedProgress::new(partitions);
-        let speeder = {
-            let store = SqliteStore::open(cfg.store_path()).context("opening the store")?;
+        let speeder = if roles.speed {
+            let store = cfg.open_store()?;
             let speed = Speed::open(store, partitions, cfg.speed.clone()).context("opening the speed layer")?;
             let (flush, progress, shutdown) = (flush.clone(), speed_progress.clone(), speed_shutdown.clone());
-            spawn_role("speed".into(), &failure, move || Ok(topk_speed::run(&flush, speed, &progress, &shutdown)?))
+            Some(spawn_role("speed".into(), &failure, move || {
+                Ok(topk_speed::run(&*flush, speed, &progress, &shutdown)?)
+            }))
+        } else {
+            None
         };
         tracing::info!(
             data_dir = %cfg.data_dir.display(),
             partitions,
             architecture = ?cfg.speed.architecture,
+            ?roles,
+            logs = if cfg.kafka.is_some() { "kafka" } else { "embedded" },
+            store = %topk_store::redact(&cfg.store),
             "pipeline started"
         );
         let catalog = Arc::new(Catalog::open(&cfg)?);
-        Ok(Pipeline {
+        let mut pipeline = Pipeline {
             catalog,
             cfg,
+            roles,
             events,
             flush,
             control,
@@ -132,16 +227,21 @@ impl Pipeline {
             speed_shutdown,
             batch_shutdown: Shutdown::default(),
             aggregators,
-            archiver: Some(archiver),
-            speeder: Some(speeder),
+            membership,
+            archiver,
+            speeder,
             batcher: None,
             failure,
-        })
+        };
+        if roles.batch {
+            pipeline.start_batch()?;
+        }
+        Ok(pipeline)
     }
 
     /// The batch layer over this pipeline's archive and store.
-    pub fn open_batch(&self) -> anyhow::Result<Batch<SqliteStore>> {
-        let store = SqliteStore::open(self.cfg.store_path()).context("opening the store")?;
+    pub fn open_batch(&self) -> anyhow::Result<Batch<SqlStore>> {
+        let store = self.cfg.open_store()?;
         let mut batch = Batch::new(store, self.cfg.archive_dir(), self.cfg.batch.clone());
         batch.recover_interrupted()?;
         Ok(batch)
@@ -149,9 +249,10 @@ impl Pipeline {
 
     /// Starts the batch scheduler as a role (`topk serve`); Kappa has none.
     pub fn start_batch(&mut self) -> anyhow::Result<()> {
-        if self.cfg.speed.architecture == Architecture::Kappa {
+        if self.cfg.speed.architecture == Architecture::Kappa || self.batcher.is_some() {
             return Ok(());
         }
+        self.roles.batch = true;
         let batch = self.open_batch()?;
         let shutdown = self.batch_shutdown.clone();
         self.batcher = Some(spawn_role("batch".into(), &self.failure, move || {
@@ -188,23 +289,33 @@ impl Pipeline {
         use crate::metrics::{header, sample};
         let now = now_ms();
         let parts = self.events.partitions();
+        let aggregated: Vec<bool> = (0..parts).map(|p| self.control.owns(p)).collect();
         let mut rows = Vec::with_capacity(parts as usize);
         for p in 0..parts {
             let progress = &self.control.progress[p as usize];
-            let flush_end = self.flush.end_offset(p)?;
-            let flushed = progress.flushed_end.load(Ordering::Relaxed);
+            // Only what this process runs; a role elsewhere reports its own.
+            let flush_end = if self.roles.archive || self.roles.speed { self.flush.end_offset(p)? } else { 0 };
+            let lag = |done: u64| Some(self.flush.distance(done, flush_end) as f64);
             rows.push([
-                self.events.end_offset(p)?.saturating_sub(flushed) as f64,
-                (now - progress.watermark_ms.load(Ordering::Relaxed) as i64).max(0) as f64 / 1000.0,
-                flush_end.saturating_sub(self.archive.applied[p as usize].load(Ordering::Relaxed)) as f64,
-                flush_end.saturating_sub(self.speed.written[p as usize].load(Ordering::Relaxed)) as f64,
-                progress.accepted.load(Ordering::Relaxed) as f64,
-                progress.duplicates.load(Ordering::Relaxed) as f64,
-                progress.late.load(Ordering::Relaxed) as f64,
+                aggregated[p as usize]
+                    .then(|| self.events.end_offset(p))
+                    .transpose()?
+                    .map(|end| self.events.distance(progress.flushed_end.load(Ordering::Relaxed), end) as f64),
+                aggregated[p as usize]
+                    .then(|| (now - progress.watermark_ms.load(Ordering::Relaxed) as i64).max(0) as f64 / 1000.0),
+                self.roles.archive.then(|| lag(self.archive.applied[p as usize].load(Ordering::Relaxed))).flatten(),
+                self.roles.speed.then(|| lag(self.speed.written[p as usize].load(Ordering::Relaxed))).flatten(),
+                aggregated[p as usize].then(|| progress.accepted.load(Ordering::Relaxed) as f64),
+                aggregated[p as usize].then(|| progress.duplicates.load(Ordering::Relaxed) as f64),
+                aggregated[p as usize].then(|| progress.late.load(Ordering::Relaxed) as f64),
             ]);
         }
         let metrics = [
-            ("topk_flush_lag_events", "gauge", "events in the log not yet covered by a durable flush"),
+            (
+                "topk_flush_lag_events",
+                "gauge",
+                "events (Kafka: messages) in the log not yet covered by a durable flush",
+            ),
             ("topk_watermark_lag_seconds", "gauge", "wall clock minus the partition's event-time watermark"),
             ("topk_archive_lag_batches", "gauge", "flush batches not yet archived"),
             ("topk_speed_lag_batches", "gauge", "flush batches not yet written by the speed layer"),
@@ -215,7 +326,9 @@ impl Pipeline {
         for (i, (name, kind, help)) in metrics.into_iter().enumerate() {
             header(out, name, kind, help);
             for (p, row) in rows.iter().enumerate() {
-                sample(out, name, &[("partition", &p.to_string())], row[i]);
+                if let Some(v) = row[i] {
+                    sample(out, name, &[("partition", &p.to_string())], v);
+                }
             }
         }
         Ok(())
@@ -237,7 +350,7 @@ impl Pipeline {
         for p in 0..self.flush.partitions() {
             let end = self.flush.end_offset(p)?;
             for done in [&self.archive.applied[p as usize], &self.speed.written[p as usize]] {
-                while done.load(Ordering::SeqCst) < end {
+                while self.flush.distance(done.load(Ordering::SeqCst), end) > 0 {
                     self.check()?;
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -257,9 +370,11 @@ impl Pipeline {
     /// the speed layer record it, then everything is committed.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
         self.control.shutdown.trigger();
-        for h in self.aggregators.drain(..) {
-            let _ = h.join();
+        if let Some(m) = self.membership.take() {
+            m.leave();
         }
+        let all: Vec<u32> = (0..self.cfg.log.partitions).collect();
+        self.aggregators.revoked(&all);
         self.archive_shutdown.trigger();
         self.speed_shutdown.trigger();
         for h in [self.archiver.take(), self.speeder.take()].into_iter().flatten() {
@@ -346,7 +461,7 @@ pub struct SourceResume {
 
 impl SourceResume {
     /// Reads the positions the log recorded for `source`.
-    pub fn load(log: &Log, source: u64) -> Result<(SourceResume, SourcePos), LogError> {
+    pub fn load(log: &dyn Log, source: u64) -> Result<(SourceResume, SourcePos), LogError> {
         let mut done = Vec::with_capacity(log.partitions() as usize);
         let mut start = SourcePos { source, pos: u64::MAX, line: 0 };
         for p in 0..log.partitions() {
@@ -442,7 +557,7 @@ const CATALOG_MEMORY: usize = 1_000_000;
 
 impl Catalog {
     pub fn open(cfg: &Config) -> anyhow::Result<Catalog> {
-        let mut store = SqliteStore::open(cfg.store_path()).context("opening the store for the catalog")?;
+        let mut store = cfg.open_store().context("the product catalog")?;
         let (to_writer, messages) = std::sync::mpsc::channel::<CatalogMsg>();
         std::thread::Builder::new().name("catalog".into()).spawn(move || {
             // Ends when the catalog (the sender) is dropped.
@@ -517,7 +632,7 @@ fn parse_piece(
 
 /// Parses, validates and partitions input, and appends it to the events log.
 pub struct Ingestor {
-    log: Log,
+    log: Arc<dyn Log>,
     catalog: Arc<Catalog>,
     metrics: Arc<Metrics>,
     max_future_ms: i64,
@@ -527,7 +642,7 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    pub fn new(log: Log, max_future_ms: i64, catalog: Arc<Catalog>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(log: Arc<dyn Log>, max_future_ms: i64, catalog: Arc<Catalog>, metrics: Arc<Metrics>) -> Self {
         let n = log.partitions();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
         Ingestor {

@@ -514,7 +514,7 @@ pub fn buckets(
 mod tests {
     use super::*;
     use topk_core::random::{Rng, Zipf};
-    use topk_store::{SpeedWrite, SqliteStore};
+    use topk_store::{SpeedWrite, SqlStore};
 
     /// Tuesday 2026-12-01.
     const DAY0: i64 = 1_796_083_200_000;
@@ -527,7 +527,7 @@ mod tests {
     /// Random exact days: Zipf-ish counts over `products`, written as Kappa writes them
     /// with top lists `depth` deep. Returns the truth per product, summed over the days.
     fn exact_days(
-        store: &mut SqliteStore,
+        store: &mut SqlStore,
         days: &[Bucket],
         products: u64,
         depth: usize,
@@ -573,7 +573,7 @@ mod tests {
     #[test]
     fn exact_ranges_equal_brute_force_through_deep_and_short_lists() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(dir.path().join("store.db")).unwrap();
+        let mut store = SqlStore::open_sqlite(dir.path().join("store.db")).unwrap();
         let days: Vec<Bucket> = (0..4).map(day).collect();
         // Deep lists (the default): the threshold algorithm certifies from the lists.
         let truth = exact_days(&mut store, &days, 5_000, 1000, 7);
@@ -616,7 +616,7 @@ mod tests {
     #[test]
     fn half_exact_half_approximate_ranges_carry_the_speed_bounds() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(dir.path().join("store.db")).unwrap();
+        let mut store = SqlStore::open_sqlite(dir.path().join("store.db")).unwrap();
         let exact: Vec<Bucket> = (0..2).map(day).collect();
         let mut truth = exact_days(&mut store, &exact, 300, 1000, 3);
         // Two approximate days: the speed layer lists 40 products with bounds that hold,

@@ -140,7 +140,7 @@ pub fn replay_local(cfg: Config, files: &[PathBuf], format: Option<Format>) -> a
         batch.ran,
         batch.failed.len(),
         batch.waiting,
-        pipeline.cfg.store_path().display()
+        topk_store::redact(&pipeline.cfg.store)
     );
     for (bucket, error) in &batch.failed {
         eprintln!("batch: {bucket}: {error}");
@@ -163,7 +163,7 @@ fn resume_point(
     path: &Path,
     bar: &ProgressBar,
 ) -> anyhow::Result<Option<(SourceResume, SourcePos)>> {
-    let (resume, start) = SourceResume::load(&pipeline.events, source_id(path)?)?;
+    let (resume, start) = SourceResume::load(&*pipeline.events, source_id(path)?)?;
     let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
     if start.pos >= len {
         bar.inc(len);

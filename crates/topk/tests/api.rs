@@ -8,7 +8,7 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 use topk_core::time::{Bucket, Granularity};
-use topk_store::{ProductSum, SpeedRow, SpeedWrite, SqliteStore, Store};
+use topk_store::{ProductSum, SpeedRow, SpeedWrite, SqlStore, Store};
 
 /// Tuesday 2026-09-01.
 const DAY0: i64 = 1_788_220_800_000;
@@ -22,7 +22,7 @@ fn day(i: i64) -> Bucket {
 /// exact days and `50 - N` (± 3) on approximate ones.
 fn seed_store(data: &Path) {
     std::fs::create_dir_all(data).unwrap();
-    let mut store = SqliteStore::open(data.join("store.db")).unwrap();
+    let mut store = SqlStore::open_sqlite(data.join("store.db")).unwrap();
     for d in 0..2 {
         let rows: Vec<ProductSum> = (0..50)
             .map(|n| ProductSum { product_id: format!("p{n:02}"), count: 100 - n, revenue_cents: (100 - n) * 250 })

@@ -116,21 +116,35 @@ pub fn bucket_truth(hourly: &Sums) -> BucketSums {
     out
 }
 
+/// Opens a store by path (SQLite) or `postgres://` URL.
+pub fn open_store(location: &(impl AsRef<std::ffi::OsStr> + ?Sized)) -> topk_store::SqlStore {
+    topk_store::SqlStore::open(&location.as_ref().to_string_lossy()).expect("opening the store")
+}
+
 /// Every row of the store's batch_table.
-pub fn store_sums(db: &Path) -> BucketSums {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt =
-        conn.prepare("SELECT granularity, bucket_start, product_id, count, revenue_cents FROM batch_table").unwrap();
-    stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?))))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+pub fn store_sums(location: &(impl AsRef<std::ffi::OsStr> + ?Sized)) -> BucketSums {
+    let mut out = BucketSums::new();
+    open_store(location)
+        .transaction(|c| {
+            let sql = "SELECT granularity, bucket_start, product_id, count, revenue_cents FROM batch_table";
+            c.query(sql, &[], &mut |r| {
+                out.insert((r.text(0)?, r.int(1)?, r.text(2)?), (r.int(3)?, r.int(4)?));
+                Ok(())
+            })
+        })
+        .unwrap();
+    out
 }
 
 /// Asserts the store's rows and top lists equal the truth for every bucket, and returns
 /// how many buckets of each granularity were checked.
-pub fn assert_store_exact(db: &Path, truth: &BucketSums, k: usize) -> BTreeMap<String, usize> {
-    let got = store_sums(db);
+pub fn assert_store_exact(
+    location: &(impl AsRef<std::ffi::OsStr> + ?Sized),
+    truth: &BucketSums,
+    k: usize,
+) -> BTreeMap<String, usize> {
+    use topk_store::Store;
+    let got = store_sums(location);
     let mut diffs = Vec::new();
     for (key, want) in truth {
         if got.get(key) != Some(want) {
@@ -153,25 +167,20 @@ pub fn assert_store_exact(db: &Path, truth: &BucketSums, k: usize) -> BTreeMap<S
     for ((g, b, p), (c, r)) in truth {
         per_bucket.entry((g.clone(), *b)).or_default().push((p.clone(), *c, *r));
     }
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT product_id, count FROM top_lists WHERE granularity = ?1 AND bucket_start = ?2 AND ranked_by = ?3 ORDER BY rank")
-        .unwrap();
+    let mut store = open_store(location);
     let mut checked = BTreeMap::new();
     for ((g, b), rows) in &per_bucket {
-        for (by, key) in [("quantity", 1usize), ("revenue", 2)] {
+        let bucket = topk_core::time::Bucket { granularity: g.parse().unwrap(), start_ms: *b };
+        for (by, key) in [(topk_store::By::Quantity, 1usize), (topk_store::By::Revenue, 2)] {
             let mut want: Vec<ProductRow> = rows.clone();
             want.sort_by(|x, y| {
                 let (vx, vy) = if key == 1 { (x.1, y.1) } else { (x.2, y.2) };
                 vy.cmp(&vx).then_with(|| x.0.cmp(&y.0))
             });
             let want: Vec<(String, i64)> = want.into_iter().take(k).map(|(p, c, _)| (p, c)).collect();
-            let got: Vec<(String, i64)> = stmt
-                .query_map(rusqlite::params![g, b, by], |r| Ok((r.get(0)?, r.get(1)?)))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            assert_eq!(got, want, "top list of ({g}, {b}) by {by}");
+            let got: Vec<(String, i64)> =
+                store.top_list(bucket, by, k).unwrap().into_iter().map(|r| (r.product_id, r.count)).collect();
+            assert_eq!(got, want, "top list of ({g}, {b}) by {by:?}");
         }
         *checked.entry(g.clone()).or_insert(0) += 1;
     }

@@ -1,0 +1,588 @@
+//! The embedded partitioned log: the default stand-in for Kafka (DESIGN §1).
+//!
+//! # Layout on disk
+//! ```text
+//! DIR/LOCK                         held while a process has the log open
+//! DIR/p-0003/00000000000000001234.seg   segments of partition 3, named by their first offset
+//! DIR/groups/GROUP/p-0003          committed offset of a consumer group (text)
+//! ```
+//! A segment is a sequence of batches. Each batch has a fixed 48-byte header
+//! (magic, crc32c of the rest, base offset, event count, payload length, and the source
+//! position it carries) followed by its payload. Offsets count events, as in Kafka:
+//! a batch of `count` events occupies offsets `base .. base + count`.
+//!
+//! # Durability
+//! With [`FsyncPolicy::Batch`] an append returns only after its bytes are fsynced, and
+//! readers never see bytes that are not yet durable. After a crash the last segment is
+//! verified batch by batch: a torn or corrupt tail is truncated, never served.
+//!
+//! The source position in each header lets a producer (file replay) resume exactly:
+//! it is written atomically with the events it describes.
+
+use crate::{io_err, Batch, FsyncPolicy, Log, LogConfig, LogError, LogReader, SourcePos};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+const MAGIC: u32 = 0x544B_4231; // "TKB1"
+/// Size of a batch header in bytes.
+pub const HEADER_LEN: usize = 48;
+
+struct Header {
+    crc: u32,
+    base_offset: u64,
+    count: u32,
+    payload_len: u32,
+    source: SourcePos,
+}
+
+impl Header {
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        h[4..8].copy_from_slice(&self.crc.to_le_bytes());
+        h[8..16].copy_from_slice(&self.base_offset.to_le_bytes());
+        h[16..20].copy_from_slice(&self.count.to_le_bytes());
+        h[20..24].copy_from_slice(&self.payload_len.to_le_bytes());
+        h[24..32].copy_from_slice(&self.source.source.to_le_bytes());
+        h[32..40].copy_from_slice(&self.source.pos.to_le_bytes());
+        h[40..48].copy_from_slice(&self.source.line.to_le_bytes());
+        h
+    }
+
+    fn decode(h: &[u8; HEADER_LEN]) -> Option<Header> {
+        let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().expect("8 bytes"));
+        (u32_at(0) == MAGIC).then(|| Header {
+            crc: u32_at(4),
+            base_offset: u64_at(8),
+            count: u32_at(16),
+            payload_len: u32_at(20),
+            source: SourcePos { source: u64_at(24), pos: u64_at(32), line: u64_at(40) },
+        })
+    }
+
+    fn checksum(h: &[u8; HEADER_LEN], payload: &[u8]) -> u32 {
+        crc32c::crc32c_append(crc32c::crc32c(&h[8..]), payload)
+    }
+}
+
+struct Segment {
+    path: PathBuf,
+    /// (base offset, byte position) of every batch, for seeking by offset.
+    index: Vec<(u64, u64)>,
+    len: u64,
+}
+
+struct PartState {
+    dir: PathBuf,
+    segments: BTreeMap<u64, Segment>,
+    active: File,
+    next_offset: u64,
+    sources: HashMap<u64, SourcePos>,
+}
+
+struct Part {
+    state: Mutex<PartState>,
+    /// Offsets below this are durable (per the fsync policy) and may be read.
+    visible_end: AtomicU64,
+}
+
+struct Inner {
+    dir: PathBuf,
+    cfg: LogConfig,
+    parts: Vec<Part>,
+    _lock: File,
+    /// Set when a write or fsync failed: what reached the files is unknown, so no later
+    /// append may publish it. Reopening the log recovers (and truncates what is torn).
+    broken: std::sync::atomic::AtomicBool,
+    /// Bumped on every publish, so consumers can wait for new data.
+    appended: (Mutex<u64>, Condvar),
+}
+
+/// A handle to an open log; clones share it.
+#[derive(Clone)]
+pub struct DiskLog {
+    inner: Arc<Inner>,
+}
+
+fn segment_name(base: u64) -> String {
+    format!("{base:020}.seg")
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+
+/// Reads exactly `buf.len()` bytes, or returns `Ok(false)` at a clean or torn end.
+fn read_full(f: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..])? {
+            0 => return Ok(false),
+            n => got += n,
+        }
+    }
+    Ok(true)
+}
+
+impl DiskLog {
+    /// Opens (creating if needed) the log in `dir`, recovering from any crash.
+    pub fn open(dir: impl AsRef<Path>, cfg: LogConfig) -> Result<DiskLog, LogError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(dir.join("groups")).map_err(io_err(&dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(LogError::Locked(dir));
+        }
+        // The partition count is recorded once every partition exists, so a crash while
+        // creating them is finished on the next open rather than mistaken for a change.
+        let meta = dir.join("PARTITIONS");
+        match fs::read_to_string(&meta) {
+            Ok(s) => {
+                let found = s.trim().parse().map_err(|_| LogError::Corrupt {
+                    path: meta.clone(),
+                    pos: 0,
+                    what: format!("partition count {s:?} is not a number"),
+                })?;
+                if found != cfg.partitions {
+                    return Err(LogError::PartitionCount { dir, found, configured: cfg.partitions });
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LogError::Io { path: meta, source: e }),
+        }
+        let mut parts = Vec::with_capacity(cfg.partitions as usize);
+        for p in 0..cfg.partitions {
+            let state = PartState::open(dir.join(format!("p-{p:04}")))?;
+            parts.push(Part { visible_end: AtomicU64::new(state.next_offset), state: Mutex::new(state) });
+        }
+        if !meta.exists() {
+            let tmp = dir.join("PARTITIONS.tmp");
+            fs::write(&tmp, cfg.partitions.to_string())
+                .and_then(|_| File::open(&tmp)?.sync_all())
+                .and_then(|_| fs::rename(&tmp, &meta))
+                .map_err(io_err(&meta))?;
+            sync_dir(&dir)?;
+        }
+        let broken = std::sync::atomic::AtomicBool::new(false);
+        let appended = (Mutex::new(0), Condvar::new());
+        Ok(DiskLog { inner: Arc::new(Inner { dir, cfg, parts, _lock: lock, broken, appended }) })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn part(&self, partition: u32) -> Result<&Part, LogError> {
+        self.inner
+            .parts
+            .get(partition as usize)
+            .ok_or(LogError::NoSuchPartition { partition, partitions: self.partitions() })
+    }
+
+    fn lock(&self, partition: u32) -> Result<MutexGuard<'_, PartState>, LogError> {
+        // A poisoned lock means a writer panicked mid-append; the file is still consistent
+        // up to `visible_end`, and the next open truncates anything torn.
+        Ok(self.part(partition)?.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Appends one batch to each listed partition (each at most once), then makes them
+    /// durable together: one fsync per partition for the whole call, run in parallel.
+    pub fn append_all(&self, batches: &[(u32, u32, &[u8], SourcePos)]) -> Result<Vec<u64>, LogError> {
+        let parts: Vec<(u32, u32, [&[u8]; 1], SourcePos)> =
+            batches.iter().map(|&(p, c, b, s)| (p, c, [b], s)).collect();
+        let parts: Vec<(u32, u32, &[&[u8]], SourcePos)> =
+            parts.iter().map(|(p, c, b, s)| (*p, *c, &b[..], *s)).collect();
+        self.append_parts(&parts)
+    }
+
+    fn write_and_sync(&self, batches: &[(u32, u32, &[&[u8]], SourcePos)]) -> Result<Vec<u64>, LogError> {
+        let mut guards = Vec::with_capacity(batches.len());
+        let mut bases = Vec::with_capacity(batches.len());
+        for &(p, count, parts, source) in batches {
+            let mut st = self.lock(p)?;
+            bases.push(st.write(count, parts, source, self.inner.cfg.segment_bytes)?);
+            guards.push((p, st));
+        }
+        if self.inner.cfg.fsync == FsyncPolicy::Batch {
+            let results: Vec<Result<(), LogError>> = std::thread::scope(|s| {
+                let handles: Vec<_> =
+                    guards.iter().map(|(_, st)| s.spawn(|| st.active.sync_data().map_err(io_err(&st.dir)))).collect();
+                let panicked =
+                    || LogError::Io { path: self.inner.dir.clone(), source: io::Error::other("fsync thread panicked") };
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(panicked()))).collect()
+            });
+            results.into_iter().collect::<Result<(), _>>()?;
+        }
+        for (p, st) in &guards {
+            self.inner.parts[*p as usize].visible_end.store(st.next_offset, Ordering::Release);
+        }
+        drop(guards);
+        let (m, cv) = &self.inner.appended;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        cv.notify_all();
+        Ok(bases)
+    }
+
+    /// The first offset still on disk.
+    pub fn start_offset(&self, partition: u32) -> Result<u64, LogError> {
+        let st = self.lock(partition)?;
+        Ok(st.segments.keys().next().copied().unwrap_or(st.next_offset))
+    }
+
+    fn group_path(&self, group: &str, partition: u32) -> PathBuf {
+        self.inner.dir.join("groups").join(group).join(format!("p-{partition:04}"))
+    }
+}
+
+impl Log for DiskLog {
+    fn partitions(&self) -> u32 {
+        self.inner.cfg.partitions
+    }
+    /// Like [`DiskLog::append_all`], with each batch's payload given as pieces to concatenate
+    /// (so producers that encode in parallel need not copy their buffers together).
+    /// Partitions must be listed in ascending order, each once (the lock order).
+    fn append_parts(&self, batches: &[(u32, u32, &[&[u8]], SourcePos)]) -> Result<Vec<u64>, LogError> {
+        debug_assert!(batches.windows(2).all(|w| w[0].0 < w[1].0), "partitions must ascend");
+        if self.inner.broken.load(Ordering::SeqCst) {
+            return Err(LogError::Io {
+                path: self.inner.dir.clone(),
+                source: io::Error::other("an earlier write failed; reopen the log to recover"),
+            });
+        }
+        let result = self.write_and_sync(batches);
+        if result.is_err() {
+            self.inner.broken.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+    /// The offset the next appended event of `partition` will get (all below it are readable).
+    fn end_offset(&self, partition: u32) -> Result<u64, LogError> {
+        Ok(self.part(partition)?.visible_end.load(Ordering::Acquire))
+    }
+    /// Blocks until something is appended anywhere or `timeout` passes.
+    fn wait_for_append(&self, seen: &mut u64, timeout: Duration) {
+        let (m, cv) = &self.inner.appended;
+        let guard = m.lock().unwrap_or_else(|e| e.into_inner());
+        let guard =
+            if *guard == *seen { cv.wait_timeout(guard, timeout).unwrap_or_else(|e| e.into_inner()).0 } else { guard };
+        *seen = *guard;
+    }
+    /// The last source position recorded in `partition` for `source`, if any.
+    fn source_position(&self, partition: u32, source: u64) -> Result<Option<SourcePos>, LogError> {
+        Ok(self.lock(partition)?.sources.get(&source).copied())
+    }
+    /// The last batch of `partition`, if it has any.
+    fn last_batch(&self, partition: u32) -> Result<Option<Batch>, LogError> {
+        let start = {
+            let st = self.lock(partition)?;
+            // The newest segment may be empty (just rolled, or its only batch was torn).
+            match st.segments.values().rev().find_map(|s| s.index.last()) {
+                Some(&(base, _)) => base,
+                None => return Ok(None),
+            }
+        };
+        self.reader(partition, start)?.next_batch()
+    }
+    /// A reader of `partition` starting at the batch containing `offset`.
+    fn reader(&self, partition: u32, offset: u64) -> Result<Box<dyn LogReader>, LogError> {
+        self.part(partition)?;
+        Ok(Box::new(DiskReader { log: self.clone(), partition, next: offset, file: None }))
+    }
+    /// Records that `group` has consumed `partition` below `offset`. Durable on return.
+    fn commit(&self, group: &str, partition: u32, offset: u64) -> Result<(), LogError> {
+        let path = self.group_path(group, partition);
+        let dir = path.parent().expect("group path has a parent");
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let tmp = path.with_extension("tmp");
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(offset.to_string().as_bytes()).and_then(|_| f.sync_data()).map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        sync_dir(dir)
+    }
+    /// The offset `group` committed for `partition`, if it ever committed one.
+    fn committed(&self, group: &str, partition: u32) -> Result<Option<u64>, LogError> {
+        let path = self.group_path(group, partition);
+        match fs::read_to_string(&path) {
+            Ok(s) => s.trim().parse().map(Some).map_err(|_| LogError::Corrupt {
+                path,
+                pos: 0,
+                what: format!("committed offset {s:?} is not a number"),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LogError::Io { path, source: e }),
+        }
+    }
+    /// Deletes closed segments older than the retention period whose every event has
+    /// been committed by every consumer group. Returns how many were deleted.
+    fn enforce_retention(&self) -> Result<usize, LogError> {
+        let groups: Vec<String> = fs::read_dir(self.inner.dir.join("groups"))
+            .map_err(io_err(&self.inner.dir))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut deleted = 0;
+        for p in 0..self.partitions() {
+            let mut floor = u64::MAX;
+            for g in &groups {
+                floor = floor.min(self.committed(g, p)?.unwrap_or(0));
+            }
+            if groups.is_empty() {
+                continue;
+            }
+            let mut st = self.lock(p)?;
+            let bases: Vec<u64> = st.segments.keys().copied().collect();
+            for pair in bases.windows(2) {
+                let (base, next_base) = (pair[0], pair[1]);
+                let path = st.segments[&base].path.clone();
+                let old = fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .map(|t| SystemTime::now().duration_since(t).unwrap_or_default() >= self.inner.cfg.retention)
+                    .map_err(io_err(&path))?;
+                if next_base > floor || !old {
+                    break;
+                }
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                st.segments.remove(&base);
+                deleted += 1;
+                tracing::info!(partition = p, base, "deleted segment past retention");
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+impl PartState {
+    fn open(dir: PathBuf) -> Result<PartState, LogError> {
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut bases: Vec<u64> = fs::read_dir(&dir)
+            .map_err(io_err(&dir))?
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
+            .collect();
+        bases.sort_unstable();
+        if bases.is_empty() {
+            bases.push(0);
+            File::create(dir.join(segment_name(0))).map_err(io_err(&dir))?;
+            sync_dir(&dir)?;
+        }
+        let mut segments = BTreeMap::new();
+        let mut sources = HashMap::new();
+        let mut next_offset = bases[0];
+        let last = *bases.last().expect("at least one segment");
+        for &base in &bases {
+            let path = dir.join(segment_name(base));
+            if base != next_offset {
+                return Err(LogError::Corrupt {
+                    path,
+                    pos: 0,
+                    what: format!("segment starts at {base}, expected {next_offset}"),
+                });
+            }
+            let (seg, end) = scan_segment(&path, base, base == last, &mut sources)?;
+            next_offset = end;
+            segments.insert(base, seg);
+        }
+        let active_path = dir.join(segment_name(last));
+        let active = OpenOptions::new().append(true).open(&active_path).map_err(io_err(&active_path))?;
+        Ok(PartState { dir, segments, active, next_offset, sources })
+    }
+
+    fn write(&mut self, count: u32, parts: &[&[u8]], source: SourcePos, segment_bytes: u64) -> Result<u64, LogError> {
+        let (&active_base, seg) = self.segments.iter().next_back().expect("an active segment");
+        if seg.len >= segment_bytes && !seg.index.is_empty() {
+            // Close the full segment durably before starting the next, so only the last
+            // segment can ever hold a torn tail.
+            self.active.sync_all().map_err(io_err(&seg.path))?;
+            let path = self.dir.join(segment_name(self.next_offset));
+            self.active = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
+            sync_dir(&self.dir)?;
+            self.segments.insert(self.next_offset, Segment { path, index: Vec::new(), len: 0 });
+            tracing::debug!(base = self.next_offset, previous = active_base, "rolled segment");
+            // Carry every source's position into the new segment as an empty batch, so
+            // retention deleting old segments never forgets how far a file was replayed.
+            let mut carried: Vec<SourcePos> = self.sources.values().copied().collect();
+            carried.sort_unstable_by_key(|s| s.source);
+            for pos in carried {
+                self.write_batch(0, &[], pos)?;
+            }
+        }
+        self.write_batch(count, parts, source)
+    }
+
+    fn write_batch(&mut self, count: u32, parts: &[&[u8]], source: SourcePos) -> Result<u64, LogError> {
+        let seg = self.segments.values_mut().next_back().expect("an active segment");
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let payload_len = u32::try_from(total).map_err(|_| LogError::Io {
+            path: seg.path.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "batch payload over 4 GiB"),
+        })?;
+        let mut header = Header { crc: 0, base_offset: self.next_offset, count, payload_len, source }.encode();
+        let crc = parts.iter().fold(crc32c::crc32c(&header[8..]), |crc, p| crc32c::crc32c_append(crc, p));
+        header[4..8].copy_from_slice(&crc.to_le_bytes());
+        let base = self.next_offset;
+        let pos = seg.len;
+        let write =
+            self.active.write_all(&header).and_then(|_| parts.iter().try_for_each(|p| self.active.write_all(p)));
+        if let Err(e) = write {
+            // Cut off whatever part of the batch reached the file, so the next append
+            // does not land behind garbage.
+            let _ = self.active.set_len(pos);
+            return Err(LogError::Io { path: seg.path.clone(), source: e });
+        }
+        seg.index.push((base, pos));
+        seg.len += (HEADER_LEN + total) as u64;
+        self.next_offset += u64::from(count);
+        if source.source != 0 {
+            self.sources.insert(source.source, source);
+        }
+        Ok(base)
+    }
+}
+
+/// Indexes a segment's batches. In the last segment every checksum is verified and a torn
+/// or corrupt tail is truncated; earlier segments were fsynced when closed.
+fn scan_segment(
+    path: &Path,
+    base: u64,
+    verify: bool,
+    sources: &mut HashMap<u64, SourcePos>,
+) -> Result<(Segment, u64), LogError> {
+    let file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err(path))?;
+    let file_len = file.metadata().map_err(io_err(path))?.len();
+    let mut r = io::BufReader::with_capacity(1 << 20, &file);
+    let mut index = Vec::new();
+    let (mut pos, mut expected) = (0u64, base);
+    let mut payload = Vec::new();
+    let mut h = [0u8; HEADER_LEN];
+    let torn = loop {
+        if pos == file_len {
+            break None;
+        }
+        if !read_full(&mut r, &mut h).map_err(io_err(path))? {
+            break Some("incomplete batch header");
+        }
+        let Some(header) = Header::decode(&h) else { break Some("bad magic") };
+        if header.base_offset != expected {
+            break Some("unexpected base offset");
+        }
+        let end = pos + HEADER_LEN as u64 + u64::from(header.payload_len);
+        if end > file_len {
+            break Some("incomplete batch payload");
+        }
+        if verify {
+            payload.resize(header.payload_len as usize, 0);
+            r.read_exact(&mut payload).map_err(io_err(path))?;
+            if Header::checksum(&h, &payload) != header.crc {
+                break Some("checksum mismatch");
+            }
+        } else {
+            r.seek_relative(i64::from(header.payload_len)).map_err(io_err(path))?;
+        }
+        index.push((header.base_offset, pos));
+        if header.source.source != 0 {
+            sources.insert(header.source.source, header.source);
+        }
+        expected += u64::from(header.count);
+        pos = end;
+    };
+    if let Some(what) = torn {
+        if !verify {
+            return Err(LogError::Corrupt { path: path.into(), pos, what: what.into() });
+        }
+        tracing::warn!(path = %path.display(), pos, dropped_bytes = file_len - pos, reason = what, "truncating torn log tail");
+        file.set_len(pos).and_then(|_| file.sync_all()).map_err(io_err(path))?;
+    }
+    Ok((Segment { path: path.to_path_buf(), index, len: pos }, expected))
+}
+
+/// Reads one partition sequentially, only ever up to the durable end.
+pub struct DiskReader {
+    log: DiskLog,
+    partition: u32,
+    /// The next offset wanted.
+    next: u64,
+    /// The open segment: (its base, the file, the position of the next header).
+    file: Option<(u64, io::BufReader<File>, u64)>,
+}
+
+impl LogReader for DiskReader {
+    /// The next offset this reader will return.
+    fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// The next batch at or after the current position, or `None` when caught up.
+    /// The returned batch may start before the position if the position is mid-batch.
+    fn next_batch(&mut self) -> Result<Option<Batch>, LogError> {
+        let part = &self.log.inner.parts[self.partition as usize];
+        if self.next >= part.visible_end.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let mut fresh = false;
+        loop {
+            if self.file.is_none() {
+                self.seek()?;
+                fresh = true;
+            }
+            let (_, f, pos) = self.file.as_mut().expect("seeked");
+            let mut h = [0u8; HEADER_LEN];
+            let path = || self.log.inner.dir.clone();
+            if !read_full(f, &mut h).map_err(|e| LogError::Io { path: path(), source: e })? {
+                if fresh {
+                    let pos = *pos;
+                    return Err(LogError::Corrupt {
+                        path: path(),
+                        pos,
+                        what: format!("offset {} is indexed but not on disk", self.next),
+                    });
+                }
+                // End of this segment: move on to the segment holding `next`.
+                self.file = None;
+                continue;
+            }
+            let header = Header::decode(&h).ok_or_else(|| LogError::Corrupt {
+                path: path(),
+                pos: *pos,
+                what: "bad magic".into(),
+            })?;
+            let mut payload = vec![0u8; header.payload_len as usize];
+            f.read_exact(&mut payload).map_err(|e| LogError::Io { path: path(), source: e })?;
+            *pos += (HEADER_LEN + payload.len()) as u64;
+            fresh = false;
+            let batch = Batch { base_offset: header.base_offset, count: header.count, source: header.source, payload };
+            if batch.end_offset() <= self.next {
+                continue;
+            }
+            self.next = batch.end_offset();
+            return Ok(Some(batch));
+        }
+    }
+}
+
+impl DiskReader {
+    fn seek(&mut self) -> Result<(), LogError> {
+        let st = self.log.lock(self.partition)?;
+        let earliest = st.segments.keys().next().copied().unwrap_or(0);
+        let Some((&base, seg)) = st.segments.range(..=self.next).next_back() else {
+            return Err(LogError::OffsetGone { partition: self.partition, offset: self.next, earliest });
+        };
+        let i = seg.index.partition_point(|&(b, _)| b <= self.next).saturating_sub(1);
+        let pos = seg.index.get(i).map_or(0, |&(_, pos)| pos);
+        let mut f = File::open(&seg.path).map_err(io_err(&seg.path))?;
+        f.seek(SeekFrom::Start(pos)).map_err(io_err(&seg.path))?;
+        self.file = Some((base, io::BufReader::with_capacity(256 << 10, f), pos));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "disk_tests.rs"]
+mod tests;

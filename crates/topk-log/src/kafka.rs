@@ -1,0 +1,605 @@
+//! The Kafka backend: one topic per log, one message per batch (librdkafka through
+//! `rdkafka`).
+//!
+//! # Mapping
+//! - A batch of `count` events is one message; its offsets are `message offset << 24`
+//!   onwards ([`OFFSET_BITS`]), so every event keeps an offset of its own (the aggregator
+//!   records event offsets in its flushes) while Kafka numbers messages. The header
+//!   `topk-count` carries `count`, and `topk-source` the [`SourcePos`] when there is one.
+//! - The partition is chosen by the caller (the same stable product hash as on disk);
+//!   the producer is idempotent with `acks=all`, and an append returns once the broker
+//!   has acknowledged every message of it.
+//! - Readers assign themselves to one partition without a consumer group: each role
+//!   keeps its own position (flushes, archive state, store), as on disk. Committed
+//!   offsets are recorded in a consumer group per role (message offsets, visible to
+//!   Kafka's tools), and retention is the broker's.
+//! - The topic is created with the configured partition count if it does not exist; an
+//!   existing topic with another count is refused.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use crate::{Batch, Log, LogError, LogReader, SourcePos};
+
+/// Bits of an offset that number the events inside one message.
+pub const OFFSET_BITS: u32 = 24;
+const MAX_COUNT: u32 = (1 << OFFSET_BITS) - 1;
+const COUNT_HEADER: &str = "topk-count";
+const SOURCE_HEADER: &str = "topk-source";
+/// How long metadata calls (watermarks, commits) may take before they fail.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port,…` of the bootstrap brokers.
+    pub brokers: String,
+    pub topic: String,
+    /// Partitions of the topic when it is created (and checked when it exists).
+    pub partitions: u32,
+    /// Replication factor of the topic when it is created.
+    pub replication: i32,
+    /// Largest message (one ingest batch of a partition): the topic is created with this
+    /// `max.message.bytes`, and the producer allows it.
+    pub max_message_bytes: usize,
+    /// Further librdkafka properties for every client (security.protocol, sasl.*, …).
+    pub properties: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: &str, topic: &str, partitions: u32) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            topic: topic.into(),
+            partitions,
+            replication: 1,
+            max_message_bytes: 64 << 20,
+            properties: Vec::new(),
+        }
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    fn consumer(&self, group: &str) -> Result<BaseConsumer, LogError> {
+        self.client()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "error")
+            .set("queued.max.messages.kbytes", "65536")
+            .set("fetch.max.bytes", self.max_message_bytes.to_string())
+            .set("receive.message.max.bytes", (self.max_message_bytes + (1 << 20)).to_string())
+            .create()
+            .map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> LogError {
+        LogError::Kafka { topic: self.topic.clone(), reason: e.to_string() }
+    }
+}
+
+/// Hands each delivery report to the append waiting for it.
+struct Deliveries;
+
+impl ClientContext for Deliveries {}
+
+/// Where the report of the `usize`-th message of an append goes.
+type Delivered = (usize, mpsc::Sender<(usize, Result<i64, String>)>);
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<Delivered>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, to: Box<Delivered>) {
+        let (i, tx) = *to;
+        let _ = tx.send((
+            i,
+            match result {
+                Ok(m) => Ok(m.offset()),
+                Err((e, _)) => Err(e.to_string()),
+            },
+        ));
+    }
+}
+
+/// A log on one Kafka topic; clones share the producer.
+#[derive(Clone)]
+pub struct KafkaLog {
+    cfg: Arc<KafkaConfig>,
+    producer: Arc<ThreadedProducer<Deliveries>>,
+    /// For watermarks and metadata.
+    meta: Arc<BaseConsumer>,
+    /// One committing client per consumer group.
+    committers: Arc<Mutex<HashMap<String, Arc<BaseConsumer>>>>,
+}
+
+fn encode_source(s: SourcePos) -> [u8; 24] {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&s.source.to_be_bytes());
+    b[8..16].copy_from_slice(&s.pos.to_be_bytes());
+    b[16..].copy_from_slice(&s.line.to_be_bytes());
+    b
+}
+
+fn decode_source(b: &[u8]) -> Option<SourcePos> {
+    let n = |i: usize| Some(u64::from_be_bytes(b.get(i..i + 8)?.try_into().ok()?));
+    Some(SourcePos { source: n(0)?, pos: n(8)?, line: n(16)? })
+}
+
+/// How many messages lie wholly or partly below an offset: a reader that consumed
+/// message `k` stands at `(k << 24) + count`, a position inside message `k + 1`'s range.
+fn messages_below(offset: u64) -> u64 {
+    (offset >> OFFSET_BITS) + u64::from(offset & u64::from(MAX_COUNT) != 0)
+}
+
+/// The batch one message holds.
+fn batch_of(m: &BorrowedMessage<'_>) -> Batch {
+    let mut count = 0;
+    let mut source = SourcePos::default();
+    if let Some(headers) = m.headers() {
+        for h in headers.iter() {
+            match (h.key, h.value) {
+                (COUNT_HEADER, Some(v)) => count = v.try_into().map_or(0, u32::from_be_bytes),
+                (SOURCE_HEADER, Some(v)) => source = decode_source(v).unwrap_or_default(),
+                _ => {}
+            }
+        }
+    }
+    Batch {
+        base_offset: (m.offset().max(0) as u64) << OFFSET_BITS,
+        count,
+        source,
+        payload: m.payload().unwrap_or_default().to_vec(),
+    }
+}
+
+impl KafkaLog {
+    /// Connects, creating the topic if it does not exist.
+    pub fn open(cfg: KafkaConfig) -> Result<KafkaLog, LogError> {
+        let meta = cfg.consumer("topk-metadata")?;
+        let mut partitions = topic_partitions(&cfg, &meta)?;
+        if partitions.is_none() {
+            create_topic(&cfg)?;
+            partitions = topic_partitions(&cfg, &meta)?;
+        }
+        match partitions {
+            Some(n) if n == cfg.partitions => {}
+            Some(n) => {
+                return Err(cfg.error(format!(
+                    "has {n} partitions but {} are configured; the partition count cannot change",
+                    cfg.partitions
+                )))
+            }
+            None => return Err(cfg.error("was created but does not show in the metadata")),
+        }
+        let producer: ThreadedProducer<Deliveries> = cfg
+            .client()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("message.max.bytes", (cfg.max_message_bytes + (64 << 10)).to_string())
+            .create_with_context(Deliveries)
+            .map_err(|e| cfg.error(e))?;
+        tracing::info!(topic = %cfg.topic, partitions = cfg.partitions, brokers = %cfg.brokers, "kafka log open");
+        Ok(KafkaLog {
+            cfg: Arc::new(cfg),
+            producer: Arc::new(producer),
+            meta: Arc::new(meta),
+            committers: Arc::default(),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.cfg.topic
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> LogError {
+        self.cfg.error(e)
+    }
+
+    fn watermarks(&self, partition: u32) -> Result<(i64, i64), LogError> {
+        self.check(partition)?;
+        self.meta.fetch_watermarks(&self.cfg.topic, partition as i32, METADATA_TIMEOUT).map_err(|e| self.error(e))
+    }
+
+    fn check(&self, partition: u32) -> Result<(), LogError> {
+        if partition >= self.cfg.partitions {
+            return Err(LogError::NoSuchPartition { partition, partitions: self.cfg.partitions });
+        }
+        Ok(())
+    }
+
+    /// A consumer assigned to `partition` at message `offset`.
+    fn assigned(&self, partition: u32, offset: i64) -> Result<BaseConsumer, LogError> {
+        self.check(partition)?;
+        let consumer = self.cfg.consumer("topk-reader")?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.cfg.topic, partition as i32, Offset::Offset(offset))
+            .map_err(|e| self.error(e))?;
+        consumer.assign(&tpl).map_err(|e| self.error(e))?;
+        Ok(consumer)
+    }
+
+    /// Reads the messages `from .. to` of `partition` in order (blocking), handing each
+    /// to `f`.
+    fn scan(&self, partition: u32, from: i64, to: i64, mut f: impl FnMut(Batch)) -> Result<(), LogError> {
+        if from >= to {
+            return Ok(());
+        }
+        let consumer = self.assigned(partition, from)?;
+        let deadline = Instant::now() + METADATA_TIMEOUT;
+        loop {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    let offset = m.offset();
+                    if offset >= from && offset < to {
+                        f(batch_of(&m));
+                    }
+                    if offset + 1 >= to {
+                        return Ok(());
+                    }
+                }
+                Some(Err(e)) => reader_error(&self.cfg.topic, partition, from as u64, e)?,
+                None if Instant::now() > deadline => {
+                    return Err(self.error(format!("partition {partition}: timed out reading messages {from}..{to}")))
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn committer(&self, group: &str) -> Result<Arc<BaseConsumer>, LogError> {
+        let mut all = self.committers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = all.get(group) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(self.cfg.consumer(group)?);
+        all.insert(group.to_owned(), c.clone());
+        Ok(c)
+    }
+}
+
+/// The topic's partition count, or `None` if it does not exist.
+fn topic_partitions(cfg: &KafkaConfig, meta: &BaseConsumer) -> Result<Option<u32>, LogError> {
+    let md = meta.fetch_metadata(Some(&cfg.topic), METADATA_TIMEOUT).map_err(|e| cfg.error(e))?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == cfg.topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len() as u32))
+}
+
+fn create_topic(cfg: &KafkaConfig) -> Result<(), LogError> {
+    let admin: AdminClient<DefaultClientContext> = cfg.client().create().map_err(|e| cfg.error(e))?;
+    let max = cfg.max_message_bytes.to_string();
+    let topic = NewTopic::new(&cfg.topic, cfg.partitions as i32, TopicReplication::Fixed(cfg.replication))
+        .set("max.message.bytes", &max);
+    let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+    let results = futures_executor::block_on(admin.create_topics([&topic], &opts)).map_err(|e| cfg.error(e))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(cfg.error(format!("creating the topic: {code}"))),
+        }
+    }
+    tracing::info!(topic = %cfg.topic, partitions = cfg.partitions, replication = cfg.replication, "created kafka topic");
+    Ok(())
+}
+
+/// Consumer errors: a position deleted by retention is fatal, anything else (a broker
+/// restarting, a network blip) is logged while librdkafka retries.
+fn reader_error(topic: &str, partition: u32, offset: u64, e: KafkaError) -> Result<(), LogError> {
+    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
+        return Err(LogError::OffsetGone { partition, offset, earliest: 0 });
+    }
+    tracing::warn!(topic, partition, error = %e, "kafka consumer error; retrying");
+    Ok(())
+}
+
+impl Log for KafkaLog {
+    fn partitions(&self) -> u32 {
+        self.cfg.partitions
+    }
+
+    fn append_parts(&self, batches: &[(u32, u32, &[&[u8]], SourcePos)]) -> Result<Vec<u64>, LogError> {
+        let (tx, rx) = mpsc::channel();
+        for (i, &(partition, count, parts, source)) in batches.iter().enumerate() {
+            self.check(partition)?;
+            if count > MAX_COUNT {
+                return Err(self.error(format!("a batch of {count} events is more than one message takes")));
+            }
+            let payload = parts.concat();
+            let mut headers =
+                OwnedHeaders::new().insert(Header { key: COUNT_HEADER, value: Some(&count.to_be_bytes()) });
+            if source.source != 0 {
+                headers = headers.insert(Header { key: SOURCE_HEADER, value: Some(&encode_source(source)) });
+            }
+            let mut record = BaseRecord::with_opaque_to(&self.cfg.topic, Box::new((i, tx.clone())))
+                .partition(partition as i32)
+                .payload(&payload)
+                .headers(headers);
+            loop {
+                match self.producer.send::<(), _>(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => return Err(self.error(format!("producing to partition {partition}: {e}"))),
+                }
+            }
+        }
+        drop(tx);
+        // Reports arrive in any order across partitions; every one is awaited, so no
+        // message of a failed append is still in flight when this returns.
+        let mut bases = vec![0; batches.len()];
+        let mut failed = None;
+        for _ in batches {
+            match rx.recv() {
+                Ok((i, Ok(offset))) => bases[i] = (offset.max(0) as u64) << OFFSET_BITS,
+                Ok((i, Err(e))) => failed = Some(format!("delivery to partition {} failed: {e}", batches[i].0)),
+                Err(_) => return Err(self.error("the producer stopped before reporting a delivery")),
+            }
+        }
+        match failed {
+            Some(e) => Err(self.error(e)),
+            None => Ok(bases),
+        }
+    }
+
+    fn end_offset(&self, partition: u32) -> Result<u64, LogError> {
+        Ok((self.watermarks(partition)?.1.max(0) as u64) << OFFSET_BITS)
+    }
+
+    fn wait_for_append(&self, _seen: &mut u64, timeout: Duration) {
+        // Readers poll their prefetched messages; nothing to wait on here.
+        std::thread::sleep(timeout.min(Duration::from_millis(20)));
+    }
+
+    fn source_position(&self, partition: u32, source: u64) -> Result<Option<SourcePos>, LogError> {
+        const WINDOW: i64 = 512;
+        let (low, high) = self.watermarks(partition)?;
+        let mut to = high;
+        while to > low {
+            let from = (to - WINDOW).max(low);
+            let mut found = None;
+            self.scan(partition, from, to, |b| {
+                if b.source.source == source {
+                    found = Some(b.source);
+                }
+            })?;
+            if found.is_some() {
+                return Ok(found);
+            }
+            to = from;
+        }
+        Ok(None)
+    }
+
+    fn last_batch(&self, partition: u32) -> Result<Option<Batch>, LogError> {
+        let (low, high) = self.watermarks(partition)?;
+        let mut last = None;
+        self.scan(partition, (high - 1).max(low), high, |b| last = Some(b))?;
+        Ok(last)
+    }
+
+    fn reader(&self, partition: u32, offset: u64) -> Result<Box<dyn LogReader>, LogError> {
+        let consumer = self.assigned(partition, (offset >> OFFSET_BITS) as i64)?;
+        Ok(Box::new(KafkaReader { consumer, topic: self.cfg.topic.clone(), partition, next: offset }))
+    }
+
+    fn commit(&self, group: &str, partition: u32, offset: u64) -> Result<(), LogError> {
+        self.check(partition)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.cfg.topic, partition as i32, Offset::Offset((offset >> OFFSET_BITS) as i64))
+            .map_err(|e| self.error(e))?;
+        self.committer(group)?.commit(&tpl, CommitMode::Sync).map_err(|e| self.error(e))
+    }
+
+    fn committed(&self, group: &str, partition: u32) -> Result<Option<u64>, LogError> {
+        self.check(partition)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.cfg.topic, partition as i32);
+        let got = self.committer(group)?.committed_offsets(tpl, METADATA_TIMEOUT).map_err(|e| self.error(e))?;
+        Ok(match got.find_partition(&self.cfg.topic, partition as i32).map(|e| e.offset()) {
+            Some(Offset::Offset(k)) if k >= 0 => Some((k as u64) << OFFSET_BITS),
+            _ => None,
+        })
+    }
+
+    fn distance(&self, from: u64, to: u64) -> u64 {
+        messages_below(to).saturating_sub(messages_below(from))
+    }
+}
+
+/// What a consumer-group member does when partitions are given to it or taken away.
+/// Both are called on the membership's thread; `revoked` must have stopped all work on
+/// the partitions when it returns (the group hands them on afterwards).
+pub trait Assignments: Send + Sync + 'static {
+    fn assigned(&self, partitions: &[u32]);
+    fn revoked(&self, partitions: &[u32]);
+}
+
+struct GroupContext {
+    topic: String,
+    handler: Arc<dyn Assignments>,
+    /// What this member holds now.
+    held: Mutex<Vec<u32>>,
+}
+
+impl ClientContext for GroupContext {}
+
+fn partitions_of(topic: &str, tpl: &TopicPartitionList) -> Vec<u32> {
+    tpl.elements_for_topic(topic).iter().map(|e| e.partition() as u32).collect()
+}
+
+impl rdkafka::consumer::ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        if let rdkafka::consumer::Rebalance::Revoke(tpl) = rebalance {
+            let parts = partitions_of(&self.topic, tpl);
+            tracing::info!(topic = %self.topic, partitions = ?parts, "partitions revoked");
+            self.handler.revoked(&parts);
+            self.held.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| !parts.contains(p));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        match rebalance {
+            rdkafka::consumer::Rebalance::Assign(tpl) => {
+                // The member only coordinates: each partition's reader fetches on its own.
+                if let Err(e) = consumer.pause(tpl) {
+                    tracing::warn!(topic = %self.topic, error = %e, "pausing the group member's own fetches");
+                }
+                let parts = partitions_of(&self.topic, tpl);
+                tracing::info!(topic = %self.topic, partitions = ?parts, "partitions assigned");
+                self.held.lock().unwrap_or_else(|e| e.into_inner()).extend(&parts);
+                self.handler.assigned(&parts);
+            }
+            rdkafka::consumer::Rebalance::Error(e) => {
+                tracing::warn!(topic = %self.topic, error = %e, "rebalance error")
+            }
+            rdkafka::consumer::Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// Membership of a consumer group on a log's topic: the group spreads the partitions
+/// over its members, and [`Assignments`] hears of every change. Leaving (or dropping)
+/// revokes everything held first.
+pub struct Membership {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KafkaLog {
+    /// Joins `group` (with the librdkafka `properties` given, e.g. session.timeout.ms).
+    pub fn join_group(
+        &self,
+        group: &str,
+        properties: &[(&str, &str)],
+        handler: Arc<dyn Assignments>,
+    ) -> Result<Membership, LogError> {
+        let mut config = self.cfg.client();
+        config.set("group.id", group).set("enable.auto.commit", "false").set("enable.partition.eof", "false");
+        for (k, v) in properties {
+            config.set(*k, *v);
+        }
+        let context = GroupContext { topic: self.cfg.topic.clone(), handler: handler.clone(), held: Mutex::default() };
+        let consumer: BaseConsumer<GroupContext> = config.create_with_context(context).map_err(|e| self.error(e))?;
+        consumer.subscribe(&[&self.cfg.topic]).map_err(|e| self.error(e))?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (stop, topic, group) = (stop.clone(), self.cfg.topic.clone(), group.to_owned());
+            std::thread::Builder::new()
+                .name("group-member".into())
+                .spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        // Serves heartbeats and rebalances; fetches are paused.
+                        if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+                            tracing::warn!(%topic, %group, error = %e, "group member");
+                        }
+                    }
+                    let held = std::mem::take(&mut *consumer.context().held.lock().unwrap_or_else(|e| e.into_inner()));
+                    if !held.is_empty() {
+                        consumer.context().handler.revoked(&held);
+                    }
+                    consumer.unsubscribe();
+                    tracing::info!(%topic, %group, "left the consumer group");
+                })
+                .map_err(|e| self.error(format!("starting the group member: {e}")))?
+        };
+        Ok(Membership { stop, thread: Some(thread) })
+    }
+}
+
+impl Membership {
+    pub fn leave(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Reads one partition from its prefetched messages.
+pub struct KafkaReader {
+    consumer: BaseConsumer,
+    topic: String,
+    partition: u32,
+    next: u64,
+}
+
+impl LogReader for KafkaReader {
+    fn position(&self) -> u64 {
+        self.next
+    }
+
+    fn next_batch(&mut self) -> Result<Option<Batch>, LogError> {
+        loop {
+            match self.consumer.poll(Duration::ZERO) {
+                None => return Ok(None),
+                Some(Err(e)) => {
+                    reader_error(&self.topic, self.partition, self.next, e)?;
+                    return Ok(None);
+                }
+                Some(Ok(m)) => {
+                    let batch = batch_of(&m);
+                    if batch.count == 0 || batch.end_offset() <= self.next {
+                        continue;
+                    }
+                    self.next = batch.end_offset();
+                    return Ok(Some(batch));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_count_messages() {
+        let log_distance = |from, to| messages_below(to).saturating_sub(messages_below(from));
+        let k = 7u64 << OFFSET_BITS;
+        assert_eq!(log_distance(k + 3, 8 << OFFSET_BITS), 0, "message 7 consumed: caught up with end 8");
+        assert_eq!(log_distance(k, 8 << OFFSET_BITS), 1, "at the start of message 7: one to go");
+        assert_eq!(log_distance(0, 8 << OFFSET_BITS), 8);
+    }
+
+    #[test]
+    fn source_positions_round_trip_through_their_header() {
+        let s = SourcePos { source: u64::MAX - 3, pos: 1 << 40, line: 12 };
+        assert_eq!(decode_source(&encode_source(s)), Some(s));
+        assert_eq!(decode_source(&[1, 2, 3]), None);
+    }
+}

@@ -1,0 +1,197 @@
+//! The production backend: PostgreSQL over the synchronous `postgres` client (the store
+//! is called from blocking threads, like SQLite).
+//!
+//! Dialect, applied to the shared SQL of [`crate::schema`]:
+//! - `{ID}` is an identity column and `{BLOB}` is `BYTEA`;
+//! - every `TEXT` column uses the "C" collation, so product ids sort (ties in top lists,
+//!   prefix searches as ranges) in byte order, as on SQLite, whatever the database's locale;
+//! - `json_each($n)` (a JSON array of ids, bound as text) becomes
+//!   `json_array_elements_text(($n::text)::json)`.
+//!
+//! A dropped connection (server restart, network) is re-established at the next call
+//! outside a transaction; the call that saw the drop fails, and its caller retries.
+
+use std::collections::HashMap;
+
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Statement};
+
+use crate::sql::{Conn, SqlRow, Value};
+use crate::{Result, StoreError};
+
+pub(crate) struct PgConn {
+    config: postgres::Config,
+    client: Client,
+    statements: HashMap<String, Statement>,
+    in_transaction: bool,
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        let mut message = e.to_string();
+        if let Some(db) = e.as_db_error() {
+            message = format!("{message}: {db}");
+        } else if let Some(source) = std::error::Error::source(&e) {
+            message = format!("{message}: {source}");
+        }
+        StoreError::Postgres(message)
+    }
+}
+
+impl SqlRow for Row {
+    fn int(&self, i: usize) -> Result<i64> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
+        Ok(self.try_get(i)?)
+    }
+    fn real(&self, i: usize) -> Result<f64> {
+        Ok(self.try_get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<String> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        Ok(self.try_get(i)?)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
+        Ok(self.try_get(i)?)
+    }
+}
+
+/// Rewrites SQLite's `json_each($n)` into PostgreSQL's form (see the module docs).
+fn dialect(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 32);
+    let mut rest = sql;
+    while let Some(at) = rest.find("json_each($") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "json_each(".len()..];
+        let end = after.find(')').unwrap_or(after.len());
+        out.push_str(&format!("json_array_elements_text(({}::text)::json) AS value", &after[..end]));
+        rest = after.get(end + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
+}
+
+impl PgConn {
+    pub(crate) fn connect(url: &str) -> Result<PgConn> {
+        let config: postgres::Config =
+            url.parse().map_err(|e| StoreError::Open { path: redact(url), reason: format!("{e}") })?;
+        let client = config
+            .connect(NoTls)
+            .map_err(|e| StoreError::Open { path: redact(url), reason: StoreError::from(e).to_string() })?;
+        Ok(PgConn { config, client, statements: HashMap::new(), in_transaction: false })
+    }
+
+    /// The client, reconnected first if the connection was lost between transactions.
+    fn client(&mut self) -> Result<&mut Client> {
+        if self.client.is_closed() {
+            if self.in_transaction {
+                return Err(StoreError::Postgres("connection lost during a transaction".into()));
+            }
+            self.client = self.config.connect(NoTls)?;
+            self.statements.clear();
+            tracing::warn!("reconnected to postgresql");
+        }
+        Ok(&mut self.client)
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            if !self.client.is_closed() {
+                return Ok(s.clone());
+            }
+        }
+        let prepared = self.client()?.prepare(&dialect(sql))?;
+        self.statements.insert(sql.to_owned(), prepared.clone());
+        Ok(prepared)
+    }
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn bind<'a>(params: &'a [Value<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| -> &(dyn ToSql + Sync) {
+            match p {
+                Value::Int(v) => v,
+                Value::Real(v) => v,
+                Value::Text(v) => v,
+                Value::Bytes(v) => v,
+            }
+        })
+        .collect()
+}
+
+impl Conn for PgConn {
+    fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64> {
+        let stmt = self.statement(sql)?;
+        Ok(self.client()?.execute(&stmt, &bind(params))?)
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value<'_>],
+        each: &mut dyn FnMut(&dyn SqlRow) -> Result<()>,
+    ) -> Result<()> {
+        let stmt = self.statement(sql)?;
+        for row in self.client()?.query(&stmt, &bind(params))? {
+            each(&row)?;
+        }
+        Ok(())
+    }
+
+    fn script(&mut self, sql: &str) -> Result<()> {
+        let result = self.client().and_then(|c| Ok(c.batch_execute(sql)?));
+        match sql {
+            "BEGIN" => self.in_transaction = result.is_ok(),
+            "COMMIT" | "ROLLBACK" => self.in_transaction = false,
+            _ => {}
+        }
+        result
+    }
+
+    fn migration(&self, sql: &str) -> String {
+        sql.replace("{ID}", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+            .replace("{BLOB}", "BYTEA")
+            .replace(" TEXT", " TEXT COLLATE \"C\"")
+    }
+
+    fn migration_lock(&self) -> Option<&'static str> {
+        // Processes starting together wait for one another's migrations.
+        Some("SELECT pg_advisory_xact_lock(7401215)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_each_becomes_json_array_elements_text() {
+        assert_eq!(
+            dialect("SELECT a FROM t WHERE b = $1 AND id IN (SELECT value FROM json_each($3))"),
+            "SELECT a FROM t WHERE b = $1 AND id IN (SELECT value FROM json_array_elements_text(($3::text)::json) AS value)"
+        );
+        assert_eq!(dialect("SELECT 1"), "SELECT 1");
+    }
+
+    #[test]
+    fn passwords_are_left_out_of_messages() {
+        assert_eq!(redact("postgres://topk:secret@db:5432/topk"), "postgres://topk:***@db:5432/topk");
+        assert_eq!(redact("postgres://db/topk"), "postgres://db/topk");
+    }
+}

@@ -1,0 +1,257 @@
+//! One store suite, run against every backend: SQLite in a temporary directory and the
+//! PostgreSQL server of the machine ([`crate::testing::Postgres`]), each test in a schema
+//! of its own.
+
+use topk_core::accuracy::Accuracy;
+use topk_core::time::{Bucket, Granularity};
+
+use crate::postgres::PgConn;
+use crate::schema::*;
+use crate::sql::{Conn, SqlStore};
+use crate::sqlite::SqliteConn;
+use crate::testing::Postgres;
+use crate::*;
+
+const H: i64 = 3_600_000;
+const DAY0: i64 = 1_796_083_200_000; // 2026-12-01T00:00:00Z
+
+/// A database the suite can open more than once (to test reopening and upgrades).
+trait Backend: Sync {
+    fn conn(&self) -> Box<dyn Conn>;
+    fn open(&self) -> SqlStore {
+        SqlStore::new(self.conn()).unwrap()
+    }
+}
+
+struct Sqlite(tempfile::TempDir);
+
+impl Backend for Sqlite {
+    fn conn(&self) -> Box<dyn Conn> {
+        Box::new(SqliteConn::open(&self.0.path().join("store.db")).unwrap())
+    }
+}
+
+impl Backend for Postgres {
+    fn conn(&self) -> Box<dyn Conn> {
+        Box::new(PgConn::connect(&self.url).unwrap())
+    }
+}
+
+fn sum(p: &str, count: i64) -> ProductSum {
+    ProductSum { product_id: p.into(), count, revenue_cents: count * 10 }
+}
+
+fn hours_roll_up_into_a_day_and_top_lists_rank_it(b: &dyn Backend) {
+    let mut s = b.open();
+    let day = Bucket::containing(Granularity::Day, DAY0);
+    for (h, rows) in [(0, vec![sum("a", 5), sum("b", 1)]), (23, vec![sum("b", 7), sum("c", 2)])] {
+        let hour = Bucket::containing(Granularity::Hour, DAY0 + h * H);
+        s.replace_hour(hour, &rows, 1, &hour.ancestors()).unwrap();
+    }
+    // An hour of the next day must not leak in.
+    let next = Bucket::containing(Granularity::Hour, DAY0 + 24 * H);
+    s.replace_hour(next, &[sum("a", 100)], 1, &[]).unwrap();
+    assert_eq!(s.rollup(day).unwrap(), 3);
+    assert_eq!(s.bucket_rows(day).unwrap(), vec![sum("a", 5), sum("b", 8), sum("c", 2)]);
+    // Re-running replaces rather than adds.
+    assert_eq!(s.rollup(day).unwrap(), 3);
+    assert_eq!(s.bucket_rows(day).unwrap()[1], sum("b", 8));
+    s.regenerate_top_lists(day, 2).unwrap();
+    let top: Vec<_> =
+        s.top_list(day, By::Quantity, 10).unwrap().into_iter().map(|r| (r.rank, r.product_id, r.count)).collect();
+    assert_eq!(top, [(1, "b".to_string(), 8), (2, "a".to_string(), 5)]);
+    assert_eq!(s.top_list(day, By::Revenue, 1).unwrap()[0].source, "batch");
+    assert_eq!(s.exact_buckets(Granularity::Day, DAY0, DAY0 + 1).unwrap()[0].count, 15);
+    assert!(s.has_exact(day).unwrap());
+    assert_eq!(s.rank_of(day, By::Quantity, "a").unwrap(), Some(2));
+    assert_eq!(s.rank_of(day, By::Quantity, "c").unwrap(), None, "beyond the list");
+    assert!(s.pending().unwrap().contains(&day));
+    // A run clears only the generation it started from.
+    let generation = s.pending_generation(day).unwrap().unwrap();
+    s.add_pending(&[day]).unwrap();
+    s.remove_pending(day, generation).unwrap();
+    assert!(s.pending().unwrap().contains(&day), "made stale again while running: stays pending");
+    s.remove_pending(day, generation + 1).unwrap();
+    assert!(!s.pending().unwrap().contains(&day));
+    assert_eq!(s.hour_version(Bucket::containing(Granularity::Hour, DAY0)).unwrap(), Some(1));
+    // Retention drops old hours with their lists, and keeps the day.
+    assert_eq!(s.delete_hours_before(DAY0 + H).unwrap(), 2);
+    assert!(s.bucket_rows(Bucket::containing(Granularity::Hour, DAY0)).unwrap().is_empty());
+    assert_eq!(s.bucket_rows(day).unwrap().len(), 3);
+}
+
+/// Ties rank by product id in byte order on every backend ('B' < 'a'), whatever the
+/// database's locale, and prefix searches use the same order.
+fn ties_and_searches_follow_byte_order(b: &dyn Backend) {
+    let mut s = b.open();
+    let day = Bucket::containing(Granularity::Day, DAY0);
+    let rows = vec![sum("a", 5), sum("B", 5), sum("_x", 5), sum("ab", 1)];
+    s.write_exact("batch", &[(day, rows)], 10, &[]).unwrap();
+    let ids: Vec<_> = s.top_list(day, By::Quantity, 10).unwrap().into_iter().map(|r| r.product_id).collect();
+    assert_eq!(ids, ["B", "_x", "a", "ab"]);
+    s.upsert_products(&[
+        Product { product_id: "a".into(), name: Some("Zebra lamp".into()), category: None },
+        Product { product_id: "ab".into(), name: Some("Apple".into()), category: Some("fruit".into()) },
+        Product { product_id: "B".into(), name: None, category: None },
+    ])
+    .unwrap();
+    // A later record without a name keeps the known one.
+    s.upsert_products(&[Product { product_id: "a".into(), name: None, category: Some("home".into()) }]).unwrap();
+    let found: Vec<_> = s.search_products("a", 10).unwrap().into_iter().map(|p| p.product_id).collect();
+    assert_eq!(found, ["a", "ab"], "ids first, then names");
+    let found: Vec<_> = s.search_products("zeb", 10).unwrap().into_iter().map(|p| p.product_id).collect();
+    assert_eq!(found, ["a"], "case-insensitive name prefix");
+    let mut named = s.products(&["a", "B", "missing"]).unwrap();
+    named.sort_by(|x, y| x.product_id.cmp(&y.product_id));
+    assert_eq!(
+        named[1],
+        Product { product_id: "a".into(), name: Some("Zebra lamp".into()), category: Some("home".into()) }
+    );
+    assert_eq!(named.len(), 2);
+    let mut sums = s.product_sums(day, &["ab", "B", "nope"]).unwrap();
+    sums.sort_by(|x, y| x.product_id.cmp(&y.product_id));
+    assert_eq!(sums, [sum("B", 5), sum("ab", 1)]);
+    assert!(s.product_sums(day, &[]).unwrap().is_empty());
+}
+
+fn speed_writes_replace_rows_and_keep_sketches_until_finished(b: &dyn Backend) {
+    let mut s = b.open();
+    let hour = Bucket::containing(Granularity::Hour, DAY0);
+    let row =
+        |p: &str, count| SpeedRow { product_id: p.into(), count, error: 2, revenue_cents: count * 3, updated_ms: 77 };
+    let write = |rows: Vec<SpeedRow>, finished| SpeedWrite {
+        bucket: hour,
+        rows,
+        sketches: vec![(0, vec![0, 1, 255]), (3, vec![])],
+        finished,
+        unlisted_bound: 4,
+        total_count: 40,
+    };
+    s.write_speed("speed", &[write(vec![row("a", 9), row("b", 3)], false)], &[(0, 10), (3, 7)]).unwrap();
+    s.write_speed("speed", &[write(vec![row("b", 12)], false)], &[(0, 11)]).unwrap();
+    assert_eq!(s.speed_rows(hour).unwrap(), [row("b", 12)]);
+    assert_eq!(s.consumer_offsets("speed").unwrap(), [(0, 11), (3, 7)]);
+    let mut sketches = s.speed_sketches().unwrap();
+    sketches.sort_by_key(|x| x.1);
+    assert_eq!(sketches, [(hour, 0, vec![0, 1, 255]), (hour, 3, vec![])]);
+    let buckets = s.speed_buckets(Granularity::Hour, DAY0, DAY0 + H).unwrap();
+    assert_eq!(buckets, [SpeedBucket { bucket: hour, unlisted_bound: 4, total_count: 40, updated_ms: 77 }]);
+    s.write_speed("speed", &[write(vec![], true)], &[]).unwrap();
+    assert!(s.speed_sketches().unwrap().is_empty(), "finished buckets drop their sketches");
+    assert!(s.speed_buckets(Granularity::Hour, DAY0, DAY0 + H).unwrap().is_empty());
+    s.write_speed("speed", &[write(vec![row("c", 1)], false)], &[]).unwrap();
+    assert_eq!(s.delete_speed_rows(hour).unwrap(), 1);
+    assert!(s.speed_rows(hour).unwrap().is_empty());
+}
+
+fn runs_are_recorded_failures_first_and_interrupted_ones_marked(b: &dyn Backend) {
+    let mut s = b.open();
+    let bucket = Bucket::containing(Granularity::Hour, DAY0);
+    let ok = s.start_run("rollup", bucket, 1, 10).unwrap();
+    s.finish_run(ok, RunStatus::Success, Some(3), None, 20).unwrap();
+    let bad = s.start_run("rollup", bucket, 2, 30).unwrap();
+    assert!(bad > ok);
+    s.finish_run(bad, RunStatus::Failed, None, Some("disk full"), 45).unwrap();
+    s.start_run("top_lists", bucket, 1, 50).unwrap();
+    drop(s);
+    let mut s = b.open();
+    assert_eq!(s.fail_interrupted_runs(60).unwrap(), 1);
+    let runs = s.runs(10).unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [RunStatus::Failed, RunStatus::Failed, RunStatus::Success]
+    );
+    assert_eq!(runs[0].error.as_deref(), Some("interrupted: the process stopped during the run"));
+    assert_eq!(runs[1].error.as_deref(), Some("disk full"));
+    assert_eq!((runs[2].rows, runs[2].finished_ms, runs[2].bucket), (Some(3), Some(20), bucket));
+    assert_eq!(s.attempts("rollup", bucket).unwrap(), 2);
+    let stats = s.run_stats().unwrap();
+    let rollup_failed = stats.iter().find(|r| r.task == "rollup" && r.status == RunStatus::Failed).unwrap();
+    assert_eq!((rollup_failed.runs, rollup_failed.duration_ms), (1, 15));
+}
+
+fn accuracy_is_kept_per_bucket(b: &dyn Backend) {
+    let mut s = b.open();
+    let hour = Bucket::containing(Granularity::Hour, DAY0);
+    let mut a = Accuracy {
+        precision_at_10: 0.9,
+        precision_at_100: 0.875,
+        max_relative_error: 0.125,
+        mean_relative_error: 0.01,
+        bound_coverage: 1.0,
+    };
+    s.record_accuracy(hour, &a, 5).unwrap();
+    a.precision_at_10 = 1.0;
+    s.record_accuracy(hour, &a, 6).unwrap();
+    assert_eq!(s.accuracy(10).unwrap(), [AccuracyRecord { bucket: hour, accuracy: a, scored_ms: 6 }]);
+}
+
+fn a_failed_transaction_leaves_nothing_behind(b: &dyn Backend) {
+    let mut s = b.open();
+    let hour = Bucket::containing(Granularity::Hour, DAY0);
+    s.replace_hour(hour, &[sum("a", 1)], 1, &[]).unwrap();
+    // The same product twice violates the primary key half-way through the transaction.
+    s.replace_hour(hour, &[sum("b", 1), sum("b", 2)], 2, &[]).unwrap_err();
+    assert_eq!(s.bucket_rows(hour).unwrap(), [sum("a", 1)]);
+    assert_eq!(s.hour_version(hour).unwrap(), Some(1));
+    // And the connection is usable afterwards.
+    s.replace_hour(hour, &[sum("c", 3)], 3, &[]).unwrap();
+    assert_eq!(s.bucket_rows(hour).unwrap(), [sum("c", 3)]);
+}
+
+fn upgrading_a_store_backfills_the_totals_of_exact_buckets(b: &dyn Backend) {
+    let day = Bucket::containing(Granularity::Day, DAY0);
+    {
+        // A store as the previous release left it: migrations 1 and 2 only.
+        let mut old = SqlStore::unmigrated(b.conn());
+        let c = old.conn();
+        c.script("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY)").unwrap();
+        for &(version, sql) in &MIGRATIONS[..2] {
+            let sql = c.migration(sql);
+            c.script(&sql).unwrap();
+            c.exec("INSERT INTO schema_migrations (version) VALUES ($1)", &vals![version]).unwrap();
+        }
+        for (p, n) in [("a", 5), ("b", 3)] {
+            c.exec(INSERT_ROW, &vals!["day", DAY0, p, n, n * 10]).unwrap();
+        }
+        for (rank, p, n) in [(1, "a", 5), (2, "b", 3)] {
+            c.exec(INSERT_TOP_ROW, &vals!["day", DAY0, "quantity", rank, p, n, n * 10]).unwrap();
+        }
+    }
+    let mut s = b.open();
+    let exact = s.exact_buckets(Granularity::Day, DAY0, DAY0 + 1).unwrap();
+    assert_eq!(exact, [ExactBucket { bucket: day, count: 8, revenue_cents: 80, products: 2 }]);
+    drop(s);
+    b.open(); // migrations already applied: opening again changes nothing
+}
+
+fn concurrent_opens_migrate_once(b: &dyn Backend) {
+    std::thread::scope(|scope| {
+        let opens: Vec<_> = (0..4).map(|_| scope.spawn(|| b.open().pending().map(|p| p.len()))).collect();
+        for o in opens {
+            assert_eq!(o.join().unwrap().unwrap(), 0);
+        }
+    });
+}
+
+macro_rules! store_suite {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $test() { super::$test(&super::Sqlite(tempfile::tempdir().unwrap())) } )+
+        }
+        mod postgres {
+            $( #[test] fn $test() { super::$test(&super::Postgres::new()) } )+
+        }
+    };
+}
+
+store_suite!(
+    hours_roll_up_into_a_day_and_top_lists_rank_it,
+    ties_and_searches_follow_byte_order,
+    speed_writes_replace_rows_and_keep_sketches_until_finished,
+    runs_are_recorded_failures_first_and_interrupted_ones_marked,
+    accuracy_is_kept_per_bucket,
+    a_failed_transaction_leaves_nothing_behind,
+    upgrading_a_store_backfills_the_totals_of_exact_buckets,
+    concurrent_opens_migrate_once,
+);

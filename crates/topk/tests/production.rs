@@ -1,0 +1,235 @@
+//! Production mode: every role as its own `topk` process, the logs on Kafka (the test
+//! broker of `topk_log::testing`) and the store on PostgreSQL (a schema of its own).
+//! The exact answers must equal the ground truth: with two aggregators sharing the
+//! partitions, and with an aggregator killed with SIGKILL at random moments.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use topk_store::testing::Postgres;
+
+/// Two whole days in the past, so that every granularity up to the year is closed.
+const START: &str = "2025-06-02";
+const DAY0_MS: i64 = 1_748_822_400_000; // 2025-06-02T00:00:00Z
+
+/// One deployment: a config file, a PostgreSQL schema, topics of its own, and the role
+/// processes (killed when dropped).
+struct Deployment {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    pg: Postgres,
+    roles: Vec<(String, Child)>,
+}
+
+impl Deployment {
+    fn new(partitions: u32) -> Deployment {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = Postgres::new();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let config = dir.path().join("prod.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {data:?}\nkafka_brokers = {brokers:?}\nkafka_prefix = \"e2e-{nanos}.\"\nstore = {store:?}\n\
+                 partitions = {partitions}\nflush_interval_ms = 200\nmax_entries = 5000\nidle_timeout_ms = 2000\n\
+                 speed_write_interval_ms = 200\nhour_retention_days = 0\n",
+                data = dir.path().join("shared").display().to_string(),
+                brokers = topk_log::testing::kafka_brokers(),
+                store = pg.url,
+            ),
+        )
+        .unwrap();
+        Deployment { dir, config, pg, roles: Vec::new() }
+    }
+
+    fn log_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// Starts `topk <role> <args>` and returns its HTTP address.
+    fn start(&mut self, name: &str, role: &str, args: &[&str]) -> String {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_file(name)).unwrap();
+        let mut child = Command::new(topk_bin())
+            .arg(role)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("TOPK_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        let Some(url) = first.split_whitespace().find(|w| w.starts_with("http://")) else {
+            panic!("{name} did not start:\n{}", self.tail(name));
+        };
+        let url = url.to_string();
+        self.roles.push((name.to_string(), child));
+        url
+    }
+
+    fn kill(&mut self, name: &str) {
+        let i = self.roles.iter().position(|(n, _)| n == name).expect("role is running");
+        let (_, mut child) = self.roles.remove(i);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
+    /// The end of a role's log, for failure messages.
+    fn tail(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.log_file(name)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn tails(&self) -> String {
+        self.roles.iter().map(|(n, _)| format!("--- {n}\n{}", self.tail(n))).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Waits until the store holds exactly `truth`, then checks every top list.
+    fn assert_exact(&self, truth: &BucketSums) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while store_sums(&self.pg.url) != *truth {
+            if Instant::now() > deadline {
+                eprintln!("the store did not reach the ground truth; role logs:\n{}", self.tails());
+                assert_store_exact(&self.pg.url, truth, 1000); // shows the differences
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let checked = assert_store_exact(&self.pg.url, truth, 1000);
+        assert_eq!((checked["hour"], checked["day"], checked["year"]), (48, 2, 1), "{checked:?}");
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.roles {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn input(dir: &Path, name: &str, events: &str, seed: &str) -> PathBuf {
+    let path = dir.join(name);
+    let args = ["--events", events, "--products", "3000", "--start", START, "--days", "2", "--seed", seed];
+    gen(&path, &[&args[..], &["--refund-rate", "0.02", "--duplicate-rate", "0.01"]].concat());
+    path
+}
+
+fn replay_to(api: &str, files: &[&Path]) {
+    let out = Command::new(topk_bin()).arg("replay").args(files).args(["--server", api]).output().unwrap();
+    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn truth_of(files: &[&Path]) -> Sums {
+    let mut all = String::new();
+    for f in files {
+        all.push_str(&std::fs::read_to_string(f).unwrap());
+    }
+    let joined = files[0].with_extension("all");
+    std::fs::write(&joined, all).unwrap();
+    ground_truth(&joined)
+}
+
+#[test]
+fn separate_role_processes_on_kafka_and_postgres_answer_exactly() {
+    let mut d = Deployment::new(4);
+    d.start("aggregator-a", "aggregator", &["--aggregate-partitions", "0-1"]);
+    d.start("aggregator-b", "aggregator", &["--aggregate-partitions", "2-3"]);
+    d.start("archive", "archive", &[]);
+    d.start("speed", "speed", &[]);
+    d.start("batch", "batch", &[]);
+    let api = d.start("api", "api", &[]);
+    let file = input(d.dir.path(), "events.ndjson", "60000", "21");
+    replay_to(&api, &[&file]);
+    let truth = ground_truth(&file);
+    d.assert_exact(&bucket_truth(&truth));
+
+    // The API's exact answer equals the truth: the day's top 10 by quantity.
+    let day = bucket_truth(&truth);
+    let mut want: Vec<(String, i64)> = day
+        .iter()
+        .filter(|((g, b, _), _)| g == "day" && *b == DAY0_MS)
+        .map(|((_, _, p), (c, _))| (p.clone(), *c))
+        .collect();
+    want.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+    want.truncate(10);
+    let url = format!("{api}/api/v1/top?granularity=day&start={START}T00:00:00Z&k=10");
+    let a: serde_json::Value = reqwest::blocking::get(&url).unwrap().json().unwrap();
+    assert_eq!(a["exact"], true, "{a}");
+    let got: Vec<(String, i64)> = a["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["product_id"].as_str().unwrap().to_string(), r["count"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(got, want);
+    // Every role process reports healthy.
+    let health = reqwest::blocking::get(format!("{api}/healthz")).unwrap();
+    assert!(health.status().is_success());
+}
+
+/// The sum of a metric's samples on a role's /metrics (0 if it cannot be read).
+fn metric_sum(url: &str, name: &str) -> f64 {
+    let Ok(text) = reqwest::blocking::get(format!("{url}/metrics")).and_then(|r| r.text()) else { return 0.0 };
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// splitmix64: the kill schedule is reproducible.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[test]
+fn aggregator_killed_at_random_moments_on_kafka_and_postgres_loses_and_repeats_nothing() {
+    let mut d = Deployment::new(2);
+    let aggregator = d.start("aggregator", "aggregator", &[]);
+    d.start("archive", "archive", &[]);
+    d.start("batch", "batch", &[]);
+    let api = d.start("api", "api", &[]);
+    let files: Vec<PathBuf> =
+        (0..20).map(|i| input(d.dir.path(), &format!("part-{i}.ndjson"), "6000", &format!("{}", 40 + i))).collect();
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    // Ingest in the background while the aggregator is killed and restarted.
+    let feeder = {
+        let (api, files) = (api.clone(), files.clone());
+        std::thread::spawn(move || {
+            for f in &files {
+                replay_to(&api, &[f]);
+                std::thread::sleep(Duration::from_millis(700));
+            }
+        })
+    };
+    let want_kills = std::env::var("TOPK_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let mut rng = 0x006b_6166_6b61_u64;
+    let mut aggregator = aggregator;
+    let mut busy = 0;
+    for kill in 1..=want_kills {
+        // Startup and recovery take about a second: most kills land after it.
+        std::thread::sleep(Duration::from_millis(1000 + next(&mut rng) % 1500));
+        // Events this aggregator process counted so far: > 0 means the kill interrupts work.
+        let counted = metric_sum(&aggregator, "topk_aggregated_events_total");
+        busy += usize::from(counted > 0.0 && !feeder.is_finished());
+        d.kill("aggregator");
+        eprintln!("kill {kill}: the aggregator had counted {counted} events");
+        aggregator = d.start("aggregator", "aggregator", &[]);
+    }
+    feeder.join().unwrap();
+    assert!(busy * 2 >= want_kills, "only {busy} of {want_kills} kills interrupted an aggregator at work");
+    d.assert_exact(&bucket_truth(&truth_of(&refs)));
+}
