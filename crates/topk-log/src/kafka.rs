@@ -96,7 +96,27 @@ impl KafkaConfig {
     }
 }
 
-/// Hands each delivery report to the append waiting for it.
+/// One message to produce.
+struct Outgoing {
+    /// `None`: librdkafka's partitioner (by key).
+    partition: Option<u32>,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: OwnedHeaders,
+}
+
+/// A rejected message for the dead-letter topic.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    /// Where it came from, e.g. `topic/partition/offset`.
+    pub origin: String,
+    /// Why it was rejected (the field and the reason).
+    pub reason: String,
+    /// The message as it was.
+    pub value: &'a [u8],
+}
+
+/// Hands each delivery report to the call waiting for it.
 struct Deliveries;
 
 impl ClientContext for Deliveries {}
@@ -215,6 +235,71 @@ impl KafkaLog {
         self.cfg.error(e)
     }
 
+    /// Produces every message and waits for every delivery report: returns the message
+    /// offsets, or the first failure once nothing is in flight any more.
+    fn deliver(&self, messages: Vec<Outgoing>) -> Result<Vec<u64>, LogError> {
+        let (tx, rx) = mpsc::channel();
+        let n = messages.len();
+        for (i, m) in messages.into_iter().enumerate() {
+            let mut record = BaseRecord::with_opaque_to(&self.cfg.topic, Box::new((i, tx.clone())))
+                .payload(&m.payload)
+                .headers(m.headers);
+            if let Some(p) = m.partition {
+                record = record.partition(p as i32);
+            }
+            if let Some(k) = &m.key {
+                record = record.key(k.as_slice());
+            }
+            loop {
+                match self.producer.send::<[u8], _>(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => return Err(self.error(format!("producing message {i}: {e}"))),
+                }
+            }
+        }
+        drop(tx);
+        // Reports arrive in any order across partitions; every one is awaited, so no
+        // message of a failed call is still in flight when this returns.
+        let mut offsets = vec![0; n];
+        let mut failed = None;
+        for _ in 0..n {
+            match rx.recv() {
+                Ok((i, Ok(offset))) => offsets[i] = offset.max(0) as u64,
+                Ok((i, Err(e))) => failed = Some(format!("delivery of message {i} failed: {e}")),
+                Err(_) => return Err(self.error("the producer stopped before reporting a delivery")),
+            }
+        }
+        match failed {
+            Some(e) => Err(self.error(e)),
+            None => Ok(offsets),
+        }
+    }
+
+    /// Sends messages with the reason each was rejected: a dead-letter topic. The key is
+    /// the rejected message's origin, so a topic keeps each origin's letters in order.
+    pub fn send_dead_letters(&self, letters: &[DeadLetter<'_>]) -> Result<(), LogError> {
+        let messages = letters
+            .iter()
+            .map(|l| {
+                let mut headers = OwnedHeaders::new();
+                for (k, v) in [("topk-reason", &l.reason), ("topk-origin", &l.origin)] {
+                    headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+                }
+                Outgoing {
+                    partition: None,
+                    key: Some(l.origin.as_bytes().to_vec()),
+                    payload: l.value.to_vec(),
+                    headers,
+                }
+            })
+            .collect();
+        self.deliver(messages).map(drop)
+    }
+
     fn watermarks(&self, partition: u32) -> Result<(i64, i64), LogError> {
         self.check(partition)?;
         self.meta.fetch_watermarks(&self.cfg.topic, partition as i32, METADATA_TIMEOUT).map_err(|e| self.error(e))
@@ -320,49 +405,20 @@ impl Log for KafkaLog {
     }
 
     fn append_parts(&self, batches: &[(u32, u32, &[&[u8]], SourcePos)]) -> Result<Vec<u64>, LogError> {
-        let (tx, rx) = mpsc::channel();
-        for (i, &(partition, count, parts, source)) in batches.iter().enumerate() {
+        let mut messages = Vec::with_capacity(batches.len());
+        for &(partition, count, parts, source) in batches {
             self.check(partition)?;
             if count > MAX_COUNT {
                 return Err(self.error(format!("a batch of {count} events is more than one message takes")));
             }
-            let payload = parts.concat();
             let mut headers =
                 OwnedHeaders::new().insert(Header { key: COUNT_HEADER, value: Some(&count.to_be_bytes()) });
             if source.source != 0 {
                 headers = headers.insert(Header { key: SOURCE_HEADER, value: Some(&encode_source(source)) });
             }
-            let mut record = BaseRecord::with_opaque_to(&self.cfg.topic, Box::new((i, tx.clone())))
-                .partition(partition as i32)
-                .payload(&payload)
-                .headers(headers);
-            loop {
-                match self.producer.send::<(), _>(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        record = r;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err((e, _)) => return Err(self.error(format!("producing to partition {partition}: {e}"))),
-                }
-            }
+            messages.push(Outgoing { partition: Some(partition), key: None, payload: parts.concat(), headers });
         }
-        drop(tx);
-        // Reports arrive in any order across partitions; every one is awaited, so no
-        // message of a failed append is still in flight when this returns.
-        let mut bases = vec![0; batches.len()];
-        let mut failed = None;
-        for _ in batches {
-            match rx.recv() {
-                Ok((i, Ok(offset))) => bases[i] = (offset.max(0) as u64) << OFFSET_BITS,
-                Ok((i, Err(e))) => failed = Some(format!("delivery to partition {} failed: {e}", batches[i].0)),
-                Err(_) => return Err(self.error("the producer stopped before reporting a delivery")),
-            }
-        }
-        match failed {
-            Some(e) => Err(self.error(e)),
-            None => Ok(bases),
-        }
+        Ok(self.deliver(messages)?.into_iter().map(|offset| offset << OFFSET_BITS).collect())
     }
 
     fn end_offset(&self, partition: u32) -> Result<u64, LogError> {
@@ -428,6 +484,48 @@ impl Log for KafkaLog {
     fn distance(&self, from: u64, to: u64) -> u64 {
         messages_below(to).saturating_sub(messages_below(from))
     }
+}
+
+/// Reads another team's topic as plain messages: one partition, from an offset.
+pub struct TopicReader {
+    consumer: BaseConsumer,
+    topic: String,
+    partition: u32,
+}
+
+impl TopicReader {
+    /// `cfg.topic` at `partition`, from message `offset`.
+    pub fn open(cfg: &KafkaConfig, partition: u32, offset: u64) -> Result<TopicReader, LogError> {
+        let consumer = cfg.consumer("topk-source")?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&cfg.topic, partition as i32, Offset::Offset(offset as i64))
+            .map_err(|e| cfg.error(e))?;
+        consumer.assign(&tpl).map_err(|e| cfg.error(e))?;
+        Ok(TopicReader { consumer, topic: cfg.topic.clone(), partition })
+    }
+
+    /// Up to `max` messages as (offset, value), waiting at most `wait` for the first.
+    pub fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+        let mut out = Vec::new();
+        let mut timeout = wait;
+        while out.len() < max {
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Err(e)) => {
+                    reader_error(&self.topic, self.partition, 0, e)?;
+                    break;
+                }
+                Some(Ok(m)) => out.push((m.offset().max(0) as u64, m.payload().unwrap_or_default().to_vec())),
+            }
+            timeout = Duration::ZERO;
+        }
+        Ok(out)
+    }
+}
+
+/// The partition count of an existing topic (`None` if there is no such topic).
+pub fn partition_count(cfg: &KafkaConfig) -> Result<Option<u32>, LogError> {
+    topic_partitions(cfg, &cfg.consumer("topk-metadata")?)
 }
 
 /// What a consumer-group member does when partitions are given to it or taken away.

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use disk::{DiskLog, DiskReader, HEADER_LEN};
-pub use kafka::{Assignments, KafkaConfig, KafkaLog, Membership};
+pub use kafka::{Assignments, DeadLetter, KafkaConfig, KafkaLog, Membership, TopicReader};
 
 /// When appends are fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -170,6 +170,10 @@ impl Conn for PgConn {
             .replace(" TEXT", " TEXT COLLATE \"C\"")
     }
 
+    fn begin(&self) -> &'static str {
+        "BEGIN"
+    }
+
     fn migration_lock(&self) -> Option<&'static str> {
         // Processes starting together wait for one another's migrations.
         Some("SELECT pg_advisory_xact_lock(7401215)")

@@ -82,6 +82,10 @@ pub trait Conn: Send {
     fn script(&mut self, sql: &str) -> Result<()>;
     /// A migration in this backend's dialect (see [`crate::schema::MIGRATIONS`]).
     fn migration(&self, sql: &str) -> String;
+    /// Starts a transaction that will write: SQLite takes the write lock at once
+    /// (`BEGIN IMMEDIATE`, so that two writers wait for each other instead of failing with
+    /// "database is locked" when both try to upgrade a read lock).
+    fn begin(&self) -> &'static str;
     /// Statements that make concurrent migrations of one database wait for each other,
     /// run first in the migration transaction.
     fn migration_lock(&self) -> Option<&'static str>;
@@ -213,7 +217,8 @@ impl SqlStore {
 
     /// Runs `f` in one transaction: committed if it returns `Ok`, rolled back if not.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
-        self.conn.script("BEGIN")?;
+        let begin = self.conn.begin();
+        self.conn.script(begin)?;
         let done = f(&mut *self.conn).and_then(|v| self.conn.script("COMMIT").map(|()| v));
         if done.is_err() {
             // A failed COMMIT may leave the transaction open (SQLite when busy).

@@ -91,6 +91,10 @@ impl Conn for SqliteConn {
         sql.replace("{ID}", "INTEGER PRIMARY KEY").replace("{BLOB}", "BLOB")
     }
 
+    fn begin(&self) -> &'static str {
+        "BEGIN IMMEDIATE"
+    }
+
     fn migration_lock(&self) -> Option<&'static str> {
         None
     }

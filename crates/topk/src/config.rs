@@ -100,6 +100,15 @@ pub struct Settings {
     /// The store: a postgres:// URL, or a SQLite file path [default: <data_dir>/store.db]
     #[arg(long, env = "TOPK_STORE", hide_env_values = true)]
     pub store: Option<String>,
+    /// Kafka topic of sale events (JSON values) produced by another system, to ingest (the source role)
+    #[arg(long, env = "TOPK_SOURCE_TOPIC")]
+    pub source_topic: Option<String>,
+    /// Share of rejected source events, over the last source_reject_window events, at which the source pauses [default: 0.5]
+    #[arg(long, env = "TOPK_SOURCE_MAX_REJECT_RATE")]
+    pub source_max_reject_rate: Option<f64>,
+    /// Source events the reject rate is measured over [default: 1000]
+    #[arg(long, env = "TOPK_SOURCE_REJECT_WINDOW")]
+    pub source_reject_window: Option<usize>,
     /// Event-log partitions this process aggregates: "group" (Kafka: a consumer group spreads them over the aggregator processes), or a list such as "0-3" or "0,2" [default: all]
     #[arg(long, env = "TOPK_AGGREGATE_PARTITIONS")]
     pub aggregate_partitions: Option<String>,
@@ -146,6 +155,9 @@ impl Settings {
                 kafka_prefix,
                 kafka_replication,
                 store,
+                source_topic,
+                source_max_reject_rate,
+                source_reject_window,
                 aggregate_partitions
             );
         }
@@ -174,6 +186,23 @@ impl Settings {
             "aggregate_partitions = \"group\" needs kafka_brokers (a Kafka consumer group)"
         );
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./topk-data"));
+        let source = match self.source_topic.filter(|t| !t.is_empty()) {
+            None => None,
+            Some(topic) => {
+                let max_reject_rate = self.source_max_reject_rate.unwrap_or(0.5);
+                anyhow::ensure!(
+                    max_reject_rate > 0.0 && max_reject_rate <= 1.0,
+                    "source_max_reject_rate must lie in (0, 1], got {max_reject_rate}"
+                );
+                let window = self.source_reject_window.unwrap_or(1000);
+                anyhow::ensure!(window >= 10, "source_reject_window must be at least 10, got {window}");
+                anyhow::ensure!(
+                    self.kafka_brokers.as_deref().is_some_and(|b| !b.is_empty()),
+                    "source_topic needs kafka_brokers"
+                );
+                Some(SourceSettings { topic, max_reject_rate, window })
+            }
+        };
         Ok(Config {
             kafka: self.kafka_brokers.filter(|b| !b.is_empty()).map(|brokers| KafkaSettings {
                 brokers,
@@ -186,6 +215,7 @@ impl Settings {
                 .unwrap_or_else(|| data_dir.join("store.db").display().to_string()),
             aggregate_partitions,
             aggregate_group,
+            source,
             data_dir,
             listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             log: LogConfig {
@@ -264,6 +294,14 @@ fn parse_partitions(list: &str, partitions: u32) -> anyhow::Result<Vec<u32>> {
     Ok(out)
 }
 
+/// The plain Kafka source: a topic of JSON sale events, and when to pause it.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub topic: String,
+    pub max_reject_rate: f64,
+    pub window: usize,
+}
+
 /// Where the logs live when they are Kafka topics.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
@@ -284,6 +322,8 @@ pub struct Config {
     pub aggregate_partitions: Vec<u32>,
     /// The aggregators' partitions come from a Kafka consumer group.
     pub aggregate_group: bool,
+    /// Another system's Kafka topic to ingest, if any.
+    pub source: Option<SourceSettings>,
     pub api_cache: bool,
     pub listen: SocketAddr,
     pub log: LogConfig,

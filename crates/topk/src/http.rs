@@ -4,6 +4,7 @@
 //! `run` takes an already-bound listener, so tests bind port 0 and never race for ports.
 
 use std::io::Read;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use std::collections::HashMap;
@@ -68,6 +69,8 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/events", post(ingest))
         .route("/api/v1/sources/{id}", get(source))
+        .route("/api/v1/sources/kafka", get(kafka_source))
+        .route("/api/v1/sources/kafka/resume", post(resume_kafka_source))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -482,10 +485,38 @@ async fn source(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<
 }
 
 async fn healthz(State(state): State<Shared>) -> Response {
+    if let Some(why) = state.pipeline.source.paused() {
+        let hint = "resume with `topk resume --server URL` or POST /api/v1/sources/kafka/resume";
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("source paused: {why}; {hint}\n")).into_response();
+    }
     match state.pipeline.failure() {
         None => (StatusCode::OK, "ok\n").into_response(),
         Some(f) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {f}\n")).into_response(),
     }
+}
+
+/// The plain Kafka source: its topic, whether it is paused and why, and its counters.
+async fn kafka_source(State(state): State<Shared>) -> Response {
+    let source = &state.pipeline.source;
+    Json(json!({
+        "topic": state.pipeline.cfg.source.as_ref().map(|s| s.topic.clone()),
+        "paused": source.paused(),
+        "consumed": source.consumed.load(std::sync::atomic::Ordering::Relaxed),
+        "dead_letters": source.dead_letters.load(std::sync::atomic::Ordering::Relaxed),
+    }))
+    .into_response()
+}
+
+/// Lets a source paused by its reject rate go on (`topk resume`).
+async fn resume_kafka_source(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)");
+    }
+    if state.pipeline.cfg.source.is_none() {
+        return error(StatusCode::NOT_FOUND, "no source_topic is configured on this process");
+    }
+    let resumed = state.pipeline.source.resume();
+    Json(json!({ "resumed": resumed })).into_response()
 }
 
 async fn readyz(State(state): State<Shared>) -> Response {
@@ -500,6 +531,22 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
     state.pipeline.metrics.render(&mut out);
     if let Err(e) = state.pipeline.render_lag(&mut out) {
         return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("reading log positions: {e}")));
+    }
+    if let Some(settings) = &state.pipeline.cfg.source {
+        let source = &state.pipeline.source;
+        let topic = [("topic", settings.topic.as_str())];
+        let paused = if source.paused().is_some() { 1 } else { 0 };
+        header(&mut out, "topk_source_paused", "gauge", "1 while the Kafka source is paused by its reject rate");
+        sample(&mut out, "topk_source_paused", &topic, paused);
+        header(&mut out, "topk_source_consumed_total", "counter", "messages read from the source topic");
+        sample(&mut out, "topk_source_consumed_total", &topic, source.consumed.load(Ordering::Relaxed));
+        header(
+            &mut out,
+            "topk_dead_letters_total",
+            "counter",
+            "rejected source messages sent to the dead-letter topic",
+        );
+        sample(&mut out, "topk_dead_letters_total", &topic, source.dead_letters.load(Ordering::Relaxed));
     }
     header(&mut out, "topk_batch_runs_total", "counter", "batch-layer task runs, by task and status");
     for r in &runs {

@@ -2,14 +2,17 @@
 //!
 //! # Layout
 //! - [`config`]: flags > `TOPK_*` env > TOML file > defaults.
-//! - [`pipeline`]: the embedded roles (aggregators, archive) on threads, and the ingestor.
+//! - [`pipeline`]: the roles of one process on threads (all of them in `topk serve`, one
+//!   in each production role process), and the ingestor.
+//! - [`source`]: the plain Kafka source (another system's topic of JSON events).
 //! - [`http`]: the HTTP API of `topk serve`; [`query`] its merge rule; [`dashboard`] the
 //!   page at `/`; [`metrics`] the Prometheus counters.
 //! - [`replay`]: `topk replay FILE...`, local or against a server.
 //! - [`gen`]: deterministic synthetic events, and the live demo traffic.
 //!
-//! The roles themselves live in their own crates: `topk-log`, `topk-aggregator`,
-//! `topk-archive`; pure logic in `topk-core`.
+//! The roles themselves live in their own crates: `topk-log` (embedded or Kafka),
+//! `topk-aggregator`, `topk-archive`, `topk-speed`, `topk-batch`, `topk-store` (SQLite or
+//! PostgreSQL); pure logic in `topk-core`.
 
 pub mod config;
 pub mod dashboard;
@@ -19,3 +22,4 @@ pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod replay;
+pub mod source;

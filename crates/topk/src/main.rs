@@ -59,6 +59,21 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Production role: ingest another system's Kafka topic of JSON sale events
+    /// (source_topic), pausing when too many are rejected
+    Source {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Resume a Kafka source paused by its reject rate
+    Resume {
+        /// The HTTP address of the process running the source
+        #[arg(long)]
+        server: String,
+        /// Bearer token, if the server requires one
+        #[arg(long, env = "TOPK_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: Option<String>,
+    },
     /// Production role: the HTTP API alone: ingest into the events log, queries, dashboard
     /// (needs kafka_brokers)
     Api {
@@ -198,6 +213,8 @@ fn main() -> anyhow::Result<()> {
         Command::Archive { settings } => role(settings, cli.config.as_deref(), "archive"),
         Command::Speed { settings } => role(settings, cli.config.as_deref(), "speed"),
         Command::Api { settings } => role(settings, cli.config.as_deref(), "api"),
+        Command::Source { settings } => role(settings, cli.config.as_deref(), "source"),
+        Command::Resume { server, auth_token } => resume(&server, auth_token.as_deref()),
         Command::Accuracy { limit, json, settings } => {
             init_logging("warn");
             accuracy(&settings.over_file(cli.config.as_deref())?, limit, json)
@@ -352,6 +369,10 @@ fn role(settings: Settings, config: Option<&std::path::Path>, name: &str) -> any
         "archive" => Roles { archive: true, ..none },
         "speed" => Roles { speed: true, ..none },
         "batch" => Roles { batch: true, ..none },
+        "source" => {
+            anyhow::ensure!(cfg.source.is_some(), "`topk source` needs source_topic");
+            Roles { source: true, ..none }
+        }
         _ => none,
     };
     serve(cfg, roles, None)
@@ -361,7 +382,7 @@ fn serve(cfg: config::Config, roles: Roles, demo_rate: Option<u32>) -> anyhow::R
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listen = cfg.listen;
     let data_dir = cfg.data_dir.clone();
-    let pipeline = Pipeline::start_roles(cfg, roles)?;
+    let pipeline = Pipeline::start_roles(cfg, roles, true)?;
     let state = Arc::new(http::AppState::new(pipeline));
     let stop = Arc::new(AtomicBool::new(false));
     let mut background = Vec::new();
@@ -403,6 +424,24 @@ fn serve(cfg: config::Config, roles: Roles, demo_rate: Option<u32>) -> anyhow::R
     }
     let state = Arc::try_unwrap(state).map_err(|_| anyhow::anyhow!("server state still in use at shutdown"))?;
     state.pipeline.shutdown()
+}
+
+fn resume(server: &str, token: Option<&str>) -> anyhow::Result<()> {
+    let url = format!("{}/api/v1/sources/kafka/resume", server.trim_end_matches('/'));
+    let mut req = reqwest::blocking::Client::new().post(&url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let reply = req.send().with_context(|| format!("POST {url}"))?;
+    let status = reply.status();
+    let body: serde_json::Value = reply.json().unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "{url}: {status}: {}", body["error"].as_str().unwrap_or(""));
+    if body["resumed"] == true {
+        println!("source resumed");
+    } else {
+        println!("the source was not paused");
+    }
+    Ok(())
 }
 
 fn accuracy(cfg: &topk::config::Config, limit: usize, json: bool) -> anyhow::Result<()> {

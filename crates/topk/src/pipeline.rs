@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use topk_aggregator::{AggregatorConfig, Control};
@@ -27,13 +27,44 @@ use topk_store::{Product, SqlStore, Store};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::source::SourceState;
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The first error any role thread hit; the pipeline stops serving once set.
-type Failure = Arc<Mutex<Option<String>>>;
+/// Role errors. A replay stops at the first (`retry` off); a server's roles restart after
+/// an error — each recovers from its durable state, as after a crash — and the process
+/// reports itself unhealthy until [`HEALTHY_AFTER`] has passed without one.
+#[derive(Default)]
+struct Failures {
+    retry: bool,
+    last: Mutex<Option<(String, Instant)>>,
+}
+
+type Failure = Arc<Failures>;
+
+/// How long a restarted role must run without an error before the process is healthy.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+/// The longest wait between two restarts of a failing role.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Failures {
+    fn record(&self, message: String) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if self.retry || last.is_none() {
+            *last = Some((message, Instant::now()));
+        }
+    }
+
+    fn current(&self) -> Option<String> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some((m, at)) if !self.retry || at.elapsed() < HEALTHY_AFTER => Some(m.clone()),
+            _ => None,
+        }
+    }
+}
 
 /// The aggregator threads of a process, one per owned partition: fixed at start, or
 /// following the aggregators' consumer group.
@@ -56,8 +87,10 @@ impl Assignments for Aggregators {
             self.control.set_owned(p, true);
             let (events, flush, control, cfg) =
                 (self.events.clone(), self.flush.clone(), self.control.clone(), self.cfg.clone());
-            let thread = spawn_role(format!("aggregator-{p}"), &self.failure, move || {
-                Ok(topk_aggregator::run(&*events, &*flush, p, cfg, &control)?)
+            let stop = control.clone();
+            let stopping = move || stop.shutdown.is_triggered() || !stop.owns(p);
+            let thread = spawn_role(format!("aggregator-{p}"), &self.failure, stopping, move || {
+                Ok(topk_aggregator::run(&*events, &*flush, p, cfg.clone(), &control)?)
             });
             threads.insert(p, thread);
         }
@@ -87,12 +120,14 @@ pub struct Roles {
     pub speed: bool,
     /// The batch scheduler (Lambda only).
     pub batch: bool,
+    /// The plain Kafka source, when `source_topic` is set.
+    pub source: bool,
 }
 
 impl Roles {
-    pub const ALL: Roles = Roles { aggregators: true, archive: true, speed: true, batch: true };
+    pub const ALL: Roles = Roles { aggregators: true, archive: true, speed: true, batch: true, source: true };
     /// The API alone: ingest and queries.
-    pub const NONE: Roles = Roles { aggregators: false, archive: false, speed: false, batch: false };
+    pub const NONE: Roles = Roles { aggregators: false, archive: false, speed: false, batch: false, source: false };
 }
 
 /// The roles of one process, running on threads.
@@ -106,7 +141,10 @@ pub struct Pipeline {
     pub speed: Arc<SpeedProgress>,
     pub catalog: Arc<Catalog>,
     pub metrics: Arc<Metrics>,
+    pub source: Arc<SourceState>,
     archive_shutdown: Shutdown,
+    source_shutdown: Shutdown,
+    sourcer: Option<JoinHandle<()>>,
     speed_shutdown: Shutdown,
     batch_shutdown: Shutdown,
     aggregators: Arc<Aggregators>,
@@ -126,39 +164,72 @@ pub struct BatchSummary {
     pub waiting: usize,
 }
 
+/// Runs a role on its own thread. `run` opens the role's state and runs it until it
+/// returns; with retries on, an error is logged and the role started again (with a
+/// growing pause) until `stopping` says the process is shutting down.
 fn spawn_role(
     name: String,
     failure: &Failure,
-    f: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+    stopping: impl Fn() -> bool + Send + 'static,
+    mut run: impl FnMut() -> anyhow::Result<()> + Send + 'static,
 ) -> JoinHandle<()> {
     let failure = failure.clone();
     std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
-            if let Err(e) = f() {
-                tracing::error!(role = %name, error = %format!("{e:#}"), "role failed");
-                failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(format!("{name}: {e:#}"));
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                let started = Instant::now();
+                let Err(e) = run() else { return };
+                let error = format!("{e:#}");
+                failure.record(format!("{name}: {error}"));
+                if !failure.retry || stopping() {
+                    tracing::error!(role = %name, %error, "role failed");
+                    return;
+                }
+                if started.elapsed() > MAX_BACKOFF {
+                    backoff = Duration::from_millis(500);
+                }
+                tracing::error!(role = %name, %error, retry_in_ms = backoff.as_millis() as u64, "role failed; restarting it");
+                let until = Instant::now() + backoff;
+                while Instant::now() < until {
+                    if stopping() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tracing::info!(role = %name, "restarting role");
             }
         })
         .expect("spawning a role thread")
 }
 
+fn open_batch(cfg: &Config) -> anyhow::Result<Batch<SqlStore>> {
+    let mut batch = Batch::new(cfg.open_store()?, cfg.archive_dir(), cfg.batch.clone());
+    batch.recover_interrupted()?;
+    Ok(batch)
+}
+
 impl Pipeline {
     /// Opens the data directory (recovering from any crash) and starts every role.
+    /// Role errors stop the pipeline (a replay).
     pub fn start(cfg: Config) -> anyhow::Result<Pipeline> {
-        Pipeline::start_roles(cfg, Roles { batch: false, ..Roles::ALL })
+        Pipeline::start_roles(cfg, Roles { batch: false, ..Roles::ALL }, false)
     }
 
     /// Opens the logs and the store and starts `roles` (the batch scheduler only with
-    /// [`Pipeline::start_batch`]).
-    pub fn start_roles(cfg: Config, roles: Roles) -> anyhow::Result<Pipeline> {
+    /// [`Pipeline::start_batch`]); with `retry`, a role that fails is restarted (a server).
+    pub fn start_roles(cfg: Config, roles: Roles, retry: bool) -> anyhow::Result<Pipeline> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
         let (events, flush) = cfg.open_logs()?;
         let partitions = cfg.log.partitions;
         let control = Arc::new(Control::new(partitions, Shutdown::default()));
         let archive_progress = ArchiveProgress::new(partitions);
-        let failure: Failure = Arc::default();
+        let failure: Failure = Arc::new(Failures { retry, last: Mutex::default() });
+        let catalog = Arc::new(Catalog::open(&cfg)?);
+        let metrics = Arc::new(Metrics::default());
         let aggregators = Arc::new(Aggregators {
             events: events.clone(),
             flush: flush.clone(),
@@ -183,23 +254,37 @@ impl Pipeline {
         }
         let archive_shutdown = Shutdown::default();
         let archiver = if roles.archive {
-            let archive = Archive::open(cfg.archive_dir(), partitions).context("opening the archive")?;
             let (flush, progress, shutdown) = (flush.clone(), archive_progress.clone(), archive_shutdown.clone());
-            Some(spawn_role("archive".into(), &failure, move || {
-                Ok(topk_archive::run(&*flush, archive, &progress, &shutdown)?)
-            }))
+            let dir = cfg.archive_dir();
+            let stop = shutdown.clone();
+            Some(spawn_role(
+                "archive".into(),
+                &failure,
+                move || stop.is_triggered(),
+                move || {
+                    let archive = Archive::open(&dir, partitions).context("opening the archive")?;
+                    Ok(topk_archive::run(&*flush, archive, &progress, &shutdown)?)
+                },
+            ))
         } else {
             None
         };
         let speed_shutdown = Shutdown::default();
         let speed_progress = SpeedProgress::new(partitions);
         let speeder = if roles.speed {
-            let store = cfg.open_store()?;
-            let speed = Speed::open(store, partitions, cfg.speed.clone()).context("opening the speed layer")?;
             let (flush, progress, shutdown) = (flush.clone(), speed_progress.clone(), speed_shutdown.clone());
-            Some(spawn_role("speed".into(), &failure, move || {
-                Ok(topk_speed::run(&*flush, speed, &progress, &shutdown)?)
-            }))
+            let cfg = cfg.clone();
+            let stop = shutdown.clone();
+            Some(spawn_role(
+                "speed".into(),
+                &failure,
+                move || stop.is_triggered(),
+                move || {
+                    let speed = Speed::open(cfg.open_store()?, partitions, cfg.speed.clone())
+                        .context("opening the speed layer")?;
+                    Ok(topk_speed::run(&*flush, speed, &progress, &shutdown)?)
+                },
+            ))
         } else {
             None
         };
@@ -212,7 +297,26 @@ impl Pipeline {
             store = %topk_store::redact(&cfg.store),
             "pipeline started"
         );
-        let catalog = Arc::new(Catalog::open(&cfg)?);
+        let source_shutdown = Shutdown::default();
+        let source = Arc::new(SourceState::default());
+        let sourcer = match (&cfg.source, roles.source) {
+            (Some(settings), true) => {
+                let (cfg, settings, events, state) = (cfg.clone(), settings.clone(), events.clone(), source.clone());
+                let (catalog, metrics, shutdown) = (catalog.clone(), metrics.clone(), source_shutdown.clone());
+                let stop = shutdown.clone();
+                Some(spawn_role(
+                    "source".into(),
+                    &failure,
+                    move || stop.is_triggered(),
+                    move || {
+                        let ingestor =
+                            Ingestor::new(events.clone(), cfg.max_future_ms, catalog.clone(), metrics.clone());
+                        crate::source::run(&cfg, &settings, &*events, ingestor, &state, &shutdown)
+                    },
+                ))
+            }
+            _ => None,
+        };
         let mut pipeline = Pipeline {
             catalog,
             cfg,
@@ -222,8 +326,11 @@ impl Pipeline {
             control,
             archive: archive_progress,
             speed: speed_progress,
-            metrics: Arc::default(),
+            metrics,
+            source,
             archive_shutdown,
+            source_shutdown,
+            sourcer,
             speed_shutdown,
             batch_shutdown: Shutdown::default(),
             aggregators,
@@ -241,10 +348,7 @@ impl Pipeline {
 
     /// The batch layer over this pipeline's archive and store.
     pub fn open_batch(&self) -> anyhow::Result<Batch<SqlStore>> {
-        let store = self.cfg.open_store()?;
-        let mut batch = Batch::new(store, self.cfg.archive_dir(), self.cfg.batch.clone());
-        batch.recover_interrupted()?;
-        Ok(batch)
+        open_batch(&self.cfg)
     }
 
     /// Starts the batch scheduler as a role (`topk serve`); Kappa has none.
@@ -253,11 +357,15 @@ impl Pipeline {
             return Ok(());
         }
         self.roles.batch = true;
-        let batch = self.open_batch()?;
         let shutdown = self.batch_shutdown.clone();
-        self.batcher = Some(spawn_role("batch".into(), &self.failure, move || {
-            Ok(topk_batch::run(batch, Duration::from_secs(2), &shutdown)?)
-        }));
+        let stop = shutdown.clone();
+        let cfg = self.cfg.clone();
+        self.batcher = Some(spawn_role(
+            "batch".into(),
+            &self.failure,
+            move || stop.is_triggered(),
+            move || Ok(topk_batch::run(open_batch(&cfg)?, Duration::from_secs(2), &shutdown)?),
+        ));
         Ok(())
     }
 
@@ -279,9 +387,9 @@ impl Pipeline {
         }
     }
 
-    /// The first role failure, if any.
+    /// A role's error: the first one (a replay), or a recent one (a server).
     pub fn failure(&self) -> Option<String> {
-        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.failure.current()
     }
 
     /// Each role's position and lag, per partition, as Prometheus text.
@@ -301,8 +409,10 @@ impl Pipeline {
                     .then(|| self.events.end_offset(p))
                     .transpose()?
                     .map(|end| self.events.distance(progress.flushed_end.load(Ordering::Relaxed), end) as f64),
-                aggregated[p as usize]
-                    .then(|| (now - progress.watermark_ms.load(Ordering::Relaxed) as i64).max(0) as f64 / 1000.0),
+                // No watermark yet (no event seen, stored as a negative number): no lag.
+                Some(progress.watermark_ms.load(Ordering::Relaxed) as i64)
+                    .filter(|&w| aggregated[p as usize] && w > 0)
+                    .map(|w| now.saturating_sub(w).max(0) as f64 / 1000.0),
                 self.roles.archive.then(|| lag(self.archive.applied[p as usize].load(Ordering::Relaxed))).flatten(),
                 self.roles.speed.then(|| lag(self.speed.written[p as usize].load(Ordering::Relaxed))).flatten(),
                 aggregated[p as usize].then(|| progress.accepted.load(Ordering::Relaxed) as f64),
@@ -369,6 +479,11 @@ impl Pipeline {
     /// Stops every role in order: aggregators flush what they hold, then the archive and
     /// the speed layer record it, then everything is committed.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
+        // The source first, so that what it appended is aggregated before the stop.
+        self.source_shutdown.trigger();
+        if let Some(h) = self.sourcer.take() {
+            let _ = h.join();
+        }
         self.control.shutdown.trigger();
         if let Some(m) = self.membership.take() {
             m.leave();
@@ -655,6 +770,11 @@ impl Ingestor {
         }
     }
 
+    /// Counts an ingest in the metrics (done by the ingest calls themselves).
+    pub fn record(&self, report: &IngestReport) {
+        self.metrics.record_ingest(report);
+    }
+
     pub fn limits(&self) -> Limits {
         Limits { now_ms: now_ms(), max_future_ms: self.max_future_ms }
     }
@@ -692,6 +812,35 @@ impl Ingestor {
         self.routed.clear();
         self.scratch.iter_mut().for_each(Routed::clear);
         Ok(())
+    }
+
+    /// Routes messages of a source topic, one JSON event each, as `(offset, value)`: a
+    /// message is the "line" at its offset, so `resume` skips what an earlier run already
+    /// appended. Nothing is appended until [`Ingestor::commit`]; rejections carry
+    /// `line = offset + 1`.
+    pub fn route_records(&mut self, records: &[(u64, Vec<u8>)], resume: &SourceResume) -> IngestReport {
+        let limits = self.limits();
+        let mut report = IngestReport::default();
+        for (offset, value) in records {
+            // One message is one line, even if its JSON was pretty-printed.
+            let line: std::borrow::Cow<'_, [u8]> = if value.contains(&b'\n') {
+                value.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }).collect::<Vec<u8>>().into()
+            } else {
+                value.as_slice().into()
+            };
+            let mut found = false;
+            let rejections = parse_ndjson(&line, offset + 1, *offset, &limits, |info, ev| {
+                found = true;
+                report.tally(self.routed.add(info, &ev, Some(resume)));
+            });
+            if !found && rejections.is_empty() {
+                let reason = "empty message: expected one JSON sale event".to_string();
+                report.add_rejections(vec![Rejection { line: offset + 1, field: None, reason }]);
+            }
+            report.add_rejections(rejections);
+        }
+        report.lines = records.len() as u64;
+        report
     }
 
     /// Ingests an NDJSON buffer: valid lines are appended (durably, per the fsync

@@ -28,6 +28,11 @@ struct Deployment {
 
 impl Deployment {
     fn new(partitions: u32) -> Deployment {
+        Deployment::with(partitions, "")
+    }
+
+    /// With `extra` lines of configuration.
+    fn with(partitions: u32, extra: &str) -> Deployment {
         let dir = tempfile::tempdir().unwrap();
         let pg = Postgres::new();
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -37,7 +42,7 @@ impl Deployment {
             format!(
                 "data_dir = {data:?}\nkafka_brokers = {brokers:?}\nkafka_prefix = \"e2e-{nanos}.\"\nstore = {store:?}\n\
                  partitions = {partitions}\nflush_interval_ms = 200\nmax_entries = 5000\nidle_timeout_ms = 2000\n\
-                 speed_write_interval_ms = 200\nhour_retention_days = 0\n",
+                 speed_write_interval_ms = 200\nhour_retention_days = 0\n{extra}",
                 data = dir.path().join("shared").display().to_string(),
                 brokers = topk_log::testing::kafka_brokers(),
                 store = pg.url,
@@ -91,6 +96,10 @@ impl Deployment {
 
     fn tails(&self) -> String {
         self.roles.iter().map(|(n, _)| format!("--- {n}\n{}", self.tail(n))).collect::<Vec<_>>().join("\n")
+    }
+
+    fn brokers(&self) -> String {
+        topk_log::testing::kafka_brokers()
     }
 
     /// Waits until the store holds exactly `truth`, then checks every top list.
@@ -232,4 +241,95 @@ fn aggregator_killed_at_random_moments_on_kafka_and_postgres_loses_and_repeats_n
     feeder.join().unwrap();
     assert!(busy * 2 >= want_kills, "only {busy} of {want_kills} kills interrupted an aggregator at work");
     d.assert_exact(&bucket_truth(&truth_of(&refs)));
+}
+
+/// Produces each value as one message to partition 0 of `topic`.
+fn produce(brokers: &str, topic: &str, values: &[String]) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for v in values {
+        producer.send(BaseRecord::<(), str>::to(topic).partition(0).payload(v.as_str())).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_burst_of_bad_events_pauses_the_kafka_source_and_resume_loses_no_good_event() {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let topic = format!("upstream-sales-{nanos}");
+    // The upstream topic exists before topk starts, as another team's would.
+    topk_log::KafkaLog::open(topk_log::KafkaConfig::new(&topk_log::testing::kafka_brokers(), &topic, 1)).unwrap();
+    let extra = format!("source_topic = {topic:?}\nsource_reject_window = 100\nsource_max_reject_rate = 0.5\n");
+    let mut d = Deployment::with(2, &extra);
+    let url = d.start("serve", "serve", &[]);
+    let good = input(d.dir.path(), "good.ndjson", "600", "77");
+    let lines: Vec<String> = std::fs::read_to_string(&good).unwrap().lines().map(str::to_string).collect();
+    let bad: Vec<String> = (0..80)
+        .map(|i| match i % 3 {
+            0 => format!("{{\"event_id\":\"bad-{i}\",\"product_id\":\"p1\",\"ts\":\"yesterday\"}}"),
+            1 => "not json at all".to_string(),
+            _ => format!("{{\"event_id\":\"bad-{i}\"}}"),
+        })
+        .collect();
+    let upstream: Vec<String> = [&lines[..300], &bad[..], &lines[300..]].concat();
+    produce(&d.brokers(), &topic, &upstream);
+
+    let get = |path: &str| reqwest::blocking::get(format!("{url}{path}")).unwrap();
+    wait_for("the source to pause", Duration::from_secs(60), || get("/healthz").status() == 503);
+    let health = get("/healthz").text().unwrap();
+    assert!(health.contains("source paused") && health.contains("were rejected (limit 50%)"), "{health}");
+    let status: serde_json::Value = get("/api/v1/sources/kafka").json().unwrap();
+    let consumed = status["consumed"].as_u64().unwrap();
+    assert!((350..=390).contains(&consumed), "paused within a tenth of a window of the 50th bad message: {status}");
+    let metrics = reqwest::blocking::get(format!("{url}/metrics")).and_then(|r| r.text());
+    let Ok(metrics) = metrics else { panic!("{metrics:?}\n{}", d.tail("serve")) };
+    assert!(metrics.contains(&format!("topk_source_paused{{topic=\"{topic}\"}} 1")), "{metrics}");
+    std::thread::sleep(Duration::from_secs(1));
+    let still: serde_json::Value = get("/api/v1/sources/kafka").json().unwrap();
+    assert_eq!(still["consumed"], status["consumed"], "nothing is consumed while paused");
+
+    let out = Command::new(topk_bin()).args(["resume", "--server", &url]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "source resumed");
+    wait_for("the rest of the topic", Duration::from_secs(60), || {
+        get("/api/v1/sources/kafka").json::<serde_json::Value>().unwrap()["consumed"] == upstream.len()
+    });
+    assert_eq!(get("/healthz").status(), 200, "the rest of the burst stays under the limit");
+
+    // Every bad message is in the dead-letter topic, with its reason and origin.
+    let dead = topk_log::KafkaConfig::new(&d.brokers(), &format!("{}dead-letter", prefix_of(&d)), 2);
+    let mut letters = Vec::new();
+    for p in 0..2 {
+        let mut reader = topk_log::TopicReader::open(&dead, p, 0).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            letters.extend(reader.poll(100, Duration::from_millis(200)).unwrap().into_iter().map(|(_, v)| v));
+        }
+    }
+    letters.sort();
+    let mut want: Vec<Vec<u8>> = bad.iter().map(|b| b.as_bytes().to_vec()).collect();
+    want.sort();
+    assert_eq!(letters, want);
+
+    // And every good event is counted exactly once.
+    d.assert_exact(&bucket_truth(&ground_truth(&good)));
+}
+
+/// The topic prefix of a deployment's config.
+fn prefix_of(d: &Deployment) -> String {
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let line = text.lines().find(|l| l.starts_with("kafka_prefix")).unwrap();
+    line.split('"').nth(1).unwrap().to_string()
 }
