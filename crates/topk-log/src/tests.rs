@@ -206,3 +206,51 @@ log_suite!(
     appends_to_many_partitions_land_in_each,
     partition_count_cannot_change,
 );
+
+/// Records what a group member holds.
+#[derive(Default)]
+struct Held(std::sync::Mutex<std::collections::BTreeSet<u32>>);
+
+impl Assignments for Held {
+    fn assigned(&self, partitions: &[u32]) {
+        self.0.lock().unwrap().extend(partitions);
+    }
+    fn revoked(&self, partitions: &[u32]) {
+        let mut held = self.0.lock().unwrap();
+        partitions.iter().for_each(|p| {
+            held.remove(p);
+        });
+    }
+}
+
+fn held(h: &Held) -> Vec<u32> {
+    h.0.lock().unwrap().iter().copied().collect()
+}
+
+#[test]
+fn a_consumer_group_spreads_partitions_and_hands_them_on_when_a_member_leaves() {
+    let k = Kafka::new();
+    let log = KafkaLog::open(KafkaConfig::new(&testing::kafka_brokers(), &k.topic, 4)).unwrap();
+    let group = format!("{}-group", k.topic);
+    let fast = [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")];
+    let (a, b) = (Arc::new(Held::default()), Arc::new(Held::default()));
+    let member_a = log.join_group(&group, &fast, a.clone()).unwrap();
+    let wait = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out: {what} (a {:?}, b {:?})", held(&a), held(&b));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("a alone holds all four", &|| held(&a) == [0, 1, 2, 3]);
+    let member_b = log.join_group(&group, &fast, b.clone()).unwrap();
+    wait("the four are split", &|| held(&a).len() == 2 && held(&b).len() == 2);
+    let mut all: Vec<u32> = held(&a).into_iter().chain(held(&b)).collect();
+    all.sort_unstable();
+    assert_eq!(all, [0, 1, 2, 3], "each partition has one member");
+    member_a.leave();
+    assert!(held(&a).is_empty(), "leaving revokes everything first");
+    wait("b takes over", &|| held(&b) == [0, 1, 2, 3]);
+    drop(member_b);
+    assert!(held(&b).is_empty());
+}
