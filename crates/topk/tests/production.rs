@@ -5,158 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::deploy::*;
 use common::*;
-use topk_store::testing::Postgres;
-
-/// Two whole days in the past, so that every granularity up to the year is closed.
-const START: &str = "2025-06-02";
-const DAY0_MS: i64 = 1_748_822_400_000; // 2025-06-02T00:00:00Z
-
-/// One deployment: a config file, a PostgreSQL schema, topics of its own, and the role
-/// processes (killed when dropped).
-struct Deployment {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    pg: Postgres,
-    roles: Vec<(String, Child)>,
-}
-
-impl Deployment {
-    fn new(partitions: u32) -> Deployment {
-        Deployment::with(partitions, "")
-    }
-
-    /// With `extra` lines of configuration.
-    fn with(partitions: u32, extra: &str) -> Deployment {
-        let dir = tempfile::tempdir().unwrap();
-        let pg = Postgres::new();
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let config = dir.path().join("prod.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {data:?}\nkafka_brokers = {brokers:?}\nkafka_prefix = \"e2e-{nanos}.\"\nstore = {store:?}\n\
-                 partitions = {partitions}\nflush_interval_ms = 200\nmax_entries = 5000\nidle_timeout_ms = 2000\n\
-                 speed_write_interval_ms = 200\nhour_retention_days = 0\n{extra}",
-                data = dir.path().join("shared").display().to_string(),
-                brokers = topk_log::testing::kafka_brokers(),
-                store = pg.url,
-            ),
-        )
-        .unwrap();
-        Deployment { dir, config, pg, roles: Vec::new() }
-    }
-
-    fn log_file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.log"))
-    }
-
-    /// Starts `topk <role> <args>` and returns its HTTP address.
-    fn start(&mut self, name: &str, role: &str, args: &[&str]) -> String {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_file(name)).unwrap();
-        let mut child = Command::new(topk_bin())
-            .arg(role)
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("TOPK_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-        let Some(url) = first.split_whitespace().find(|w| w.starts_with("http://")) else {
-            panic!("{name} did not start:\n{}", self.tail(name));
-        };
-        let url = url.to_string();
-        self.roles.push((name.to_string(), child));
-        url
-    }
-
-    fn kill(&mut self, name: &str) {
-        let i = self.roles.iter().position(|(n, _)| n == name).expect("role is running");
-        let (_, mut child) = self.roles.remove(i);
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-    }
-
-    /// Stops a role with SIGTERM and waits for it to exit.
-    fn stop(&mut self, name: &str) {
-        let i = self.roles.iter().position(|(n, _)| n == name).expect("role is running");
-        let (_, mut child) = self.roles.remove(i);
-        let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        assert!(st.success());
-        let status = child.wait().unwrap();
-        assert!(status.success(), "{name} exited with {status} on SIGTERM:\n{}", self.tail(name));
-    }
-
-    /// The end of a role's log, for failure messages.
-    fn tail(&self, name: &str) -> String {
-        let text = std::fs::read_to_string(self.log_file(name)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    fn tails(&self) -> String {
-        self.roles.iter().map(|(n, _)| format!("--- {n}\n{}", self.tail(n))).collect::<Vec<_>>().join("\n")
-    }
-
-    fn brokers(&self) -> String {
-        topk_log::testing::kafka_brokers()
-    }
-
-    /// Waits until the store holds exactly `truth`, then checks every top list.
-    fn assert_exact(&self, truth: &BucketSums) {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while store_sums(&self.pg.url) != *truth {
-            if Instant::now() > deadline {
-                eprintln!("the store did not reach the ground truth; role logs:\n{}", self.tails());
-                assert_store_exact(&self.pg.url, truth, 1000); // shows the differences
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let checked = assert_store_exact(&self.pg.url, truth, 1000);
-        assert_eq!((checked["hour"], checked["day"], checked["year"]), (48, 2, 1), "{checked:?}");
-    }
-}
-
-impl Drop for Deployment {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.roles {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn input(dir: &Path, name: &str, events: &str, seed: &str) -> PathBuf {
-    let path = dir.join(name);
-    let args = ["--events", events, "--products", "3000", "--start", START, "--days", "2", "--seed", seed];
-    gen(&path, &[&args[..], &["--refund-rate", "0.02", "--duplicate-rate", "0.01"]].concat());
-    path
-}
-
-fn replay_to(api: &str, files: &[&Path]) {
-    let out = Command::new(topk_bin()).arg("replay").args(files).args(["--server", api]).output().unwrap();
-    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn truth_of(files: &[&Path]) -> Sums {
-    let mut all = String::new();
-    for f in files {
-        all.push_str(&std::fs::read_to_string(f).unwrap());
-    }
-    let joined = files[0].with_extension("all");
-    std::fs::write(&joined, all).unwrap();
-    ground_truth(&joined)
-}
 
 #[test]
 fn separate_role_processes_on_kafka_and_postgres_answer_exactly() {
@@ -222,15 +76,6 @@ fn aggregators_in_a_consumer_group_take_over_the_partitions_of_a_stopped_one() {
     d.assert_exact(&bucket_truth(&truth_of(&[&first, &second])));
 }
 
-/// The sum of a metric's samples on a role's /metrics (0 if it cannot be read).
-fn metric_sum(url: &str, name: &str) -> f64 {
-    let Ok(text) = reqwest::blocking::get(format!("{url}/metrics")).and_then(|r| r.text()) else { return 0.0 };
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// splitmix64: the kill schedule is reproducible.
 fn next(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -277,28 +122,6 @@ fn aggregator_killed_at_random_moments_on_kafka_and_postgres_loses_and_repeats_n
     feeder.join().unwrap();
     assert!(busy * 2 >= want_kills, "only {busy} of {want_kills} kills interrupted an aggregator at work");
     d.assert_exact(&bucket_truth(&truth_of(&refs)));
-}
-
-/// Produces each value as one message to partition 0 of `topic`.
-fn produce(brokers: &str, topic: &str, values: &[String]) {
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
-    for v in values {
-        producer.send(BaseRecord::<(), str>::to(topic).partition(0).payload(v.as_str())).unwrap();
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -361,11 +184,4 @@ fn a_burst_of_bad_events_pauses_the_kafka_source_and_resume_loses_no_good_event(
 
     // And every good event is counted exactly once.
     d.assert_exact(&bucket_truth(&ground_truth(&good)));
-}
-
-/// The topic prefix of a deployment's config.
-fn prefix_of(d: &Deployment) -> String {
-    let text = std::fs::read_to_string(&d.config).unwrap();
-    let line = text.lines().find(|l| l.starts_with("kafka_prefix")).unwrap();
-    line.split('"').nth(1).unwrap().to_string()
 }

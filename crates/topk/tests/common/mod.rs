@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+pub mod deploy;
+
 /// (product_id, hour start ms) -> (count, revenue_cents)
 pub type Sums = BTreeMap<(String, i64), (i64, i64)>;
 
