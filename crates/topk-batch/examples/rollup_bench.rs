@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use topk_core::time::{Bucket, Granularity};
 use topk_store::schema::INSERT_ROW;
-use topk_store::{vals, ProductSum, SqlStore, Store};
+use topk_store::{vals, ProductSum, SqlStore, Store, Value};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -51,12 +51,14 @@ fn main() {
 
     let year = Bucket::containing(Granularity::Year, day.start_ms);
     let t = Instant::now();
+    let ids: Vec<String> = (0..n).map(|p| format!("p{p:07}")).collect();
     store
         .transaction(|c| {
             for month in year.children() {
-                for p in 0..n as i64 {
-                    c.exec(INSERT_ROW, &vals!["month", month.start_ms, &format!("p{p:07}"), 1 + p % 17, 100])?;
-                }
+                let rows: Vec<Value<'_>> = (0..n as i64)
+                    .flat_map(|p| vals!["month", month.start_ms, &ids[p as usize], 1 + p % 17, 100])
+                    .collect();
+                c.exec_rows(INSERT_ROW, 5, &rows)?;
             }
             Ok(())
         })

@@ -54,6 +54,8 @@ pub struct KafkaConfig {
     pub max_message_bytes: usize,
     /// Further librdkafka properties for every client (security.protocol, sasl.*, …).
     pub properties: Vec<(String, String)>,
+    /// Put before the name of every consumer group this log commits for.
+    pub group_prefix: String,
 }
 
 impl KafkaConfig {
@@ -65,6 +67,7 @@ impl KafkaConfig {
             replication: 1,
             max_message_bytes: 64 << 20,
             properties: Vec::new(),
+            group_prefix: String::new(),
         }
     }
 
@@ -240,7 +243,9 @@ impl KafkaLog {
     fn deliver(&self, messages: Vec<Outgoing>) -> Result<Vec<u64>, LogError> {
         let (tx, rx) = mpsc::channel();
         let n = messages.len();
-        for (i, m) in messages.into_iter().enumerate() {
+        let mut sent = 0;
+        let mut failed = None;
+        'messages: for (i, m) in messages.into_iter().enumerate() {
             let mut record = BaseRecord::with_opaque_to(&self.cfg.topic, Box::new((i, tx.clone())))
                 .payload(&m.payload)
                 .headers(m.headers);
@@ -257,16 +262,19 @@ impl KafkaLog {
                         record = r;
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    Err((e, _)) => return Err(self.error(format!("producing message {i}: {e}"))),
+                    Err((e, _)) => {
+                        failed = Some(format!("producing message {i}: {e}"));
+                        break 'messages;
+                    }
                 }
             }
+            sent += 1;
         }
         drop(tx);
         // Reports arrive in any order across partitions; every one is awaited, so no
         // message of a failed call is still in flight when this returns.
         let mut offsets = vec![0; n];
-        let mut failed = None;
-        for _ in 0..n {
+        for _ in 0..sent {
             match rx.recv() {
                 Ok((i, Ok(offset))) => offsets[i] = offset.max(0) as u64,
                 Ok((i, Err(e))) => failed = Some(format!("delivery of message {i} failed: {e}")),
@@ -356,7 +364,7 @@ impl KafkaLog {
         if let Some(c) = all.get(group) {
             return Ok(c.clone());
         }
-        let c = Arc::new(self.cfg.consumer(group)?);
+        let c = Arc::new(self.cfg.consumer(&format!("{}{group}", self.cfg.group_prefix))?);
         all.insert(group.to_owned(), c.clone());
         Ok(c)
     }

@@ -59,6 +59,38 @@ impl SqlRow for Row {
     }
 }
 
+/// Rows per multi-row `INSERT`: far fewer round trips, within the protocol's 65535
+/// parameters.
+const ROWS_PER_INSERT: usize = 1000;
+
+/// A one-row `INSERT … VALUES (…) …` turned into one of `rows` rows, the parameters of
+/// row `r` renumbered `$k` → `$(k + r × width)`.
+fn multi_row(sql: &str, width: usize, rows: usize) -> Option<String> {
+    let open = sql.find("VALUES (")? + "VALUES ".len();
+    let close = open + sql[open..].find(')')?;
+    let tuple = &sql[open..=close];
+    let mut out = String::with_capacity(sql.len() + rows * (tuple.len() + 8));
+    out.push_str(&sql[..open]);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        let mut chars = tuple.char_indices().peekable();
+        while let Some((_, ch)) = chars.next() {
+            if ch != '$' {
+                out.push(ch);
+                continue;
+            }
+            let digits: String =
+                std::iter::from_fn(|| chars.next_if(|(_, d)| d.is_ascii_digit()).map(|(_, d)| d)).collect();
+            let k: usize = digits.parse().ok()?;
+            out.push_str(&format!("${}", k + r * width));
+        }
+    }
+    out.push_str(&sql[close + 1..]);
+    Some(out)
+}
+
 /// Rewrites SQLite's `json_each($n)` into PostgreSQL's form (see the module docs).
 fn dialect(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 32);
@@ -141,6 +173,17 @@ impl Conn for PgConn {
         Ok(self.client()?.execute(&stmt, &bind(params))?)
     }
 
+    fn exec_rows(&mut self, sql: &str, width: usize, rows: &[Value<'_>]) -> Result<u64> {
+        let mut n = 0;
+        for chunk in rows.chunks(width * ROWS_PER_INSERT) {
+            let count = chunk.len() / width;
+            let many = multi_row(sql, width, count)
+                .ok_or_else(|| StoreError::Corrupt(format!("not a one-row INSERT … VALUES (…): {sql}")))?;
+            n += self.exec(&many, chunk)?;
+        }
+        Ok(n)
+    }
+
     fn query(
         &mut self,
         sql: &str,
@@ -191,6 +234,20 @@ mod tests {
             "SELECT a FROM t WHERE b = $1 AND id IN (SELECT value FROM json_array_elements_text(($3::text)::json) AS value)"
         );
         assert_eq!(dialect("SELECT 1"), "SELECT 1");
+    }
+
+    #[test]
+    fn one_row_inserts_become_multi_row_ones() {
+        let sql = "INSERT INTO t (a, b, c) VALUES ($1, $2, 0) ON CONFLICT (a) DO UPDATE SET b = excluded.b";
+        assert_eq!(
+            multi_row(sql, 2, 3).unwrap(),
+            "INSERT INTO t (a, b, c) VALUES ($1, $2, 0), ($3, $4, 0), ($5, $6, 0) ON CONFLICT (a) DO UPDATE SET b = excluded.b"
+        );
+        assert_eq!(
+            multi_row("INSERT INTO t VALUES ($1, $12)", 12, 2).unwrap(),
+            "INSERT INTO t VALUES ($1, $12), ($13, $24)"
+        );
+        assert_eq!(multi_row("DELETE FROM t", 1, 2), None);
     }
 
     #[test]

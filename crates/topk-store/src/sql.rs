@@ -76,6 +76,16 @@ pub trait SqlRow {
 /// connection), row access, and plain SQL scripts for migrations and transactions.
 pub trait Conn: Send {
     fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64>;
+    /// Runs a one-row `INSERT … VALUES ($1, …, $width) …` for each row of `rows` (the
+    /// rows' parameters one after the other). A backend where a statement is a network
+    /// round trip sends many rows per statement.
+    fn exec_rows(&mut self, sql: &str, width: usize, rows: &[Value<'_>]) -> Result<u64> {
+        let mut n = 0;
+        for row in rows.chunks(width) {
+            n += self.exec(sql, row)?;
+        }
+        Ok(n)
+    }
     fn query(&mut self, sql: &str, params: &[Value<'_>], each: &mut dyn FnMut(&dyn SqlRow) -> Result<()>)
         -> Result<()>;
     /// Runs a script of one or more statements without parameters.
@@ -158,12 +168,13 @@ fn regenerate_top_lists(c: &mut dyn Conn, bucket: Bucket, k: usize) -> Result<u6
             By::Revenue => "revenue_cents",
         };
         let top = query(c, &TOP_ROWS.replace("{ORDER}", order), &vals![g, bucket.start_ms, k as i64], product_sum)?;
-        for (rank, row) in (1i64..).zip(&top) {
-            n += c.exec(
-                INSERT_TOP_ROW,
-                &vals![g, bucket.start_ms, by.as_str(), rank, &row.product_id, row.count, row.revenue_cents],
-            )?;
-        }
+        let params: Vec<Value<'_>> = (1i64..)
+            .zip(&top)
+            .flat_map(|(rank, row)| {
+                vals![g, bucket.start_ms, by.as_str(), rank, &row.product_id, row.count, row.revenue_cents]
+            })
+            .collect();
+        n += c.exec_rows(INSERT_TOP_ROW, 7, &params)?;
     }
     c.exec(UPSERT_TOTALS, &vals![g, bucket.start_ms])?;
     Ok(n)
@@ -255,9 +266,9 @@ impl Store for SqlStore {
         self.transaction(|c| {
             let g = hour.granularity.as_str();
             c.exec(DELETE_BUCKET_ROWS, &vals![g, hour.start_ms])?;
-            for r in rows {
-                c.exec(INSERT_ROW, &vals![g, hour.start_ms, &r.product_id, r.count, r.revenue_cents])?;
-            }
+            let params: Vec<Value<'_>> =
+                rows.iter().flat_map(|r| vals![g, hour.start_ms, &r.product_id, r.count, r.revenue_cents]).collect();
+            c.exec_rows(INSERT_ROW, 5, &params)?;
             c.exec(SET_HOUR_VERSION, &vals![hour.start_ms, version as i64])?;
             add_pending(c, pending)?;
             Ok(rows.len() as u64)
@@ -398,12 +409,12 @@ impl Store for SqlStore {
             for w in writes {
                 let (g, start) = (w.bucket.granularity.as_str(), w.bucket.start_ms);
                 c.exec(DELETE_SPEED_ROWS, &vals![g, start])?;
-                for r in &w.rows {
-                    c.exec(
-                        INSERT_SPEED_ROW,
-                        &vals![g, start, &r.product_id, r.count, r.error, r.revenue_cents, r.updated_ms],
-                    )?;
-                }
+                let params: Vec<Value<'_>> = w
+                    .rows
+                    .iter()
+                    .flat_map(|r| vals![g, start, &r.product_id, r.count, r.error, r.revenue_cents, r.updated_ms])
+                    .collect();
+                c.exec_rows(INSERT_SPEED_ROW, 7, &params)?;
                 if w.finished {
                     c.exec(DELETE_SPEED_SKETCHES, &vals![g, start])?;
                 }
@@ -447,9 +458,11 @@ impl Store for SqlStore {
         self.transaction(|c| {
             for (bucket, sums) in rows {
                 let g = bucket.granularity.as_str();
-                for r in sums {
-                    c.exec(UPSERT_ROW, &vals![g, bucket.start_ms, &r.product_id, r.count, r.revenue_cents])?;
-                }
+                let params: Vec<Value<'_>> = sums
+                    .iter()
+                    .flat_map(|r| vals![g, bucket.start_ms, &r.product_id, r.count, r.revenue_cents])
+                    .collect();
+                c.exec_rows(UPSERT_ROW, 5, &params)?;
                 regenerate_top_lists(c, *bucket, top_k)?;
             }
             upsert_offsets(c, consumer, offsets)

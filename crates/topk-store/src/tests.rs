@@ -234,6 +234,34 @@ fn concurrent_opens_migrate_once(b: &dyn Backend) {
     });
 }
 
+/// More rows than one multi-row statement carries (PostgreSQL sends 1000 per INSERT).
+fn large_writes_arrive_whole(b: &dyn Backend) {
+    let mut s = b.open();
+    let hour = Bucket::containing(Granularity::Hour, DAY0);
+    let rows: Vec<ProductSum> = (0..2501).map(|i| sum(&format!("p{i:05}"), i + 1)).collect();
+    assert_eq!(s.replace_hour(hour, &rows, 1, &[]).unwrap(), 2501);
+    assert_eq!(s.bucket_rows(hour).unwrap(), rows);
+    let day = Bucket::containing(Granularity::Day, DAY0);
+    s.write_exact("kappa", &[(day, rows.clone())], 1500, &[(0, 9)]).unwrap();
+    let top = s.top_list(day, By::Quantity, 2000).unwrap();
+    assert_eq!(top.len(), 1500);
+    assert_eq!((top[0].product_id.as_str(), top[1499].count), ("p02500", 1002));
+    let speed: Vec<SpeedRow> = rows
+        .iter()
+        .map(|r| SpeedRow {
+            product_id: r.product_id.clone(),
+            count: r.count,
+            error: 1,
+            revenue_cents: 0,
+            updated_ms: 5,
+        })
+        .collect();
+    let write =
+        SpeedWrite { bucket: hour, rows: speed, sketches: vec![], finished: false, unlisted_bound: 1, total_count: 9 };
+    s.write_speed("speed", &[write], &[]).unwrap();
+    assert_eq!(s.speed_rows(hour).unwrap().len(), 2501);
+}
+
 macro_rules! store_suite {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -254,4 +282,5 @@ store_suite!(
     a_failed_transaction_leaves_nothing_behind,
     upgrading_a_store_backfills_the_totals_of_exact_buckets,
     concurrent_opens_migrate_once,
+    large_writes_arrive_whole,
 );

@@ -354,6 +354,7 @@ impl Config {
     pub fn kafka_log(&self, kafka: &KafkaSettings, name: &str) -> anyhow::Result<KafkaLog> {
         let mut cfg = KafkaConfig::new(&kafka.brokers, &format!("{}{name}", kafka.prefix), self.log.partitions);
         cfg.replication = kafka.replication;
+        cfg.group_prefix = kafka.prefix.clone();
         KafkaLog::open(cfg).with_context(|| format!("opening the {name} topic"))
     }
 

@@ -9,15 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// splitmix64: a tiny seeded generator, so the kill schedule is reproducible.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 #[test]
 fn replay_killed_at_random_moments_still_archives_exact_sums() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +64,7 @@ fn replay_killed_at_random_moments_still_archives_exact_sums() {
         attempts += 1;
         assert!(attempts < want_kills * 6, "could not kill a running replay {want_kills} times");
         let mut child = replay().spawn().unwrap();
-        let delay = 10 + next(&mut rng) % full;
+        let delay = 10 + splitmix64(&mut rng) % full;
         std::thread::sleep(Duration::from_millis(delay));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL

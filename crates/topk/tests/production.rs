@@ -76,15 +76,6 @@ fn aggregators_in_a_consumer_group_take_over_the_partitions_of_a_stopped_one() {
     d.assert_exact(&bucket_truth(&truth_of(&[&first, &second])));
 }
 
-/// splitmix64: the kill schedule is reproducible.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 #[test]
 fn aggregator_killed_at_random_moments_on_kafka_and_postgres_loses_and_repeats_nothing() {
     let mut d = Deployment::new(2);
@@ -111,7 +102,7 @@ fn aggregator_killed_at_random_moments_on_kafka_and_postgres_loses_and_repeats_n
     let mut busy = 0;
     for kill in 1..=want_kills {
         // Startup and recovery take about a second: most kills land after it.
-        std::thread::sleep(Duration::from_millis(1000 + next(&mut rng) % 1500));
+        std::thread::sleep(Duration::from_millis(1000 + splitmix64(&mut rng) % 1500));
         // Events this aggregator process counted so far: > 0 means the kill interrupts work.
         let counted = metric_sum(&aggregator, "topk_aggregated_events_total");
         busy += usize::from(counted > 0.0 && !feeder.is_finished());

@@ -15,6 +15,15 @@ pub fn topk_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_topk"))
 }
 
+/// splitmix64: a tiny seeded generator, so kill schedules are reproducible.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Runs `topk gen` with the given extra arguments into `out`.
 pub fn gen(out: &Path, args: &[&str]) {
     let status =
