@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,6 +45,12 @@ use topk_aggregator::{AggRow, CorruptFlush, FlushBatch};
 use topk_core::time::{Bucket, Granularity};
 use topk_core::{Shutdown, HOUR_MS};
 use topk_log::{Log, LogError};
+
+mod storage;
+#[doc(hidden)]
+pub mod testing;
+use storage::Pending;
+pub use storage::Root;
 
 /// The consumer group under which the archive commits flush-log offsets.
 pub const GROUP: &str = "archive";
@@ -64,9 +70,11 @@ pub enum ArchiveError {
     Parquet { path: PathBuf, source: parquet::errors::ParquetError },
     #[error("archive state {path} is unreadable: {reason}")]
     State { path: PathBuf, reason: String },
+    #[error("archive {url}: {reason}")]
+    Object { url: String, reason: String },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
     move |source| ArchiveError::Io { path: path.to_path_buf(), source }
 }
 
@@ -111,14 +119,13 @@ pub struct ArchiveState {
 
 impl ArchiveState {
     /// Reads the state file of the archive at `root` (empty if there is none yet).
-    pub fn load(root: &Path) -> Result<ArchiveState, ArchiveError> {
-        let path = root.join(STATE_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| ArchiveError::State { path, reason: e.to_string() })
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ArchiveState::default()),
-            Err(e) => Err(ArchiveError::Io { path, source: e }),
+    pub fn load(root: &Root) -> Result<ArchiveState, ArchiveError> {
+        match root.get(STATE_FILE)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| ArchiveError::State {
+                path: PathBuf::from(format!("{}/{STATE_FILE}", root.display())),
+                reason: e.to_string(),
+            }),
+            None => Ok(ArchiveState::default()),
         }
     }
 
@@ -186,37 +193,39 @@ pub fn hour_label(hour_ms: i64) -> String {
     Bucket::containing(Granularity::Hour, hour_ms).to_string()
 }
 
-/// The directory of one hour's files.
-pub fn hour_dir(root: &Path, hour_ms: i64) -> PathBuf {
-    root.join(format!("hour={}", hour_label(hour_ms)))
+/// The directory (prefix) of one hour's files.
+pub fn hour_dir(hour_ms: i64) -> String {
+    format!("hour={}", hour_label(hour_ms))
 }
 
 fn file_name(batch: &FlushBatch, last: u64) -> String {
     format!("part-{:04}-{:020}-{:020}.parquet", batch.partition, batch.first_offset, last)
 }
 
-/// The archive directory and its state.
+/// The archive (a directory or an object-store prefix) and its state.
 pub struct Archive {
-    root: PathBuf,
+    root: Root,
     state: ArchiveState,
-    /// Files written by `apply` that `save` makes durable before recording them.
+    /// Files written by `apply` that `save` makes durable before recording them (in a
+    /// directory; an object store stores each at once).
     pending: Vec<Pending>,
+    /// The files written since the last save.
+    written: std::collections::HashSet<String>,
 }
 
 impl Archive {
-    pub fn open(root: impl AsRef<Path>, partitions: u32) -> Result<Archive, ArchiveError> {
-        let root = root.as_ref().to_path_buf();
-        fs::create_dir_all(&root).map_err(io_err(&root))?;
+    pub fn open(root: Root, partitions: u32) -> Result<Archive, ArchiveError> {
+        root.create()?;
         let mut state = ArchiveState::load(&root)?;
         state.partitions.resize(partitions as usize, PartitionState::default());
-        Ok(Archive { root, state, pending: Vec::new() })
+        Ok(Archive { root, state, pending: Vec::new(), written: Default::default() })
     }
 
     pub fn state(&self) -> &ArchiveState {
         &self.state
     }
 
-    pub fn root(&self) -> &Path {
+    pub fn root(&self) -> &Root {
         &self.root
     }
 
@@ -230,14 +239,13 @@ impl Archive {
                 let n = rest.iter().take_while(|r| r.hour_ms == first.hour_ms).count();
                 let (rows, tail) = rest.split_at(n);
                 rest = tail;
-                let dir = hour_dir(&self.root, first.hour_ms);
-                let name = file_name(batch, last);
+                let rel = format!("{}/{}", hour_dir(first.hour_ms), file_name(batch, last));
                 // A batch seen twice in one round (only after a crash) is written once.
-                if self.pending.iter().any(|p| p.path == dir.join(&name)) {
+                if !self.written.insert(rel.clone()) {
                     continue;
                 }
-                if let Some(written) = write_parquet(&dir, &name, rows)? {
-                    self.pending.push(written);
+                if let Some(written) = write_parquet(&self.root, &rel, rows)? {
+                    self.pending.extend(written);
                     files += 1;
                 }
                 let hour = self.state.hours.entry(hour_label(first.hour_ms)).or_default();
@@ -270,14 +278,13 @@ impl Archive {
     /// Completes what can be completed and replaces the state file atomically.
     pub fn save(&mut self) -> Result<(), ArchiveError> {
         publish(&std::mem::take(&mut self.pending))?;
+        self.written.clear();
         self.mark_complete();
-        let path = self.root.join(STATE_FILE);
-        let tmp = self.root.join(format!("{STATE_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(&self.state).expect("state serialises");
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(io_err(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        sync_dir(&self.root)
+        if let Some(state) = self.root.put(STATE_FILE, bytes)? {
+            publish(&[state])?;
+        }
+        Ok(())
     }
 
     /// Clears the dirty mark of an hour once its rollups were recomputed.
@@ -290,15 +297,14 @@ fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
-/// Writes the file (not yet synced) under a temporary name; `None` if it already exists.
-fn write_parquet(dir: &Path, name: &str, rows: &[AggRow]) -> Result<Option<Pending>, ArchiveError> {
-    let path = dir.join(name);
-    if path.exists() {
+/// Writes the file (in a directory: not yet synced, under a temporary name); `None` if
+/// it already exists.
+fn write_parquet(root: &Root, rel: &str, rows: &[AggRow]) -> Result<Option<Option<Pending>>, ArchiveError> {
+    if root.exists(rel)? {
         // Written before a crash: the name is the flush_id, so the content is the same.
         return Ok(None);
     }
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = PathBuf::from(rel);
     let ts = |f: fn(&AggRow) -> i64| {
         Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(f)).with_timezone("UTC")) as ArrayRef
     };
@@ -312,18 +318,12 @@ fn write_parquet(dir: &Path, name: &str, rows: &[AggRow]) -> Result<Option<Pendi
     ];
     let pq = |source| ArchiveError::Parquet { path: path.clone(), source };
     let batch = RecordBatch::try_new(schema(), columns).map_err(|e| pq(e.into()))?;
-    let file = File::create(&tmp).map_err(io_err(&tmp))?;
     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_dictionary_enabled(false).build();
-    let mut writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(pq)?;
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema(), Some(props)).map_err(pq)?;
     writer.write(&batch).map_err(pq)?;
     writer.close().map_err(pq)?;
-    Ok(Some(Pending { tmp, path }))
-}
-
-/// A written file not yet durable under its final name.
-struct Pending {
-    tmp: PathBuf,
-    path: PathBuf,
+    Ok(Some(root.put(rel, bytes)?))
 }
 
 /// Runs `f` over `items` on a few threads: concurrent fsyncs share journal commits, so
@@ -347,11 +347,16 @@ fn publish(pending: &[Pending]) -> Result<(), ArchiveError> {
     in_parallel(&dirs.into_iter().collect::<Vec<_>>(), |d| sync_dir(d))
 }
 
-/// Reads the rows of one archive file.
-pub fn read_file(path: &Path) -> Result<Vec<AggRow>, ArchiveError> {
-    let pq = |source| ArchiveError::Parquet { path: path.to_path_buf(), source };
-    let file = File::open(path).map_err(io_err(path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.build().map_err(pq)?;
+/// Reads the rows of one archive file (`rel` as [`list_files`] gives it).
+pub fn read_file(root: &Root, rel: &str) -> Result<Vec<AggRow>, ArchiveError> {
+    let path = PathBuf::from(rel);
+    let pq = |source| ArchiveError::Parquet { path: path.clone(), source };
+    let bytes = root.get(rel)?.ok_or_else(|| ArchiveError::Io {
+        path: PathBuf::from(format!("{}/{rel}", root.display())),
+        source: io::Error::from(io::ErrorKind::NotFound),
+    })?;
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).map_err(pq)?.build().map_err(pq)?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| pq(e.into()))?;
@@ -379,39 +384,14 @@ pub fn read_file(path: &Path) -> Result<Vec<AggRow>, ArchiveError> {
     Ok(rows)
 }
 
-/// Every archive file under `root`, sorted by path.
-pub fn list_files(root: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
-    let mut files = Vec::new();
-    let Ok(hours) = fs::read_dir(root) else { return Ok(files) };
-    for hour in hours.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("hour=")) {
-        files.extend(files_in(&hour.path())?);
-    }
-    files.sort();
-    Ok(files)
+/// Every archive file, as paths relative to the root, sorted.
+pub fn list_files(root: &Root) -> Result<Vec<String>, ArchiveError> {
+    root.list("hour=")
 }
 
-/// The archive files of one hour, sorted by name (none if the hour has no directory).
-pub fn hour_files(root: &Path, hour_ms: i64) -> Result<Vec<PathBuf>, ArchiveError> {
-    let dir = hour_dir(root, hour_ms);
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    let mut files = files_in(&dir)?;
-    files.sort();
-    Ok(files)
-}
-
-/// The finished Parquet files in an hour directory (not the hidden temporary ones).
-fn files_in(dir: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
-    let mut files = Vec::new();
-    for f in fs::read_dir(dir).map_err(io_err(dir))?.filter_map(Result::ok) {
-        let name = f.file_name();
-        let name = name.to_string_lossy();
-        if name.ends_with(".parquet") && !name.starts_with('.') {
-            files.push(f.path());
-        }
-    }
-    Ok(files)
+/// The archive files of one hour, sorted by name.
+pub fn hour_files(root: &Root, hour_ms: i64) -> Result<Vec<String>, ArchiveError> {
+    root.list(&format!("{}/", hour_dir(hour_ms)))
 }
 
 /// One batch standing for consecutive flush batches of a partition: their events range,

@@ -1,5 +1,38 @@
+//! One archive suite, run on a local directory and on S3 (a `moto_server` S3 endpoint,
+//! started here if nothing answers on 127.0.0.1:5055).
+
 use super::*;
 use parquet::file::reader::{FileReader, SerializedFileReader};
+
+/// Opens the same archive root again and again.
+trait Backend {
+    fn root(&self) -> Root;
+}
+
+struct Dir(tempfile::TempDir);
+
+impl Backend for Dir {
+    fn root(&self) -> Root {
+        Root::Dir(self.0.path().to_path_buf())
+    }
+}
+
+struct S3(String);
+
+impl S3 {
+    fn new() -> S3 {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        S3(format!("s3://{}/suite-{}-{n}-{nanos}", testing::s3_bucket(), std::process::id()))
+    }
+}
+
+impl Backend for S3 {
+    fn root(&self) -> Root {
+        Root::parse_with(&self.0, &testing::s3_options()).unwrap()
+    }
+}
 
 const H: i64 = HOUR_MS;
 const T0: i64 = 1_796_083_200_000; // 2026-12-01T00:00:00Z
@@ -19,27 +52,27 @@ fn flush(partition: u32, first: u64, end: u64, watermark_ms: i64, rows: Vec<AggR
     FlushBatch { partition, first_offset: first, end_offset: end, watermark_ms, rows, ..FlushBatch::default() }
 }
 
-#[test]
-fn files_are_named_by_flush_id_and_hold_the_documented_schema() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut a = Archive::open(dir.path(), 2).unwrap();
+fn files_are_named_by_flush_id_and_hold_the_documented_schema(d: &dyn Backend) {
+    let root = d.root();
+    let mut a = Archive::open(d.root(), 2).unwrap();
     let b = flush(1, 10, 20, T0, vec![row("a", T0, 3), row("b", T0, 1), row("a", T0 + H, -1)]);
     assert_eq!(a.apply(0, &b).unwrap(), 2);
-    assert!(list_files(dir.path()).unwrap().is_empty(), "nothing is visible before save");
+    if root.dir().is_some() {
+        assert!(list_files(&root).unwrap().is_empty(), "nothing is visible before save");
+    }
     a.save().unwrap();
-    let files = list_files(dir.path()).unwrap();
-    let names: Vec<_> =
-        files.iter().map(|f| f.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned()).collect();
+    let files = list_files(&root).unwrap();
     assert_eq!(
-        names,
+        files,
         [
             "hour=2026-12-01T00/part-0001-00000000000000000010-00000000000000000019.parquet",
             "hour=2026-12-01T01/part-0001-00000000000000000010-00000000000000000019.parquet",
         ]
     );
-    assert_eq!(read_file(&files[0]).unwrap(), vec![row("a", T0, 3), row("b", T0, 1)]);
+    assert_eq!(read_file(&root, &files[0]).unwrap(), vec![row("a", T0, 3), row("b", T0, 1)]);
+    assert_eq!(hour_files(&root, T0 + H).unwrap(), [files[1].clone()]);
     // The schema, as any Parquet reader sees it.
-    let reader = SerializedFileReader::new(File::open(&files[1]).unwrap()).unwrap();
+    let reader = SerializedFileReader::new(bytes::Bytes::from(root.get(&files[1]).unwrap().unwrap())).unwrap();
     let schema = reader.metadata().file_metadata().schema_descr();
     let cols: Vec<String> = schema
         .columns()
@@ -59,27 +92,24 @@ fn files_are_named_by_flush_id_and_hold_the_documented_schema() {
     assert_eq!(reader.metadata().file_metadata().num_rows(), 1);
 }
 
-#[test]
-fn applying_a_batch_twice_writes_the_same_file() {
-    let dir = tempfile::tempdir().unwrap();
+fn applying_a_batch_twice_writes_the_same_file(d: &dyn Backend) {
+    let root = d.root();
     let b = flush(0, 0, 5, T0, vec![row("a", T0, 3)]);
-    let mut a = Archive::open(dir.path(), 1).unwrap();
+    let mut a = Archive::open(d.root(), 1).unwrap();
     a.apply(0, &b).unwrap();
     a.save().unwrap();
-    let files = list_files(dir.path()).unwrap();
-    let before = fs::read(&files[0]).unwrap();
+    let files = list_files(&root).unwrap();
+    let before = root.get(&files[0]).unwrap();
     // Crash before the state was saved: a fresh archive applies the batch again.
-    let mut a = Archive::open(dir.path(), 1).unwrap();
+    let mut a = Archive::open(d.root(), 1).unwrap();
     assert_eq!(a.apply(0, &b).unwrap(), 0, "the file exists: nothing is rewritten");
     a.save().unwrap();
-    assert_eq!(list_files(dir.path()).unwrap(), files);
-    assert_eq!(fs::read(&files[0]).unwrap(), before);
+    assert_eq!(list_files(&root).unwrap(), files);
+    assert_eq!(root.get(&files[0]).unwrap(), before);
 }
 
-#[test]
-fn hours_complete_when_every_partition_passed_them_and_late_data_marks_dirty() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut a = Archive::open(dir.path(), 2).unwrap();
+fn hours_complete_when_every_partition_passed_them_and_late_data_marks_dirty(d: &dyn Backend) {
+    let mut a = Archive::open(d.root(), 2).unwrap();
     a.apply(0, &flush(0, 0, 1, T0 + H + 1, vec![row("a", T0, 1)])).unwrap();
     a.save().unwrap();
     assert!(!a.state().hours["2026-12-01T00"].complete, "partition 1 has not reported yet");
@@ -94,7 +124,7 @@ fn hours_complete_when_every_partition_passed_them_and_late_data_marks_dirty() {
     a.apply(1, &flush(0, 1, 2, T0 + 2 * H, vec![row("a", T0, -1)])).unwrap();
     a.save().unwrap();
     assert!(a.state().hours["2026-12-01T00"].dirty);
-    let reopened = Archive::open(dir.path(), 2).unwrap();
+    let reopened = Archive::open(d.root(), 2).unwrap();
     assert_eq!(reopened.state(), a.state());
     assert_eq!(reopened.state().partitions[0].next_flush_offset, 2);
     assert_eq!(reopened.state().hours["2026-12-01T00"].files, 2);
@@ -103,13 +133,29 @@ fn hours_complete_when_every_partition_passed_them_and_late_data_marks_dirty() {
     assert!(!a.state().hours["2026-12-01T00"].dirty);
 }
 
-#[test]
-fn end_of_input_completes_every_hour() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut a = Archive::open(dir.path(), 1).unwrap();
+fn end_of_input_completes_every_hour(d: &dyn Backend) {
+    let mut a = Archive::open(d.root(), 1).unwrap();
     let mut b = flush(0, 0, 1, T0, vec![row("a", T0 + 5 * H, 1)]);
     b.end_of_input = true;
     a.apply(0, &b).unwrap();
     a.save().unwrap();
     assert!(a.state().hours["2026-12-01T05"].complete);
 }
+
+macro_rules! archive_suite {
+    ($($test:ident),+ $(,)?) => {
+        mod dir {
+            $( #[test] fn $test() { super::$test(&super::Dir(tempfile::tempdir().unwrap())) } )+
+        }
+        mod s3 {
+            $( #[test] fn $test() { super::$test(&super::S3::new()) } )+
+        }
+    };
+}
+
+archive_suite!(
+    files_are_named_by_flush_id_and_hold_the_documented_schema,
+    applying_a_batch_twice_writes_the_same_file,
+    hours_complete_when_every_partition_passed_them_and_late_data_marks_dirty,
+    end_of_input_completes_every_hour,
+);

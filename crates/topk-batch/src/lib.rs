@@ -20,11 +20,10 @@
 //! finer below it is pending.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
-use topk_archive::{ArchiveError, ArchiveState};
+use topk_archive::{ArchiveError, ArchiveState, Root};
 use topk_core::time::{Bucket, Granularity};
 use topk_core::Shutdown;
 use topk_store::{ProductSum, RunStatus, Store, StoreError};
@@ -96,15 +95,15 @@ pub type RangeResult = (Bucket, Result<u64, String>);
 /// The batch layer over one store and one archive.
 pub struct Batch<S: Store> {
     store: S,
-    archive: PathBuf,
+    archive: Root,
     cfg: BatchConfig,
     /// Per failing bucket: consecutive failures and when to try again.
     backoff: HashMap<Bucket, (u32, Instant), RandomState>,
 }
 
 impl<S: Store> Batch<S> {
-    pub fn new(store: S, archive: impl AsRef<Path>, cfg: BatchConfig) -> Self {
-        Batch { store, archive: archive.as_ref().to_path_buf(), cfg, backoff: HashMap::default() }
+    pub fn new(store: S, archive: Root, cfg: BatchConfig) -> Self {
+        Batch { store, archive, cfg, backoff: HashMap::default() }
     }
 
     /// Marks runs left `running` by a stopped process as failed. Only the process that
@@ -327,10 +326,10 @@ impl<S: Store> Batch<S> {
 }
 
 /// Sums every archive file of one hour per product.
-pub fn hour_from_archive(archive: &Path, hour_ms: i64) -> Result<Vec<ProductSum>, BatchError> {
+pub fn hour_from_archive(archive: &Root, hour_ms: i64) -> Result<Vec<ProductSum>, BatchError> {
     let mut sums: HashMap<String, (i64, i64), RandomState> = HashMap::default();
     for f in topk_archive::hour_files(archive, hour_ms)? {
-        for r in topk_archive::read_file(&f)? {
+        for r in topk_archive::read_file(archive, &f)? {
             debug_assert_eq!(r.hour_ms, hour_ms);
             let e = sums.entry(r.product_id).or_default();
             e.0 = e.0.saturating_add(r.count);

@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use std::sync::Arc;
 use topk_aggregator::AggregatorConfig;
+use topk_archive::Root;
 use topk_batch::BatchConfig;
 use topk_log::{DiskLog, FsyncPolicy, KafkaConfig, KafkaLog, Log, LogConfig};
 use topk_speed::{SpeedConfig, SpeedSizing};
@@ -97,6 +98,9 @@ pub struct Settings {
     /// Replication factor of the Kafka topics topk creates [default: 1]
     #[arg(long, env = "TOPK_KAFKA_REPLICATION")]
     pub kafka_replication: Option<i32>,
+    /// The Parquet archive: a directory, or s3://bucket/prefix (credentials, region and endpoint from AWS_* variables) [default: <data_dir>/archive]
+    #[arg(long, env = "TOPK_ARCHIVE")]
+    pub archive: Option<String>,
     /// The store: a postgres:// URL, or a SQLite file path [default: <data_dir>/store.db]
     #[arg(long, env = "TOPK_STORE", hide_env_values = true)]
     pub store: Option<String>,
@@ -155,6 +159,7 @@ impl Settings {
                 kafka_prefix,
                 kafka_replication,
                 store,
+                archive,
                 source_topic,
                 source_max_reject_rate,
                 source_reject_window,
@@ -213,6 +218,10 @@ impl Settings {
                 .store
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| data_dir.join("store.db").display().to_string()),
+            archive: self
+                .archive
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| data_dir.join("archive").display().to_string()),
             aggregate_partitions,
             aggregate_group,
             source,
@@ -318,6 +327,8 @@ pub struct Config {
     pub kafka: Option<KafkaSettings>,
     /// A `postgres://` URL or a SQLite path.
     pub store: String,
+    /// A directory or an `s3://bucket/prefix` URL.
+    pub archive: String,
     /// The event-log partitions this process's aggregators own (unless `aggregate_group`).
     pub aggregate_partitions: Vec<u32>,
     /// The aggregators' partitions come from a Kafka consumer group.
@@ -342,8 +353,9 @@ impl Config {
     pub fn flush_dir(&self) -> PathBuf {
         self.data_dir.join("flush")
     }
-    pub fn archive_dir(&self) -> PathBuf {
-        self.data_dir.join("archive")
+    /// The archive: a directory, or an object-store prefix.
+    pub fn archive_root(&self) -> anyhow::Result<Root> {
+        Root::parse(&self.archive).with_context(|| format!("opening the archive {}", self.archive))
     }
     /// Opens the store (PostgreSQL or SQLite, per `store`).
     pub fn open_store(&self) -> anyhow::Result<SqlStore> {

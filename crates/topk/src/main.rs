@@ -278,7 +278,7 @@ fn batch_command(command: BatchCommand, config: Option<&std::path::Path>) -> any
             let (from, to) = (parse_time(&from)?, parse_time(&to)?);
             anyhow::ensure!(from < to, "--from must be before --to");
             let store = cfg.open_store()?;
-            let mut batch = Batch::new(store, cfg.archive_dir(), cfg.batch.clone());
+            let mut batch = Batch::new(store, cfg.archive_root()?, cfg.batch.clone());
             let results = batch.run_range(granularity, from, to, force)?;
             let mut failed = 0;
             for (bucket, result) in &results {

@@ -206,7 +206,7 @@ fn spawn_role(
 }
 
 fn open_batch(cfg: &Config) -> anyhow::Result<Batch<SqlStore>> {
-    let mut batch = Batch::new(cfg.open_store()?, cfg.archive_dir(), cfg.batch.clone());
+    let mut batch = Batch::new(cfg.open_store()?, cfg.archive_root()?, cfg.batch.clone());
     batch.recover_interrupted()?;
     Ok(batch)
 }
@@ -255,14 +255,14 @@ impl Pipeline {
         let archive_shutdown = Shutdown::default();
         let archiver = if roles.archive {
             let (flush, progress, shutdown) = (flush.clone(), archive_progress.clone(), archive_shutdown.clone());
-            let dir = cfg.archive_dir();
+            let cfg = cfg.clone();
             let stop = shutdown.clone();
             Some(spawn_role(
                 "archive".into(),
                 &failure,
                 move || stop.is_triggered(),
                 move || {
-                    let archive = Archive::open(&dir, partitions).context("opening the archive")?;
+                    let archive = Archive::open(cfg.archive_root()?, partitions).context("opening the archive")?;
                     Ok(topk_archive::run(&*flush, archive, &progress, &shutdown)?)
                 },
             ))

@@ -130,11 +130,7 @@ pub fn replay_local(cfg: Config, files: &[PathBuf], format: Option<Format>) -> a
         late,
         r.already_ingested,
     );
-    println!(
-        "archive: {} new file(s) under {}",
-        pipeline.archive.files.load(Ordering::Relaxed),
-        pipeline.cfg.archive_dir().display()
-    );
+    println!("archive: {} new file(s) under {}", pipeline.archive.files.load(Ordering::Relaxed), pipeline.cfg.archive);
     println!(
         "batch: {} bucket(s) rolled up, {} failed, {} waiting for their inputs; store {}",
         batch.ran,

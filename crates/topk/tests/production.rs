@@ -13,8 +13,8 @@ use common::deploy::*;
 use common::*;
 
 #[test]
-fn separate_role_processes_on_kafka_and_postgres_answer_exactly() {
-    let mut d = Deployment::new(4);
+fn separate_role_processes_on_kafka_postgres_and_s3_answer_exactly() {
+    let mut d = Deployment::new(4).with_s3_archive();
     d.start("aggregator-a", "aggregator", &["--aggregate-partitions", "0-1"]);
     d.start("aggregator-b", "aggregator", &["--aggregate-partitions", "2-3"]);
     d.start("archive", "archive", &[]);
@@ -45,6 +45,13 @@ fn separate_role_processes_on_kafka_and_postgres_answer_exactly() {
         .map(|r| (r["product_id"].as_str().unwrap().to_string(), r["count"].as_i64().unwrap()))
         .collect();
     assert_eq!(got, want);
+    // The Parquet files are on S3, and nowhere on disk.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let url = text.lines().find_map(|l| l.strip_prefix("archive = ")).unwrap().trim_matches('"');
+    let root = topk_archive::Root::parse_with(url, &topk_archive::testing::s3_options()).unwrap();
+    let archived = archive_root_sums(&root);
+    assert_sums_eq(&archived, &truth);
+    assert!(!d.dir.path().join("shared/archive").exists());
     // Every role process reports healthy.
     let health = reqwest::blocking::get(format!("{api}/healthz")).unwrap();
     assert!(health.status().is_success());

@@ -89,7 +89,7 @@ fn demo_produces_archived_data_and_sigterm_stops_cleanly() {
     let data = dir.path().join("data");
     let mut s = serve(&data, &["--demo", "--demo-rate", "5000", "--flush-interval-ms", "200"]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while topk_archive::list_files(&data.join("archive")).unwrap().is_empty() {
+    while topk_archive::list_files(&topk_archive::Root::Dir(data.join("archive"))).unwrap().is_empty() {
         assert!(Instant::now() < deadline, "no archive file after 30 s of demo traffic");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -21,6 +21,8 @@ pub struct Deployment {
     pub config: PathBuf,
     pub pg: Postgres,
     roles: Vec<(String, Child)>,
+    /// Environment of every role process.
+    env: Vec<(String, String)>,
 }
 
 impl Deployment {
@@ -46,7 +48,7 @@ impl Deployment {
             ),
         )
         .unwrap();
-        Deployment { dir, config, pg, roles: Vec::new() }
+        Deployment { dir, config, pg, roles: Vec::new(), env: Vec::new() }
     }
 
     pub fn log_file(&self, name: &str) -> PathBuf {
@@ -63,6 +65,7 @@ impl Deployment {
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("TOPK_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -108,6 +111,20 @@ impl Deployment {
 
     pub fn tails(&self) -> String {
         self.roles.iter().map(|(n, _)| format!("--- {n}\n{}", self.tail(n))).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Puts the archive on the test S3 endpoint (`s3://…`; the roles read the endpoint and
+    /// credentials from `AWS_*` variables, as in production).
+    pub fn with_s3_archive(mut self) -> Deployment {
+        let bucket = topk_archive::testing::s3_bucket();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push_str(&format!("archive = \"s3://{bucket}/e2e-{nanos}\"\n"));
+        std::fs::write(&self.config, text).unwrap();
+        for (k, v) in topk_archive::testing::s3_options() {
+            self.env.push((k.to_uppercase(), v.to_string()));
+        }
+        self
     }
 
     pub fn brokers(&self) -> String {

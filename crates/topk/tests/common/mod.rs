@@ -61,11 +61,16 @@ pub fn ground_truth(path: &Path) -> Sums {
     sums
 }
 
-/// Sums every Parquet file of the archive per (product, hour).
+/// Sums every Parquet file of the archive directory per (product, hour).
 pub fn archive_sums(archive: &Path) -> Sums {
+    archive_root_sums(&topk_archive::Root::Dir(archive.to_path_buf()))
+}
+
+/// Sums every Parquet file of an archive (a directory or S3) per (product, hour).
+pub fn archive_root_sums(root: &topk_archive::Root) -> Sums {
     let mut sums = Sums::new();
-    for file in topk_archive::list_files(archive).unwrap() {
-        for r in topk_archive::read_file(&file).unwrap() {
+    for file in topk_archive::list_files(root).unwrap() {
+        for r in topk_archive::read_file(root, &file).unwrap() {
             let e = sums.entry((r.product_id, r.hour_ms)).or_insert((0, 0));
             e.0 += r.count;
             e.1 += r.revenue_cents;
