@@ -158,8 +158,13 @@ impl Root {
             }
             Root::Objects(o) => o.runtime.block_on(async {
                 use futures_util::TryStreamExt;
+                // One hour's directory when the prefix names one, not the whole archive.
+                let under = match prefix.rsplit_once('/') {
+                    Some((dir, _)) => o.path(dir),
+                    None => o.prefix.clone(),
+                };
                 let listed: Vec<_> =
-                    o.store.list(Some(&o.prefix)).try_collect().await.map_err(|e| object_err(&o.url, e))?;
+                    o.store.list(Some(&under)).try_collect().await.map_err(|e| object_err(&o.url, e))?;
                 let base = o.prefix.as_ref().len() + usize::from(!o.prefix.as_ref().is_empty());
                 Ok::<_, ArchiveError>(listed.into_iter().map(|m| m.location.as_ref()[base..].to_string()).collect())
             })?,
