@@ -1,8 +1,10 @@
-//! PostgreSQL restarts in the middle of a stream: every role process retries, recovers,
-//! says so in its log, and the exact answers still equal the ground truth.
+//! Outages in the middle of a stream: PostgreSQL restarts, the broker stops answering.
+//! Every role process retries, recovers, and the exact answers still equal the ground
+//! truth.
 //!
-//! A test binary of its own: it restarts the machine's PostgreSQL server, which the
-//! tests of other binaries (run one binary at a time) also use.
+//! A test binary of its own: it restarts the machine's PostgreSQL server and stops the
+//! test broker, which the tests of other binaries (run one binary at a time) also use;
+//! its two tests take turns.
 
 mod common;
 
@@ -40,8 +42,23 @@ fn restart_postgres() -> &'static str {
     "terminated every connection"
 }
 
+/// The outages of one test must not land in the other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Feeds `files` to the API one after the other in the background.
+fn feed(api: &str, files: &[PathBuf]) -> std::thread::JoinHandle<()> {
+    let (api, files) = (api.to_string(), files.to_vec());
+    std::thread::spawn(move || {
+        for f in &files {
+            replay_to(&api, &[f]);
+            std::thread::sleep(Duration::from_millis(400));
+        }
+    })
+}
+
 #[test]
 fn roles_ride_out_a_postgresql_restart_mid_stream() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut d = Deployment::new(2);
     d.start("aggregator", "aggregator", &[]);
     d.start("archive", "archive", &[]);
@@ -50,15 +67,7 @@ fn roles_ride_out_a_postgresql_restart_mid_stream() {
     let api = d.start("api", "api", &[]);
     let files: Vec<PathBuf> =
         (0..8).map(|i| input(d.dir.path(), &format!("part-{i}.ndjson"), "5000", &format!("{}", 60 + i))).collect();
-    let feeder = {
-        let (api, files) = (api.clone(), files.clone());
-        std::thread::spawn(move || {
-            for f in &files {
-                replay_to(&api, &[f]);
-                std::thread::sleep(Duration::from_millis(400));
-            }
-        })
-    };
+    let feeder = feed(&api, &files);
     std::thread::sleep(Duration::from_millis(1500));
     let how = restart_postgres();
     eprintln!("postgresql: {how}");
@@ -74,4 +83,49 @@ fn roles_ride_out_a_postgresql_restart_mid_stream() {
         logs.contains("reconnected to postgresql") || logs.contains("restarting it"),
         "no role logged the outage:\n{logs}"
     );
+}
+
+/// The pid of the test broker (a `tansu` process listening on 127.0.0.1:9092).
+fn broker_pid() -> String {
+    let out = Command::new("pgrep").args(["-f", "tansu broker --listener-url tcp://127.0.0.1:9092"]).output().unwrap();
+    let pids = String::from_utf8_lossy(&out.stdout);
+    pids.lines().next().unwrap_or_else(|| panic!("no tansu broker on 127.0.0.1:9092 to stop")).to_string()
+}
+
+#[test]
+fn roles_ride_out_a_broker_that_stops_answering_mid_stream() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = Deployment::new(2);
+    d.start("aggregator", "aggregator", &[]);
+    d.start("archive", "archive", &[]);
+    d.start("batch", "batch", &[]);
+    let api = d.start("api", "api", &[]);
+    let files: Vec<PathBuf> =
+        (0..8).map(|i| input(d.dir.path(), &format!("part-{i}.ndjson"), "5000", &format!("{}", 80 + i))).collect();
+    let feeder = feed(&api, &files);
+    std::thread::sleep(Duration::from_millis(1500));
+    // SIGSTOP: connections stay open and nothing answers (a hung or partitioned broker),
+    // for 15 s; nothing it holds is lost, unlike a restart of this in-memory broker.
+    let pid = broker_pid();
+    {
+        /// Lets the broker go on whatever happens, or every later test would hang.
+        struct Continue<'a>(&'a str);
+        impl Drop for Continue<'_> {
+            fn drop(&mut self) {
+                let _ = Command::new("kill").args(["-CONT", self.0]).status();
+            }
+        }
+        let _resume = Continue(&pid);
+        assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+        std::thread::sleep(Duration::from_secs(15));
+    }
+    eprintln!("broker {pid} stopped for 15 s");
+    feeder.join().unwrap();
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    d.assert_exact(&bucket_truth(&truth_of(&refs)));
+    for role in ["api", "aggregator", "archive"] {
+        for line in d.tail_all(role).lines().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
+            eprintln!("{role}: {line}");
+        }
+    }
 }
