@@ -478,9 +478,12 @@ async fn source(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<
     if !authorized(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)");
     }
-    match SourceResume::load(&*state.pipeline.events, id) {
-        Ok((_, start)) => Json(json!({ "source": id, "offset": start.pos, "line": start.line })).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    // On Kafka this reads the topic: off the async workers.
+    let st = state.clone();
+    match tokio::task::spawn_blocking(move || SourceResume::load(&*st.pipeline.events, id)).await {
+        Ok(Ok((_, start))) => Json(json!({ "source": id, "offset": start.pos, "line": start.line })).into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -529,8 +532,17 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
     let (records, runs) = state.stores.with(|s| Ok((s.accuracy(1000)?, s.run_stats()?))).await?;
     let mut out = String::new();
     state.pipeline.metrics.render(&mut out);
-    if let Err(e) = state.pipeline.render_lag(&mut out) {
-        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("reading log positions: {e}")));
+    // Log positions may come over the network (Kafka): off the async workers.
+    let st = state.clone();
+    let lag = tokio::task::spawn_blocking(move || {
+        let mut lag = String::new();
+        st.pipeline.render_lag(&mut lag).map(|()| lag)
+    })
+    .await;
+    match lag {
+        Ok(Ok(lag)) => out.push_str(&lag),
+        Ok(Err(e)) => return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("reading log positions: {e}"))),
+        Err(e) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("reading log positions: {e}"))),
     }
     if let Some(settings) = &state.pipeline.cfg.source {
         let source = &state.pipeline.source;
