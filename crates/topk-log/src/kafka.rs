@@ -97,6 +97,15 @@ impl KafkaConfig {
     fn error(&self, e: impl std::fmt::Display) -> LogError {
         LogError::Kafka { topic: self.topic.clone(), reason: e.to_string() }
     }
+
+    /// A consumer (without a group of its own) assigned to `partition` at message `offset`.
+    fn assigned(&self, group: &str, partition: u32, offset: i64) -> Result<BaseConsumer, LogError> {
+        let consumer = self.consumer(group)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, partition as i32, Offset::Offset(offset)).map_err(|e| self.error(e))?;
+        consumer.assign(&tpl).map_err(|e| self.error(e))?;
+        Ok(consumer)
+    }
 }
 
 /// One message to produce.
@@ -323,12 +332,7 @@ impl KafkaLog {
     /// A consumer assigned to `partition` at message `offset`.
     fn assigned(&self, partition: u32, offset: i64) -> Result<BaseConsumer, LogError> {
         self.check(partition)?;
-        let consumer = self.cfg.consumer("topk-reader")?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.cfg.topic, partition as i32, Offset::Offset(offset))
-            .map_err(|e| self.error(e))?;
-        consumer.assign(&tpl).map_err(|e| self.error(e))?;
-        Ok(consumer)
+        self.cfg.assigned("topk-reader", partition, offset)
     }
 
     /// Reads the messages `from .. to` of `partition` in order (blocking), handing each
@@ -504,11 +508,7 @@ pub struct TopicReader {
 impl TopicReader {
     /// `cfg.topic` at `partition`, from message `offset`.
     pub fn open(cfg: &KafkaConfig, partition: u32, offset: u64) -> Result<TopicReader, LogError> {
-        let consumer = cfg.consumer("topk-source")?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&cfg.topic, partition as i32, Offset::Offset(offset as i64))
-            .map_err(|e| cfg.error(e))?;
-        consumer.assign(&tpl).map_err(|e| cfg.error(e))?;
+        let consumer = cfg.assigned("topk-source", partition, offset as i64)?;
         Ok(TopicReader { consumer, topic: cfg.topic.clone(), partition })
     }
 
