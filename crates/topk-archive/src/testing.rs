@@ -1,10 +1,11 @@
 //! Test support shared by the crates' suites: an S3 endpoint to run against.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+
+use topk_log::testing::{reachable, start_server};
 
 /// Where the test S3 endpoint listens unless `TOPK_TEST_S3` names another.
 pub const TEST_S3: &str = "127.0.0.1:5055";
@@ -12,10 +13,6 @@ const BUCKET: &str = "topk-test";
 
 fn endpoint() -> String {
     std::env::var("TOPK_TEST_S3").unwrap_or_else(|_| TEST_S3.into())
-}
-
-fn reachable(addr: &str) -> bool {
-    addr.parse::<SocketAddr>().is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
 }
 
 /// A bucket on the test S3 endpoint: `moto_server` (Python's moto, an S3 mock speaking
@@ -30,23 +27,9 @@ pub fn s3_bucket() -> &'static str {
     let addr = endpoint();
     if !reachable(&addr) {
         let (host, port) = addr.split_once(':').expect("host:port");
-        let log = std::fs::File::create(std::env::temp_dir().join("topk-test-moto.log")).expect("moto log file");
-        // Deliberately not waited for: the endpoint outlives this test process.
-        #[allow(clippy::zombie_processes)]
-        Command::new("moto_server")
-            .args(["-H", host, "-p", port])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file handle"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("the S3 tests need an endpoint on {addr}: pip install 'moto[server]' or set TOPK_TEST_S3 ({e})")
-            });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !reachable(&addr) {
-            assert!(Instant::now() < deadline, "moto_server did not listen on {addr} within 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut moto = Command::new("moto_server");
+        moto.args(["-H", host, "-p", port]);
+        start_server("moto_server", moto, &addr, "pip install 'moto[server]' or set TOPK_TEST_S3");
     }
     // Create the bucket (unsigned: the mock accepts it; an existing bucket is fine).
     let mut s = TcpStream::connect(&addr).expect("connecting to the S3 endpoint");
