@@ -46,8 +46,7 @@ fn separate_role_processes_on_kafka_postgres_and_s3_answer_exactly() {
         .collect();
     assert_eq!(got, want);
     // The Parquet files are on S3, and nowhere on disk.
-    let text = std::fs::read_to_string(&d.config).unwrap();
-    let url = text.lines().find_map(|l| l.strip_prefix("archive = ")).unwrap().trim_matches('"');
+    let url = d.archive.as_deref().unwrap();
     let root = topk_archive::Root::parse_with(url, &topk_archive::testing::s3_options()).unwrap();
     let archived = archive_root_sums(&root);
     assert_sums_eq(&archived, &truth);
@@ -166,7 +165,7 @@ fn a_burst_of_bad_events_pauses_the_kafka_source_and_resume_loses_no_good_event(
     assert_eq!(get("/healthz").status(), 200, "the rest of the burst stays under the limit");
 
     // Every bad message is in the dead-letter topic, with its reason and origin.
-    let dead = topk_log::KafkaConfig::new(&d.brokers(), &format!("{}dead-letter", prefix_of(&d)), 2);
+    let dead = topk_log::KafkaConfig::new(&d.brokers(), &format!("{}dead-letter", d.prefix), 2);
     let mut letters = Vec::new();
     for p in 0..2 {
         let mut reader = topk_log::TopicReader::open(&dead, p, 0).unwrap();

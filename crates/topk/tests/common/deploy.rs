@@ -20,6 +20,10 @@ pub struct Deployment {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub pg: Postgres,
+    /// Of the topics and groups (`kafka_prefix`).
+    pub prefix: String,
+    /// The `s3://` archive, when there is one.
+    pub archive: Option<String>,
     roles: Vec<(String, Child)>,
     /// Environment of every role process.
     env: Vec<(String, String)>,
@@ -35,11 +39,12 @@ impl Deployment {
         let dir = tempfile::tempdir().unwrap();
         let pg = Postgres::new();
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let prefix = format!("e2e-{nanos}.");
         let config = dir.path().join("prod.toml");
         std::fs::write(
             &config,
             format!(
-                "data_dir = {data:?}\nkafka_brokers = {brokers:?}\nkafka_prefix = \"e2e-{nanos}.\"\nstore = {store:?}\n\
+                "data_dir = {data:?}\nkafka_brokers = {brokers:?}\nkafka_prefix = {prefix:?}\nstore = {store:?}\n\
                  partitions = {partitions}\nflush_interval_ms = 200\nmax_entries = 5000\nidle_timeout_ms = 2000\n\
                  speed_write_interval_ms = 200\nhour_retention_days = 0\n{extra}",
                 data = dir.path().join("shared").display().to_string(),
@@ -48,7 +53,7 @@ impl Deployment {
             ),
         )
         .unwrap();
-        Deployment { dir, config, pg, roles: Vec::new(), env: Vec::new() }
+        Deployment { dir, config, pg, prefix, archive: None, roles: Vec::new(), env: Vec::new() }
     }
 
     pub fn log_file(&self, name: &str) -> PathBuf {
@@ -104,7 +109,7 @@ impl Deployment {
 
     /// The end of a role's log, for failure messages.
     pub fn tail(&self, name: &str) -> String {
-        let text = std::fs::read_to_string(self.log_file(name)).unwrap_or_default();
+        let text = self.tail_all(name);
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
@@ -116,11 +121,11 @@ impl Deployment {
     /// Puts the archive on the test S3 endpoint (`s3://…`; the roles read the endpoint and
     /// credentials from `AWS_*` variables, as in production).
     pub fn with_s3_archive(mut self) -> Deployment {
-        let bucket = topk_archive::testing::s3_bucket();
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let url = format!("s3://{}/{}archive", topk_archive::testing::s3_bucket(), self.prefix);
         let mut text = std::fs::read_to_string(&self.config).unwrap();
-        text.push_str(&format!("archive = \"s3://{bucket}/e2e-{nanos}\"\n"));
+        text.push_str(&format!("archive = {url:?}\n"));
         std::fs::write(&self.config, text).unwrap();
+        self.archive = Some(url);
         for (k, v) in topk_archive::testing::s3_options() {
             self.env.push((k.to_uppercase(), v.to_string()));
         }
@@ -206,11 +211,4 @@ pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The topic prefix of a deployment's config.
-pub fn prefix_of(d: &Deployment) -> String {
-    let text = std::fs::read_to_string(&d.config).unwrap();
-    let line = text.lines().find(|l| l.starts_with("kafka_prefix")).unwrap();
-    line.split('"').nth(1).unwrap().to_string()
 }
