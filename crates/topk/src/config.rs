@@ -181,13 +181,18 @@ impl Settings {
             anyhow::ensure!(v >= 0, "{name} must not be negative, got {v}");
             Ok(v)
         };
+        let kafka = self.kafka_brokers.filter(|b| !b.is_empty()).map(|brokers| KafkaSettings {
+            brokers,
+            prefix: self.kafka_prefix.unwrap_or_else(|| "topk.".into()),
+            replication: self.kafka_replication.unwrap_or(1),
+        });
         let aggregate_group = self.aggregate_partitions.as_deref() == Some("group");
         let aggregate_partitions = match self.aggregate_partitions.as_deref() {
             None | Some("group") => (0..partitions).collect(),
             Some(list) => parse_partitions(list, partitions)?,
         };
         anyhow::ensure!(
-            !aggregate_group || self.kafka_brokers.as_deref().is_some_and(|b| !b.is_empty()),
+            !aggregate_group || kafka.is_some(),
             "aggregate_partitions = \"group\" needs kafka_brokers (a Kafka consumer group)"
         );
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./topk-data"));
@@ -201,27 +206,18 @@ impl Settings {
                 );
                 let window = self.source_reject_window.unwrap_or(1000);
                 anyhow::ensure!(window >= 10, "source_reject_window must be at least 10, got {window}");
-                anyhow::ensure!(
-                    self.kafka_brokers.as_deref().is_some_and(|b| !b.is_empty()),
-                    "source_topic needs kafka_brokers"
-                );
+                anyhow::ensure!(kafka.is_some(), "source_topic needs kafka_brokers");
                 Some(SourceSettings { topic, max_reject_rate, window })
             }
         };
+        // A location given, or the default one in the data directory.
+        let located = |given: Option<String>, default: &str| {
+            given.filter(|s| !s.is_empty()).unwrap_or_else(|| data_dir.join(default).display().to_string())
+        };
         Ok(Config {
-            kafka: self.kafka_brokers.filter(|b| !b.is_empty()).map(|brokers| KafkaSettings {
-                brokers,
-                prefix: self.kafka_prefix.unwrap_or_else(|| "topk.".into()),
-                replication: self.kafka_replication.unwrap_or(1),
-            }),
-            store: self
-                .store
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| data_dir.join("store.db").display().to_string()),
-            archive: self
-                .archive
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| data_dir.join("archive").display().to_string()),
+            kafka,
+            store: located(self.store, "store.db"),
+            archive: located(self.archive, "archive"),
             aggregate_partitions,
             aggregate_group,
             source,
