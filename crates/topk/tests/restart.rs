@@ -56,24 +56,31 @@ fn feed(api: &str, files: &[PathBuf]) -> std::thread::JoinHandle<()> {
     })
 }
 
-#[test]
-fn roles_ride_out_a_postgresql_restart_mid_stream() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+/// Runs `roles` (and the API), feeds 8 files of 5,000 events (seeds from `seed`), brings
+/// about `outage` 1.5 s in, and checks the answers are exact once the feed is done.
+fn outage_mid_stream(roles: &[&str], seed: u64, outage: impl FnOnce()) -> Deployment {
     let mut d = Deployment::new(2);
-    d.start("aggregator", "aggregator", &[]);
-    d.start("archive", "archive", &[]);
-    d.start("speed", "speed", &[]);
-    d.start("batch", "batch", &[]);
+    for role in roles {
+        d.start(role, role, &[]);
+    }
     let api = d.start("api", "api", &[]);
     let files: Vec<PathBuf> =
-        (0..8).map(|i| input(d.dir.path(), &format!("part-{i}.ndjson"), "5000", &format!("{}", 60 + i))).collect();
+        (0..8).map(|i| input(d.dir.path(), &format!("part-{i}.ndjson"), "5000", &(seed + i).to_string())).collect();
     let feeder = feed(&api, &files);
     std::thread::sleep(Duration::from_millis(1500));
-    let how = restart_postgres();
-    eprintln!("postgresql: {how}");
+    outage();
     feeder.join().unwrap();
     let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     d.assert_exact(&bucket_truth(&truth_of(&refs)));
+    d
+}
+
+#[test]
+fn roles_ride_out_a_postgresql_restart_mid_stream() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = outage_mid_stream(&["aggregator", "archive", "speed", "batch"], 60, || {
+        eprintln!("postgresql: {}", restart_postgres());
+    });
     // The roles that write the store noticed, and said so.
     let logs = ["speed", "batch"].map(|r| d.tail_all(r)).join("\n");
     for line in logs.lines().filter(|l| l.contains("postgresql") || l.contains("role failed")) {
@@ -95,19 +102,11 @@ fn broker_pid() -> String {
 #[test]
 fn roles_ride_out_a_broker_that_stops_answering_mid_stream() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut d = Deployment::new(2);
-    d.start("aggregator", "aggregator", &[]);
-    d.start("archive", "archive", &[]);
-    d.start("batch", "batch", &[]);
-    let api = d.start("api", "api", &[]);
-    let files: Vec<PathBuf> =
-        (0..8).map(|i| input(d.dir.path(), &format!("part-{i}.ndjson"), "5000", &format!("{}", 80 + i))).collect();
-    let feeder = feed(&api, &files);
-    std::thread::sleep(Duration::from_millis(1500));
-    // SIGSTOP: connections stay open and nothing answers (a hung or partitioned broker),
-    // for 15 s; nothing it holds is lost, unlike a restart of this in-memory broker.
-    let pid = broker_pid();
-    {
+    let d = outage_mid_stream(&["aggregator", "archive", "batch"], 80, || {
+        // SIGSTOP: connections stay open and nothing answers (a hung or partitioned
+        // broker), for 15 s; nothing it holds is lost, unlike a restart of this
+        // in-memory broker.
+        let pid = broker_pid();
         /// Lets the broker go on whatever happens, or every later test would hang.
         struct Continue<'a>(&'a str);
         impl Drop for Continue<'_> {
@@ -118,11 +117,8 @@ fn roles_ride_out_a_broker_that_stops_answering_mid_stream() {
         let _resume = Continue(&pid);
         assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
         std::thread::sleep(Duration::from_secs(15));
-    }
-    eprintln!("broker {pid} stopped for 15 s");
-    feeder.join().unwrap();
-    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    d.assert_exact(&bucket_truth(&truth_of(&refs)));
+        eprintln!("broker {pid} stopped for 15 s");
+    });
     for role in ["api", "aggregator", "archive"] {
         for line in d.tail_all(role).lines().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
             eprintln!("{role}: {line}");
