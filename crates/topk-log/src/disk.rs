@@ -279,13 +279,17 @@ impl Log for DiskLog {
     fn source_position(&self, partition: u32, source: u64) -> Result<Option<SourcePos>, LogError> {
         Ok(self.lock(partition)?.sources.get(&source).copied())
     }
-    /// The last batch of `partition`, if it has any.
-    fn last_batch(&self, partition: u32) -> Result<Option<Batch>, LogError> {
+    /// The last batch of `partition` that starts below `offset`, if there is one.
+    fn batch_before(&self, partition: u32, offset: u64) -> Result<Option<Batch>, LogError> {
         let start = {
             let st = self.lock(partition)?;
-            // The newest segment may be empty (just rolled, or its only batch was torn).
-            match st.segments.values().rev().find_map(|s| s.index.last()) {
-                Some(&(base, _)) => base,
+            // A segment may be empty (just rolled, or its only batch was torn).
+            let below = st.segments.range(..offset).rev().find_map(|(_, s)| {
+                let i = s.index.partition_point(|&(base, _)| base < offset);
+                i.checked_sub(1).map(|i| s.index[i].0)
+            });
+            match below {
+                Some(base) => base,
                 None => return Ok(None),
             }
         };

@@ -462,11 +462,17 @@ impl Log for KafkaLog {
         Ok(None)
     }
 
-    fn last_batch(&self, partition: u32) -> Result<Option<Batch>, LogError> {
+    fn batch_before(&self, partition: u32, offset: u64) -> Result<Option<Batch>, LogError> {
         let (low, high) = self.watermarks(partition)?;
+        // Message m starts at m << OFFSET_BITS: below `offset` when m < messages_below(offset).
+        let end = high.min(i64::try_from(messages_below(offset)).unwrap_or(i64::MAX));
         let mut last = None;
-        self.scan(partition, (high - 1).max(low), high, |b| last = Some(b))?;
+        self.scan(partition, (end - 1).max(low), end, |b| last = Some(b))?;
         Ok(last)
+    }
+
+    fn offset_after(&self, base: u64, _count: u32) -> u64 {
+        ((base >> OFFSET_BITS) + 1) << OFFSET_BITS
     }
 
     fn reader(&self, partition: u32, offset: u64) -> Result<Box<dyn LogReader>, LogError> {

@@ -145,7 +145,18 @@ pub trait Log: Send + Sync {
     fn source_position(&self, partition: u32, source: u64) -> Result<Option<SourcePos>, LogError>;
 
     /// The last batch of `partition`, if it has any.
-    fn last_batch(&self, partition: u32) -> Result<Option<Batch>, LogError>;
+    fn last_batch(&self, partition: u32) -> Result<Option<Batch>, LogError> {
+        self.batch_before(partition, u64::MAX)
+    }
+
+    /// The last batch of `partition` that starts below `offset`, if there is one.
+    fn batch_before(&self, partition: u32, offset: u64) -> Result<Option<Batch>, LogError>;
+
+    /// The offset the batch appended next to `partition` gets, if the last one was `batch`
+    /// events at `base` (offsets count events on disk, messages on Kafka).
+    fn offset_after(&self, base: u64, count: u32) -> u64 {
+        base + u64::from(count)
+    }
 
     /// A reader of `partition` starting at the batch containing `offset`.
     fn reader(&self, partition: u32, offset: u64) -> Result<Box<dyn LogReader>, LogError>;

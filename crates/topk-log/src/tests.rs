@@ -98,6 +98,37 @@ fn offsets_cover_events_and_survive_reopen(b: &dyn Backend) {
     assert_eq!(log.last_batch(0).unwrap().unwrap().payload, b"de");
 }
 
+/// What the aggregator's fencing relies on: an append lands at the end offset read just
+/// before it, `offset_after` predicts where the next one lands, and `batch_before` walks
+/// back through the batches.
+fn appends_land_where_predicted_and_batches_walk_back(b: &dyn Backend) {
+    let log = b.open(1).unwrap();
+    let mut bases = Vec::new();
+    for (i, count) in [1u32, 3, 1, 2].into_iter().enumerate() {
+        let expected = log.end_offset(0).unwrap();
+        if let Some(&(prev, n)) = bases.last() {
+            assert_eq!(expected, log.offset_after(prev, n), "end offset after the batch at {prev}");
+        }
+        let base = log.append(0, count, &[i as u8; 4], SourcePos::default()).unwrap();
+        assert_eq!(base, expected, "batch {i} landed at the end offset read before it");
+        bases.push((base, count));
+    }
+    let end = log.end_offset(0).unwrap();
+    let mut walked = Vec::new();
+    let mut below = end;
+    while let Some(batch) = log.batch_before(0, below).unwrap() {
+        assert!(batch.base_offset < below);
+        walked.push((batch.base_offset, batch.payload[0]));
+        below = batch.base_offset;
+    }
+    walked.reverse();
+    assert_eq!(walked, bases.iter().enumerate().map(|(i, &(base, _))| (base, i as u8)).collect::<Vec<_>>());
+    // From the middle of a batch: that batch starts below.
+    let (multi, _) = bases[1];
+    assert_eq!(log.batch_before(0, multi + 1).unwrap().unwrap().base_offset, multi);
+    assert_eq!(log.last_batch(0).unwrap().unwrap().base_offset, bases[3].0);
+}
+
 fn an_empty_log_has_no_last_batch_and_reads_nothing(b: &dyn Backend) {
     let log = b.open(1).unwrap();
     assert_eq!(log.last_batch(0).unwrap(), None);
@@ -200,6 +231,7 @@ macro_rules! log_suite {
 log_suite!(
     offsets_cover_events_and_survive_reopen,
     an_empty_log_has_no_last_batch_and_reads_nothing,
+    appends_land_where_predicted_and_batches_walk_back,
     source_positions_are_recovered_from_the_log,
     commits_are_kept_per_group_and_partition,
     readers_see_appends_from_another_thread,
