@@ -1,8 +1,9 @@
 //! The flush batch: what the aggregator writes to the flush log, one log record each.
 //!
-//! Binary little-endian layout (version byte first, so the format can evolve):
+//! Binary little-endian layout (version byte first, so the format can evolve; version 2
+//! lacks `slot`):
 //! ```text
-//! u8 version=2 | u32 partition | u64 first_offset | u64 end_offset | i64 watermark
+//! u8 version=3 | u64 slot | u32 partition | u64 first_offset | u64 end_offset | i64 watermark
 //! i64 max_event_ts | u64 dedup_from | i64 dedup_from_max_ts | u8 end_of_input
 //! u64 accepted | u64 duplicates | u64 late
 //! u32 rows, each: u8 len + product_id | i64 hour | i64 count | i64 revenue | i64 earliest | i64 latest
@@ -10,8 +11,11 @@
 //! ```
 
 use topk_core::bytes::{ReadError, Reader};
+use topk_log::Batch;
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+/// Without `slot`: read, and never taken for a superseded aggregator's.
+const VERSION_UNFENCED: u8 = 2;
 
 /// Sums for one (product, hour).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +34,11 @@ pub struct AggRow {
 /// flush_id: the events log offsets `first_offset .. end_offset` it covers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FlushBatch {
+    /// The flush log offset its writer expected it to land at (the end of the log when it
+    /// last read or wrote it). Found anywhere else, another aggregator wrote the partition
+    /// in between: this one was superseded, and every reader ignores the batch (see the
+    /// crate docs). `None` in version 2 batches.
+    pub slot: Option<u64>,
     pub partition: u32,
     pub first_offset: u64,
     /// One past the last covered offset; equals `first_offset` for a heartbeat.
@@ -58,9 +67,35 @@ impl FlushBatch {
         (self.end_offset > self.first_offset).then(|| self.end_offset - 1)
     }
 
+    /// Reads the flush record `rec` of the flush log: `None` if a superseded aggregator
+    /// wrote it (it landed elsewhere than its slot), which readers skip.
+    pub fn read(rec: &Batch) -> Result<Option<FlushBatch>, CorruptFlush> {
+        let batch = FlushBatch::decode(&rec.payload)?;
+        match batch.slot {
+            Some(slot) if slot != rec.base_offset => {
+                tracing::warn!(
+                    partition = batch.partition,
+                    offset = rec.base_offset,
+                    slot,
+                    first = batch.first_offset,
+                    end = batch.end_offset,
+                    "ignoring a flush written by a superseded aggregator"
+                );
+                Ok(None)
+            }
+            _ => Ok(Some(batch)),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.rows.len() * 56);
-        out.push(VERSION);
+        let mut out = Vec::with_capacity(72 + self.rows.len() * 56);
+        match self.slot {
+            Some(slot) => {
+                out.push(VERSION);
+                out.extend_from_slice(&slot.to_le_bytes());
+            }
+            None => out.push(VERSION_UNFENCED),
+        }
         out.extend_from_slice(&self.partition.to_le_bytes());
         for v in [self.first_offset, self.end_offset] {
             out.extend_from_slice(&v.to_le_bytes());
@@ -94,11 +129,13 @@ impl FlushBatch {
 
     pub fn decode(buf: &[u8]) -> Result<FlushBatch, CorruptFlush> {
         let mut c = Reader::new(buf);
-        let version = c.u8()?;
-        if version != VERSION {
-            return Err(CorruptFlush(format!("unknown flush batch version {version}")));
-        }
+        let slot = match c.u8()? {
+            VERSION => Some(c.u64()?),
+            VERSION_UNFENCED => None,
+            version => return Err(CorruptFlush(format!("unknown flush batch version {version}"))),
+        };
         let mut b = FlushBatch {
+            slot,
             partition: c.u32()?,
             first_offset: c.u64()?,
             end_offset: c.u64()?,
@@ -154,6 +191,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let b = FlushBatch {
+            slot: Some(42 << 24),
             partition: 3,
             first_offset: 10,
             end_offset: 20,
@@ -181,5 +219,21 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(FlushBatch::decode(&bytes[..cut]).is_err());
         }
+        let unfenced = FlushBatch { slot: None, ..b };
+        assert_eq!(unfenced.encode()[0], VERSION_UNFENCED);
+        assert_eq!(FlushBatch::decode(&unfenced.encode()).unwrap(), unfenced);
+    }
+
+    #[test]
+    fn a_batch_found_outside_its_slot_is_skipped() {
+        let at = |base_offset: u64, batch: &FlushBatch| {
+            let rec = Batch { base_offset, count: 1, source: Default::default(), payload: batch.encode() };
+            FlushBatch::read(&rec).unwrap()
+        };
+        let b = FlushBatch { slot: Some(7), partition: 1, first_offset: 3, end_offset: 9, ..FlushBatch::default() };
+        assert_eq!(at(7, &b), Some(b.clone()));
+        assert_eq!(at(8, &b), None, "another aggregator wrote offset 7");
+        let unfenced = FlushBatch { slot: None, ..b };
+        assert_eq!(at(8, &unfenced), Some(unfenced.clone()), "version 2 batches always count");
     }
 }

@@ -15,6 +15,16 @@
 //! every id has left the window) and the newest event time at that offset, so after a
 //! crash re-reading `dedup_from .. resume` rebuilds the very same window and the same
 //! events are dropped as in an uninterrupted run.
+//!
+//! # Fencing
+//! Two aggregators may briefly write the same partition: on Kafka, one that stalled past
+//! its session timeout wakes up after the group gave its partition to another, and flushes
+//! what it held. Each flush therefore names its *slot*: the flush log offset it must land
+//! at, the end of the log as its writer last read or wrote it. A flush found elsewhere was
+//! written after someone else's flush its writer had not seen; every reader (archive,
+//! speed layer, the recovery below) skips it, and its writer fails with
+//! [`AggregatorError::Superseded`] and recovers from the flush log. The flushes that count
+//! therefore follow each other without a gap or an overlap, whoever wrote them.
 
 mod flush;
 
@@ -68,6 +78,8 @@ pub enum AggregatorError {
     Flush { partition: u32, source: CorruptFlush },
     #[error("events log partition {partition} ends at offset {events_end} but flushes cover up to {flushed_end}: events were lost (fsync policy \"never\" and a machine crash?); restore the data directory from a backup")]
     LogBehindFlush { partition: u32, events_end: u64, flushed_end: u64 },
+    #[error("flush log partition {partition}: another aggregator wrote it; this flush landed at offset {landed}, not {slot}, and is ignored; resuming from the flush log")]
+    Superseded { partition: u32, slot: u64, landed: u64 },
 }
 
 /// Live counters of one partition's aggregator, shared with whoever waits on it.
@@ -169,6 +181,18 @@ impl DedupWindow {
     }
 }
 
+/// The last flush of `partition` below offset `end` that readers count.
+fn last_counted_flush(flush_log: &dyn Log, partition: u32, end: u64) -> Result<Option<FlushBatch>, AggregatorError> {
+    let mut below = end;
+    while let Some(rec) = flush_log.batch_before(partition, below)? {
+        if let Some(batch) = FlushBatch::read(&rec).map_err(|source| AggregatorError::Flush { partition, source })? {
+            return Ok(Some(batch));
+        }
+        below = rec.base_offset;
+    }
+    Ok(None)
+}
+
 /// One partition's aggregation state between two flushes.
 pub struct PartitionAggregator {
     partition: u32,
@@ -185,6 +209,8 @@ pub struct PartitionAggregator {
     next: u64,
     /// Where the next flush's range starts.
     first: u64,
+    /// The flush log offset the next flush must land at (see "Fencing").
+    slot: u64,
     max_ts: i64,
     /// The producer's input ended and no event arrived since: every flush says so,
     /// heartbeats included, so the archive keeps treating every hour as final.
@@ -212,6 +238,7 @@ impl PartitionAggregator {
             batches: VecDeque::new(),
             next: 0,
             first: 0,
+            slot: flush_log.end_offset(partition)?,
             max_ts: i64::MIN,
             ended: false,
             accepted: 0,
@@ -219,9 +246,7 @@ impl PartitionAggregator {
             late: 0,
             cfg,
         };
-        if let Some(rec) = flush_log.last_batch(partition)? {
-            let last =
-                FlushBatch::decode(&rec.payload).map_err(|source| AggregatorError::Flush { partition, source })?;
+        if let Some(last) = last_counted_flush(flush_log, partition, agg.slot)? {
             agg.ended = last.end_of_input;
             // Rebuild the dedup window by replaying, uncounted, the events it covers, from
             // the newest event time they first arrived at.
@@ -371,6 +396,7 @@ impl PartitionAggregator {
             self.names.drain().map(|(p, n)| (string(&self.product_ids[p as usize]), string(&n))).collect();
         names.sort_unstable();
         let batch = FlushBatch {
+            slot: Some(self.slot),
             partition: self.partition,
             first_offset: self.first,
             end_offset: self.next,
@@ -391,6 +417,53 @@ impl PartitionAggregator {
         batch
     }
 
+    /// Writes `batch` (from [`Self::take_flush`]) durably, then commits the dedup rebuild
+    /// point for log retention. Fails with [`AggregatorError::Superseded`] if the batch did
+    /// not land at its slot: it does not count, and this aggregator must recover again.
+    pub fn write(
+        &mut self,
+        events: &dyn Log,
+        flush_log: &dyn Log,
+        batch: &FlushBatch,
+        progress: &Progress,
+    ) -> Result<(), AggregatorError> {
+        let slot = batch.slot.expect("taken batches have a slot");
+        let landed = flush_log.append(batch.partition, 1, &batch.encode(), SourcePos::default())?;
+        if landed != slot {
+            return Err(AggregatorError::Superseded { partition: batch.partition, slot, landed });
+        }
+        self.slot = flush_log.offset_after(landed, 1);
+        events.commit(GROUP, batch.partition, batch.dedup_from)?;
+        progress.flushed_end.store(batch.end_offset, Ordering::SeqCst);
+        progress.accepted.fetch_add(batch.accepted, Ordering::Relaxed);
+        progress.duplicates.fetch_add(batch.duplicates, Ordering::Relaxed);
+        progress.late.fetch_add(batch.late, Ordering::Relaxed);
+        progress.flushes.fetch_add(1, Ordering::Relaxed);
+        progress.watermark_ms.store(batch.watermark_ms as u64, Ordering::Relaxed);
+        tracing::debug!(
+            partition = batch.partition,
+            first = batch.first_offset,
+            end = batch.end_offset,
+            rows = batch.rows.len(),
+            watermark = batch.watermark_ms,
+            end_of_input = batch.end_of_input,
+            "flushed"
+        );
+        Ok(())
+    }
+
+    /// Takes a flush and writes it.
+    fn flush(
+        &mut self,
+        events: &dyn Log,
+        flush_log: &dyn Log,
+        end_of_input: bool,
+        progress: &Progress,
+    ) -> Result<(), AggregatorError> {
+        let batch = self.take_flush(end_of_input);
+        self.write(events, flush_log, &batch, progress)
+    }
+
     /// Lets the watermark of an idle partition follow the wall clock.
     fn advance_idle(&mut self, now_ms: i64) {
         let wall = now_ms.saturating_sub(self.cfg.allowed_lateness_ms);
@@ -402,33 +475,6 @@ impl PartitionAggregator {
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Writes a flush durably, then commits the dedup rebuild point for log retention.
-fn write_flush(
-    events: &dyn Log,
-    flush_log: &dyn Log,
-    batch: &FlushBatch,
-    progress: &Progress,
-) -> Result<(), AggregatorError> {
-    flush_log.append(batch.partition, 1, &batch.encode(), SourcePos::default())?;
-    events.commit(GROUP, batch.partition, batch.dedup_from)?;
-    progress.flushed_end.store(batch.end_offset, Ordering::SeqCst);
-    progress.accepted.fetch_add(batch.accepted, Ordering::Relaxed);
-    progress.duplicates.fetch_add(batch.duplicates, Ordering::Relaxed);
-    progress.late.fetch_add(batch.late, Ordering::Relaxed);
-    progress.flushes.fetch_add(1, Ordering::Relaxed);
-    progress.watermark_ms.store(batch.watermark_ms as u64, Ordering::Relaxed);
-    tracing::debug!(
-        partition = batch.partition,
-        first = batch.first_offset,
-        end = batch.end_offset,
-        rows = batch.rows.len(),
-        watermark = batch.watermark_ms,
-        end_of_input = batch.end_of_input,
-        "flushed"
-    );
-    Ok(())
 }
 
 /// The aggregator loop for one partition: runs until `control.shutdown`, then flushes.
@@ -456,7 +502,7 @@ pub fn run(
                 agg.consume(&batch, true, u64::MAX)?;
                 last_event = Instant::now();
                 if agg.entries() >= cfg.max_entries {
-                    write_flush(events, flush_log, &agg.take_flush(false), progress)?;
+                    agg.flush(events, flush_log, false, progress)?;
                     last_flush = Instant::now();
                 }
             }
@@ -465,12 +511,12 @@ pub fn run(
                 let drained = drain > progress.drained.load(Ordering::SeqCst)
                     && events.distance(agg.position(), events.end_offset(partition)?) == 0;
                 if drained {
-                    write_flush(events, flush_log, &agg.take_flush(true), progress)?;
+                    agg.flush(events, flush_log, true, progress)?;
                     progress.drained.store(drain, Ordering::SeqCst);
                     last_flush = Instant::now();
                 } else if stopping {
                     if agg.has_unflushed() {
-                        write_flush(events, flush_log, &agg.take_flush(false), progress)?;
+                        agg.flush(events, flush_log, false, progress)?;
                     }
                     tracing::info!(partition, position = agg.position(), "aggregator stopped");
                     return Ok(());
@@ -478,7 +524,7 @@ pub fn run(
                     if cfg.idle_timeout.is_some_and(|t| last_event.elapsed() >= t) {
                         agg.advance_idle(now_ms());
                     }
-                    write_flush(events, flush_log, &agg.take_flush(false), progress)?;
+                    agg.flush(events, flush_log, false, progress)?;
                     last_flush = Instant::now();
                 } else {
                     events.wait_for_append(&mut tick, Duration::from_millis(50));
@@ -486,7 +532,7 @@ pub fn run(
             }
         }
         if last_flush.elapsed() >= cfg.flush_interval && agg.has_unflushed() {
-            write_flush(events, flush_log, &agg.take_flush(false), progress)?;
+            agg.flush(events, flush_log, false, progress)?;
             last_flush = Instant::now();
         }
     }

@@ -53,7 +53,7 @@ fn flushed_sums(flush_log: &dyn Log) -> BTreeMap<(String, i64), (i64, i64)> {
     let mut sums = BTreeMap::new();
     let mut r = flush_log.reader(0, 0).unwrap();
     while let Some(b) = r.next_batch().unwrap() {
-        for row in FlushBatch::decode(&b.payload).unwrap().rows {
+        for row in FlushBatch::read(&b).unwrap().into_iter().flat_map(|f| f.rows) {
             let e = sums.entry((row.product_id, row.hour_ms)).or_insert((0, 0));
             e.0 += row.count;
             e.1 += row.revenue_cents;
@@ -110,7 +110,7 @@ fn recovery_resumes_after_last_flush_and_keeps_the_dedup_window() {
     {
         let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
         catch_up(&mut agg, &events);
-        write_flush(&events, &flush_log, &agg.take_flush(false), &Progress::default()).unwrap();
+        agg.flush(&events, &flush_log, false, &Progress::default()).unwrap();
         append(&events, &[ev("3", T0 + 2, "b", 5)]);
         catch_up(&mut agg, &events);
         // Crash: the aggregate of event 3 was never flushed.
@@ -122,7 +122,7 @@ fn recovery_resumes_after_last_flush_and_keeps_the_dedup_window() {
     catch_up(&mut agg, &events);
     let b = agg.take_flush(false);
     assert_eq!((b.first_offset, b.end_offset, b.duplicates), (2, 5, 1));
-    write_flush(&events, &flush_log, &b, &Progress::default()).unwrap();
+    agg.write(&events, &flush_log, &b, &Progress::default()).unwrap();
     let sums = flushed_sums(&flush_log);
     assert_eq!(sums[&("a".to_string(), T0)], (3, 300));
     assert_eq!(sums[&("b".to_string(), T0)], (5, 500));
@@ -167,7 +167,7 @@ fn end_of_input_sticks_through_heartbeats_until_new_events() {
     assert!(agg.take_flush(true).end_of_input);
     let heartbeat = agg.take_flush(false);
     assert!(heartbeat.end_of_input, "a heartbeat after the end keeps the hours final");
-    write_flush(&events, &flush_log, &heartbeat, &Progress::default()).unwrap();
+    agg.write(&events, &flush_log, &heartbeat, &Progress::default()).unwrap();
     let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
     assert!(agg.take_flush(false).end_of_input, "and so does a restart");
     append(&events, &[ev("2", T0 + 1, "a", 1)]);
@@ -225,8 +225,57 @@ fn a_restart_drops_exactly_what_an_uninterrupted_run_drops() {
         catch_up(&mut agg, &events);
         let b = agg.take_flush(false);
         duplicates += b.duplicates;
-        write_flush(&events, &flush_log, &b, &Progress::default()).unwrap();
+        agg.write(&events, &flush_log, &b, &Progress::default()).unwrap();
     }
     assert!(straight > 5, "the stream should contain duplicates inside the window");
     assert_eq!(duplicates, straight);
+}
+
+/// Two aggregators on one partition (a stalled one woken after the consumer group moved
+/// its partition): whichever flushes first, the flushes that count cover every event once.
+#[test]
+fn a_superseded_aggregator_cannot_count_events_twice() {
+    let events_of = |range: std::ops::Range<i64>| -> Vec<Event<'static>> {
+        range.map(|i| ev(&format!("e{i}"), T0 + i, &format!("p{}", i % 3), i)).collect()
+    };
+    let truth = |n: i64| {
+        let mut sums = BTreeMap::new();
+        for e in events_of(0..n) {
+            let s = sums.entry((e.product_id.to_string(), T0)).or_insert((0, 0));
+            s.0 += e.quantity;
+            s.1 += e.quantity * 100;
+        }
+        sums
+    };
+    let superseded = |r: Result<(), AggregatorError>| matches!(r, Err(AggregatorError::Superseded { .. }));
+    for stalled_flushes_first in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (events, flush_log) = logs(dir.path());
+        let progress = Progress::default();
+        append(&events, &events_of(0..3));
+        let mut stalled = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+        catch_up(&mut stalled, &events);
+        stalled.flush(&events, &flush_log, false, &progress).unwrap();
+        append(&events, &events_of(3..5));
+        catch_up(&mut stalled, &events); // holds 3..5, unflushed, when it stalls
+        let mut successor = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+        assert_eq!(successor.position(), 3);
+        append(&events, &events_of(5..6));
+        catch_up(&mut successor, &events); // 3..6
+        let (first, second) =
+            if stalled_flushes_first { (&mut stalled, &mut successor) } else { (&mut successor, &mut stalled) };
+        first.flush(&events, &flush_log, false, &progress).unwrap();
+        assert!(superseded(second.flush(&events, &flush_log, false, &progress)), "the second writer is told");
+        // Whoever was told recovers after the flush that counted, and catches up.
+        let mut again = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+        assert_eq!(again.position(), if stalled_flushes_first { 5 } else { 6 });
+        catch_up(&mut again, &events);
+        again.flush(&events, &flush_log, false, &progress).unwrap();
+        assert_eq!(flushed_sums(&flush_log), truth(6), "stalled flushed first: {stalled_flushes_first}");
+        // A writer that goes on after being told is told again.
+        append(&events, &events_of(6..7));
+        catch_up(second, &events);
+        assert!(superseded(second.flush(&events, &flush_log, false, &progress)));
+        assert_eq!(flushed_sums(&flush_log), truth(6));
+    }
 }
