@@ -58,9 +58,15 @@ impl Failures {
     }
 
     fn current(&self) -> Option<String> {
+        self.since(Instant::now().checked_sub(HEALTHY_AFTER))
+    }
+
+    /// The last failure if it happened at or after `start` (`None`: ever), or without
+    /// retries at all: then a failed role stays failed.
+    fn since(&self, start: Option<Instant>) -> Option<String> {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         match &*last {
-            Some((m, at)) if !self.retry || at.elapsed() < HEALTHY_AFTER => Some(m.clone()),
+            Some((m, at)) if !self.retry || start.is_none_or(|s| *at >= s) => Some(m.clone()),
             _ => None,
         }
     }
@@ -470,15 +476,13 @@ impl Pipeline {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        match self.failure() {
-            Some(f) => anyhow::bail!("pipeline failed: {f}"),
-            None => Ok(()),
-        }
+        failed(self.failure())
     }
 
     /// Stops every role in order: aggregators flush what they hold, then the archive and
     /// the speed layer record it, then everything is committed.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
         // The source first, so that what it appended is aggregated before the stop.
         self.source_shutdown.trigger();
         if let Some(h) = self.sourcer.take() {
@@ -501,7 +505,16 @@ impl Pipeline {
         }
         self.catalog.flush();
         tracing::info!("pipeline stopped");
-        self.check()
+        // A role that failed and recovered earlier does not fail the stop; one that failed
+        // while stopping (say, its last flush) does.
+        failed(self.failure.since(Some(started)))
+    }
+}
+
+fn failed(failure: Option<String>) -> anyhow::Result<()> {
+    match failure {
+        Some(f) => anyhow::bail!("pipeline failed: {f}"),
+        None => Ok(()),
     }
 }
 
