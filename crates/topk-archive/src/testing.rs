@@ -29,7 +29,7 @@ pub fn s3_bucket() -> &'static str {
         let (host, port) = addr.split_once(':').expect("host:port");
         let mut moto = Command::new("moto_server");
         moto.args(["-H", host, "-p", port]);
-        start_server("moto_server", moto, &addr, "pip install 'moto[server]' or set TOPK_TEST_S3");
+        drop(start_server("moto_server", moto, &addr, "pip install 'moto[server]' or set TOPK_TEST_S3"));
     }
     // Create the bucket (unsigned: the mock accepts it; an existing bucket is fine).
     let mut s = TcpStream::connect(&addr).expect("connecting to the S3 endpoint");

@@ -2,8 +2,8 @@
 //! way every test server is started.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,15 +15,18 @@ pub fn reachable(addr: &str) -> bool {
     addr.parse::<SocketAddr>().is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
 }
 
-/// Starts a test server (`what`, from `command`) in the background, its output in
-/// `<tmp>/topk-test-<what>.log`, and waits up to 30 s for it to listen on `addr`. The
-/// server is deliberately not waited for: it outlives the test process, for the next
-/// test binary. `hint` says how to install it.
-pub fn start_server(what: &str, mut command: Command, addr: &str, hint: &str) {
+/// Starts a test server (`what`, from `command`) in the background, its output appended
+/// to `<tmp>/topk-test-<what>.log`, and waits up to 30 s for it to listen on `addr`. A
+/// server whose child is dropped outlives the test process, for the next test binary.
+/// `hint` says how to install it.
+pub fn start_server(what: &str, mut command: Command, addr: &str, hint: &str) -> Child {
     let log = std::env::temp_dir().join(format!("topk-test-{what}.log"));
-    let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
-    #[allow(clippy::zombie_processes)]
-    command
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", log.display()));
+    let child = command
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("log file handle"))
         .stderr(out)
@@ -34,6 +37,7 @@ pub fn start_server(what: &str, mut command: Command, addr: &str, hint: &str) {
         assert!(Instant::now() < deadline, "{what} did not listen on {addr} within 30 s; see {}", log.display());
         std::thread::sleep(Duration::from_millis(100));
     }
+    child
 }
 
 fn tansu() -> Option<PathBuf> {
@@ -46,6 +50,22 @@ fn tansu() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+const TANSU_HINT: &str =
+    "install tansu (cargo install tansu --version 0.6.0 --features dynostore,libsql --locked) or set TOPK_TEST_KAFKA";
+
+/// A `tansu` broker listening on `addr`, storing in `storage` (a tansu URL), started in
+/// `dir` (where a relative `sqlite://` store lives).
+fn start_tansu(addr: &str, storage: &str, dir: &Path) -> Child {
+    let bin = tansu().unwrap_or_else(|| panic!("the Kafka tests need a broker on {addr}: {TANSU_HINT}"));
+    let url = format!("tcp://{addr}");
+    let mut tansu = Command::new(&bin);
+    tansu
+        .current_dir(dir)
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", storage]);
+    start_server("tansu", tansu, addr, TANSU_HINT)
+}
+
 /// The brokers of the test Kafka: `TOPK_TEST_KAFKA`, or a `tansu` broker (a
 /// Kafka-compatible broker, in memory) on [`TEST_BROKER`], started here if nothing
 /// listens there yet. It keeps running after the tests, for the next test binary.
@@ -55,17 +75,50 @@ pub fn kafka_brokers() -> String {
     }
     static STARTING: Mutex<()> = Mutex::new(());
     let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
-    if reachable(TEST_BROKER) {
-        return TEST_BROKER.into();
+    if !reachable(TEST_BROKER) {
+        drop(start_tansu(TEST_BROKER, "memory://tansu/", &std::env::temp_dir()));
     }
-    let hint =
-        "install tansu (cargo install tansu --version 0.6.0 --features dynostore --locked) or set TOPK_TEST_KAFKA";
-    let bin = tansu().unwrap_or_else(|| panic!("the Kafka tests need a broker on {TEST_BROKER}: {hint}"));
-    let url = format!("tcp://{TEST_BROKER}");
-    let mut tansu = Command::new(&bin);
-    tansu
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-        .args(["--storage-engine", "memory://tansu/"]);
-    start_server("tansu", tansu, TEST_BROKER, hint);
     TEST_BROKER.into()
+}
+
+/// A broker of one test's own that keeps what it holds on disk (`tansu` on SQLite, in a
+/// directory of its own), so that it can be killed and started again mid-test. Killed
+/// when dropped.
+pub struct DurableBroker {
+    pub addr: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl DurableBroker {
+    /// Starts on a free loopback port.
+    pub fn start() -> DurableBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let dir = std::env::temp_dir().join(format!("topk-test-broker-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        let mut broker = DurableBroker { addr: format!("127.0.0.1:{port}"), dir, child: None };
+        broker.restart();
+        broker
+    }
+
+    /// Kills the broker (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on its port and store (killing it first if it runs).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Some(start_tansu(&self.addr, "sqlite://tansu.db", &self.dir));
+    }
+}
+
+impl Drop for DurableBroker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

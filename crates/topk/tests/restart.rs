@@ -1,10 +1,10 @@
-//! Outages in the middle of a stream: PostgreSQL restarts, the broker stops answering.
-//! Every role process retries, recovers, and the exact answers still equal the ground
-//! truth.
+//! Outages in the middle of a stream: PostgreSQL restarts, the broker crashes and comes
+//! back, the broker stops answering. Every role process retries, recovers, and the exact
+//! answers still equal the ground truth.
 //!
 //! A test binary of its own: it restarts the machine's PostgreSQL server and stops the
 //! test broker, which the tests of other binaries (run one binary at a time) also use;
-//! its two tests take turns.
+//! its tests take turns.
 
 mod common;
 
@@ -56,10 +56,9 @@ fn feed(api: &str, files: &[PathBuf]) -> std::thread::JoinHandle<()> {
     })
 }
 
-/// Runs `roles` (and the API), feeds 8 files of 5,000 events (seeds from `seed`), brings
-/// about `outage` 1.5 s in, and checks the answers are exact once the feed is done.
-fn outage_mid_stream(roles: &[&str], seed: u64, outage: impl FnOnce()) -> Deployment {
-    let mut d = Deployment::new(2);
+/// Runs `roles` (and the API) in `d`, feeds 8 files of 5,000 events (seeds from `seed`),
+/// brings about `outage` 1.5 s in, and checks the answers are exact once the feed is done.
+fn outage_mid_stream(mut d: Deployment, roles: &[&str], seed: u64, outage: impl FnOnce()) -> Deployment {
     for role in roles {
         d.start(role, role, &[]);
     }
@@ -78,7 +77,7 @@ fn outage_mid_stream(roles: &[&str], seed: u64, outage: impl FnOnce()) -> Deploy
 #[test]
 fn roles_ride_out_a_postgresql_restart_mid_stream() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let d = outage_mid_stream(&["aggregator", "archive", "speed", "batch"], 60, || {
+    let d = outage_mid_stream(Deployment::new(2), &["aggregator", "archive", "speed", "batch"], 60, || {
         eprintln!("postgresql: {}", restart_postgres());
     });
     // The roles that write the store noticed, and said so.
@@ -92,6 +91,32 @@ fn roles_ride_out_a_postgresql_restart_mid_stream() {
     );
 }
 
+#[test]
+fn roles_ride_out_a_broker_crash_and_restart_mid_stream() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // A broker of this test's own, on disk: killed, it keeps what it acknowledged.
+    let mut broker = topk_log::testing::DurableBroker::start();
+    let d = Deployment::on(&broker.addr, 2, "");
+    let d = outage_mid_stream(d, &["aggregator", "archive", "speed", "batch"], 100, || {
+        broker.kill();
+        std::thread::sleep(Duration::from_secs(5));
+        broker.restart();
+        eprintln!("broker {} killed (SIGKILL) and started again after 5 s", broker.addr);
+    });
+    // Every process talks to the broker; each noticed, and said so.
+    for role in ["api", "aggregator", "archive", "speed", "batch"] {
+        let log = d.tail_all(role);
+        let said: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+        for line in said.iter().take(3) {
+            eprintln!("{role}: {line}");
+        }
+        assert!(
+            said.iter().any(|l| l.contains(&broker.addr) || l.contains("kafka")),
+            "{role} logged nothing about the broker's outage:\n{log}"
+        );
+    }
+}
+
 /// The pid of the test broker (a `tansu` process listening on 127.0.0.1:9092).
 fn broker_pid() -> String {
     let out = Command::new("pgrep").args(["-f", "tansu broker --listener-url tcp://127.0.0.1:9092"]).output().unwrap();
@@ -102,7 +127,7 @@ fn broker_pid() -> String {
 #[test]
 fn roles_ride_out_a_broker_that_stops_answering_mid_stream() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let d = outage_mid_stream(&["aggregator", "archive", "batch"], 80, || {
+    let d = outage_mid_stream(Deployment::new(2), &["aggregator", "archive", "batch"], 80, || {
         // SIGSTOP: connections stay open and nothing answers (a hung or partitioned
         // broker), for 15 s; nothing it holds is lost, unlike a restart of this
         // in-memory broker.

@@ -24,6 +24,8 @@ pub struct Deployment {
     pub prefix: String,
     /// The `s3://` archive, when there is one.
     pub archive: Option<String>,
+    /// The Kafka brokers it runs on.
+    pub brokers: String,
     roles: Vec<(String, Child)>,
     /// Environment of every role process.
     env: Vec<(String, String)>,
@@ -36,6 +38,11 @@ impl Deployment {
 
     /// With `extra` lines of configuration.
     pub fn with(partitions: u32, extra: &str) -> Deployment {
+        Deployment::on(&topk_log::testing::kafka_brokers(), partitions, extra)
+    }
+
+    /// On the Kafka `brokers`, with `extra` lines of configuration.
+    pub fn on(brokers: &str, partitions: u32, extra: &str) -> Deployment {
         let dir = tempfile::tempdir().unwrap();
         let pg = Postgres::new();
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -48,12 +55,20 @@ impl Deployment {
                  partitions = {partitions}\nflush_interval_ms = 200\nmax_entries = 5000\nidle_timeout_ms = 2000\n\
                  speed_write_interval_ms = 200\nhour_retention_days = 0\n{extra}",
                 data = dir.path().join("shared").display().to_string(),
-                brokers = topk_log::testing::kafka_brokers(),
                 store = pg.url,
             ),
         )
         .unwrap();
-        Deployment { dir, config, pg, prefix, archive: None, roles: Vec::new(), env: Vec::new() }
+        Deployment {
+            dir,
+            config,
+            pg,
+            prefix,
+            archive: None,
+            brokers: brokers.into(),
+            roles: Vec::new(),
+            env: Vec::new(),
+        }
     }
 
     pub fn log_file(&self, name: &str) -> PathBuf {
@@ -90,6 +105,13 @@ impl Deployment {
         let (_, mut child) = self.roles.remove(i);
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+    }
+
+    /// Sends a role the signal `name` (`STOP`, `CONT`, …).
+    pub fn signal(&self, role: &str, name: &str) {
+        let (_, child) = self.roles.iter().find(|(n, _)| n == role).expect("role is running");
+        let st = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+        assert!(st.success(), "kill -{name} {role}");
     }
 
     /// Stops a role with SIGTERM and waits for it to exit.
@@ -130,10 +152,6 @@ impl Deployment {
             self.env.push((k.to_uppercase(), v.to_string()));
         }
         self
-    }
-
-    pub fn brokers(&self) -> String {
-        topk_log::testing::kafka_brokers()
     }
 
     /// Waits until the store holds exactly `truth`, then checks every top list.
