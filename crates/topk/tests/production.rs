@@ -187,6 +187,9 @@ fn a_burst_of_bad_events_pauses_the_kafka_source_and_resume_loses_no_good_event(
     let metrics = reqwest::blocking::get(format!("{url}/metrics")).and_then(|r| r.text());
     let Ok(metrics) = metrics else { panic!("{metrics:?}\n{}", d.tail("serve")) };
     assert!(metrics.contains(&format!("topk_source_paused{{topic=\"{topic}\"}} 1")), "{metrics}");
+    for name in SAMPLE_MONITORING.into_iter().flat_map(metric_names_used).filter(|n| source_only(n)) {
+        assert!(exports(&metrics, &name), "the sample monitoring uses {name}, which the source does not export");
+    }
     std::thread::sleep(Duration::from_secs(1));
     let still: serde_json::Value = get("/api/v1/sources/kafka").json().unwrap();
     assert_eq!(still["consumed"], status["consumed"], "nothing is consumed while paused");

@@ -232,3 +232,28 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+/// The sample Grafana dashboard and Prometheus alert rules (paths from the repository root).
+pub const SAMPLE_MONITORING: [&str; 2] = ["deploy/grafana/topk-dashboard.json", "deploy/prometheus/alerts.yml"];
+
+/// Metrics that only a process running the Kafka source (`topk source`) exports.
+pub fn source_only(name: &str) -> bool {
+    name.starts_with("topk_source_") || name == "topk_dead_letters_total"
+}
+
+/// The `topk_*` metric names the repository file `file` uses.
+pub fn metric_names_used(file: &str) -> std::collections::BTreeSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let body = std::fs::read_to_string(root.join(file)).unwrap();
+    body.match_indices("topk_")
+        .map(|(i, _)| {
+            let rest = &body[i..];
+            rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())].to_string()
+        })
+        .collect()
+}
+
+/// Whether the Prometheus text `metrics` exports `name` (a sample or at least its type).
+pub fn exports(metrics: &str, name: &str) -> bool {
+    metrics.contains(&format!("\n{name}")) || metrics.contains(&format!("# TYPE {name} "))
+}
