@@ -516,7 +516,14 @@ pub fn run(
                     last_flush = Instant::now();
                 } else if stopping {
                     if agg.has_unflushed() {
-                        agg.flush(events, flush_log, false, progress)?;
+                        match agg.flush(events, flush_log, false, progress) {
+                            // Nothing is lost: the flushes that count carry on from the other's.
+                            Err(AggregatorError::Superseded { .. }) => tracing::warn!(
+                                partition,
+                                "stopping: another aggregator wrote this partition's flush log, so the last flush is ignored"
+                            ),
+                            done => done?,
+                        }
                     }
                     tracing::info!(partition, position = agg.position(), "aggregator stopped");
                     return Ok(());

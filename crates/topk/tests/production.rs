@@ -97,20 +97,25 @@ fn a_frozen_aggregator_woken_beside_its_replacement_counts_nothing_twice() {
     let api = d.start("api", "api", &[]);
     let first = input(d.dir.path(), "first.ndjson", "20000", "61");
     replay_to(&api, &[&first]);
-    wait_for("the old aggregator to count the first file", Duration::from_secs(30), || {
+    wait_for("the old aggregator to flush the first file", Duration::from_secs(30), || {
         metric_sum(&old, "topk_aggregated_events_total") >= 19_000.0
     });
+    // Too few for a flush by size: the old aggregator consumes them and holds them.
+    let held = input(d.dir.path(), "held.ndjson", "2000", "62");
+    replay_to(&api, &[&held]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(metric_sum(&old, "topk_flush_lag_events") > 0.0, "the old aggregator flushed what it should hold");
     d.signal("aggregator-old", "STOP");
     d.start("aggregator-new", "aggregator", &[]);
-    let second = input(d.dir.path(), "second.ndjson", "20000", "62");
+    let second = input(d.dir.path(), "second.ndjson", "20000", "63");
     replay_to(&api, &[&second]);
     d.signal("aggregator-old", "CONT");
     // Both now aggregate the same partitions, until the old one is stopped.
-    let third = input(d.dir.path(), "third.ndjson", "20000", "63");
+    let third = input(d.dir.path(), "third.ndjson", "20000", "64");
     replay_to(&api, &[&third]);
     std::thread::sleep(Duration::from_secs(3));
     d.stop("aggregator-old");
-    d.assert_exact(&bucket_truth(&truth_of(&[&first, &second, &third])));
+    d.assert_exact(&bucket_truth(&truth_of(&[&first, &held, &second, &third])));
     // What this is about happened: the old aggregator's late flush was ignored, and it said so.
     let (old_log, archive_log) = (d.tail_all("aggregator-old"), d.tail_all("archive"));
     assert!(old_log.contains("another aggregator wrote it"), "no superseded flush:\n{}", d.tail("aggregator-old"));
