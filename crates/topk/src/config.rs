@@ -4,6 +4,7 @@
 //! [`Settings`] is both the flag set and the file format, so a setting has one name
 //! everywhere: `--flush-interval-ms` / `TOPK_FLUSH_INTERVAL_MS` / `flush_interval_ms`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -98,6 +99,12 @@ pub struct Settings {
     /// Replication factor of the Kafka topics topk creates [default: 1]
     #[arg(long, env = "TOPK_KAFKA_REPLICATION")]
     pub kafka_replication: Option<i32>,
+    /// Further librdkafka properties for every Kafka client, as a TOML table of strings
+    /// (`security.protocol`, `sasl.*`, `ssl.*`, …); a `TOPK_KAFKA_PROPERTY_<NAME>` variable
+    /// sets the property `<name>` with dots for underscores (`TOPK_KAFKA_PROPERTY_SASL_PASSWORD`
+    /// is `sasl.password`) and wins over the file. Not a flag: secrets stay off command lines.
+    #[arg(skip)]
+    pub kafka_properties: Option<BTreeMap<String, String>>,
     /// The Parquet archive: a directory, or s3://bucket/prefix (credentials, region and endpoint from AWS_* variables) [default: <data_dir>/archive]
     #[arg(long, env = "TOPK_ARCHIVE")]
     pub archive: Option<String>,
@@ -158,6 +165,7 @@ impl Settings {
                 kafka_brokers,
                 kafka_prefix,
                 kafka_replication,
+                kafka_properties,
                 store,
                 archive,
                 source_topic,
@@ -185,6 +193,7 @@ impl Settings {
             brokers,
             prefix: self.kafka_prefix.unwrap_or_else(|| "topk.".into()),
             replication: self.kafka_replication.unwrap_or(1),
+            properties: kafka_properties(self.kafka_properties.unwrap_or_default(), std::env::vars()),
         });
         let aggregate_group = self.aggregate_partitions.as_deref() == Some("group");
         let aggregate_partitions = match self.aggregate_partitions.as_deref() {
@@ -307,12 +316,49 @@ pub struct SourceSettings {
     pub window: usize,
 }
 
+/// The `kafka_properties` of the file, overridden by `TOPK_KAFKA_PROPERTY_*` variables.
+fn kafka_properties(
+    mut file: BTreeMap<String, String>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
+    for (var, value) in env {
+        if let Some(name) = var.strip_prefix("TOPK_KAFKA_PROPERTY_").filter(|n| !n.is_empty()) {
+            file.insert(name.to_ascii_lowercase().replace('_', "."), value);
+        }
+    }
+    file.into_iter().collect()
+}
+
 /// Where the logs live when they are Kafka topics.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaSettings {
     pub brokers: String,
     pub prefix: String,
     pub replication: i32,
+    /// librdkafka properties for every client (may hold secrets: not in `Debug`).
+    pub properties: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("prefix", &self.prefix)
+            .field("replication", &self.replication)
+            .field("properties", &self.properties.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl KafkaSettings {
+    /// The client settings for `topic` with `partitions` partitions.
+    pub fn topic(&self, topic: &str, partitions: u32) -> KafkaConfig {
+        let mut cfg = KafkaConfig::new(&self.brokers, topic, partitions);
+        cfg.replication = self.replication;
+        cfg.group_prefix = self.prefix.clone();
+        cfg.properties = self.properties.clone();
+        cfg
+    }
 }
 
 /// The resolved configuration of one process.
@@ -360,9 +406,7 @@ impl Config {
 
     /// Opens the Kafka topic `<prefix><name>`.
     pub fn kafka_log(&self, kafka: &KafkaSettings, name: &str) -> anyhow::Result<KafkaLog> {
-        let mut cfg = KafkaConfig::new(&kafka.brokers, &format!("{}{name}", kafka.prefix), self.log.partitions);
-        cfg.replication = kafka.replication;
-        cfg.group_prefix = kafka.prefix.clone();
+        let cfg = kafka.topic(&format!("{}{name}", kafka.prefix), self.log.partitions);
         KafkaLog::open(cfg).with_context(|| format!("opening the {name} topic"))
     }
 
@@ -422,6 +466,44 @@ mod tests {
         };
         assert!(bad("2-5").contains("\"2-5\" is not within 0-3"), "{}", bad("2-5"));
         assert!(bad("x").contains("\"x\" in \"x\" is not a partition number"), "{}", bad("x"));
+    }
+
+    #[test]
+    fn kafka_properties_come_from_the_file_and_variables_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("topk.toml");
+        std::fs::write(
+            &file,
+            "kafka_brokers = \"k:9092\"\n[kafka_properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"old\"\n",
+        )
+        .unwrap();
+        let cfg = Settings::default().over_file(Some(&file)).unwrap();
+        let kafka = cfg.kafka.unwrap();
+        assert!(kafka.properties.contains(&("security.protocol".into(), "SASL_SSL".into())));
+        assert!(!format!("{kafka:?}").contains("old"), "secrets stay out of Debug: {kafka:?}");
+        let file_props = BTreeMap::from([("sasl.password".to_string(), "old".to_string())]);
+        let env = [
+            ("TOPK_KAFKA_PROPERTY_SASL_PASSWORD".to_string(), "new".to_string()),
+            ("TOPK_KAFKA_PROPERTY_SSL_CA_LOCATION".into(), "/ca.pem".into()),
+            ("TOPK_KAFKA_PROPERTY_".into(), "ignored".into()),
+            ("HOME".into(), "/root".into()),
+        ];
+        assert_eq!(
+            kafka_properties(file_props, env),
+            [("sasl.password".to_string(), "new".to_string()), ("ssl.ca.location".into(), "/ca.pem".into())]
+        );
+        std::fs::write(&file, "[kafka_properties]\n\"socket.timeout.ms\" = 5000\n").unwrap();
+        let err = format!("{:#}", Settings::default().over_file(Some(&file)).unwrap_err());
+        assert!(err.contains("invalid type: integer `5000`, expected a string"), "{err}");
+    }
+
+    #[test]
+    fn the_sample_production_config_is_valid() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prod.toml");
+        let cfg = Settings::default().over_file(Some(&file)).unwrap();
+        assert!(cfg.aggregate_group);
+        assert_eq!(cfg.kafka.unwrap().replication, 3);
+        assert!(cfg.store.starts_with("postgres://") && cfg.archive.starts_with("s3://"));
     }
 
     #[test]

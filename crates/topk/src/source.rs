@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use topk_core::Shutdown;
-use topk_log::{DeadLetter, KafkaConfig, KafkaLog, Log, SourcePos, TopicReader};
+use topk_log::{DeadLetter, KafkaLog, Log, SourcePos, TopicReader};
 
 use crate::config::{Config, SourceSettings};
 use crate::pipeline::{Ingestor, SourceResume};
@@ -109,7 +109,7 @@ pub fn run(
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let kafka = cfg.kafka.as_ref().context("the source needs kafka_brokers")?;
-    let mut topic = KafkaConfig::new(&kafka.brokers, &settings.topic, 1);
+    let mut topic = kafka.topic(&settings.topic, 1);
     let partitions = topk_log::kafka::partition_count(&topic)?
         .with_context(|| format!("source topic {} does not exist", settings.topic))?;
     topic.partitions = partitions;

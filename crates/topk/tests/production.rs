@@ -225,3 +225,27 @@ fn a_burst_of_bad_events_pauses_the_kafka_source_and_resume_loses_no_good_event(
     // And every good event is counted exactly once.
     d.assert_exact(&bucket_truth(&ground_truth(&good)));
 }
+
+/// `kafka_properties` (and `TOPK_KAFKA_PROPERTY_*`, which win) reach librdkafka: valid ones
+/// run, an invalid one stops the process with librdkafka's word on it.
+#[test]
+fn kafka_properties_from_the_file_and_the_environment_reach_librdkafka() {
+    let mut d = Deployment::with(2, "[kafka_properties]\n\"client.id\" = \"topk-test\"\n");
+    let api = d.start("api", "api", &[]);
+    assert_eq!(reqwest::blocking::get(format!("{api}/healthz")).unwrap().status(), 200);
+    let run = |env: &[(&str, &str)]| {
+        let out = Command::new(topk_bin())
+            .args(["api", "--config"])
+            .arg(&d.config)
+            .args(["--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "started with {env:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&[("TOPK_KAFKA_PROPERTY_SECURITY_PROTOCOL", "carrier_pigeon")]);
+    assert!(err.contains("security.protocol") && err.contains("carrier_pigeon"), "{err}");
+    let err = run(&[("TOPK_KAFKA_PROPERTY_CLIENT_ID", ""), ("TOPK_KAFKA_PROPERTY_NO_SUCH_THING", "1")]);
+    assert!(err.contains("no.such.thing"), "{err}");
+}
