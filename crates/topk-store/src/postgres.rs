@@ -10,9 +10,13 @@
 //!
 //! A dropped connection (server restart, network) is re-established at the next call
 //! outside a transaction; the call that saw the drop fails, and its caller retries.
+//!
+//! Many rows at once (`exec_rows`) go by `COPY … FROM STDIN BINARY` when the statement is
+//! a plain `INSERT` of parameters, else 1000 to a multi-row `INSERT`.
 
 use std::collections::HashMap;
 
+use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement};
 
@@ -89,6 +93,16 @@ fn multi_row(sql: &str, width: usize, rows: usize) -> Option<String> {
     }
     out.push_str(&sql[close + 1..]);
     Some(out)
+}
+
+/// The `COPY … FROM STDIN BINARY` that loads what `sql` inserts, if `sql` is a plain
+/// `INSERT INTO t (cols) VALUES ($1, …, $width)`: no constants, no `ON CONFLICT`.
+fn copy_of(sql: &str, width: usize) -> Option<String> {
+    let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (target, values) = sql.strip_prefix("INSERT INTO ")?.split_once(" VALUES ")?;
+    let params: Vec<String> = (1..=width).map(|i| format!("${i}")).collect();
+    (values == format!("({})", params.join(", ")) && target.ends_with(')'))
+        .then(|| format!("COPY {target} FROM STDIN BINARY"))
 }
 
 /// Rewrites SQLite's `json_each($n)` into PostgreSQL's form (see the module docs).
@@ -174,6 +188,15 @@ impl Conn for PgConn {
     }
 
     fn exec_rows(&mut self, sql: &str, width: usize, rows: &[Value<'_>]) -> Result<u64> {
+        if let Some(copy) = copy_of(sql, width).filter(|_| rows.len() > width) {
+            // The prepared INSERT says which column types the rows are encoded as.
+            let types = self.statement(sql)?.params().to_vec();
+            let mut writer = BinaryCopyInWriter::new(self.client()?.copy_in(&copy)?, &types);
+            for row in rows.chunks(width) {
+                writer.write(&bind(row))?;
+            }
+            return Ok(writer.finish()?);
+        }
         let mut n = 0;
         for chunk in rows.chunks(width * ROWS_PER_INSERT) {
             let count = chunk.len() / width;
@@ -248,6 +271,20 @@ mod tests {
             "INSERT INTO t VALUES ($1, $12), ($13, $24)"
         );
         assert_eq!(multi_row("DELETE FROM t", 1, 2), None);
+    }
+
+    #[test]
+    fn plain_inserts_of_parameters_become_copies() {
+        use crate::schema::{INSERT_ROW, INSERT_SPEED_ROW, INSERT_TOP_ROW, UPSERT_ROW};
+        assert_eq!(
+            copy_of(INSERT_ROW, 5).unwrap(),
+            "COPY batch_table (granularity, bucket_start, product_id, count, revenue_cents) FROM STDIN BINARY"
+        );
+        assert!(copy_of(INSERT_SPEED_ROW, 7).unwrap().starts_with("COPY speed_table (granularity, "));
+        assert_eq!(copy_of(INSERT_ROW, 4), None, "five parameters, not four");
+        assert_eq!(copy_of(INSERT_TOP_ROW, 7), None, "constants in VALUES");
+        assert_eq!(copy_of(UPSERT_ROW, 5), None, "ON CONFLICT");
+        assert_eq!(copy_of("INSERT INTO t VALUES ($1)", 1), None, "no column list");
     }
 
     #[test]
