@@ -117,7 +117,7 @@ pub fn run(
     let mut sources = Vec::with_capacity(partitions as usize);
     for p in 0..partitions {
         let (resume, start) = SourceResume::load(events, source_id(&settings.topic, p))?;
-        tracing::info!(topic = %settings.topic, partition = p, from = start.pos, "source partition starts");
+        tracing::info!(topic = %settings.topic, partition = p, from = start.pos, done = ?resume.done, "source partition starts");
         sources.push((p, resume, TopicReader::open(&topic, p, start.pos)?));
     }
     let mut window = RejectWindow::new(settings.window);

@@ -210,15 +210,33 @@ pub fn metric_sum(url: &str, name: &str) -> f64 {
 }
 
 /// Produces each value as one message to partition 0 of `topic`.
-pub fn produce(brokers: &str, topic: &str, values: &[String]) {
+/// Produces `values` (JSON sale events, or anything) to `topic`, over its `partitions` by
+/// the hash of the value's `product_id`, as an upstream topic keyed by product would be.
+pub fn produce(brokers: &str, topic: &str, partitions: i32, values: &[String]) {
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
     let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .create()
         .unwrap();
-    for v in values {
-        producer.send(BaseRecord::<(), str>::to(topic).partition(0).payload(v.as_str())).unwrap();
+    for (i, v) in values.iter().enumerate() {
+        let product = serde_json::from_str::<serde_json::Value>(v)
+            .ok()
+            .and_then(|e| e["product_id"].as_str().map(str::to_string));
+        let partition = product.map_or(i as u64, |p| {
+            p.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        });
+        let record =
+            BaseRecord::<(), str>::to(topic).partition((partition % partitions as u64) as i32).payload(v.as_str());
+        // A full local queue: let it drain, then send again.
+        let mut record = Some(record);
+        while let Some(r) = record.take() {
+            if let Err((e, r)) = producer.send(r) {
+                assert!(matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)), "{e}");
+                std::thread::sleep(Duration::from_millis(10));
+                record = Some(r);
+            }
+        }
     }
     producer.flush(Duration::from_secs(30)).unwrap();
 }
