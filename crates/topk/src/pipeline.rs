@@ -170,6 +170,17 @@ pub struct BatchSummary {
     pub waiting: usize,
 }
 
+/// [`spawn_role`] for a role that stops when `shutdown` is triggered.
+fn spawn_until(
+    name: &str,
+    failure: &Failure,
+    shutdown: &Shutdown,
+    run: impl FnMut() -> anyhow::Result<()> + Send + 'static,
+) -> JoinHandle<()> {
+    let stop = shutdown.clone();
+    spawn_role(name.into(), failure, move || stop.is_triggered(), run)
+}
+
 /// Runs a role on its own thread. `run` opens the role's state and runs it until it
 /// returns; with retries on, an error is logged and the role started again (with a
 /// growing pause) until `stopping` says the process is shutting down.
@@ -262,16 +273,10 @@ impl Pipeline {
         let archiver = if roles.archive {
             let (flush, progress, shutdown) = (flush.clone(), archive_progress.clone(), archive_shutdown.clone());
             let cfg = cfg.clone();
-            let stop = shutdown.clone();
-            Some(spawn_role(
-                "archive".into(),
-                &failure,
-                move || stop.is_triggered(),
-                move || {
-                    let archive = Archive::open(cfg.archive_root()?, partitions).context("opening the archive")?;
-                    Ok(topk_archive::run(&*flush, archive, &progress, &shutdown)?)
-                },
-            ))
+            Some(spawn_until("archive", &failure, &archive_shutdown, move || {
+                let archive = Archive::open(cfg.archive_root()?, partitions).context("opening the archive")?;
+                Ok(topk_archive::run(&*flush, archive, &progress, &shutdown)?)
+            }))
         } else {
             None
         };
@@ -280,17 +285,11 @@ impl Pipeline {
         let speeder = if roles.speed {
             let (flush, progress, shutdown) = (flush.clone(), speed_progress.clone(), speed_shutdown.clone());
             let cfg = cfg.clone();
-            let stop = shutdown.clone();
-            Some(spawn_role(
-                "speed".into(),
-                &failure,
-                move || stop.is_triggered(),
-                move || {
-                    let speed = Speed::open(cfg.open_store()?, partitions, cfg.speed.clone())
-                        .context("opening the speed layer")?;
-                    Ok(topk_speed::run(&*flush, speed, &progress, &shutdown)?)
-                },
-            ))
+            Some(spawn_until("speed", &failure, &speed_shutdown, move || {
+                let speed =
+                    Speed::open(cfg.open_store()?, partitions, cfg.speed.clone()).context("opening the speed layer")?;
+                Ok(topk_speed::run(&*flush, speed, &progress, &shutdown)?)
+            }))
         } else {
             None
         };
@@ -309,17 +308,10 @@ impl Pipeline {
             (Some(settings), true) => {
                 let (cfg, settings, events, state) = (cfg.clone(), settings.clone(), events.clone(), source.clone());
                 let (catalog, metrics, shutdown) = (catalog.clone(), metrics.clone(), source_shutdown.clone());
-                let stop = shutdown.clone();
-                Some(spawn_role(
-                    "source".into(),
-                    &failure,
-                    move || stop.is_triggered(),
-                    move || {
-                        let ingestor =
-                            Ingestor::new(events.clone(), cfg.max_future_ms, catalog.clone(), metrics.clone());
-                        crate::source::run(&cfg, &settings, &*events, ingestor, &state, &shutdown)
-                    },
-                ))
+                Some(spawn_until("source", &failure, &source_shutdown, move || {
+                    let ingestor = Ingestor::new(events.clone(), cfg.max_future_ms, catalog.clone(), metrics.clone());
+                    crate::source::run(&cfg, &settings, &*events, ingestor, &state, &shutdown)
+                }))
             }
             _ => None,
         };
@@ -364,14 +356,10 @@ impl Pipeline {
         }
         self.roles.batch = true;
         let shutdown = self.batch_shutdown.clone();
-        let stop = shutdown.clone();
         let cfg = self.cfg.clone();
-        self.batcher = Some(spawn_role(
-            "batch".into(),
-            &self.failure,
-            move || stop.is_triggered(),
-            move || Ok(topk_batch::run(open_batch(&cfg)?, Duration::from_secs(2), &shutdown)?),
-        ));
+        self.batcher = Some(spawn_until("batch", &self.failure, &self.batch_shutdown, move || {
+            Ok(topk_batch::run(open_batch(&cfg)?, Duration::from_secs(2), &shutdown)?)
+        }));
         Ok(())
     }
 
