@@ -163,10 +163,7 @@ fn aggregator_killed_at_random_moments_on_kafka_and_postgres_loses_and_repeats_n
 
 #[test]
 fn a_burst_of_bad_events_pauses_the_kafka_source_and_resume_loses_no_good_event() {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let topic = format!("upstream-sales-{nanos}");
-    // The upstream topic exists before topk starts, as another team's would.
-    topk_log::KafkaLog::open(topk_log::KafkaConfig::new(&topk_log::testing::kafka_brokers(), &topic, 1)).unwrap();
+    let topic = upstream_topic(&topk_log::testing::kafka_brokers(), 1);
     let extra = format!("source_topic = {topic:?}\nsource_reject_window = 100\nsource_max_reject_rate = 0.5\n");
     let mut d = Deployment::with(2, &extra);
     let url = d.start("serve", "serve", &[]);
@@ -236,15 +233,12 @@ fn a_burst_of_bad_events_pauses_the_kafka_source_and_resume_loses_no_good_event(
 /// acknowledged events; on SQLite neither happened.
 #[test]
 fn kafka_source_killed_at_random_moments_loses_and_repeats_nothing() {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let topic = format!("upstream-sales-{nanos}");
-    let upstream_partitions = 2;
     let broker = topk_log::testing::DurableBroker::start();
-    topk_log::KafkaLog::open(topk_log::KafkaConfig::new(&broker.addr, &topic, upstream_partitions)).unwrap();
+    let topic = upstream_topic(&broker.addr, 2);
     let mut d = Deployment::on(&broker.addr, 2, &format!("source_topic = {topic:?}\n"));
     let good = input(d.dir.path(), "upstream.ndjson", "60000", "91");
     let lines: Vec<String> = std::fs::read_to_string(&good).unwrap().lines().map(str::to_string).collect();
-    produce(&d.brokers, &topic, upstream_partitions as i32, &lines);
+    produce(&d.brokers, &topic, 2, &lines);
     for role in ["aggregator", "archive", "batch"] {
         d.start(role, role, &[]);
     }

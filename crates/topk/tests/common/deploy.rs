@@ -129,6 +129,11 @@ impl Deployment {
         std::fs::read_to_string(self.log_file(name)).unwrap_or_default()
     }
 
+    /// The WARN and ERROR lines of a role's log (every run of it).
+    pub fn warnings(&self, name: &str) -> Vec<String> {
+        self.tail_all(name).lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).map(str::to_string).collect()
+    }
+
     /// The end of a role's log, for failure messages.
     pub fn tail(&self, name: &str) -> String {
         let text = self.tail_all(name);
@@ -210,6 +215,15 @@ pub fn metric_sum(url: &str, name: &str) -> f64 {
 }
 
 /// Produces each value as one message to partition 0 of `topic`.
+/// Creates another team's topic of sale events with `partitions` partitions on `brokers`,
+/// before topk starts, as it would exist in production; returns its name.
+pub fn upstream_topic(brokers: &str, partitions: u32) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let topic = format!("upstream-sales-{nanos}");
+    topk_log::KafkaLog::open(topk_log::KafkaConfig::new(brokers, &topic, partitions)).unwrap();
+    topic
+}
+
 /// Produces `values` (JSON sale events, or anything) to `topic`, over its `partitions` by
 /// the hash of the value's `product_id`, as an upstream topic keyed by product would be.
 pub fn produce(brokers: &str, topic: &str, partitions: i32, values: &[String]) {
