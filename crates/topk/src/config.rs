@@ -193,7 +193,11 @@ impl Settings {
             brokers,
             prefix: self.kafka_prefix.unwrap_or_else(|| "topk.".into()),
             replication: self.kafka_replication.unwrap_or(1),
-            properties: kafka_properties(self.kafka_properties.unwrap_or_default(), std::env::vars()),
+            // `vars()` would panic on a variable that is not UTF-8; such a one is not ours.
+            properties: kafka_properties(
+                self.kafka_properties.unwrap_or_default(),
+                std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+            ),
         });
         let aggregate_group = self.aggregate_partitions.as_deref() == Some("group");
         let aggregate_partitions = match self.aggregate_partitions.as_deref() {
