@@ -1,21 +1,32 @@
 //! The flush batch: what the aggregator writes to the flush log, one log record each.
 //!
 //! Binary little-endian layout (version byte first, so the format can evolve; version 2
-//! lacks `slot`):
+//! lacks `slot`; versions 2 and 3 carry names without categories):
 //! ```text
-//! u8 version=3 | u64 slot | u32 partition | u64 first_offset | u64 end_offset | i64 watermark
+//! u8 version=4 | u64 slot | u32 partition | u64 first_offset | u64 end_offset | i64 watermark
 //! i64 max_event_ts | u64 dedup_from | i64 dedup_from_max_ts | u8 end_of_input
 //! u64 accepted | u64 duplicates | u64 late
 //! u32 rows, each: u8 len + product_id | i64 hour | i64 count | i64 revenue | i64 earliest | i64 latest
-//! u32 names, each: u8 len + product_id | u16 len + product_name
+//! u32 products, each: u8 len + product_id | u16 len + product_name | u16 len + category
 //! ```
+//! (an empty name or category: the events carried none.)
 
 use topk_core::bytes::{ReadError, Reader};
 use topk_log::Batch;
 
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
+/// With `slot`, names without categories: read.
+const VERSION_NAMES: u8 = 3;
 /// Without `slot`: read, and never taken for a superseded aggregator's.
 const VERSION_UNFENCED: u8 = 2;
+
+/// The name and category a product's events carried (the product catalog's input).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProductInfo {
+    pub product_id: String,
+    pub name: Option<String>,
+    pub category: Option<String>,
+}
 
 /// Sums for one (product, hour).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,15 +61,18 @@ pub struct FlushBatch {
     pub dedup_from: u64,
     /// The partition's newest event time just before `dedup_from`.
     pub dedup_from_max_ts: i64,
-    /// The producer said its input ended and no event arrived since: every hour seen so
-    /// far is final. Heartbeats after the end keep saying so.
+    /// The flush answering a producer's end of input (a finished replay): its watermark
+    /// was moved to the wall clock less the allowed lateness, and readers act on it at
+    /// once (the archive records it without waiting for a full group).
     pub end_of_input: bool,
     pub accepted: u64,
     pub duplicates: u64,
     pub late: u64,
     pub rows: Vec<AggRow>,
-    /// Product names seen in the covered events, for the product catalog.
-    pub names: Vec<(String, String)>,
+    /// The newest name and category of each product whose covered events carried one, by
+    /// product id: the product catalog is filled from these (and the rows' ids), so it is
+    /// exactly as durable as the counts.
+    pub products: Vec<ProductInfo>,
 }
 
 impl FlushBatch {
@@ -117,20 +131,25 @@ impl FlushBatch {
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }
-        out.extend_from_slice(&(self.names.len() as u32).to_le_bytes());
-        for (id, name) in &self.names {
-            out.push(id.len() as u8);
-            out.extend_from_slice(id.as_bytes());
-            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(self.products.len() as u32).to_le_bytes());
+        for p in &self.products {
+            out.push(p.product_id.len() as u8);
+            out.extend_from_slice(p.product_id.as_bytes());
+            // Validation caps both at 256 bytes.
+            for text in [&p.name, &p.category] {
+                let t = text.as_deref().unwrap_or("");
+                out.extend_from_slice(&(t.len() as u16).to_le_bytes());
+                out.extend_from_slice(t.as_bytes());
+            }
         }
         out
     }
 
     pub fn decode(buf: &[u8]) -> Result<FlushBatch, CorruptFlush> {
         let mut c = Reader::new(buf);
-        let slot = match c.u8()? {
-            VERSION => Some(c.u64()?),
+        let version = c.u8()?;
+        let slot = match version {
+            VERSION | VERSION_NAMES => Some(c.u64()?),
             VERSION_UNFENCED => None,
             version => return Err(CorruptFlush(format!("unknown flush batch version {version}"))),
         };
@@ -162,11 +181,16 @@ impl FlushBatch {
                 latest_ts_ms: c.i64()?,
             });
         }
+        let text = |c: &mut Reader<'_>| -> Result<Option<String>, CorruptFlush> {
+            let n = c.u16()? as usize;
+            Ok(Some(c.str(n)?).filter(|t| !t.is_empty()).map(str::to_string))
+        };
         for _ in 0..c.u32()? {
             let n = c.u8()? as usize;
-            let id = c.str(n)?.to_string();
-            let n = c.u16()? as usize;
-            b.names.push((id, c.str(n)?.to_string()));
+            let product_id = c.str(n)?.to_string();
+            let name = text(&mut c)?;
+            let category = if version == VERSION { text(&mut c)? } else { None };
+            b.products.push(ProductInfo { product_id, name, category });
         }
         c.end()?;
         Ok(b)
@@ -211,7 +235,10 @@ mod tests {
                 earliest_ts_ms: 3_600_001,
                 latest_ts_ms: 3_700_000,
             }],
-            names: vec![("p1".into(), "Widget".into())],
+            products: vec![
+                ProductInfo { product_id: "p1".into(), name: Some("Widget".into()), category: Some("tools".into()) },
+                ProductInfo { product_id: "p2".into(), name: None, category: Some("toys".into()) },
+            ],
         };
         let bytes = b.encode();
         assert_eq!(FlushBatch::decode(&bytes).unwrap(), b);
@@ -219,9 +246,22 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(FlushBatch::decode(&bytes[..cut]).is_err());
         }
-        let unfenced = FlushBatch { slot: None, ..b };
+        let unfenced = FlushBatch { slot: None, products: Vec::new(), ..b.clone() };
         assert_eq!(unfenced.encode()[0], VERSION_UNFENCED);
         assert_eq!(FlushBatch::decode(&unfenced.encode()).unwrap(), unfenced);
+        // A version 3 batch (names, no categories) written before categories travelled here.
+        let mut v3 = vec![VERSION_NAMES];
+        let mut tail = FlushBatch { products: Vec::new(), ..b }.encode();
+        tail.truncate(tail.len() - 4);
+        v3.extend_from_slice(&tail[1..]);
+        v3.extend_from_slice(&1u32.to_le_bytes());
+        v3.extend_from_slice(&[2, b'p', b'1', 6, 0]);
+        v3.extend_from_slice(b"Widget");
+        let old = FlushBatch::decode(&v3).unwrap();
+        assert_eq!(
+            old.products,
+            [ProductInfo { product_id: "p1".into(), name: Some("Widget".into()), category: None }]
+        );
     }
 
     #[test]

@@ -28,11 +28,11 @@
 
 mod flush;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub use flush::{AggRow, CorruptFlush, FlushBatch};
+pub use flush::{AggRow, CorruptFlush, FlushBatch, ProductInfo};
 use foldhash::fast::RandomState;
 use topk_core::codec::{CorruptRecord, Decoder, EventRef};
 use topk_core::{hour_floor, Shutdown};
@@ -149,35 +149,106 @@ struct Acc {
     latest: i64,
 }
 
-/// The dedup window: the digests of the ids seen while the partition's newest event
-/// time advanced by less than `window_ms`. Keying ids by the newest event time *when they
-/// arrived* (not by their own, possibly late, timestamp) also catches redeliveries of
-/// late or backfilled events, and keeps the keys in arrival order.
-struct DedupWindow {
-    window_ms: i64,
-    seen: HashSet<u128, RandomState>,
-    /// (newest event time at arrival, digest), oldest first.
-    arrivals: VecDeque<(i64, u128)>,
+/// The dedup window: the ids seen while the partition's newest event time advanced by
+/// less than `window_ms` (rounded up to a whole [`DEDUP_SLICES`]th of it: an id is
+/// remembered at least that long, at most a slice longer). Keying ids
+/// by the newest event time *when they arrived* (not by their own, possibly late,
+/// timestamp) also catches redeliveries of late or backfilled events.
+///
+/// Compact and bounded: one 12-byte entry per id in one open-addressing table (13 bytes
+/// with its control byte, ~20 at the table's mean load), against ~70 for a set of
+/// 128-bit digests and a queue of arrivals. An entry is the id digest's low 64 bits and
+/// the arrival's time slice; whole slices expire at once, swept out each time the newest
+/// event time enters a new slice, so the table never holds more than a window (and a
+/// slice) of ids. Two ids with the same 64 bits are taken for one: with `n` ids in the
+/// window an event is wrongly dropped with probability `n / 2^64` — at 115k events/s
+/// over 8 partitions and a 10-minute window (8.6M ids each), about once in 2×10^12
+/// events, or once in 200 days at 10^10 events a day.
+pub struct DedupWindow {
+    slice_ms: i64,
+    /// The window in whole slices, rounded up: an id expires once the newest event time has
+    /// advanced by between `window_ms` and a slice more.
+    slices: u32,
+    table: hashbrown::HashTable<Seen>,
+    /// The slice of the newest arrival, when the table was last swept.
+    swept: Option<i64>,
+}
+
+/// Slices a dedup window is cut into: expiry is this fine.
+pub const DEDUP_SLICES: i64 = 16;
+
+/// One remembered id: 64 bits of its digest and the slice (mod 2^32) it arrived in.
+#[derive(Clone, Copy)]
+#[repr(C, packed(4))]
+struct Seen {
+    digest: u64,
+    slice: u32,
 }
 
 impl DedupWindow {
-    fn new(window_ms: i64) -> Self {
-        DedupWindow { window_ms, seen: HashSet::default(), arrivals: VecDeque::new() }
+    pub fn new(window_ms: i64) -> Self {
+        let slice_ms = (window_ms / DEDUP_SLICES).max(1);
+        let slices = (window_ms.max(0) + slice_ms - 1).div_euclid(slice_ms).min(i64::from(u32::MAX / 2)) as u32;
+        DedupWindow { slice_ms, slices, table: hashbrown::HashTable::new(), swept: None }
+    }
+
+    fn slice(&self, ts_ms: i64) -> i64 {
+        ts_ms.div_euclid(self.slice_ms)
+    }
+
+    /// The earliest arrival time (newest event time when an id came) still remembered
+    /// once the newest event time is `max_ts_ms`; replaying the log from a point before
+    /// every later arrival rebuilds the window exactly.
+    fn horizon(&self, max_ts_ms: i64) -> i64 {
+        (self.slice(max_ts_ms) - i64::from(self.slices)).saturating_mul(self.slice_ms)
+    }
+
+    /// Ids remembered.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Bytes the table holds (entries and control bytes, at its current capacity).
+    pub fn memory_bytes(&self) -> usize {
+        self.table.capacity() * (std::mem::size_of::<Seen>() + 1)
     }
 
     /// Records an event that arrived when the newest event time was `max_ts_ms`;
     /// `true` if its id was already seen within the window.
-    fn is_duplicate(&mut self, digest: u128, max_ts_ms: i64) -> bool {
-        let cutoff = max_ts_ms.saturating_sub(self.window_ms);
-        while self.arrivals.front().is_some_and(|&(at, _)| at < cutoff) {
-            let (_, d) = self.arrivals.pop_front().expect("non-empty");
-            self.seen.remove(&d);
+    pub fn is_duplicate(&mut self, digest: u128, max_ts_ms: i64) -> bool {
+        let now = self.slice(max_ts_ms);
+        if self.swept != Some(now) {
+            self.sweep(now);
         }
-        if !self.seen.insert(digest) {
-            return true;
+        let key = digest as u64;
+        let slice = now as u32;
+        let window = self.slices;
+        let live = |s: &Seen| slice.wrapping_sub(s.slice) <= window;
+        match self.table.find_mut(key, |s| s.digest == key) {
+            Some(seen) if live(seen) => true,
+            Some(seen) => {
+                seen.slice = slice;
+                false
+            }
+            None => {
+                self.table.insert_unique(key, Seen { digest: key, slice }, |s| s.digest);
+                false
+            }
         }
-        self.arrivals.push_back((max_ts_ms, digest));
-        false
+    }
+
+    /// Drops every id whose slice has left the window; gives memory back after a burst.
+    fn sweep(&mut self, now: i64) {
+        let (slice, window) = (now as u32, self.slices);
+        self.table.retain(|s| slice.wrapping_sub(s.slice) <= window);
+        if self.table.capacity() > 64 && self.table.len() < self.table.capacity() / 4 {
+            self.table.shrink_to(self.table.len() * 2, |s| s.digest);
+        }
+        self.swept = Some(now);
     }
 }
 
@@ -193,13 +264,17 @@ fn last_counted_flush(flush_log: &dyn Log, partition: u32, end: u64) -> Result<O
     Ok(None)
 }
 
+/// A product's name and category as its events carry them (empty: none).
+type NameAndCategory = (Box<[u8]>, Box<[u8]>);
+
 /// One partition's aggregation state between two flushes.
 pub struct PartitionAggregator {
     partition: u32,
     cfg: AggregatorConfig,
     products: HashMap<Box<[u8]>, u32, RandomState>,
     product_ids: Vec<Box<[u8]>>,
-    names: HashMap<u32, Box<[u8]>, RandomState>,
+    /// Per product, the newest (name, category) its events carried since the last flush.
+    info: HashMap<u32, NameAndCategory, RandomState>,
     table: HashMap<(u32, i64), Acc, RandomState>,
     dedup: DedupWindow,
     /// (first consumed offset, newest event time before it, after it) of each consumed
@@ -212,9 +287,6 @@ pub struct PartitionAggregator {
     /// The flush log offset the next flush must land at (see "Fencing").
     slot: u64,
     max_ts: i64,
-    /// The producer's input ended and no event arrived since: every flush says so,
-    /// heartbeats included, so the archive keeps treating every hour as final.
-    ended: bool,
     accepted: u64,
     duplicates: u64,
     late: u64,
@@ -232,7 +304,7 @@ impl PartitionAggregator {
             partition,
             products: HashMap::default(),
             product_ids: Vec::new(),
-            names: HashMap::default(),
+            info: HashMap::default(),
             table: HashMap::default(),
             dedup: DedupWindow::new(cfg.dedup_window_ms),
             batches: VecDeque::new(),
@@ -240,14 +312,12 @@ impl PartitionAggregator {
             first: 0,
             slot: flush_log.end_offset(partition)?,
             max_ts: i64::MIN,
-            ended: false,
             accepted: 0,
             duplicates: 0,
             late: 0,
             cfg,
         };
         if let Some(last) = last_counted_flush(flush_log, partition, agg.slot)? {
-            agg.ended = last.end_of_input;
             // Rebuild the dedup window by replaying, uncounted, the events it covers, from
             // the newest event time they first arrived at.
             agg.max_ts = last.dedup_from_max_ts;
@@ -280,7 +350,7 @@ impl PartitionAggregator {
                 partition,
                 resume = agg.next,
                 dedup_from = last.dedup_from,
-                window = agg.dedup.seen.len(),
+                window = agg.dedup.len(),
                 "aggregator resumed after last flush"
             );
         }
@@ -320,9 +390,6 @@ impl PartitionAggregator {
             // From where consumption started (a batch may be consumed in two parts across a
             // restart), so a rebuild starting there begins at exactly the recorded max.
             self.batches.push_back((start, before, self.max_ts));
-            if count {
-                self.ended = false;
-            }
         }
         Ok(())
     }
@@ -353,8 +420,16 @@ impl PartitionAggregator {
                 i
             }
         };
-        if !ev.product_name.is_empty() {
-            self.names.entry(product).or_insert_with(|| ev.product_name.into());
+        if !(ev.product_name.is_empty() && ev.category.is_empty()) {
+            // Compared before copying: most events repeat what their product's last one said.
+            let newest = (ev.product_name, ev.category);
+            match self.info.get_mut(&product) {
+                Some((name, category)) if (&name[..], &category[..]) == newest => {}
+                Some(known) => *known = (newest.0.into(), newest.1.into()),
+                None => {
+                    self.info.insert(product, (newest.0.into(), newest.1.into()));
+                }
+            }
         }
         let acc = self.table.entry((product, hour_floor(ev.bucket_ts_ms))).or_insert(Acc {
             count: 0,
@@ -370,10 +445,10 @@ impl PartitionAggregator {
     }
 
     /// Takes everything since the last flush as a flush batch and starts a new one.
-    /// With `end_of_input` the input is declared complete (see [`FlushBatch::end_of_input`]).
+    /// With `end_of_input` the producer's input is declared complete (see
+    /// [`FlushBatch::end_of_input`]); the watermark is moved with [`Self::end_input`].
     pub fn take_flush(&mut self, end_of_input: bool) -> FlushBatch {
-        self.ended |= end_of_input;
-        let cutoff = self.max_ts.saturating_sub(self.cfg.dedup_window_ms);
+        let cutoff = self.dedup.horizon(self.max_ts);
         while self.batches.front().is_some_and(|&(_, _, after)| after < cutoff) {
             self.batches.pop_front();
         }
@@ -392,9 +467,17 @@ impl PartitionAggregator {
             .collect();
         // Sorted, so the same events always give byte-identical flushes and files.
         rows.sort_unstable_by(|a, b| (a.hour_ms, &a.product_id).cmp(&(b.hour_ms, &b.product_id)));
-        let mut names: Vec<(String, String)> =
-            self.names.drain().map(|(p, n)| (string(&self.product_ids[p as usize]), string(&n))).collect();
-        names.sort_unstable();
+        let text = |b: &[u8]| (!b.is_empty()).then(|| string(b));
+        let mut products: Vec<ProductInfo> = self
+            .info
+            .drain()
+            .map(|(p, (name, category))| ProductInfo {
+                product_id: string(&self.product_ids[p as usize]),
+                name: text(&name),
+                category: text(&category),
+            })
+            .collect();
+        products.sort_unstable_by(|a, b| a.product_id.cmp(&b.product_id));
         let batch = FlushBatch {
             slot: Some(self.slot),
             partition: self.partition,
@@ -404,12 +487,12 @@ impl PartitionAggregator {
             max_event_ts_ms: self.max_ts,
             dedup_from: self.batches.front().map_or(self.next, |&(base, _, _)| base),
             dedup_from_max_ts: self.batches.front().map_or(self.max_ts, |&(_, before, _)| before),
-            end_of_input: self.ended,
+            end_of_input,
             accepted: std::mem::take(&mut self.accepted),
             duplicates: std::mem::take(&mut self.duplicates),
             late: std::mem::take(&mut self.late),
             rows,
-            names,
+            products,
         };
         self.products.clear();
         self.product_ids.clear();
@@ -464,6 +547,15 @@ impl PartitionAggregator {
         self.write(events, flush_log, &batch, progress)
     }
 
+    /// The producer's input ended at wall-clock time `now_ms`: nothing older than the
+    /// allowed lateness is still on its way, so the watermark moves forward to
+    /// `now_ms - allowed_lateness`, never past it. The buckets of the input that have
+    /// ended close; those that have not (this hour, today, this year) stay open, whatever
+    /// the input held (DESIGN §4).
+    pub fn end_input(&mut self, now_ms: i64) {
+        self.advance_idle(now_ms);
+    }
+
     /// Lets the watermark of an idle partition follow the wall clock.
     fn advance_idle(&mut self, now_ms: i64) {
         let wall = now_ms.saturating_sub(self.cfg.allowed_lateness_ms);
@@ -511,6 +603,7 @@ pub fn run(
                 let drained = drain > progress.drained.load(Ordering::SeqCst)
                     && events.distance(agg.position(), events.end_offset(partition)?) == 0;
                 if drained {
+                    agg.end_input(now_ms());
                     agg.flush(events, flush_log, true, progress)?;
                     progress.drained.store(drain, Ordering::SeqCst);
                     last_flush = Instant::now();

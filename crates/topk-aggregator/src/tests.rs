@@ -78,7 +78,27 @@ fn sums_per_product_and_hour_with_refund_in_sale_hour() {
     assert_eq!(rows, [("a", 0, 1, 100), ("b", 0, 1, 100), ("a", H, 1, 100)]);
     assert_eq!(batch.rows[0].earliest_ts_ms, T0 + 5);
     assert_eq!(batch.watermark_ms, T0 + H + 10 - 5 * 60_000);
-    assert_eq!(batch.names, [("a".to_string(), "Name".to_string()), ("b".into(), "Name".into())]);
+    let info = |id: &str| ProductInfo { product_id: id.into(), name: Some("Name".into()), category: None };
+    assert_eq!(batch.products, [info("a"), info("b")]);
+}
+
+#[test]
+fn a_flush_carries_each_products_newest_name_and_category() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, flush_log) = logs(dir.path());
+    let mut renamed = ev("2", T0 + 2, "a", 1);
+    renamed.product_name = Some("New".into());
+    renamed.category = Some("toys".into());
+    let mut nameless = ev("3", T0 + 3, "c", 1);
+    nameless.product_name = None;
+    append(&events, &[ev("1", T0 + 1, "a", 1), renamed, nameless]);
+    let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+    catch_up(&mut agg, &events);
+    let batch = agg.take_flush(false);
+    let new = ProductInfo { product_id: "a".into(), name: Some("New".into()), category: Some("toys".into()) };
+    assert_eq!(batch.products, [new], "the newest name wins; a product without one is only in the rows");
+    assert_eq!(batch.rows.iter().map(|r| r.product_id.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+    assert!(agg.take_flush(false).products.is_empty(), "each flush carries what its events said");
 }
 
 #[test]
@@ -86,20 +106,27 @@ fn duplicates_inside_the_window_are_dropped_outside_counted() {
     let dir = tempfile::tempdir().unwrap();
     let (events, flush_log) = logs(dir.path());
     let window = 10 * 60_000;
+    // Expiry goes by sixteenths of the window: an id is remembered at least a window
+    // (of the newest event time), at most a slice more.
+    let slice = window / DEDUP_SLICES;
     append(
         &events,
         &[
             ev("x", T0, "a", 1),
-            ev("x", T0 + 1000, "a", 1),       // redelivery: dropped
-            ev("y", T0 + window + 1, "a", 1), // pushes "x" out of the window
-            ev("x", T0 + window + 2, "a", 1), // same id, but outside the window: counted
+            ev("x", T0 + 1000, "a", 1),               // redelivery: dropped
+            ev("z", T0 + slice - 1, "a", 1),          // arrives at the end of the first slice
+            ev("y", T0 + window - 1, "a", 1),         // not yet a window later
+            ev("x", T0 + window - 1, "a", 1),         // inside the window: dropped
+            ev("w", T0 + window + slice, "a", 1),     // pushes "x" out (a window and a slice)
+            ev("z", T0 + window + slice + 1, "a", 1), // "z" came later, and is gone too: counted
+            ev("x", T0 + window + slice + 2, "a", 1), // same id, but outside the window: counted
         ],
     );
     let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
     catch_up(&mut agg, &events);
     let b = agg.take_flush(false);
-    assert_eq!((b.accepted, b.duplicates), (3, 1));
-    assert_eq!(b.rows.iter().map(|r| r.count).sum::<i64>(), 3);
+    assert_eq!((b.accepted, b.duplicates), (6, 2));
+    assert_eq!(b.rows.iter().map(|r| r.count).sum::<i64>(), 6);
 }
 
 #[test]
@@ -158,21 +185,27 @@ fn run_loop_flushes_on_entry_threshold_and_answers_drain() {
 }
 
 #[test]
-fn end_of_input_sticks_through_heartbeats_until_new_events() {
+fn end_of_input_moves_the_watermark_to_the_wall_clock_and_never_past_it() {
     let dir = tempfile::tempdir().unwrap();
     let (events, flush_log) = logs(dir.path());
     append(&events, &[ev("1", T0, "a", 1)]);
     let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
     catch_up(&mut agg, &events);
-    assert!(agg.take_flush(true).end_of_input);
-    let heartbeat = agg.take_flush(false);
-    assert!(heartbeat.end_of_input, "a heartbeat after the end keeps the hours final");
-    agg.write(&events, &flush_log, &heartbeat, &Progress::default()).unwrap();
-    let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
-    assert!(agg.take_flush(false).end_of_input, "and so does a restart");
-    append(&events, &[ev("2", T0 + 1, "a", 1)]);
+    let lateness = cfg().allowed_lateness_ms;
+    // The input ended three hours after its last event: everything older than the
+    // lateness is final, nothing newer (the hour of "now" stays open).
+    let now = T0 + 3 * H;
+    agg.end_input(now);
+    let last = agg.take_flush(true);
+    assert!(last.end_of_input);
+    assert_eq!(last.watermark_ms, now - lateness);
+    // Input whose newest event lies ahead of the clock keeps its own, later watermark.
+    append(&events, &[ev("2", T0 + 10 * H, "a", 1)]);
     catch_up(&mut agg, &events);
-    assert!(!agg.take_flush(false).end_of_input, "new events reopen the stream");
+    agg.end_input(now);
+    assert_eq!(agg.take_flush(true).watermark_ms, T0 + 10 * H - lateness);
+    // A heartbeat after the end no longer claims it: only the drain's flush does.
+    assert!(!agg.take_flush(false).end_of_input);
 }
 
 #[test]
@@ -278,4 +311,33 @@ fn a_superseded_aggregator_cannot_count_events_twice() {
         assert!(superseded(second.flush(&events, &flush_log, false, &progress)));
         assert_eq!(flushed_sums(&flush_log), truth(6));
     }
+}
+
+/// The compact window decides exactly as a plain set of every id with its arrival time
+/// would, under the same sixteenth-of-a-window expiry, on random streams: a property
+/// test of the table and its sweeps.
+#[test]
+fn the_compact_dedup_window_agrees_with_a_plain_set() {
+    use proptest::prelude::*;
+    proptest!(ProptestConfig::with_cases(64), |(steps in proptest::collection::vec((0u8..40, 0i64..120_000), 1..400))| {
+        let window = 600_000;
+        let mut compact = DedupWindow::new(window);
+        let slice = window / DEDUP_SLICES;
+        let mut plain: HashMap<u8, i64> = HashMap::default(); // id -> arrival slice
+        let mut max_ts = T0;
+        for (id, advance) in steps {
+            max_ts += advance;
+            let now = max_ts.div_euclid(slice);
+            let digest = xxhash_rust::xxh3::xxh3_128(&[id]);
+            let want = match plain.get(&id) {
+                Some(&at) if now - at <= DEDUP_SLICES => true,
+                _ => {
+                    plain.insert(id, now);
+                    false
+                }
+            };
+            prop_assert_eq!(compact.is_duplicate(digest, max_ts), want);
+            prop_assert_eq!(compact.len(), plain.values().filter(|&&at| now - at <= DEDUP_SLICES).count());
+        }
+    });
 }

@@ -83,19 +83,15 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_
 pub struct PartitionState {
     /// Flush-log offsets below this are archived.
     pub next_flush_offset: u64,
+    /// The event time up to which this partition's hours are final. It never passes the
+    /// wall clock because of an end of input (older state files may carry an
+    /// `end_of_input` flag that made it infinite: it is ignored).
     pub watermark_ms: Option<i64>,
-    /// The partition's last flush said its input ended (a finished replay).
-    pub end_of_input: bool,
 }
 
 impl PartitionState {
-    /// The event time up to which this partition's hours are final.
     fn effective_watermark(&self) -> i64 {
-        if self.end_of_input {
-            i64::MAX
-        } else {
-            self.watermark_ms.unwrap_or(i64::MIN)
-        }
+        self.watermark_ms.unwrap_or(i64::MIN)
     }
 }
 
@@ -260,7 +256,6 @@ impl Archive {
         let p = &mut self.state.partitions[batch.partition as usize];
         p.next_flush_offset = offset + 1;
         p.watermark_ms = Some(batch.watermark_ms);
-        p.end_of_input = batch.end_of_input;
         Ok(files)
     }
 

@@ -133,13 +133,22 @@ fn hours_complete_when_every_partition_passed_them_and_late_data_marks_dirty(d: 
     assert!(!a.state().hours["2026-12-01T00"].dirty);
 }
 
-fn end_of_input_completes_every_hour(d: &dyn Backend) {
+fn end_of_input_completes_only_the_hours_its_watermark_passed(d: &dyn Backend) {
+    // A replay's last flush: its watermark is the wall clock less the lateness (here 02:30),
+    // and the flag no longer makes every later hour final (it did once: open hours of the
+    // input were rolled up as exact and then missed live sales).
     let mut a = Archive::open(d.root(), 1).unwrap();
-    let mut b = flush(0, 0, 1, T0, vec![row("a", T0 + 5 * H, 1)]);
+    let mut b = flush(0, 0, 2, T0 + 2 * H + H / 2, vec![row("a", T0 + H, 1), row("a", T0 + 5 * H, 1)]);
     b.end_of_input = true;
     a.apply(0, &b).unwrap();
     a.save().unwrap();
-    assert!(a.state().hours["2026-12-01T05"].complete);
+    assert!(a.state().hours["2026-12-01T01"].complete);
+    assert!(!a.state().hours["2026-12-01T05"].complete, "an hour the watermark has not passed stays open");
+    assert!(a.state().complete(T0, T0 + 2 * H) && !a.state().complete(T0, T0 + 3 * H));
+    // A state file written before the change, with the old flag, loads and is not final.
+    let old = r#"{"partitions":[{"next_flush_offset":1,"watermark_ms":0,"end_of_input":true}],"hours":{}}"#;
+    let state: ArchiveState = serde_json::from_str(old).unwrap();
+    assert_eq!(state.low_watermark(), 0);
 }
 
 macro_rules! archive_suite {
@@ -157,5 +166,5 @@ archive_suite!(
     files_are_named_by_flush_id_and_hold_the_documented_schema,
     applying_a_batch_twice_writes_the_same_file,
     hours_complete_when_every_partition_passed_them_and_late_data_marks_dirty,
-    end_of_input_completes_every_hour,
+    end_of_input_completes_only_the_hours_its_watermark_passed,
 );

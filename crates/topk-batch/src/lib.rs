@@ -75,22 +75,9 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Whether buckets of `finer` feed, directly or not, buckets of `coarser`.
-fn feeds(finer: Granularity, coarser: Granularity) -> bool {
-    let mut frontier = vec![finer];
-    while let Some(g) = frontier.pop() {
-        for &p in g.rollup_parents() {
-            if p == coarser {
-                return true;
-            }
-            frontier.push(p);
-        }
-    }
-    false
-}
-
-/// The outcome of one bucket of [`Batch::run_range`]: rows written, or why it failed.
-pub type RangeResult = (Bucket, Result<u64, String>);
+/// The outcome of one bucket of [`Batch::run_range`]: rows written, or why it failed or
+/// is not ready.
+pub type RangeResult = (Bucket, Result<u64, BatchError>);
 
 /// The batch layer over one store and one archive.
 pub struct Batch<S: Store> {
@@ -156,6 +143,12 @@ impl<S: Store> Batch<S> {
 
     /// `Ok` if the bucket's inputs are final, else why not.
     pub fn check(&self, state: &ArchiveState, pending: &[Bucket], bucket: Bucket) -> Result<(), String> {
+        if bucket.end_ms() > now_ms() {
+            return Err(format!(
+                "it has not ended yet (it ends {}): an open bucket is never exact",
+                topk_core::timestamp::format_rfc3339(bucket.end_ms())
+            ));
+        }
         if !state.complete(bucket.start_ms, bucket.end_ms()) {
             return Err(format!(
                 "not every hour of it is complete yet (partitions' low watermark is {})",
@@ -163,7 +156,7 @@ impl<S: Store> Batch<S> {
             ));
         }
         if let Some(p) = pending.iter().find(|p| {
-            feeds(p.granularity, bucket.granularity) && p.start_ms < bucket.end_ms() && p.end_ms() > bucket.start_ms
+            p.granularity.feeds(bucket.granularity) && p.start_ms < bucket.end_ms() && p.end_ms() > bucket.start_ms
         }) {
             return Err(format!("its input {p} is still pending"));
         }
@@ -189,7 +182,10 @@ impl<S: Store> Batch<S> {
             Err(e) => {
                 let reason = e.to_string();
                 self.store.finish_run(id, RunStatus::Failed, None, Some(&reason), now_ms())?;
-                Err(BatchError::Task { task, bucket, reason })
+                Err(match e {
+                    not_ready @ BatchError::NotReady { .. } => not_ready,
+                    _ => BatchError::Task { task, bucket, reason },
+                })
             }
         }
     }
@@ -317,7 +313,7 @@ impl<S: Store> Batch<S> {
         while b.start_ms < to_ms {
             let up_to_date = !pending.contains(&b) && self.store.attempts("top_lists", b)? > 0;
             if force || !up_to_date {
-                out.push((b, self.run_bucket(&state, b).map_err(|e| e.to_string())));
+                out.push((b, self.run_bucket(&state, b)));
             }
             b = b.next();
         }

@@ -114,10 +114,34 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// The labels [`Rejection::category`] gives besides the names in [`FIELDS`].
+pub const LINE_PROBLEMS: [&str; 8] = ["unknown_field", "utf8", "json", "event", "csv", "too_long", "empty", "line"];
+
 impl Rejection {
-    /// A short, stable label for metrics: the field, or the kind of problem.
-    pub fn metric_reason(&self) -> &str {
-        self.field.as_deref().unwrap_or(if self.reason.starts_with("invalid UTF-8") { "utf8" } else { "json" })
+    /// What was wrong, as a label from a closed set (for counts and metric labels, which
+    /// a client must not be able to multiply): the field at fault when it is one of
+    /// [`FIELDS`], `unknown_field` for any other name, else the kind of problem with the
+    /// whole line (one of [`LINE_PROBLEMS`]).
+    pub fn category(&self) -> &'static str {
+        if let Some(field) = &self.field {
+            return FIELDS.iter().find(|f| **f == field).copied().unwrap_or("unknown_field");
+        }
+        let r = self.reason.as_str();
+        if r.starts_with("invalid UTF-8") {
+            "utf8"
+        } else if r.starts_with("invalid JSON") {
+            "json"
+        } else if r.starts_with("invalid event") {
+            "event"
+        } else if r.starts_with("invalid CSV") || r.starts_with("has ") {
+            "csv"
+        } else if r.starts_with("the line is longer") {
+            "too_long"
+        } else if r.starts_with("empty") {
+            "empty"
+        } else {
+            "line"
+        }
     }
 }
 
@@ -262,10 +286,20 @@ fn text_field<'a>(
     Ok(Some(s))
 }
 
+/// Checks an id given elsewhere than in an event (a URL path) by the rules of
+/// `product_id`: 1–128 bytes, no control characters, no surrounding whitespace.
+pub fn check_id(what: &'static str, id: &str) -> Result<(), String> {
+    id_field(what, Some(RawField::Str(Cow::Borrowed(id)))).map(drop).map_err(|e| format!("{}: {}", e.field, e.reason))
+}
+
 fn id_field<'a>(field: &'static str, raw: Option<RawField<'a>>) -> Result<Cow<'a, str>, FieldError> {
     match text_field(field, raw, MAX_ID_BYTES)? {
         None => Err(field_err(field, "is missing")),
         Some(s) if s.trim().is_empty() => Err(field_err(field, "is empty")),
+        // " p1 " would count apart from "p1": refused rather than silently trimmed.
+        Some(s) if s.trim() != s => {
+            Err(field_err(field, format!("{:?} has leading or trailing whitespace", truncate(&s, 40))))
+        }
         Some(s) => Ok(s),
     }
 }
@@ -328,7 +362,8 @@ struct JsonLine<'a> {
     ts: Option<&'a RawValue>,
     #[serde(borrow, default)]
     product_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    /// `null` is kept (as the raw text `null`), to be refused rather than read as absent.
+    #[serde(borrow, default, deserialize_with = "raw_keeping_null")]
     quantity: Option<&'a RawValue>,
     #[serde(borrow, default)]
     kind: Option<&'a RawValue>,
@@ -344,6 +379,10 @@ struct JsonLine<'a> {
     category: Option<&'a RawValue>,
     #[serde(borrow, default)]
     product_name: Option<&'a RawValue>,
+}
+
+fn raw_keeping_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 fn raw_json(v: Option<&RawValue>) -> Result<Option<RawField<'_>>, String> {
@@ -446,6 +485,10 @@ fn parse_json_serde(line: &str) -> Result<RawEvent<'_>, (Option<String>, String)
         return Err((None, "invalid event: expected a JSON object {...}".into()));
     }
     let j: JsonLine<'_> = serde_json::from_str(line).map_err(|e| json_error(&e))?;
+    if j.quantity.is_some_and(|q| q.get() == "null") {
+        // Read as "absent" it would silently count 1.
+        return Err((Some("quantity".into()), "is null: leave it out to mean 1, or give a whole number".into()));
+    }
     let mut raw = RawEvent::default();
     let all = [
         j.event_id,
@@ -470,7 +513,10 @@ fn json_error(e: &serde_json::Error) -> (Option<String>, String) {
     let msg = e.to_string();
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some(end) = rest.find('`') {
-            return (Some(rest[..end].to_string()), format!("unknown field (allowed: {})", FIELDS.join(", ")));
+            // The name is the client's: shortened, so a reply cannot be made to echo megabytes.
+            let name = &rest[..end];
+            let shown = if name.len() > 64 { format!("{}…", truncate(name, 64)) } else { name.to_string() };
+            return (Some(shown), format!("unknown field (allowed: {})", FIELDS.join(", ")));
         }
     }
     // serde_json appends " at line 1 column N"; the line is ours to report, the column helps.
@@ -499,9 +545,13 @@ pub struct LineInfo {
     pub end: u64,
 }
 
+/// The UTF-8 byte order mark some editors put at the start of a text file.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Parses an NDJSON buffer. Valid events go to `on_event`, bad lines come back as
-/// rejections; blank lines are skipped. `first_line` and `base_offset` place the buffer
-/// in a larger input.
+/// rejections; blank lines are skipped, and so is a byte order mark at the very start of
+/// the input (`base_offset` 0). `first_line` and `base_offset` place the buffer in a
+/// larger input.
 pub fn parse_ndjson<'a>(
     input: &'a [u8],
     first_line: u64,
@@ -510,7 +560,7 @@ pub fn parse_ndjson<'a>(
     mut on_event: impl FnMut(LineInfo, Event<'a>),
 ) -> Vec<Rejection> {
     let mut rejections = Vec::new();
-    let mut pos = 0usize;
+    let mut pos = if base_offset == 0 && input.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
     let mut line_no = first_line;
     while pos < input.len() {
         let nl = memchr::memchr(b'\n', &input[pos..]).map_or(input.len(), |i| pos + i);
@@ -733,6 +783,18 @@ mod tests {
             ),
             (r#"[1,2]"#.into(), "line 1: invalid event: expected a JSON object"),
             (
+                r#"{"event_id":"e","ts":1794900000000,"product_id":"p","quantity":null}"#.into(),
+                "line 1: quantity: is null: leave it out to mean 1",
+            ),
+            (
+                r#"{"event_id":"e","ts":1794900000000,"product_id":" p1 "}"#.into(),
+                "line 1: product_id: \" p1 \" has leading or trailing whitespace",
+            ),
+            (
+                r#"{"event_id":"e ","ts":1794900000000,"product_id":"p1"}"#.into(),
+                "line 1: event_id: \"e \" has leading or trailing whitespace",
+            ),
+            (
                 r#"{"event_id":"e","ts":1794900000000,"product_id":"p"} x"#.into(),
                 "line 1: invalid JSON: trailing characters (column 54)",
             ),
@@ -741,6 +803,48 @@ mod tests {
             let got = reason(&line);
             assert!(got.starts_with(want), "for {line:.60}\n got: {got}\nwant: {want}");
         }
+    }
+
+    #[test]
+    fn rejections_fall_into_a_closed_set_of_categories() {
+        let long = format!(r#"{{"event_id":"e","ts":1794900000000,"product_id":"p","{}":1}}"#, "k".repeat(5000));
+        let cases = [
+            (r#"{"event_id":"e","ts":1794900000000,"product_id":"p","price_cents":-1}"#.to_string(), "price_cents"),
+            (r#"{"event_id":"e","ts":1794900000000,"product_id":"p","colour":"red"}"#.into(), "unknown_field"),
+            (long, "unknown_field"),
+            ("{not json".into(), "json"),
+            ("[1]".into(), "event"),
+            (r#"{"event_id":"\u0000"}"#.into(), "event_id"),
+        ];
+        for (line, want) in cases {
+            let r = one(&line).unwrap_err();
+            assert_eq!(r.category(), want, "{r}");
+            assert!(FIELDS.contains(&r.category()) || LINE_PROBLEMS.contains(&r.category()));
+            assert!(r.field.as_ref().is_none_or(|f| f.len() <= 70), "a client's field name is shortened: {r}");
+        }
+        let bad_utf8 = parse_ndjson(b"\xff\n", 1, 0, &Limits::at(NOW), |_, _| {});
+        assert_eq!(bad_utf8[0].category(), "utf8");
+        let r = |reason: &str| Rejection { line: 1, field: None, reason: reason.into() }.category();
+        assert_eq!(
+            [
+                r("has 3 cells, the header has 4"),
+                r("invalid CSV: x"),
+                r("the line is longer than 64 MiB"),
+                r("empty message")
+            ],
+            ["csv", "csv", "too_long", "empty"]
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_of_the_input_is_skipped() {
+        let input = b"\xEF\xBB\xBF{\"event_id\":\"a\",\"ts\":1794900000000,\"product_id\":\"p\"}\n";
+        let mut infos = Vec::new();
+        let rej = parse_ndjson(input, 1, 0, &Limits::at(NOW), |i, _| infos.push(i));
+        assert!(rej.is_empty(), "{rej:?}");
+        assert_eq!(infos, [LineInfo { line: 1, start: 3, end: input.len() as u64 }]);
+        // Elsewhere it is not a BOM but a bad line.
+        assert_eq!(parse_ndjson(input, 1, 100, &Limits::at(NOW), |_, _| {}).len(), 1);
     }
 
     #[test]

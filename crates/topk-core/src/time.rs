@@ -83,6 +83,20 @@ impl Granularity {
         }
     }
 
+    /// Whether buckets of this granularity feed, directly or through others, rollups of
+    /// `coarser` (hour feeds day, week, month and year; week feeds nothing).
+    pub fn feeds(self, coarser: Granularity) -> bool {
+        self.rollup_parents().iter().any(|&p| p == coarser || p.feeds(coarser))
+    }
+
+    /// "a" or "an", for messages ("an hour", "a day").
+    pub const fn article(self) -> &'static str {
+        match self {
+            Granularity::Hour => "an",
+            _ => "a",
+        }
+    }
+
     /// Where a bucket of this granularity must start, for error messages.
     const fn boundary(self) -> &'static str {
         match self {
@@ -317,7 +331,12 @@ impl Bucket {
             // A plain date is also accepted as "the instant this bucket starts".
             Some(Ok((Granularity::Day, start_ms))) => return check_aligned(g, s, start_ms),
             Some(Ok((lg, _))) => {
-                return Err(invalid(format!("this is a {lg} label; a {g} bucket is written like {:?}", g.example())))
+                return Err(invalid(format!(
+                    "this is {} {lg} label; {} {g} bucket is written like {:?}",
+                    lg.article(),
+                    g.article(),
+                    g.example()
+                )))
             }
             Some(Err(reason)) => return Err(invalid(reason)),
             None => {}
@@ -741,6 +760,28 @@ mod tests {
 
     fn b(g: Granularity, s: &str) -> Bucket {
         Bucket::parse(g, s).expect("test bucket")
+    }
+
+    #[test]
+    fn feeds_follows_the_rollup_lineage_transitively() {
+        let fed: Vec<(Granularity, Granularity)> = Granularity::ALL
+            .into_iter()
+            .flat_map(|f| Granularity::ALL.into_iter().map(move |c| (f, c)))
+            .filter(|&(f, c)| f.feeds(c))
+            .collect();
+        assert_eq!(
+            fed,
+            [
+                (Hour, Day),
+                (Hour, Week),
+                (Hour, Month),
+                (Hour, Year),
+                (Day, Week),
+                (Day, Month),
+                (Day, Year),
+                (Month, Year)
+            ]
+        );
     }
 
     /// `(fine, coarse)` pairs where every `fine` bucket lies inside one `coarse` bucket.

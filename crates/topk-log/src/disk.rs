@@ -84,6 +84,10 @@ struct PartState {
     active: File,
     next_offset: u64,
     sources: HashMap<u64, SourcePos>,
+    /// (base of the active segment, its length) after the last append that succeeded:
+    /// everything up to there is published; anything after it was written by an append
+    /// that failed, and recovery cuts it off.
+    published: (u64, u64),
 }
 
 struct Part {
@@ -98,8 +102,11 @@ struct Inner {
     parts: Vec<Part>,
     _lock: File,
     /// Set when a write or fsync failed: what reached the files is unknown, so no later
-    /// append may publish it. Reopening the log recovers (and truncates what is torn).
+    /// append may publish it until [`DiskLog::recover`] has cut the files back to what
+    /// was published (the next append tries, so the log heals once space returns).
     broken: std::sync::atomic::AtomicBool,
+    /// Held while [`DiskLog::recover`] runs.
+    recovering: Mutex<()>,
     /// Bumped on every publish, so consumers can wait for new data.
     appended: (Mutex<u64>, Condvar),
 }
@@ -173,7 +180,8 @@ impl DiskLog {
         }
         let broken = std::sync::atomic::AtomicBool::new(false);
         let appended = (Mutex::new(0), Condvar::new());
-        Ok(DiskLog { inner: Arc::new(Inner { dir, cfg, parts, _lock: lock, broken, appended }) })
+        let recovering = Mutex::new(());
+        Ok(DiskLog { inner: Arc::new(Inner { dir, cfg, parts, _lock: lock, broken, recovering, appended }) })
     }
 
     pub fn dir(&self) -> &Path {
@@ -221,7 +229,8 @@ impl DiskLog {
             });
             results.into_iter().collect::<Result<(), _>>()?;
         }
-        for (p, st) in &guards {
+        for (p, st) in &mut guards {
+            st.published = st.active_end();
             self.inner.parts[*p as usize].visible_end.store(st.next_offset, Ordering::Release);
         }
         drop(guards);
@@ -229,6 +238,43 @@ impl DiskLog {
         *m.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         cv.notify_all();
         Ok(bases)
+    }
+
+    /// After a failed append (a full disk, an I/O error): cuts every partition back to
+    /// what its last successful append published, and reopens it from disk, verifying the
+    /// tail as after a crash. Nothing acknowledged is lost, nothing unacknowledged stays.
+    fn recover(&self) -> Result<(), LogError> {
+        for (p, part) in self.inner.parts.iter().enumerate() {
+            let mut st = self.lock(p as u32)?;
+            let (base, len) = st.published;
+            let unpublished: Vec<u64> = st.segments.range(base + 1..).map(|(&b, _)| b).collect();
+            for b in unpublished {
+                let path = st.segments[&b].path.clone();
+                fs::remove_file(&path).map_err(io_err(&path))?;
+            }
+            if let Some(seg) = st.segments.get(&base) {
+                let path = seg.path.clone();
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(len).and_then(|()| f.sync_all()))
+                    .map_err(io_err(&path))?;
+            }
+            sync_dir(&st.dir)?;
+            let dir = st.dir.clone();
+            *st = PartState::open(dir)?;
+            let visible = part.visible_end.load(Ordering::Acquire);
+            if st.next_offset != visible {
+                return Err(LogError::Corrupt {
+                    path: st.dir.clone(),
+                    pos: len,
+                    what: format!("after recovery the partition ends at {}, not at {visible}", st.next_offset),
+                });
+            }
+        }
+        self.inner.broken.store(false, Ordering::SeqCst);
+        tracing::warn!(dir = %self.inner.dir.display(), "log recovered after a failed write: appends resume");
+        Ok(())
     }
 
     /// The first offset still on disk.
@@ -251,11 +297,12 @@ impl Log for DiskLog {
     /// Partitions must be listed in ascending order, each once (the lock order).
     fn append_parts(&self, batches: &[(u32, u32, &[&[u8]], SourcePos)]) -> Result<Vec<u64>, LogError> {
         debug_assert!(batches.windows(2).all(|w| w[0].0 < w[1].0), "partitions must ascend");
+        // One append at a time recovers; the others wait for it and find the log healed.
         if self.inner.broken.load(Ordering::SeqCst) {
-            return Err(LogError::Io {
-                path: self.inner.dir.clone(),
-                source: io::Error::other("an earlier write failed; reopen the log to recover"),
-            });
+            let _one = self.inner.recovering.lock().unwrap_or_else(|e| e.into_inner());
+            if self.inner.broken.load(Ordering::SeqCst) {
+                self.recover()?;
+            }
         }
         let result = self.write_and_sync(batches);
         if result.is_err() {
@@ -396,7 +443,13 @@ impl PartState {
         }
         let active_path = dir.join(segment_name(last));
         let active = OpenOptions::new().append(true).open(&active_path).map_err(io_err(&active_path))?;
-        Ok(PartState { dir, segments, active, next_offset, sources })
+        let published = (last, segments[&last].len);
+        Ok(PartState { dir, segments, active, next_offset, sources, published })
+    }
+
+    /// (base, length) of the active segment.
+    fn active_end(&self) -> (u64, u64) {
+        self.segments.iter().next_back().map_or((0, 0), |(&base, seg)| (base, seg.len))
     }
 
     fn write(&mut self, count: u32, parts: &[&[u8]], source: SourcePos, segment_bytes: u64) -> Result<u64, LogError> {

@@ -181,3 +181,45 @@ fn source_positions_survive_retention_of_old_segments() {
     assert_eq!(log.source_position(0, 7).unwrap(), Some(src(7, 1000)));
     assert_eq!(log.end_offset(0).unwrap(), 5);
 }
+
+#[test]
+fn a_full_disk_fails_appends_and_the_log_heals_when_space_returns() {
+    let fs = crate::testing::Tmpfs::mount(2 << 20);
+    let dir = fs.path.join("log");
+    let log = DiskLog::open(&dir, cfg(2, 64 << 10)).unwrap();
+    let filler = fs.fill(200 << 10);
+    // Fill what is left: appends succeed, then fail once the disk is full.
+    let payload = vec![7u8; 10_000];
+    let mut acknowledged = [0u64; 2];
+    let mut failures = 0;
+    for i in 0..200u64 {
+        let p = (i % 2) as u32;
+        match log.append_all(&[(p, 1, &payload, src(9, i))]) {
+            Ok(_) => acknowledged[p as usize] += 1,
+            Err(e) => {
+                assert!(e.to_string().contains("No space left"), "{e}");
+                failures += 1;
+            }
+        }
+    }
+    assert!(failures > 10 && acknowledged.iter().all(|&n| n > 0), "acknowledged {acknowledged:?}, {failures} failed");
+    // Space returns: the next append recovers the log and succeeds, without a restart.
+    fs::remove_file(&filler).unwrap();
+    log.append_all(&[(0, 1, b"after", src(9, 1000)), (1, 1, b"after", src(9, 1000))]).unwrap();
+    let check = |log: &DiskLog| {
+        for p in 0..2u32 {
+            let batches = read_all(log, p, 0);
+            assert_eq!(
+                batches.len() as u64,
+                acknowledged[p as usize] + 1,
+                "partition {p}: what was acknowledged, once"
+            );
+            assert!(batches[..batches.len() - 1].iter().all(|b| b.payload == payload));
+            assert_eq!(batches.last().unwrap().payload, b"after");
+            assert_eq!(log.source_position(p, 9).unwrap(), Some(src(9, 1000)));
+        }
+    };
+    check(&log);
+    drop(log);
+    check(&DiskLog::open(&dir, cfg(2, 64 << 10)).unwrap());
+}

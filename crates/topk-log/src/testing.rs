@@ -122,3 +122,58 @@ impl Drop for DurableBroker {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A small tmpfs of the test's own, to fill up: `mount -t tmpfs` (the tests run as root
+/// here, as for the network namespaces of the fault tests), unmounted on drop.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(bytes: u64) -> Tmpfs {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("topk-tmpfs-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("the mount point");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("running mount");
+        assert!(st.success(), "mounting a tmpfs at {} failed: the disk-full tests need root", path.display());
+        Tmpfs { path }
+    }
+
+    /// Fills the file system, with a file of its own, up to the last `leave` bytes or
+    /// so; returns the file to delete to free the space.
+    pub fn fill(&self, leave: u64) -> PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut f = std::fs::File::create(&filler).expect("the filler file");
+        let chunk = vec![0u8; 64 << 10];
+        loop {
+            let free = free_bytes(&self.path);
+            if free <= leave + chunk.len() as u64 {
+                break;
+            }
+            if f.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+/// Free bytes of the file system holding `path` (`df`).
+pub fn free_bytes(path: &Path) -> u64 {
+    let out = Command::new("df").args(["--output=avail", "-B1"]).arg(path).output().expect("running df");
+    String::from_utf8_lossy(&out.stdout).lines().nth(1).and_then(|l| l.trim().parse().ok()).unwrap_or(0)
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}

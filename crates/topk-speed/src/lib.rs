@@ -32,7 +32,7 @@ use topk_core::partition::sketch_key;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::Shutdown;
 use topk_log::{Log, LogError};
-use topk_store::{ProductSum, SpeedRow, SpeedWrite, Store, StoreError};
+use topk_store::{Product, ProductSum, SpeedRow, SpeedWrite, Store, StoreError};
 
 /// Size of each open bucket's structures. The budget is per bucket and split over the
 /// partitions: a partition holds about 1/P of the products and of the sales, so 1/P of
@@ -166,6 +166,76 @@ pub struct Speed<S: Store> {
     /// Effective watermark per partition, from its latest flush batch.
     watermarks: Vec<i64>,
     open: BTreeMap<Bucket, Open>,
+    catalog: Catalog,
+}
+
+/// The product catalog's input: every product of the absorbed flushes, with the newest
+/// name and category they carried, written with the offsets that cover them — so the
+/// catalog is as crash-safe as the counts. What was written is remembered (up to
+/// [`CATALOG_MEMORY`] entries), so a product is written once, not once per flush.
+#[derive(Default)]
+struct Catalog {
+    /// Entries to write, by product id.
+    pending: HashMap<String, Product, RandomState>,
+    /// Digests of the (id, name, category) entries written, and of the ids written.
+    written: HashSet<u64, RandomState>,
+}
+
+/// The catalog forgets what it wrote past this many entries (and writes them again).
+const CATALOG_MEMORY: usize = 1_000_000;
+
+impl Catalog {
+    fn key(id: &str, name: Option<&str>, category: Option<&str>) -> u64 {
+        use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+        let key = xxh3_64_with_seed(name.unwrap_or("").as_bytes(), xxh3_64(id.as_bytes()));
+        category.map_or(key, |c| xxh3_64_with_seed(c.as_bytes(), !key))
+    }
+
+    fn absorb(&mut self, batch: &FlushBatch) {
+        for r in &batch.rows {
+            if !self.written.contains(&Catalog::key(&r.product_id, None, None)) {
+                self.pending.entry(r.product_id.clone()).or_insert_with(|| Product {
+                    product_id: r.product_id.clone(),
+                    name: None,
+                    category: None,
+                });
+            }
+        }
+        for p in &batch.products {
+            if self.written.contains(&Catalog::key(&p.product_id, p.name.as_deref(), p.category.as_deref())) {
+                continue;
+            }
+            let e = self.pending.entry(p.product_id.clone()).or_insert_with(|| Product {
+                product_id: p.product_id.clone(),
+                name: None,
+                category: None,
+            });
+            // The newest wins; a flush without one keeps what an earlier flush said.
+            if p.name.is_some() {
+                e.name = p.name.clone();
+            }
+            if p.category.is_some() {
+                e.category = p.category.clone();
+            }
+        }
+    }
+
+    /// The entries to write now; [`Catalog::written`] once they are durable.
+    fn take(&mut self) -> Vec<Product> {
+        let mut products: Vec<Product> = self.pending.drain().map(|(_, p)| p).collect();
+        products.sort_unstable_by(|a, b| a.product_id.cmp(&b.product_id));
+        products
+    }
+
+    fn wrote(&mut self, products: &[Product]) {
+        if self.written.len() + 2 * products.len() > CATALOG_MEMORY {
+            self.written.clear();
+        }
+        for p in products {
+            self.written.insert(Catalog::key(&p.product_id, None, None));
+            self.written.insert(Catalog::key(&p.product_id, p.name.as_deref(), p.category.as_deref()));
+        }
+    }
 }
 
 impl<S: Store> Speed<S> {
@@ -184,6 +254,7 @@ impl<S: Store> Speed<S> {
             next,
             watermarks: vec![i64::MIN; partitions as usize],
             open: BTreeMap::new(),
+            catalog: Catalog::default(),
         };
         if speed.cfg.architecture == Architecture::Lambda {
             for (bucket, partition, bytes) in speed.store.speed_sketches()? {
@@ -258,7 +329,8 @@ impl<S: Store> Speed<S> {
         if offset < self.next[p] {
             return Ok(false);
         }
-        self.watermarks[p] = if batch.end_of_input { i64::MAX } else { batch.watermark_ms };
+        self.watermarks[p] = batch.watermark_ms;
+        self.catalog.absorb(batch);
         // Sum per bucket first: a day bucket receives one row per hour of the same product.
         let mut per_bucket: HashMap<Bucket, HashMap<&str, Row<'_>, RandomState>, RandomState> = HashMap::default();
         for r in &batch.rows {
@@ -325,6 +397,7 @@ impl<S: Store> Speed<S> {
         }
         let now_ms = wall_ms();
         let top_n = self.cfg.sizing.top_n;
+        let products = self.catalog.take();
         match self.cfg.architecture {
             Architecture::Lambda => {
                 let mut writes = Vec::with_capacity(due.len());
@@ -353,7 +426,7 @@ impl<S: Store> Speed<S> {
                     });
                 }
                 let offsets = self.offsets();
-                self.store.write_speed(self.cfg.architecture.consumer(), &writes, &offsets)?;
+                self.store.write_speed(self.cfg.architecture.consumer(), &writes, &offsets, &products)?;
             }
             Architecture::Kappa => {
                 let mut rows = Vec::with_capacity(due.len());
@@ -372,9 +445,10 @@ impl<S: Store> Speed<S> {
                     rows.push((*bucket, changed));
                 }
                 let offsets = self.offsets();
-                self.store.write_exact(self.cfg.architecture.consumer(), &rows, top_n, &offsets)?;
+                self.store.write_exact(self.cfg.architecture.consumer(), &rows, top_n, &offsets, &products)?;
             }
         }
+        self.catalog.wrote(&products);
         for bucket in &due {
             if let Some(open) = self.open.get_mut(bucket) {
                 open.dirty = false;

@@ -120,7 +120,8 @@ pub struct ExactBucket {
     pub products: i64,
 }
 
-/// A catalog entry (`products`), filled from the names events carry.
+/// A catalog entry (`products`): every product that sold, with the newest name and
+/// category its events carried.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Product {
     pub product_id: String,
@@ -236,21 +237,29 @@ pub trait Store: Send {
 
     /// The next offset per partition that `consumer` has absorbed into the store.
     fn consumer_offsets(&mut self, consumer: &str) -> Result<Vec<(u32, u64)>>;
-    /// The speed layer's write cycle: every bucket's rows and sketches, and the offsets
-    /// they cover, in one transaction — so a restart resumes from exactly what was saved.
-    fn write_speed(&mut self, consumer: &str, writes: &[SpeedWrite], offsets: &[(u32, u64)]) -> Result<()>;
+    /// The speed layer's write cycle: every bucket's rows and sketches, the catalog entries
+    /// of the flushes absorbed, and the offsets they cover, in one transaction — so a
+    /// restart resumes from exactly what was saved.
+    fn write_speed(
+        &mut self,
+        consumer: &str,
+        writes: &[SpeedWrite],
+        offsets: &[(u32, u64)],
+        products: &[Product],
+    ) -> Result<()>;
     /// Every saved sketch: (bucket, partition, bytes).
     fn speed_sketches(&mut self) -> Result<Vec<(Bucket, u32, Vec<u8>)>>;
     /// A bucket's approximate rows, largest first.
     fn speed_rows(&mut self, bucket: Bucket) -> Result<Vec<SpeedRow>>;
-    /// Kappa's write cycle: upserts exact rows, regenerates the touched buckets' top
-    /// lists and records the offsets, in one transaction.
+    /// Kappa's write cycle: upserts exact rows and catalog entries, regenerates the touched
+    /// buckets' top lists and records the offsets, in one transaction.
     fn write_exact(
         &mut self,
         consumer: &str,
         rows: &[(Bucket, Vec<ProductSum>)],
         top_k: usize,
         offsets: &[(u32, u64)],
+        products: &[Product],
     ) -> Result<()>;
     /// Whether the bucket has exact top lists (the batch layer, or Kappa, has spoken).
     fn has_exact(&mut self, bucket: Bucket) -> Result<bool>;
@@ -262,13 +271,16 @@ pub trait Store: Send {
     fn product_sums(&mut self, bucket: Bucket, product_ids: &[&str]) -> Result<Vec<ProductSum>>;
     /// A product's rank in the bucket's stored top list, if it is on it.
     fn rank_of(&mut self, bucket: Bucket, by: By, product_id: &str) -> Result<Option<i64>>;
-    /// Adds products to the catalog; a missing name or category keeps the stored one.
+    /// Adds products to the catalog; a missing name or category keeps the stored one. The
+    /// ids must be distinct.
     fn upsert_products(&mut self, products: &[Product]) -> Result<()>;
     /// The catalog entries of those of `product_ids` it has.
     fn products(&mut self, product_ids: &[&str]) -> Result<Vec<Product>>;
     /// Products whose id, or name (case-insensitive), starts with `prefix`.
     fn search_products(&mut self, prefix: &str, limit: usize) -> Result<Vec<Product>>;
     fn record_accuracy(&mut self, bucket: Bucket, accuracy: &Accuracy, now_ms: i64) -> Result<()>;
+    /// A value that changes whenever exact rows may have (see [`schema::EXACT_GENERATION`]).
+    fn exact_generation(&mut self) -> Result<(i64, i64)>;
     /// Scored buckets, newest first.
     fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>>;
 }

@@ -243,3 +243,9 @@ pub const PRODUCTS_BY_NAME: &str = "SELECT product_id, name, category FROM produ
 /// (`SUM` of `BIGINT` is `NUMERIC` on PostgreSQL, hence the cast.)
 pub const RUN_STATS: &str = "SELECT task, status, COUNT(*), CAST(COALESCE(SUM(finished_at - started_at), 0) AS BIGINT)
     FROM pipeline_runs GROUP BY task, status ORDER BY task, status";
+
+/// What changes whenever exact rows may have changed: the newest batch run (the batch
+/// layer records a run before it touches rows) and Kappa's position in the flush log.
+/// A cached exact answer is reused only while this stays the same.
+pub const EXACT_GENERATION: &str = "SELECT (SELECT COALESCE(MAX(id), 0) FROM pipeline_runs),
+    (SELECT CAST(COALESCE(SUM(next_offset), 0) AS BIGINT) FROM consumer_offsets WHERE consumer = 'kappa')";

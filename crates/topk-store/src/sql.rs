@@ -180,6 +180,18 @@ fn regenerate_top_lists(c: &mut dyn Conn, bucket: Bucket, k: usize) -> Result<u6
     Ok(n)
 }
 
+/// Upserts catalog entries (ids unique within the call: PostgreSQL cannot update one row
+/// twice in a statement).
+fn upsert_products(c: &mut dyn Conn, products: &[Product]) -> Result<()> {
+    let keys: Vec<Option<String>> = products.iter().map(|p| p.name.as_deref().map(str::to_lowercase)).collect();
+    let params: Vec<Value<'_>> = products
+        .iter()
+        .zip(&keys)
+        .flat_map(|(p, key)| vals![&p.product_id, p.name.as_deref(), p.category.as_deref(), key.as_deref()])
+        .collect();
+    c.exec_rows(UPSERT_PRODUCT, 4, &params).map(drop)
+}
+
 fn upsert_offsets(c: &mut dyn Conn, consumer: &str, offsets: &[(u32, u64)]) -> Result<()> {
     for &(p, next) in offsets {
         c.exec(UPSERT_OFFSET, &vals![consumer, i64::from(p), next as i64])?;
@@ -404,8 +416,15 @@ impl Store for SqlStore {
         query(&mut *self.conn, OFFSETS, &vals![consumer], |r| Ok((r.int(0)? as u32, r.int(1)? as u64)))
     }
 
-    fn write_speed(&mut self, consumer: &str, writes: &[SpeedWrite], offsets: &[(u32, u64)]) -> Result<()> {
+    fn write_speed(
+        &mut self,
+        consumer: &str,
+        writes: &[SpeedWrite],
+        offsets: &[(u32, u64)],
+        products: &[Product],
+    ) -> Result<()> {
         self.transaction(|c| {
+            upsert_products(c, products)?;
             for w in writes {
                 let (g, start) = (w.bucket.granularity.as_str(), w.bucket.start_ms);
                 c.exec(DELETE_SPEED_ROWS, &vals![g, start])?;
@@ -454,8 +473,10 @@ impl Store for SqlStore {
         rows: &[(Bucket, Vec<ProductSum>)],
         top_k: usize,
         offsets: &[(u32, u64)],
+        products: &[Product],
     ) -> Result<()> {
         self.transaction(|c| {
+            upsert_products(c, products)?;
             for (bucket, sums) in rows {
                 let g = bucket.granularity.as_str();
                 let params: Vec<Value<'_>> = sums
@@ -510,16 +531,7 @@ impl Store for SqlStore {
     }
 
     fn upsert_products(&mut self, products: &[Product]) -> Result<()> {
-        self.transaction(|c| {
-            for p in products {
-                let key = p.name.as_deref().map(str::to_lowercase);
-                c.exec(
-                    UPSERT_PRODUCT,
-                    &vals![&p.product_id, p.name.as_deref(), p.category.as_deref(), key.as_deref()],
-                )?;
-            }
-            Ok(())
-        })
+        self.transaction(|c| upsert_products(c, products))
     }
 
     fn products(&mut self, product_ids: &[&str]) -> Result<Vec<Product>> {
@@ -553,6 +565,11 @@ impl Store for SqlStore {
             now_ms,
         ];
         self.conn.exec(UPSERT_ACCURACY, &params).map(drop)
+    }
+
+    fn exact_generation(&mut self) -> Result<(i64, i64)> {
+        let rows = query(&mut *self.conn, EXACT_GENERATION, &[], |r| Ok((r.int(0)?, r.int(1)?)))?;
+        Ok(rows.into_iter().next().unwrap_or_default())
     }
 
     fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>> {

@@ -86,7 +86,7 @@ fn ties_and_searches_follow_byte_order(b: &dyn Backend) {
     let mut s = b.open();
     let day = Bucket::containing(Granularity::Day, DAY0);
     let rows = vec![sum("a", 5), sum("B", 5), sum("_x", 5), sum("ab", 1)];
-    s.write_exact("batch", &[(day, rows)], 10, &[]).unwrap();
+    s.write_exact("batch", &[(day, rows)], 10, &[], &[]).unwrap();
     let ids: Vec<_> = s.top_list(day, By::Quantity, 10).unwrap().into_iter().map(|r| r.product_id).collect();
     assert_eq!(ids, ["B", "_x", "a", "ab"]);
     s.upsert_products(&[
@@ -127,8 +127,8 @@ fn speed_writes_replace_rows_and_keep_sketches_until_finished(b: &dyn Backend) {
         unlisted_bound: 4,
         total_count: 40,
     };
-    s.write_speed("speed", &[write(vec![row("a", 9), row("b", 3)], false)], &[(0, 10), (3, 7)]).unwrap();
-    s.write_speed("speed", &[write(vec![row("b", 12)], false)], &[(0, 11)]).unwrap();
+    s.write_speed("speed", &[write(vec![row("a", 9), row("b", 3)], false)], &[(0, 10), (3, 7)], &[]).unwrap();
+    s.write_speed("speed", &[write(vec![row("b", 12)], false)], &[(0, 11)], &[]).unwrap();
     assert_eq!(s.speed_rows(hour).unwrap(), [row("b", 12)]);
     assert_eq!(s.consumer_offsets("speed").unwrap(), [(0, 11), (3, 7)]);
     let mut sketches = s.speed_sketches().unwrap();
@@ -136,12 +136,26 @@ fn speed_writes_replace_rows_and_keep_sketches_until_finished(b: &dyn Backend) {
     assert_eq!(sketches, [(hour, 0, vec![0, 1, 255]), (hour, 3, vec![])]);
     let buckets = s.speed_buckets(Granularity::Hour, DAY0, DAY0 + H).unwrap();
     assert_eq!(buckets, [SpeedBucket { bucket: hour, unlisted_bound: 4, total_count: 40, updated_ms: 77 }]);
-    s.write_speed("speed", &[write(vec![], true)], &[]).unwrap();
+    s.write_speed("speed", &[write(vec![], true)], &[], &[]).unwrap();
     assert!(s.speed_sketches().unwrap().is_empty(), "finished buckets drop their sketches");
     assert!(s.speed_buckets(Granularity::Hour, DAY0, DAY0 + H).unwrap().is_empty());
-    s.write_speed("speed", &[write(vec![row("c", 1)], false)], &[]).unwrap();
+    s.write_speed("speed", &[write(vec![row("c", 1)], false)], &[], &[]).unwrap();
     assert_eq!(s.delete_speed_rows(hour).unwrap(), 1);
     assert!(s.speed_rows(hour).unwrap().is_empty());
+    // The catalog entries of the absorbed flushes land in the same transaction, many at
+    // once (PostgreSQL: more than one multi-row statement).
+    let products: Vec<Product> = (0..2500)
+        .map(|i| Product {
+            product_id: format!("p{i:04}"),
+            name: (i % 2 == 0).then(|| format!("N{i}")),
+            category: None,
+        })
+        .collect();
+    s.write_speed("speed", &[], &[(0, 12)], &products).unwrap();
+    let got = s.products(&["p0000", "p0001", "p2499"]).unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().any(|p| p.product_id == "p0000" && p.name.as_deref() == Some("N0")));
+    assert_eq!(s.consumer_offsets("speed").unwrap(), [(0, 12), (3, 7)]);
 }
 
 fn runs_are_recorded_failures_first_and_interrupted_ones_marked(b: &dyn Backend) {
@@ -242,7 +256,7 @@ fn large_writes_arrive_whole(b: &dyn Backend) {
     assert_eq!(s.replace_hour(hour, &rows, 1, &[]).unwrap(), 2501);
     assert_eq!(s.bucket_rows(hour).unwrap(), rows);
     let day = Bucket::containing(Granularity::Day, DAY0);
-    s.write_exact("kappa", &[(day, rows.clone())], 1500, &[(0, 9)]).unwrap();
+    s.write_exact("kappa", &[(day, rows.clone())], 1500, &[(0, 9)], &[]).unwrap();
     let top = s.top_list(day, By::Quantity, 2000).unwrap();
     assert_eq!(top.len(), 1500);
     assert_eq!((top[0].product_id.as_str(), top[1499].count), ("p02500", 1002));
@@ -258,8 +272,20 @@ fn large_writes_arrive_whole(b: &dyn Backend) {
         .collect();
     let write =
         SpeedWrite { bucket: hour, rows: speed, sketches: vec![], finished: false, unlisted_bound: 1, total_count: 9 };
-    s.write_speed("speed", &[write], &[]).unwrap();
+    s.write_speed("speed", &[write], &[], &[]).unwrap();
     assert_eq!(s.speed_rows(hour).unwrap().len(), 2501);
+}
+
+fn the_exact_generation_moves_with_batch_runs_and_kappa_writes(b: &dyn Backend) {
+    let mut s = b.open();
+    let day = Bucket { granularity: Granularity::Day, start_ms: DAY0 };
+    assert_eq!(s.exact_generation().unwrap(), (0, 0));
+    let run = s.start_run("rollup", day, 1, 5).unwrap();
+    assert_eq!(s.exact_generation().unwrap(), (run, 0));
+    s.write_exact("kappa", &[(day, vec![sum("a", 1)])], 10, &[(0, 7), (1, 3)], &[]).unwrap();
+    assert_eq!(s.exact_generation().unwrap(), (run, 10));
+    s.write_speed("speed", &[], &[(0, 99)], &[]).unwrap();
+    assert_eq!(s.exact_generation().unwrap(), (run, 10), "the speed layer's offsets change nothing exact");
 }
 
 macro_rules! store_suite {
@@ -283,4 +309,5 @@ store_suite!(
     upgrading_a_store_backfills_the_totals_of_exact_buckets,
     concurrent_opens_migrate_once,
     large_writes_arrive_whole,
+    the_exact_generation_moves_with_batch_runs_and_kappa_writes,
 );

@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
             .map(|(id, (count, revenue_cents))| ProductSum { product_id: format!("p{id:07}"), count, revenue_cents })
             .collect();
         rows_written += rows.len();
-        store.write_exact("seed", &[(day, rows)], 1000, &[])?;
+        store.write_exact("seed", &[(day, rows)], 1000, &[], &[])?;
         parents.insert(day.parent(Granularity::Week));
         parents.insert(day.parent(Granularity::Month));
         eprintln!("{day}: {rows_written} rows so far, {:.0?}", started.elapsed());

@@ -6,6 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 const ASSETS: &[(&str, &str, &str)] = &[
+    ("favicon.svg", "image/svg+xml", include_str!("../assets/favicon.svg")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("../assets/app.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../assets/style.css")),
     ("uPlot.iife.min.js", "text/javascript; charset=utf-8", include_str!("../assets/uPlot.iife.min.js")),
@@ -24,4 +25,9 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         }
         None => (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
     }
+}
+
+/// Browsers ask for `/favicon.ico` whatever the page says: the same icon.
+pub async fn favicon() -> Response {
+    asset(Path("favicon.svg".to_string())).await
 }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::timestamp::format_rfc3339;
+use topk_speed::Architecture;
 use topk_store::{By, SqlStore, Store, StoreError};
 
 use crate::metrics::{header, sample};
@@ -41,7 +42,13 @@ pub struct AppState {
     /// Serialises ingests that carry a replay position: checking how far a source got and
     /// appending its next lines must not interleave with a retry of the same lines.
     sources: Mutex<()>,
+    /// The store's exact generation as last read, and when.
+    generation: Mutex<Option<((i64, i64), Instant)>>,
 }
+
+/// How long the store's exact generation is trusted before it is read again: a cached
+/// exact answer outlives a re-roll by at most this much.
+const GENERATION_CHECK: Duration = Duration::from_millis(250);
 
 impl AppState {
     pub fn new(pipeline: Pipeline) -> Self {
@@ -51,7 +58,26 @@ impl AppState {
             pipeline,
             ingests: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INGESTS)),
             sources: Mutex::new(()),
+            generation: Mutex::new(None),
         }
+    }
+
+    /// How the serving layer judges the store's rows right now.
+    fn rules(&self) -> query::Rules {
+        query::Rules { now_ms: now_ms(), lambda: self.pipeline.cfg.speed.architecture == Architecture::Lambda }
+    }
+
+    /// The store's exact generation (see `Store::exact_generation`), read at most every
+    /// [`GENERATION_CHECK`].
+    async fn exact_generation(&self) -> Result<(i64, i64), ApiError> {
+        if let Some((g, at)) = *self.generation.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() < GENERATION_CHECK {
+                return Ok(g);
+            }
+        }
+        let g = self.stores.with(|s| s.exact_generation()).await?;
+        *self.generation.lock().unwrap_or_else(|e| e.into_inner()) = Some((g, Instant::now()));
+        Ok(g)
     }
 }
 
@@ -74,9 +100,41 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/favicon.ico", get(dashboard::favicon))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Every error under `/api/` is JSON `{"error": …}`, whoever produced it: a handler, or
+/// axum itself (an unknown path, a wrong method, a path or query it could not decode).
+async fn json_errors(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !path.starts_with("/api/") || status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let text = match axum::body::to_bytes(response.into_body(), 64 << 10).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = match (status, allow) {
+        (StatusCode::NOT_FOUND, _) if text.is_empty() => {
+            format!("no such endpoint: {method} {path} (the API is described at /api/v1/openapi.json)")
+        }
+        (StatusCode::METHOD_NOT_ALLOWED, allow) => {
+            let allowed = allow.map(|a| format!(" (allowed: {a})")).unwrap_or_default();
+            format!("{method} is not allowed on {path}{allowed}: see /api/v1/openapi.json")
+        }
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_string(),
+        _ => text,
+    };
+    error(status, message)
 }
 
 /// Times every request into the latency histogram, by route pattern.
@@ -227,11 +285,16 @@ fn parse_granularity(p: &HashMap<String, String>) -> Result<Option<Granularity>,
     p.get("granularity").map(|g| g.parse::<Granularity>().map_err(|e| bad(format!("granularity: {e}")))).transpose()
 }
 
-/// `from`/`to`: a date, an hour label or an RFC 3339 timestamp on an hour boundary.
+/// `from`/`to`: the start of any bucket, by its label (`2026`, `2026-12`, `2026-W49`,
+/// `2026-12-01`, `2026-12-01T05`), or an RFC 3339 timestamp on an hour boundary.
 fn parse_instant(p: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
-    p.get(name)
-        .map(|s| Bucket::parse(Granularity::Hour, s).map(|b| b.start_ms).map_err(|e| bad(format!("{name}: {e}"))))
-        .transpose()
+    let parse = |s: &str| match s.parse::<Bucket>() {
+        Ok(b) => Ok(b.start_ms),
+        Err(_) => Bucket::parse(Granularity::Hour, s).map(|b| b.start_ms).map_err(|e| {
+            bad(format!("{name}: {e}; a bucket label (2026, 2026-12, 2026-W49, 2026-12-01, 2026-12-01T05) also works"))
+        }),
+    };
+    p.get(name).map(|s| parse(s)).transpose()
 }
 
 /// The longest range one query may cover.
@@ -264,13 +327,17 @@ fn check_range(from_ms: i64, to_ms: i64) -> Result<(), ApiError> {
 async fn top(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let p = params(query, &["granularity", "start", "from", "to", "k", "by"])?;
     let TopRequest { buckets, k, by } = parse_top(&p)?;
-    let key = format!("top {buckets:?} {k} {}", by.as_str());
+    let cache = state.pipeline.cfg.api_cache;
+    // An answer is reused only while the exact rows it was computed from stay the same.
+    let generation = if cache { state.exact_generation().await? } else { (0, 0) };
+    let key = format!("top {generation:?} {buckets:?} {k} {}", by.as_str());
+    let rules = state.rules();
     let compute = async {
-        let answer = state.stores.with(move |s| query::top(s, buckets, k, by, now_ms())).await?;
+        let answer = state.stores.with(move |s| query::top(s, buckets, k, by, rules)).await?;
         let ttl = if answer.exact && !answer.open { EXACT_TTL } else { APPROXIMATE_TTL };
         Ok((Bytes::from(serde_json::to_vec(&answer).expect("answers serialise")), ttl))
     };
-    let (body, ttl, hit) = if state.pipeline.cfg.api_cache {
+    let (body, ttl, hit) = if cache {
         state.cache.get_or_compute(key, compute).await?
     } else {
         let (body, ttl) = compute.await?;
@@ -329,6 +396,7 @@ async fn product(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = params(query, &["granularity", "from", "to"])?;
+    topk_core::event::check_id("product id", &id).map_err(bad)?;
     let g = parse_granularity(&p)?.unwrap_or(Granularity::Day);
     let to = parse_instant(&p, "to")?.unwrap_or_else(|| Bucket::containing(g, now_ms()).end_ms());
     let from = match parse_instant(&p, "from")? {
@@ -349,7 +417,15 @@ async fn product(
     if buckets > 2000 {
         return Err(bad(format!("about {buckets} {g} buckets; at most 2000 per query: use a coarser granularity")));
     }
-    Ok(Json(state.stores.with(move |s| query::history(s, &id, g, from, to)).await?).into_response())
+    let rules = state.rules();
+    let shown = id.clone();
+    match state.stores.with(move |s| query::history(s, &id, g, from, to, rules)).await? {
+        Some(history) => Ok(Json(history).into_response()),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("product {shown:?} was never seen: no event named it (ids are exact, case included)"),
+        )),
+    }
 }
 
 /// `GET /api/v1/products?q=`: products whose id or name starts with `q`.
@@ -377,7 +453,8 @@ async fn buckets(State(state): State<Shared>, RawQuery(query): RawQuery) -> Resu
     let from = parse_instant(&p, "from")?.unwrap_or(i64::MIN);
     let to = parse_instant(&p, "to")?.unwrap_or(i64::MAX);
     check_order(from, to)?;
-    let found = state.stores.with(move |s| query::buckets(s, g, from, to)).await?;
+    let rules = state.rules();
+    let found = state.stores.with(move |s| query::buckets(s, g, from, to, rules)).await?;
     Ok(Json(json!({ "granularity": g, "buckets": found })).into_response())
 }
 
@@ -391,8 +468,13 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(token) = &state.pipeline.cfg.auth_token else { return true };
-    let given =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // The scheme is case-insensitive (RFC 7235): "bearer" works as well as "Bearer".
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
     // Compare in constant time so the token cannot be guessed byte by byte.
     given.is_some_and(|g| {
         g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
@@ -410,46 +492,101 @@ struct SourceParams {
     line: Option<u64>,
 }
 
+/// How long an ingest request waits for one of the [`MAX_CONCURRENT_INGESTS`] places
+/// before it is turned away with 503.
+const INGEST_QUEUE_WAIT: Duration = Duration::from_secs(30);
+
+/// The first bytes of every gzip member.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Decodes a gzip body, every member of it (as `gzip -d` does), into at most `limit`
+/// bytes.
+fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    // One byte past the limit tells "at the limit" from "over it" (gzip bombs).
+    match flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1).read_to_end(&mut out) {
+        Ok(_) if out.len() > limit => {
+            Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("decompressed body is over {limit} bytes")))
+        }
+        Ok(_) => Ok(out),
+        Err(e) => Err(bad(format!(
+            "body is not valid gzip after {} decompressed bytes: {e} (trailing bytes after the last gzip member are refused)",
+            out.len()
+        ))),
+    }
+}
+
+/// `POST /api/v1/events`. The request takes one of [`MAX_CONCURRENT_INGESTS`] places
+/// before its body is read, so at most that many bodies (and their decompressed and
+/// encoded copies) are in memory at once, whatever the number of clients.
 async fn ingest(
     State(state): State<Shared>,
-    Query(params): Query<SourceParams>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
     if !authorized(&state, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)");
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer …)".into(),
+        ));
     }
-    let limit = state.pipeline.cfg.max_body_bytes;
-    let gzip = headers.get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    let body = if gzip {
-        let mut out = Vec::new();
-        // Read one byte past the limit to tell "at the limit" from "over it" (gzip bombs).
-        match flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1).read_to_end(&mut out) {
-            Ok(_) if out.len() > limit => {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, format!("decompressed body is over {limit} bytes"))
-            }
-            Ok(_) => Bytes::from(out),
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not valid gzip: {e}")),
+    let params: SourceParams = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| bad(format!("query string: {e} (allowed: source, offset, line)")))?;
+    if params.line.is_some_and(|l| l == 0 || l > u64::MAX / 2) || params.offset > u64::MAX / 2 {
+        return Err(bad("line must be at least 1 and offset a file position"));
+    }
+    let encoding = headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let gzip = match encoding.as_deref() {
+        None | Some("" | "identity") => false,
+        Some("gzip" | "x-gzip") => true,
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Encoding {other:?} is not supported: send the body plain or gzip-compressed"),
+            ))
         }
+    };
+    let permit = match tokio::time::timeout(INGEST_QUEUE_WAIT, state.ingests.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into())),
+        Err(_) => {
+            return Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                "{MAX_CONCURRENT_INGESTS} ingest requests are being processed and this one waited {} s: retry later",
+                INGEST_QUEUE_WAIT.as_secs()
+            ),
+            ))
+        }
+    };
+    let limit = state.pipeline.cfg.max_body_bytes;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("body is over {limit} bytes (max_body_bytes)"))
+        } else {
+            bad(format!("reading the body: {e}"))
+        }
+    })?;
+    let body = if gzip {
+        Bytes::from(gunzip(&body, limit)?)
+    } else if body.starts_with(&GZIP_MAGIC) {
+        return Err(bad("the body looks gzip-compressed: send it with Content-Encoding: gzip"));
     } else {
         body
     };
     if body.iter().all(u8::is_ascii_whitespace) {
-        return error(StatusCode::BAD_REQUEST, "empty body: send NDJSON, one event per line");
+        return Err(bad("empty body: send NDJSON, one event per line"));
     }
-    if params.line.is_some_and(|l| l == 0 || l > u64::MAX / 2) || params.offset > u64::MAX / 2 {
-        return error(StatusCode::BAD_REQUEST, "line must be at least 1 and offset a file position");
-    }
-    let Ok(permit) = state.ingests.clone().acquire_owned().await else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-    };
+    let st = state.clone();
     let result = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let mut ingestor = state.pipeline.ingestor();
+        let mut ingestor = st.pipeline.ingestor();
         match params.source {
             Some(id) if id != 0 => {
-                let _one_at_a_time = state.sources.lock().unwrap_or_else(|e| e.into_inner());
-                let (mut resume, _) = SourceResume::load(&*state.pipeline.events, id)?;
+                let _one_at_a_time = st.sources.lock().unwrap_or_else(|e| e.into_inner());
+                let (mut resume, _) = SourceResume::load(&*st.pipeline.events, id)?;
                 let line = params.line.unwrap_or(1);
                 ingestor.ingest_ndjson(&body, line, params.offset, Some(&mut resume))
             }
@@ -464,13 +601,14 @@ async fn ingest(
             } else {
                 StatusCode::OK
             };
-            (status, Json(report)).into_response()
+            Ok((status, Json(report)).into_response())
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "ingest append failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, format!("could not append to the events log: {e}"))
+            state.pipeline.record_failure(format!("ingest: could not append to the events log: {e}"));
+            Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("could not append to the events log: {e}")))
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("ingest task failed: {e}")),
+        Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("ingest task failed: {e}"))),
     }
 }
 

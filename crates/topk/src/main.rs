@@ -40,6 +40,10 @@ enum Command {
         /// Demo events per second
         #[arg(long, default_value_t = 2000)]
         demo_rate: u32,
+        /// Days of history the demo first fills an empty data directory with, through the
+        /// same pipeline (0: none), so exact past periods and trends show at once
+        #[arg(long, default_value_t = 21)]
+        demo_history_days: u32,
         #[command(flatten)]
         settings: Settings,
     },
@@ -112,17 +116,20 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        settings: Settings,
+        store: StoreArgs,
     },
     /// Write deterministic synthetic sale events (NDJSON or CSV)
     Gen {
+        /// Lines to write (duplicates included)
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
+        /// Distinct products, ranked 1..=N by popularity
         #[arg(long, default_value_t = 100_000)]
         products: u64,
-        /// Zipf exponent of product popularity
+        /// Zipf exponent of product popularity (0: uniform)
         #[arg(long, default_value_t = 1.1)]
         zipf: f64,
+        /// Seed of the random numbers: the same seed gives the same file
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// First timestamp (RFC 3339 or YYYY-MM-DD)
@@ -131,13 +138,16 @@ enum Command {
         /// Days the events span
         #[arg(long, default_value_t = 1.0)]
         days: f64,
+        /// Share of lines that refund a recent sale
         #[arg(long, default_value_t = 0.01)]
         refund_rate: f64,
+        /// Share of lines that repeat a recent line byte for byte (redeliveries)
         #[arg(long, default_value_t = 0.005)]
         duplicate_rate: f64,
         /// Share of events arriving 1-3 hours late
         #[arg(long, default_value_t = 0.0)]
         late_rate: f64,
+        /// Output format
         #[arg(long, value_enum, default_value = "ndjson")]
         format: Format,
         /// Output file (default: standard output)
@@ -146,6 +156,8 @@ enum Command {
     },
 }
 
+// Parsed once per process, like `Command`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum BatchCommand {
     /// Run the DAG (check, rollup, clean_speed, top_lists) of every bucket in a range;
@@ -171,8 +183,34 @@ enum BatchCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
         #[command(flatten)]
-        settings: Settings,
+        store: StoreArgs,
     },
+}
+
+/// The settings of the commands that only read the store.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Where the logs, the archive and the state live [default: ./topk-data]
+    #[arg(long, env = "TOPK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The store: a postgres:// URL, or a SQLite file path [default: <data_dir>/store.db]
+    #[arg(long, env = "TOPK_STORE", hide_env_values = true)]
+    store: Option<String>,
+}
+
+impl StoreArgs {
+    /// Opens the existing store (a missing SQLite file is an error, not created).
+    fn open(self, config: Option<&std::path::Path>) -> anyhow::Result<topk_store::SqlStore> {
+        let settings = Settings { data_dir: self.data_dir, store: self.store, ..Settings::default() };
+        let cfg = settings.over_file(config)?;
+        let remote = cfg.store.starts_with("postgres://") || cfg.store.starts_with("postgresql://");
+        anyhow::ensure!(
+            remote || std::path::Path::new(&cfg.store).exists(),
+            "no store at {}: nothing has run with this data directory yet (--data-dir, or --store)",
+            cfg.store
+        );
+        cfg.open_store()
+    }
 }
 
 fn init_logging(default: &str) {
@@ -189,12 +227,34 @@ fn parse_time(s: &str) -> anyhow::Result<i64> {
     topk_core::timestamp::parse_rfc3339(&full).map_err(anyhow::Error::msg)
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // A closed stdout (`topk gen | head -1`) ends the command quietly.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) if e.is::<replay::Interrupted>() => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { demo, demo_rate, settings } => {
+        Command::Serve { demo, demo_rate, demo_history_days, settings } => {
             init_logging("info");
-            serve(settings.over_file(cli.config.as_deref())?, Roles::ALL, demo.then_some(demo_rate))
+            let demo = demo.then_some(Demo { rate: demo_rate, history_days: demo_history_days });
+            serve(settings.over_file(cli.config.as_deref())?, Roles::ALL, demo)
         }
         Command::Replay { files, server, format, settings } => {
             init_logging("warn");
@@ -217,9 +277,9 @@ fn main() -> anyhow::Result<()> {
         Command::Api { settings } => role(settings, cli.config.as_deref(), "api"),
         Command::Source { settings } => role(settings, cli.config.as_deref(), "source"),
         Command::Resume { server, auth_token } => resume(&server, auth_token.as_deref()),
-        Command::Accuracy { limit, json, settings } => {
+        Command::Accuracy { limit, json, store } => {
             init_logging("warn");
-            accuracy(&settings.over_file(cli.config.as_deref())?, limit, json)
+            accuracy(store.open(cli.config.as_deref())?, limit, json)
         }
         Command::Gen {
             events,
@@ -282,33 +342,40 @@ fn batch_command(command: BatchCommand, config: Option<&std::path::Path>) -> any
             let store = cfg.open_store()?;
             let mut batch = Batch::new(store, cfg.archive_root()?, cfg.batch.clone());
             let results = batch.run_range(granularity, from, to, force)?;
-            let mut failed = 0;
+            let (mut failed, mut not_ready) = (0, 0);
+            let mut out = std::io::stdout().lock();
             for (bucket, result) in &results {
                 match result {
-                    Ok(rows) => println!("{bucket}: ok ({rows} rows)"),
+                    Ok(rows) => writeln!(out, "{bucket}: ok ({rows} rows)")?,
+                    Err(topk_batch::BatchError::NotReady { reason, .. }) => {
+                        not_ready += 1;
+                        writeln!(out, "{bucket}: not ready: {reason}")?;
+                    }
                     Err(e) => {
                         failed += 1;
-                        println!("{bucket}: FAILED: {e}");
+                        writeln!(out, "{bucket}: FAILED: {e}")?;
                     }
                 }
             }
-            println!("{} bucket(s) run, {failed} failed", results.len());
-            anyhow::ensure!(failed == 0, "{failed} bucket(s) failed");
+            writeln!(out, "{} bucket(s) run, {failed} failed, {not_ready} not ready", results.len())?;
+            anyhow::ensure!(failed + not_ready == 0, "{failed} bucket(s) failed and {not_ready} not ready");
             Ok(())
         }
-        BatchCommand::Status { limit, settings } => {
-            let cfg = settings.over_file(config)?;
-            let mut store = cfg.open_store()?;
+        BatchCommand::Status { limit, store } => {
+            let mut store = store.open(config)?;
             let pending = store.pending()?;
             let runs = store.runs(limit)?;
-            println!(
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
                 "{:<8} {:<12} {:<16} {:<8} {:>7} {:>9} {:>9}  error",
                 "status", "task", "bucket", "gran.", "attempt", "rows", "ms"
-            );
+            )?;
             for r in &runs {
                 let ms = r.finished_ms.map_or("-".to_string(), |f| (f - r.started_ms).to_string());
                 let rows = r.rows.map_or("-".to_string(), |n| n.to_string());
-                println!(
+                writeln!(
+                    out,
                     "{:<8} {:<12} {:<16} {:<8} {:>7} {:>9} {:>9}  {}",
                     r.status.as_str(),
                     r.task,
@@ -318,9 +385,9 @@ fn batch_command(command: BatchCommand, config: Option<&std::path::Path>) -> any
                     rows,
                     ms,
                     r.error.as_deref().unwrap_or("")
-                );
+                )?;
             }
-            println!("{} bucket(s) pending", pending.len());
+            writeln!(out, "{} bucket(s) pending", pending.len())?;
             Ok(())
         }
     }
@@ -336,10 +403,86 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: flushing and committing");
 }
 
+/// What `serve --demo` generates.
+#[derive(Debug, Clone, Copy)]
+struct Demo {
+    /// Live events per second.
+    rate: u32,
+    /// Days of history first ingested into an empty events log.
+    history_days: u32,
+}
+
+/// Live demo products: the same ids and names as `topk gen`'s.
+const DEMO_PRODUCTS: u64 = 100_000;
+
+/// Ingests `days` of generated history ending now, as a replay would, if the events log
+/// is empty (a first start): the batch layer then rolls it up while live traffic flows.
+fn demo_history(state: &http::AppState, days: u32) -> anyhow::Result<()> {
+    let events = &state.pipeline.events;
+    let empty = (0..events.partitions()).map(|p| events.end_offset(p)).collect::<Result<Vec<_>, _>>()?;
+    if days == 0 || empty.iter().any(|&end| end > 0) {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let now = pipeline::now_ms();
+    let cfg = GenConfig {
+        // About 1,200 sales an hour: enough for stable lists, fast to roll up.
+        events: u64::from(days) * 29_000,
+        products: DEMO_PRODUCTS,
+        seed: now as u64,
+        start_ms: now - i64::from(days) * 86_400_000,
+        days: f64::from(days) - 1.0 / 24.0,
+        ..GenConfig::default()
+    };
+    struct Ingest<'a> {
+        ingestor: pipeline::Ingestor,
+        buf: Vec<u8>,
+        accepted: &'a mut u64,
+    }
+    impl Ingest<'_> {
+        fn send(&mut self, all: bool) -> std::io::Result<()> {
+            let cut = if all { self.buf.len() } else { memchr_last_newline(&self.buf) };
+            if cut > 0 {
+                let report =
+                    self.ingestor.ingest_ndjson(&self.buf[..cut], 1, 0, None).map_err(std::io::Error::other)?;
+                *self.accepted += report.accepted;
+                self.buf.drain(..cut);
+            }
+            Ok(())
+        }
+    }
+    impl std::io::Write for Ingest<'_> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.buf.extend_from_slice(b);
+            if self.buf.len() >= 8 << 20 {
+                self.send(false)?;
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.send(true)
+        }
+    }
+    let mut accepted = 0;
+    let mut sink = Ingest { ingestor: state.pipeline.ingestor(), buf: Vec::new(), accepted: &mut accepted };
+    gen::generate(&cfg, &mut sink)?;
+    sink.flush()?;
+    tracing::info!(days, events = accepted, ms = started.elapsed().as_millis() as u64, "demo history ingested");
+    Ok(())
+}
+
+fn memchr_last_newline(b: &[u8]) -> usize {
+    b.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1)
+}
+
 /// Demo traffic: `rate` live events per second through the normal ingest path.
-fn demo_traffic(state: Arc<http::AppState>, rate: u32, stop: Arc<AtomicBool>) {
+fn demo_traffic(state: Arc<http::AppState>, demo: Demo, stop: Arc<AtomicBool>) {
+    if let Err(e) = demo_history(&state, demo.history_days) {
+        tracing::error!(error = %e, "demo history could not be ingested");
+    }
+    let rate = demo.rate;
     let seed = pipeline::now_ms() as u64;
-    let mut traffic = LiveTraffic::new(100_000, 1.1, seed);
+    let mut traffic = LiveTraffic::new(DEMO_PRODUCTS, 1.1, seed);
     let mut ingestor = state.pipeline.ingestor();
     let mut buf = Vec::new();
     let per_tick = (rate / 10).max(1);
@@ -380,7 +523,7 @@ fn role(settings: Settings, config: Option<&std::path::Path>, name: &str) -> any
     serve(cfg, roles, None)
 }
 
-fn serve(cfg: config::Config, roles: Roles, demo_rate: Option<u32>) -> anyhow::Result<()> {
+fn serve(cfg: config::Config, roles: Roles, demo: Option<Demo>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listen = cfg.listen;
     let data_dir = cfg.data_dir.clone();
@@ -388,9 +531,9 @@ fn serve(cfg: config::Config, roles: Roles, demo_rate: Option<u32>) -> anyhow::R
     let state = Arc::new(http::AppState::new(pipeline));
     let stop = Arc::new(AtomicBool::new(false));
     let mut background = Vec::new();
-    if let Some(rate) = demo_rate {
+    if let Some(demo) = demo {
         let (state, stop) = (state.clone(), stop.clone());
-        background.push(std::thread::spawn(move || demo_traffic(state, rate, stop)));
+        background.push(std::thread::spawn(move || demo_traffic(state, demo, stop)));
     }
     {
         let (state, stop) = (state.clone(), stop.clone());
@@ -412,8 +555,8 @@ fn serve(cfg: config::Config, roles: Roles, demo_rate: Option<u32>) -> anyhow::R
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
-        println!("topk serving on http://{addr} (data in {})", data_dir.display());
-        tracing::info!(%addr, demo = demo_rate.is_some(), "listening");
+        let _ = writeln!(std::io::stdout(), "topk serving on http://{addr} (data in {})", data_dir.display());
+        tracing::info!(%addr, demo = demo.is_some(), "listening");
         http::run(listener, state.clone(), shutdown_signal()).await?;
         // Ingests whose client went away may still be appending: let them finish.
         let all = http::MAX_CONCURRENT_INGESTS as u32;
@@ -438,17 +581,12 @@ fn resume(server: &str, token: Option<&str>) -> anyhow::Result<()> {
     let status = reply.status();
     let body: serde_json::Value = reply.json().unwrap_or_default();
     anyhow::ensure!(status.is_success(), "{url}: {status}: {}", body["error"].as_str().unwrap_or(""));
-    if body["resumed"] == true {
-        println!("source resumed");
-    } else {
-        println!("the source was not paused");
-    }
+    let said = if body["resumed"] == true { "source resumed" } else { "the source was not paused" };
+    writeln!(std::io::stdout(), "{said}")?;
     Ok(())
 }
 
-fn accuracy(cfg: &topk::config::Config, limit: usize, json: bool) -> anyhow::Result<()> {
-    use topk_store::Store;
-    let mut store = cfg.open_store()?;
+fn accuracy(mut store: topk_store::SqlStore, limit: usize, json: bool) -> anyhow::Result<()> {
     let records = store.accuracy(limit)?;
     let mut out = std::io::stdout().lock();
     if json {

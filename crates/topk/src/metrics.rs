@@ -6,6 +6,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use topk_core::event::{FIELDS, LINE_PROBLEMS};
+
 use crate::pipeline::IngestReport;
 
 /// Upper bounds (seconds) of the API latency histogram's buckets.
@@ -62,8 +64,10 @@ impl Metrics {
         self.already_ingested.fetch_add(report.already_ingested, Ordering::Relaxed);
         if !report.rejected_by_field.is_empty() {
             let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
-            for (field, n) in &report.rejected_by_field {
-                *rejected.entry(field.clone()).or_default() += n;
+            for (category, n) in &report.rejected_by_field {
+                // Labels from a closed set only: a client must not be able to add series.
+                let known = FIELDS.iter().chain(&LINE_PROBLEMS).find(|c| **c == category);
+                *rejected.entry(known.copied().unwrap_or("unknown_field").to_string()).or_default() += n;
             }
         }
     }
@@ -80,7 +84,12 @@ impl Metrics {
         sample(out, "topk_ingest_events_total", &[], self.accepted.load(Ordering::Relaxed));
         header(out, "topk_ingest_already_ingested_total", "counter", "replayed lines skipped as already in the log");
         sample(out, "topk_ingest_already_ingested_total", &[], self.already_ingested.load(Ordering::Relaxed));
-        header(out, "topk_ingest_rejected_total", "counter", "rejected input lines, by the field at fault");
+        header(
+            out,
+            "topk_ingest_rejected_total",
+            "counter",
+            "rejected input lines, by the field at fault or the kind of problem with the line",
+        );
         for (field, n) in self.rejected.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             sample(out, "topk_ingest_rejected_total", &[("field", field)], n);
         }
@@ -114,15 +123,19 @@ mod tests {
         m.observe_request("/api/v1/top", 200, 9.0);
         let mut report = IngestReport::default();
         report.rejected_by_field.insert("qu\"antity".into(), 2);
+        report.rejected_by_field.insert("price_cents".into(), 1);
         m.record_ingest(&report);
         let mut out = String::new();
         m.render(&mut out);
+        sample(&mut out, "escaped", &[("v", "a\"b\\c\nd")], 1);
         let b = "topk_api_request_duration_seconds_bucket{route=\"/api/v1/top\",status=\"200\"";
         assert!(out.contains(&format!("{b},le=\"0.0005\"}} 1\n")), "{out}");
         assert!(out.contains(&format!("{b},le=\"0.005\"}} 2\n")), "{out}");
         assert!(out.contains(&format!("{b},le=\"2.5\"}} 2\n")), "{out}");
         assert!(out.contains(&format!("{b},le=\"+Inf\"}} 3\n")), "{out}");
         assert!(out.contains("topk_api_request_duration_seconds_count{route=\"/api/v1/top\",status=\"200\"} 3\n"));
-        assert!(out.contains("topk_ingest_rejected_total{field=\"qu\\\"antity\"} 2\n"), "{out}");
+        assert!(out.contains("topk_ingest_rejected_total{field=\"unknown_field\"} 2\n"), "{out}");
+        assert!(out.contains("topk_ingest_rejected_total{field=\"price_cents\"} 1\n"), "{out}");
+        assert!(out.contains("escaped{v=\"a\\\"b\\\\c\\nd\"} 1\n"), "{out}");
     }
 }

@@ -7,7 +7,7 @@
 //! role runs as its own process ([`Roles`]), the logs being Kafka topics and the store
 //! PostgreSQL; every process also serves the HTTP API, health and metrics.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -23,7 +23,7 @@ use topk_core::partition::partition_of;
 use topk_core::Shutdown;
 use topk_log::{Assignments, Log, LogError, Membership, SourcePos};
 use topk_speed::{Architecture, Speed, SpeedProgress};
-use topk_store::{Product, SqlStore, Store};
+use topk_store::SqlStore;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -145,7 +145,6 @@ pub struct Pipeline {
     pub control: Arc<Control>,
     pub archive: Arc<ArchiveProgress>,
     pub speed: Arc<SpeedProgress>,
-    pub catalog: Arc<Catalog>,
     pub metrics: Arc<Metrics>,
     pub source: Arc<SourceState>,
     archive_shutdown: Shutdown,
@@ -245,7 +244,6 @@ impl Pipeline {
         let control = Arc::new(Control::new(partitions, Shutdown::default()));
         let archive_progress = ArchiveProgress::new(partitions);
         let failure: Failure = Arc::new(Failures { retry, last: Mutex::default() });
-        let catalog = Arc::new(Catalog::open(&cfg)?);
         let metrics = Arc::new(Metrics::default());
         let aggregators = Arc::new(Aggregators {
             events: events.clone(),
@@ -307,16 +305,15 @@ impl Pipeline {
         let sourcer = match (&cfg.source, roles.source) {
             (Some(settings), true) => {
                 let (cfg, settings, events, state) = (cfg.clone(), settings.clone(), events.clone(), source.clone());
-                let (catalog, metrics, shutdown) = (catalog.clone(), metrics.clone(), source_shutdown.clone());
+                let (metrics, shutdown) = (metrics.clone(), source_shutdown.clone());
                 Some(spawn_until("source", &failure, &source_shutdown, move || {
-                    let ingestor = Ingestor::new(events.clone(), cfg.max_future_ms, catalog.clone(), metrics.clone());
+                    let ingestor = Ingestor::new(events.clone(), cfg.max_future_ms, metrics.clone());
                     crate::source::run(&cfg, &settings, &*events, ingestor, &state, &shutdown)
                 }))
             }
             _ => None,
         };
         let mut pipeline = Pipeline {
-            catalog,
             cfg,
             roles,
             events,
@@ -381,6 +378,12 @@ impl Pipeline {
         }
     }
 
+    /// Records a failure outside the roles (an ingest that could not append): the
+    /// process reports itself unhealthy from this moment, as for a role's.
+    pub fn record_failure(&self, message: String) {
+        self.failure.record(message);
+    }
+
     /// A role's error: the first one (a replay), or a recent one (a server).
     pub fn failure(&self) -> Option<String> {
         self.failure.current()
@@ -439,7 +442,7 @@ impl Pipeline {
     }
 
     pub fn ingestor(&self) -> Ingestor {
-        Ingestor::new(self.events.clone(), self.cfg.max_future_ms, self.catalog.clone(), self.metrics.clone())
+        Ingestor::new(self.events.clone(), self.cfg.max_future_ms, self.metrics.clone())
     }
 
     /// Declares the input complete: every partition flushes all it holds as final (its
@@ -491,7 +494,6 @@ impl Pipeline {
         if let Some(h) = self.batcher.take() {
             let _ = h.join();
         }
-        self.catalog.flush();
         tracing::info!("pipeline stopped");
         // A role that failed and recovered earlier does not fail the stop; one that failed
         // while stopping (say, its last flush) does.
@@ -516,7 +518,8 @@ pub struct IngestReport {
     pub rejected_count: u64,
     /// The rejected lines, at most [`MAX_LISTED_REJECTIONS`] of them.
     pub rejected: Vec<Rejection>,
-    /// Every rejection counted by the field at fault (`line` when the whole line is).
+    /// Every rejection counted by what was wrong: the field at fault, or the kind of
+    /// problem with the whole line ([`Rejection::category`], a closed set).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub rejected_by_field: BTreeMap<String, u64>,
     /// Input lines read (blank ones included).
@@ -535,7 +538,7 @@ impl IngestReport {
     pub fn add_rejections(&mut self, rejections: Vec<Rejection>) {
         self.rejected_count += rejections.len() as u64;
         for r in &rejections {
-            *self.rejected_by_field.entry(r.field.clone().unwrap_or_else(|| "line".into())).or_default() += 1;
+            *self.rejected_by_field.entry(r.category().to_string()).or_default() += 1;
         }
         self.list(rejections);
     }
@@ -596,40 +599,16 @@ impl SourceResume {
 struct Routed {
     buffers: Vec<Vec<u8>>,
     counts: Vec<u32>,
-    /// Names and categories the events carried, once per (product, name, category), with
-    /// the triple's [`catalog_key`].
-    products: Vec<(u64, Product)>,
-    seen: HashSet<u64, foldhash::fast::RandomState>,
 }
 
 impl Routed {
     fn new(partitions: u32) -> Self {
-        Routed {
-            buffers: vec![Vec::new(); partitions as usize],
-            counts: vec![0; partitions as usize],
-            ..Routed::default()
-        }
-    }
-
-    fn note_product(&mut self, event: &Event<'_>) {
-        if event.product_name.is_none() && event.category.is_none() {
-            return;
-        }
-        let key = catalog_key(&event.product_id, event.product_name.as_deref(), event.category.as_deref());
-        if self.seen.insert(key) {
-            self.products.push((
-                key,
-                Product {
-                    product_id: event.product_id.to_string(),
-                    name: event.product_name.as_deref().map(str::to_string),
-                    category: event.category.as_deref().map(str::to_string),
-                },
-            ));
-        }
+        Routed { buffers: vec![Vec::new(); partitions as usize], counts: vec![0; partitions as usize] }
     }
 
     /// Routes one valid event to its partition's buffer, unless `resume` says that
-    /// partition already has this line. Returns whether it was taken.
+    /// partition already has this line. Returns whether it was taken. (Names and
+    /// categories travel inside the encoded event, to the catalog the speed role keeps.)
     fn add(&mut self, info: LineInfo, event: &Event<'_>, resume: Option<&SourceResume>) -> bool {
         let p = partition_of(event.product_id.as_bytes(), self.counts.len() as u32) as usize;
         if resume.is_some_and(|r| info.start < r.done[p]) {
@@ -637,93 +616,13 @@ impl Routed {
         }
         codec::encode(event, &mut self.buffers[p]);
         self.counts[p] += 1;
-        self.note_product(event);
         true
     }
 
     fn clear(&mut self) {
         self.buffers.iter_mut().for_each(Vec::clear);
         self.counts.iter_mut().for_each(|c| *c = 0);
-        self.products.clear();
-        // `seen` stays: a product named in one batch is not listed again in the next.
-        if self.seen.len() > CATALOG_MEMORY {
-            self.seen.clear();
-        }
     }
-}
-
-/// Identifies a (product, name, category) triple; two one-shot hashes, as this runs for
-/// every event that carries a name.
-fn catalog_key(id: &str, name: Option<&str>, category: Option<&str>) -> u64 {
-    use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
-    let key = xxh3_64_with_seed(name.unwrap_or("").as_bytes(), xxh3_64(id.as_bytes()));
-    category.map_or(key, |c| xxh3_64_with_seed(c.as_bytes(), !key))
-}
-
-/// The product catalog (`products`), filled from the names and categories events carry.
-/// Remembers what it sent, so a name is written once, not once per sale; a background
-/// thread writes them, so ingest never waits for the store.
-pub struct Catalog {
-    to_writer: Mutex<std::sync::mpsc::Sender<CatalogMsg>>,
-    written: Mutex<HashSet<u64, foldhash::fast::RandomState>>,
-}
-
-/// The catalog forgets what it wrote past this many entries (and writes them again).
-const CATALOG_MEMORY: usize = 1_000_000;
-
-impl Catalog {
-    pub fn open(cfg: &Config) -> anyhow::Result<Catalog> {
-        let mut store = cfg.open_store().context("the product catalog")?;
-        let (to_writer, messages) = std::sync::mpsc::channel::<CatalogMsg>();
-        std::thread::Builder::new().name("catalog".into()).spawn(move || {
-            // Ends when the catalog (the sender) is dropped.
-            while let Ok(first) = messages.recv() {
-                let mut products = Vec::new();
-                let mut done = Vec::new();
-                for msg in std::iter::once(first).chain(messages.try_iter()) {
-                    match msg {
-                        CatalogMsg::Products(p) => products.extend(p),
-                        CatalogMsg::Flush(reply) => done.push(reply),
-                    }
-                }
-                if let Err(e) = store.upsert_products(&products) {
-                    tracing::warn!(error = %e, products = products.len(), "could not record product names");
-                }
-                for reply in done {
-                    let _ = reply.send(());
-                }
-            }
-        })?;
-        Ok(Catalog { to_writer: Mutex::new(to_writer), written: Mutex::default() })
-    }
-
-    /// Queues the entries not sent before. Names are for people: a failure to write them
-    /// is logged, never an ingest error, and the sales they came with are already safe.
-    fn record(&self, found: impl Iterator<Item = (u64, Product)>) {
-        let new: Vec<Product> = {
-            let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-            if written.len() > CATALOG_MEMORY {
-                written.clear();
-            }
-            found.filter(|(key, _)| written.insert(*key)).map(|(_, p)| p).collect()
-        };
-        if !new.is_empty() {
-            let _ = self.to_writer.lock().unwrap_or_else(|e| e.into_inner()).send(CatalogMsg::Products(new));
-        }
-    }
-
-    /// Returns once everything queued so far is written.
-    pub fn flush(&self) {
-        let (reply, written) = std::sync::mpsc::channel();
-        if self.to_writer.lock().unwrap_or_else(|e| e.into_inner()).send(CatalogMsg::Flush(reply)).is_ok() {
-            let _ = written.recv();
-        }
-    }
-}
-
-enum CatalogMsg {
-    Products(Vec<Product>),
-    Flush(std::sync::mpsc::Sender<()>),
 }
 
 /// Bodies at least this large are parsed by several threads.
@@ -749,7 +648,6 @@ fn parse_piece(
 /// Parses, validates and partitions input, and appends it to the events log.
 pub struct Ingestor {
     log: Arc<dyn Log>,
-    catalog: Arc<Catalog>,
     metrics: Arc<Metrics>,
     max_future_ms: i64,
     routed: Routed,
@@ -758,17 +656,10 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    pub fn new(log: Arc<dyn Log>, max_future_ms: i64, catalog: Arc<Catalog>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(log: Arc<dyn Log>, max_future_ms: i64, metrics: Arc<Metrics>) -> Self {
         let n = log.partitions();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-        Ingestor {
-            log,
-            catalog,
-            metrics,
-            max_future_ms,
-            routed: Routed::new(n),
-            scratch: vec![Routed::new(n); threads],
-        }
+        Ingestor { log, metrics, max_future_ms, routed: Routed::new(n), scratch: vec![Routed::new(n); threads] }
     }
 
     /// Counts an ingest in the metrics (done by the ingest calls themselves).
@@ -808,8 +699,6 @@ impl Ingestor {
         if let Some((resume, pos)) = source {
             resume.done.iter_mut().for_each(|d| *d = (*d).max(pos.pos));
         }
-        let found = std::iter::once(&mut self.routed).chain(&mut self.scratch).flat_map(|r| r.products.drain(..));
-        self.catalog.record(found);
         self.routed.clear();
         self.scratch.iter_mut().for_each(Routed::clear);
         Ok(())

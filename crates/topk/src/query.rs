@@ -27,6 +27,10 @@ pub enum Source {
     Batch,
     /// Only the speed layer's estimates.
     Speed,
+    /// Exact rows that are out of date: late events or refunds reached the bucket after
+    /// its rollup and the re-roll has not landed yet (or, from before a fix, rows of a
+    /// bucket rolled up before it ended). Counted as stored, but not exact.
+    Pending,
     /// Neither layer has anything for it (no sales yet, or not processed yet).
     None,
 }
@@ -88,6 +92,12 @@ pub struct TopAnswer {
     /// How many leading rows are certainly the period's true top ones (their counts may
     /// still be estimates): all of them unless a note says otherwise.
     pub certain_rows: usize,
+    /// When the answer is not exact: the most any product not listed can have (units, or
+    /// cents ranking by revenue; absent where nothing bounds it: the speed layer's
+    /// revenue). A listed row whose lower end (`count - error_bound`) is below it could
+    /// be overtaken, which is why ranks past `certain_rows` are not certain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unlisted_bound: Option<i64>,
     pub rows: Vec<TopRow>,
     /// The period's total (quantity, or revenue when ranking by revenue), if known.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,15 +109,27 @@ pub struct TopAnswer {
     pub notes: Vec<String>,
 }
 
-/// What the store knows of each bucket of a period.
+/// How the serving layer judges what the store holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub now_ms: i64,
+    /// Lambda: exact rows come from the batch layer, which rolls up only ended buckets;
+    /// Kappa's stream writes exact rows for open buckets too.
+    pub lambda: bool,
+}
+
+/// What the store knows of each bucket of a period: each bucket's rows are exact and
+/// current ([`Source::Batch`]), approximate ([`Source::Speed`]), exact but out of date
+/// ([`Source::Pending`]) or missing.
 struct Period {
     buckets: Vec<Bucket>,
     exact: HashMap<Bucket, ExactBucket>,
     speed: HashMap<Bucket, SpeedBucket>,
+    sources: HashMap<Bucket, Source>,
 }
 
 impl Period {
-    fn load(store: &mut dyn Store, buckets: Vec<Bucket>) -> Result<Period, StoreError> {
+    fn load(store: &mut dyn Store, buckets: Vec<Bucket>, rules: Rules) -> Result<Period, StoreError> {
         let (mut exact, mut speed) = (HashMap::new(), HashMap::new());
         for g in Granularity::ALL {
             let of_g: Vec<i64> = buckets.iter().filter(|b| b.granularity == g).map(|b| b.start_ms).collect();
@@ -119,22 +141,40 @@ impl Period {
                 }
             }
             for s in store.speed_buckets(g, lo, hi + 1)? {
-                if wanted.contains(&s.bucket.start_ms) && !exact.contains_key(&s.bucket) {
+                if wanted.contains(&s.bucket.start_ms) {
                     speed.insert(s.bucket, s);
                 }
             }
         }
-        Ok(Period { buckets, exact, speed })
+        // A bucket is exact only while nothing below it waits for a re-roll (DESIGN §4).
+        let pending = if exact.is_empty() { Vec::new() } else { store.pending()? };
+        let stale = |b: &Bucket| {
+            (rules.lambda && b.end_ms() > rules.now_ms)
+                || pending.iter().any(|p| {
+                    p == b || (p.granularity.feeds(b.granularity) && p.start_ms < b.end_ms() && p.end_ms() > b.start_ms)
+                })
+        };
+        let mut sources = HashMap::new();
+        for &b in &buckets {
+            let source = match (exact.contains_key(&b), speed.contains_key(&b)) {
+                (true, _) if !stale(&b) => Source::Batch,
+                (_, true) => Source::Speed,
+                (true, false) => Source::Pending,
+                (false, false) => Source::None,
+            };
+            sources.insert(b, source);
+        }
+        exact.retain(|b, _| matches!(sources.get(b), Some(Source::Batch | Source::Pending)));
+        speed.retain(|b, _| sources.get(b) == Some(&Source::Speed));
+        Ok(Period { buckets, exact, speed, sources })
     }
 
     fn source(&self, b: Bucket) -> Source {
-        if self.exact.contains_key(&b) {
-            Source::Batch
-        } else if self.speed.contains_key(&b) {
-            Source::Speed
-        } else {
-            Source::None
-        }
+        self.sources.get(&b).copied().unwrap_or(Source::None)
+    }
+
+    fn count(&self, source: Source) -> usize {
+        self.buckets.iter().filter(|b| self.source(**b) == source).count()
     }
 
     fn states(&self) -> Vec<BucketState> {
@@ -178,22 +218,28 @@ pub fn top(
     buckets: Vec<Bucket>,
     k: usize,
     by: By,
-    now_ms: i64,
+    rules: Rules,
 ) -> Result<TopAnswer, StoreError> {
+    let now_ms = rules.now_ms;
     let (from_ms, to_ms) =
         (buckets.iter().map(|b| b.start_ms).min().unwrap_or(0), buckets.iter().map(|b| b.end_ms()).max().unwrap_or(0));
-    let period = Period::load(store, buckets)?;
+    let period = Period::load(store, buckets, rules)?;
     let exact_buckets: Vec<&ExactBucket> = period.buckets.iter().filter_map(|b| period.exact.get(b)).collect();
     let speed_buckets: Vec<&SpeedBucket> = period.buckets.iter().filter_map(|b| period.speed.get(b)).collect();
-    let missing = period.buckets.iter().filter(|b| period.source(**b) == Source::None).count();
+    let missing = period.count(Source::None);
+    let pending = period.count(Source::Pending);
 
     // Speed rows are few (the speed layer's top N per bucket): read them whole.
     let mut speed_rows: Vec<HashMap<String, SpeedRow>> = Vec::with_capacity(speed_buckets.len());
     for s in &speed_buckets {
         speed_rows.push(store.speed_rows(s.bucket)?.into_iter().map(|r| (r.product_id.clone(), r)).collect());
     }
-    let Ranked { rows: mut ranked, certain } =
+    let Ranked { rows: mut ranked, certain, unlisted } =
         rank(store, &exact_buckets, &speed_buckets, &speed_rows, k, by, WHOLE_SUM_ROWS)?;
+    // The most a product left off the answer can have: below the lists' depth, or a
+    // candidate ranked past K (at its upper bound).
+    let beyond = ranked.iter().skip(k).map(|(_, s)| value(by, s.count, s.revenue).saturating_add(s.error)).max();
+    let unlisted = unlisted.map(|u| u.max(beyond.unwrap_or(0)));
     ranked.truncate(k);
     let certified = certain >= ranked.len();
 
@@ -214,6 +260,13 @@ pub fn top(
             notes.push("revenue estimates count only sales seen while a product was a candidate".into());
         }
     }
+    if pending > 0 {
+        notes.push(format!(
+            "{pending} of {} buckets are waiting for a re-roll: late events or refunds reached them after their \
+             rollup (or they were rolled up before they ended), so their numbers are the last rollup's",
+            period.buckets.len()
+        ));
+    }
     if missing > 0 {
         notes.push(format!(
             "{missing} of {} buckets have no data (no sales yet, not yet processed, or past retention)",
@@ -221,15 +274,20 @@ pub fn top(
         ));
     }
     if !certified {
+        let most = unlisted.map_or(String::new(), |u| format!(" (a product not listed can have up to {u})"));
         notes.push(match certain {
-            0 => "a product below the stored top lists could still belong in this top K".to_string(),
+            0 => format!("a product not listed could still belong in this top K{most}"),
             c => format!(
-                "ranks 1–{c} are certain; below that, a product outside the stored top lists could still belong"
+                "ranks 1–{c} are certain; below that a row's lower bound is under what a product not listed could have{most}, so it could be overtaken"
             ),
         });
     }
     let names = names(store, ranked.iter().map(|(id, _)| id.as_str()))?;
-    let source = if speed_buckets.is_empty() { Source::Batch } else { Source::Speed };
+    let source = match (speed_buckets.is_empty(), pending) {
+        (false, _) => Source::Speed,
+        (true, 0) => Source::Batch,
+        (true, _) => Source::Pending,
+    };
     let rows = ranked
         .into_iter()
         .enumerate()
@@ -245,14 +303,16 @@ pub fn top(
         })
         .collect();
     let oldest = speed_buckets.iter().map(|s| s.updated_ms).min();
+    let exact = speed_buckets.is_empty() && pending == 0 && missing == 0 && certified;
     Ok(TopAnswer {
         from: format_rfc3339(from_ms),
         to: format_rfc3339(to_ms),
         k,
         by: by.as_str(),
-        exact: speed_buckets.is_empty() && missing == 0 && certified,
+        exact,
         open: to_ms > now_ms,
         certain_rows: certain.min(k),
+        unlisted_bound: unlisted.filter(|_| !exact),
         rows,
         total,
         freshness: Freshness {
@@ -270,6 +330,9 @@ pub fn top(
 struct Ranked {
     rows: Vec<(String, Sums)>,
     certain: usize,
+    /// The most any product not among `rows` can have (`None` where nothing bounds it:
+    /// the speed layer's revenue).
+    unlisted: Option<i64>,
 }
 
 /// Summing whole buckets, when the stored lists cannot prove the top K, is done up to
@@ -368,15 +431,15 @@ fn rank(
         };
         tracing::debug!(depth, candidates = ranked.len(), certain, wanted, bound, "threshold pass");
         if certain >= wanted || !provable {
-            return Ok(Ranked { rows: ranked, certain });
+            return Ok(Ranked { rows: ranked, certain, unlisted: provable.then_some(bound) });
         }
         if depth >= MAX_K {
             // Approximate buckets cannot be summed whole: their rows are all there is.
             if speed.is_empty() && exact.iter().map(|e| e.products).sum::<i64>() <= budget {
                 let rows = sum_whole(store, exact, k, by)?;
-                return Ok(Ranked { certain: rows.len(), rows });
+                return Ok(Ranked { certain: rows.len(), rows, unlisted: None });
             }
-            return Ok(Ranked { rows: ranked, certain });
+            return Ok(Ranked { rows: ranked, certain, unlisted: Some(bound) });
         }
         depth = (depth * 4).min(MAX_K);
     }
@@ -437,27 +500,29 @@ pub struct ProductHistory {
     pub points: Vec<HistoryPoint>,
 }
 
-/// A product's count and rank in every `granularity` bucket of `[from_ms, to_ms)`.
+/// A product's count and rank in every `granularity` bucket of `[from_ms, to_ms)`;
+/// `None` for a product never seen (not in the catalog, and no sale in the range).
 pub fn history(
     store: &mut dyn Store,
     product_id: &str,
     granularity: Granularity,
     from_ms: i64,
     to_ms: i64,
-) -> Result<ProductHistory, StoreError> {
+    rules: Rules,
+) -> Result<Option<ProductHistory>, StoreError> {
     let mut buckets = Vec::new();
     let mut b = Bucket::containing(granularity, from_ms);
     while b.start_ms < to_ms {
         buckets.push(b);
         b = b.next();
     }
-    let period = Period::load(store, buckets)?;
+    let period = Period::load(store, buckets, rules)?;
     let mut points = Vec::with_capacity(period.buckets.len());
     for &b in &period.buckets {
         let source = period.source(b);
         let (mut count, mut error, mut revenue, mut rank) = (0, 0, 0, None);
         match source {
-            Source::Batch => {
+            Source::Batch | Source::Pending => {
                 if let Some(p) = store.product_sums(b, &[product_id])?.pop() {
                     (count, revenue) = (p.count, p.revenue_cents);
                 }
@@ -485,12 +550,12 @@ pub fn history(
             rank,
         });
     }
-    let product = store.products(&[product_id])?.pop().unwrap_or(Product {
-        product_id: product_id.to_string(),
-        name: None,
-        category: None,
-    });
-    Ok(ProductHistory { product, granularity, points })
+    let known = store.products(&[product_id])?.pop();
+    if known.is_none() && points.iter().all(|p| p.count == 0 && p.rank.is_none()) {
+        return Ok(None);
+    }
+    let product = known.unwrap_or(Product { product_id: product_id.to_string(), name: None, category: None });
+    Ok(Some(ProductHistory { product, granularity, points }))
 }
 
 /// `GET /api/v1/buckets`: every bucket of a granularity in a range, and its source.
@@ -499,6 +564,7 @@ pub fn buckets(
     granularity: Granularity,
     from_ms: i64,
     to_ms: i64,
+    rules: Rules,
 ) -> Result<Vec<BucketState>, StoreError> {
     let mut known: BTreeMap<i64, Bucket> = BTreeMap::new();
     for e in store.exact_buckets(granularity, from_ms, to_ms)? {
@@ -507,7 +573,7 @@ pub fn buckets(
     for s in store.speed_buckets(granularity, from_ms, to_ms)? {
         known.insert(s.bucket.start_ms, s.bucket);
     }
-    Ok(Period::load(store, known.into_values().collect())?.states())
+    Ok(Period::load(store, known.into_values().collect(), rules)?.states())
 }
 
 #[cfg(test)]
@@ -519,6 +585,11 @@ mod tests {
     /// Tuesday 2026-12-01.
     const DAY0: i64 = 1_796_083_200_000;
     const DAY: i64 = 86_400_000;
+
+    /// These tests write exact rows as Kappa does (open buckets included).
+    fn kappa(now_ms: i64) -> Rules {
+        Rules { now_ms, lambda: false }
+    }
 
     fn day(i: i64) -> Bucket {
         Bucket::containing(Granularity::Day, DAY0 + i * DAY)
@@ -549,7 +620,7 @@ mod tests {
                 .iter()
                 .map(|(id, &(count, revenue_cents))| ProductSum { product_id: id.clone(), count, revenue_cents })
                 .collect();
-            store.write_exact("test", &[(b, rows)], depth, &[]).unwrap();
+            store.write_exact("test", &[(b, rows)], depth, &[], &[]).unwrap();
             for (id, (c, r)) in sums {
                 let t = truth.entry(id).or_default();
                 t.0 += c;
@@ -579,7 +650,7 @@ mod tests {
         let truth = exact_days(&mut store, &days, 5_000, 1000, 7);
         for by in By::ALL {
             for k in [1, 3, 10, 100, 1000] {
-                let a = top(&mut store, days.clone(), k, by, 0).unwrap();
+                let a = top(&mut store, days.clone(), k, by, kappa(0)).unwrap();
                 assert!(a.exact, "k={k} by={by:?}: {:?}", a.notes);
                 assert_eq!(got(&a, by), brute_top(&truth, k, by), "k={k} by={by:?}");
                 let total: i64 = truth.values().map(|&(c, r)| value(by, c, r)).sum();
@@ -591,12 +662,12 @@ mod tests {
         let short: Vec<Bucket> = (10..13).map(day).collect();
         let truth = exact_days(&mut store, &short, 5_000, 5, 8);
         for k in [1, 5, 10, 50] {
-            let a = top(&mut store, short.clone(), k, By::Quantity, 0).unwrap();
+            let a = top(&mut store, short.clone(), k, By::Quantity, kappa(0)).unwrap();
             assert!(a.exact);
             assert_eq!(got(&a, By::Quantity), brute_top(&truth, k, By::Quantity), "k={k}");
         }
         // Past the whole-sum budget: the counts stay exact and the certain prefix is right.
-        let period = Period::load(&mut store, short.clone()).unwrap();
+        let period = Period::load(&mut store, short.clone(), kappa(0)).unwrap();
         let exact: Vec<&ExactBucket> = short.iter().map(|b| &period.exact[b]).collect();
         let r = rank(&mut store, &exact, &[], &[], 50, By::Quantity, 0).unwrap();
         assert!(r.certain < 50, "5-deep lists cannot prove a top 50");
@@ -609,7 +680,7 @@ mod tests {
         }
         // One bucket is answered from its own list.
         let single = exact_days(&mut store, &[day(20)], 5_000, 1000, 9);
-        let a = top(&mut store, vec![day(20)], 10, By::Revenue, 0).unwrap();
+        let a = top(&mut store, vec![day(20)], 10, By::Revenue, kappa(0)).unwrap();
         assert_eq!(got(&a, By::Revenue), brute_top(&single, 10, By::Revenue));
     }
 
@@ -645,9 +716,9 @@ mod tests {
                 total_count: 99,
             });
         }
-        store.write_speed("speed", &writes, &[]).unwrap();
+        store.write_speed("speed", &writes, &[], &[]).unwrap();
         let days: Vec<Bucket> = (0..4).map(day).collect();
-        let a = top(&mut store, days, 10, By::Quantity, 5_000).unwrap();
+        let a = top(&mut store, days, 10, By::Quantity, kappa(5_000)).unwrap();
         assert!(!a.exact);
         assert_eq!(
             a.buckets.iter().map(|b| b.source).collect::<Vec<_>>(),
@@ -673,14 +744,24 @@ mod tests {
         let mut want_sorted = want.clone();
         want_sorted.sort();
         assert_eq!(listed, want_sorted);
-        assert!(a.notes.iter().all(|n| !n.contains("could still belong")), "{:?}", a.notes);
+        assert!(
+            a.notes.iter().all(|n| !n.contains("could still belong") && !n.contains("could be overtaken")),
+            "{:?}",
+            a.notes
+        );
+        // What an unlisted product could have: at least the two open days' unlisted bounds
+        // (and the exact days' share of it), and below the 10th row's lower end.
+        let unlisted = a.unlisted_bound.expect("approximate answers carry the cut-off");
+        assert!(unlisted >= 2 * (300 - 40 * 4), "{unlisted}");
+        let tenth = &a.rows[9];
+        assert!(tenth.count - tenth.error_bound > unlisted, "{tenth:?} vs {unlisted}");
         // A product the speed layer did not list carries the unlisted bound.
-        let tail = top(&mut store, (0..4).map(day).collect(), 100, By::Quantity, 5_000).unwrap();
+        let tail = top(&mut store, (0..4).map(day).collect(), 100, By::Quantity, kappa(5_000)).unwrap();
         let unlisted = tail.rows.iter().find(|r| r.product_id == "p00050").expect("sold on the exact days");
         assert!(unlisted.error_bound >= 2 * (300 - 40 * 4));
         assert!((unlisted.count - truth["p00050"].0).abs() <= unlisted.error_bound);
         // The product's history marks each day's source.
-        let h = history(&mut store, "p00001", Granularity::Day, DAY0, DAY0 + 5 * DAY).unwrap();
+        let h = history(&mut store, "p00001", Granularity::Day, DAY0, DAY0 + 5 * DAY, kappa(5_000)).unwrap().unwrap();
         assert_eq!(
             h.points.iter().map(|p| p.source).collect::<Vec<_>>(),
             [Source::Batch, Source::Batch, Source::Speed, Source::Speed, Source::None]
@@ -688,8 +769,69 @@ mod tests {
         assert!(h.points[2].rank.is_some() && h.points[0].rank.is_some());
         // Batch wins: once a speed day has exact rows, they answer for it.
         let rows = vec![ProductSum { product_id: "p00001".into(), count: 7, revenue_cents: 70 }];
-        store.write_exact("test", &[(day(2), rows)], 1000, &[]).unwrap();
-        let h = history(&mut store, "p00001", Granularity::Day, DAY0, DAY0 + 5 * DAY).unwrap();
+        store.write_exact("test", &[(day(2), rows)], 1000, &[], &[]).unwrap();
+        let h = history(&mut store, "p00001", Granularity::Day, DAY0, DAY0 + 5 * DAY, kappa(5_000)).unwrap().unwrap();
         assert_eq!((h.points[2].source, h.points[2].count, h.points[2].error_bound), (Source::Batch, 7, 0));
+    }
+
+    #[test]
+    fn a_bucket_waiting_for_a_reroll_or_not_ended_is_not_served_as_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqlStore::open_sqlite(dir.path().join("store.db")).unwrap();
+        let days: Vec<Bucket> = (0..3).map(day).collect();
+        exact_days(&mut store, &days, 300, 1000, 1);
+        let later = Rules { now_ms: DAY0 + 10 * DAY, lambda: true };
+        let top_of = |store: &mut SqlStore, buckets: Vec<Bucket>, rules: Rules| {
+            top(store, buckets, 10, By::Quantity, rules).unwrap()
+        };
+        assert!(top_of(&mut store, vec![day(1)], later).exact);
+        // A late event reached 05:00 of day 1: that hour is pending, so the day is stale.
+        let hour = Bucket::containing(Granularity::Hour, day(1).start_ms + 5 * topk_core::HOUR_MS);
+        store.add_pending(&[hour]).unwrap();
+        let a = top_of(&mut store, vec![day(1)], later);
+        assert!(!a.exact);
+        assert_eq!(a.buckets[0].source, Source::Pending);
+        assert!(a.rows.iter().all(|r| r.source == Source::Pending));
+        assert!(a.notes.iter().any(|n| n.contains("waiting for a re-roll")), "{:?}", a.notes);
+        // The days around it stay exact; a range over day 1 is not.
+        assert!(top_of(&mut store, vec![day(0), day(2)], later).exact);
+        let range = top_of(&mut store, days.clone(), later);
+        assert!(!range.exact);
+        assert_eq!(
+            range.buckets.iter().map(|b| b.source).collect::<Vec<_>>(),
+            [Source::Batch, Source::Pending, Source::Batch]
+        );
+        let h = history(&mut store, "p00001", Granularity::Day, DAY0, DAY0 + 3 * DAY, later).unwrap().unwrap();
+        assert!(history(&mut store, "never", Granularity::Day, DAY0, DAY0 + 3 * DAY, later).unwrap().is_none());
+        assert_eq!(
+            h.points.iter().map(|p| p.source).collect::<Vec<_>>(),
+            [Source::Batch, Source::Pending, Source::Batch]
+        );
+        // The day itself pending (its hour re-rolled, the day not yet) is stale the same way.
+        let g = store.pending_generation(hour).unwrap().unwrap();
+        store.remove_pending(hour, g).unwrap();
+        store.add_pending(&[day(1)]).unwrap();
+        assert_eq!(top_of(&mut store, vec![day(1)], later).buckets[0].source, Source::Pending);
+        let g = store.pending_generation(day(1)).unwrap().unwrap();
+        store.remove_pending(day(1), g).unwrap();
+        assert!(top_of(&mut store, vec![day(1)], later).exact, "the re-roll landed");
+        // In Lambda only an ended bucket is exact: rows of an open one can only be stale ...
+        let during = Rules { now_ms: day(1).start_ms + 12 * topk_core::HOUR_MS, lambda: true };
+        assert_eq!(top_of(&mut store, vec![day(1)], during).buckets[0].source, Source::Pending);
+        // ... and the speed layer's estimates of it win over them.
+        let rows = vec![SpeedRow { product_id: "p00001".into(), count: 5, error: 1, revenue_cents: 0, updated_ms: 1 }];
+        let write = SpeedWrite {
+            bucket: day(1),
+            rows,
+            sketches: Vec::new(),
+            finished: false,
+            unlisted_bound: 1,
+            total_count: 5,
+        };
+        store.write_speed("speed", &[write], &[], &[]).unwrap();
+        let a = top_of(&mut store, vec![day(1)], during);
+        assert_eq!((a.buckets[0].source, a.rows[0].count, a.total), (Source::Speed, 5, Some(5)));
+        // Kappa counts open buckets exactly.
+        assert!(top_of(&mut store, vec![day(1)], Rules { lambda: false, ..during }).exact);
     }
 }

@@ -27,7 +27,7 @@ fn seed_store(data: &Path) {
         let rows: Vec<ProductSum> = (0..50)
             .map(|n| ProductSum { product_id: format!("p{n:02}"), count: 100 - n, revenue_cents: (100 - n) * 250 })
             .collect();
-        store.write_exact("seed", &[(day(d), rows)], 1000, &[]).unwrap();
+        store.write_exact("seed", &[(day(d), rows)], 1000, &[], &[]).unwrap();
     }
     let writes: Vec<SpeedWrite> = (2..4)
         .map(|d| SpeedWrite {
@@ -47,7 +47,10 @@ fn seed_store(data: &Path) {
             total_count: 1_000,
         })
         .collect();
-    store.write_speed("speed", &writes, &[]).unwrap();
+    // The catalog holds every product that sold (the speed role writes it); one is named.
+    let catalog: Vec<topk_store::Product> =
+        (0..50).map(|n| topk_store::Product { product_id: format!("p{n:02}"), name: None, category: None }).collect();
+    store.write_speed("speed", &writes, &[], &catalog).unwrap();
     store
         .upsert_products(&[topk_store::Product {
             product_id: "p00".into(),
@@ -267,7 +270,7 @@ fn ingested_names_fill_the_catalog_and_rejects_are_counted_by_field() {
     assert_eq!(report["accepted"], 1);
     assert_eq!(report["rejected_count"], 2);
     assert_eq!(report["rejected_by_field"]["price_cents"], 1, "{report}");
-    assert_eq!(report["rejected_by_field"]["line"], 1, "{report}");
+    assert_eq!(report["rejected_by_field"]["event"], 1, "{report}");
     // The catalog is written in the background, off the ingest path.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let found = loop {
@@ -282,4 +285,54 @@ fn ingested_names_fill_the_catalog_and_rejects_are_counted_by_field() {
     let text = reqwest::blocking::get(format!("{}/metrics", s.url)).unwrap().text().unwrap();
     assert!(text.contains("topk_ingest_events_total 1\n"), "{text}");
     assert!(text.contains("topk_ingest_rejected_total{field=\"price_cents\"} 1\n"), "{text}");
+}
+
+#[test]
+fn every_api_error_is_json_and_any_bucket_label_can_end_a_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    seed_store(&data);
+    let s = serve(&data, &[]);
+    let api = format!("{}/api/v1", s.url);
+    let client = reqwest::blocking::Client::new();
+    let json_error = |r: reqwest::blocking::Response, status: u16, needle: &str| {
+        assert_eq!(r.status().as_u16(), status);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let body: Value = r.json().unwrap();
+        let message = body["error"].as_str().unwrap_or_else(|| panic!("no error in {body}"));
+        assert!(message.contains(needle), "{message:?} should mention {needle:?}");
+    };
+    // Errors axum produces itself (undecodable paths, unknown routes, wrong methods) are
+    // JSON too, not plain text or an empty body.
+    json_error(client.get(format!("{api}/products/%FF")).send().unwrap(), 400, "UTF-8");
+    json_error(client.get(format!("{api}/sources/abc")).send().unwrap(), 400, "");
+    json_error(client.get(format!("{api}/nope")).send().unwrap(), 404, "no such endpoint: GET /api/v1/nope");
+    json_error(client.post(format!("{api}/top")).send().unwrap(), 405, "POST is not allowed on /api/v1/top");
+    // A product never seen is a 404, not a history of zeros; ids follow the ingest rules.
+    json_error(client.get(format!("{api}/products/never-sold")).send().unwrap(), 404, "never seen");
+    let long = "x".repeat(129);
+    json_error(client.get(format!("{api}/products/{long}")).send().unwrap(), 400, "at most 128");
+    // Range ends: any bucket label on a boundary, for any granularity.
+    let (status, a) = get(&format!("{api}/top?from=2026-09&to=2026-10&k=3"));
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(
+        (a["from"].as_str(), a["to"].as_str()),
+        (Some("2026-09-01T00:00:00.000Z"), Some("2026-10-01T00:00:00.000Z"))
+    );
+    let (status, a) = get(&format!("{api}/top?from=2026-W36&to=2026-09-03&k=3"));
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["from"], "2026-08-31T00:00:00.000Z");
+    let (status, h) = get(&format!("{api}/products/p01?granularity=year&from=2026&to=2027"));
+    assert_eq!((status, h["points"].as_array().unwrap().len()), (200, 1), "{h}");
+    let (status, e) = get(&format!("{api}/top?granularity=hour&start=2026-09-01"));
+    assert_eq!(
+        (status, e["buckets"][0]["label"].as_str()),
+        (200, Some("2026-09-01T00")),
+        "a date is its first hour: {e}"
+    );
+    let (_, e) = get(&format!("{api}/top?granularity=day&start=2026-09-01T05"));
+    assert!(e["error"].as_str().unwrap().contains("this is an hour label; a day bucket"), "{e}");
+    // The favicon is there.
+    let r = client.get(format!("{}/favicon.ico", s.url)).send().unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["content-type"].to_str().unwrap()), (200, "image/svg+xml"));
 }

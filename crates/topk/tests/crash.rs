@@ -1,10 +1,10 @@
 //! Exactly once under kill -9: a replay is killed with SIGKILL at seeded random moments
-//! (during ingest, flushes, archiving or rollups) and restarted each time; the archive
-//! and every batch bucket must still equal the ground truth exactly.
+//! (during ingest, flushes, archiving or rollups) and restarted each time; the archive,
+//! every batch bucket and the product catalog must still equal the ground truth exactly.
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -36,7 +36,7 @@ fn replay_killed_at_random_moments_still_archives_exact_sums() {
     );
     let data = dir.path().join("data");
     let replay_into = |data: &std::path::Path| {
-        let mut c = Command::new(topk_bin());
+        let mut c = topk_cmd();
         c.arg("replay")
             .arg(&input)
             .arg("--data-dir")
@@ -79,6 +79,7 @@ fn replay_killed_at_random_moments_still_archives_exact_sums() {
             let truth = ground_truth(&input);
             assert_sums_eq(&archive_sums(&data.join("archive")), &truth);
             assert_store_exact(&data.join("store.db"), &bucket_truth(&truth), 1000);
+            assert_catalog_eq(&data.join("store.db"), &catalog_truth(&input));
             std::fs::remove_dir_all(&data).unwrap();
         }
     }
@@ -86,6 +87,9 @@ fn replay_killed_at_random_moments_still_archives_exact_sums() {
     assert!(out.status.success(), "final replay failed: {}", String::from_utf8_lossy(&out.stderr));
     let truth = ground_truth(&input);
     assert_sums_eq(&archive_sums(&data.join("archive")), &truth);
+    // The catalog is as crash-safe as the counts: every product, with its name (names
+    // were once written off to the side and lost for the lines a kill cut short).
+    assert_catalog_eq(&data.join("store.db"), &catalog_truth(&input));
     // Kills also landed in the middle of rollups: no bucket may be half written.
     let checked = assert_store_exact(&data.join("store.db"), &bucket_truth(&truth), 1000);
     assert_eq!(checked["hour"], 48);

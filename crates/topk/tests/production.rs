@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::deploy::*;
@@ -196,7 +195,7 @@ fn a_burst_of_bad_events_pauses_the_kafka_source_and_resume_loses_no_good_event(
     let still: serde_json::Value = get("/api/v1/sources/kafka").json().unwrap();
     assert_eq!(still["consumed"], status["consumed"], "nothing is consumed while paused");
 
-    let out = Command::new(topk_bin()).args(["resume", "--server", &url]).output().unwrap();
+    let out = topk_cmd().args(["resume", "--server", &url]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "source resumed");
     wait_for("the rest of the topic", Duration::from_secs(60), || {
@@ -272,7 +271,7 @@ fn kafka_properties_from_the_file_and_the_environment_reach_librdkafka() {
     let api = d.start("api", "api", &[]);
     assert_eq!(reqwest::blocking::get(format!("{api}/healthz")).unwrap().status(), 200);
     let run = |env: &[(&str, &str)]| {
-        let out = Command::new(topk_bin())
+        let out = topk_cmd()
             .args(["api", "--config"])
             .arg(&d.config)
             .args(["--listen", "127.0.0.1:0"])

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 #[test]
@@ -13,7 +11,7 @@ fn replay_of_a_million_events_archives_exact_hourly_sums() {
     let input = dir.path().join("events.ndjson");
     gen(&input, &["--events", "1000000", "--products", "50000", "--start", "2026-11-01", "--days", "3", "--seed", "7"]);
     let data = dir.path().join("data");
-    let out = Command::new(topk_bin())
+    let out = topk_cmd()
         .args(["replay", "--max-entries", "100000"])
         .arg(&input)
         .arg("--data-dir")
@@ -34,23 +32,13 @@ fn replay_of_a_million_events_archives_exact_hourly_sums() {
     assert_eq!(hours.len(), 72);
     assert!(hours.values().all(|h| h["complete"] == true && h["dirty"] == false), "{hours:?}");
 
-    // The catalog holds every product the input named, with its name, once the replay returns.
-    let mut named = std::collections::BTreeMap::new();
-    for line in std::fs::read_to_string(&input).unwrap().lines() {
-        let e: serde_json::Value = serde_json::from_str(line).unwrap();
-        if let Some(name) = e["product_name"].as_str() {
-            named.insert(e["product_id"].as_str().unwrap().to_string(), name.to_string());
-        }
-    }
-    assert!(named.len() > 10_000);
-    let db = rusqlite::Connection::open(data.join("store.db")).unwrap();
-    let mut stmt = db.prepare("SELECT product_id, name FROM products").unwrap();
-    let catalog: std::collections::BTreeMap<String, String> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
-    assert_eq!(catalog, named);
+    // The catalog holds every product of the input, with its name, once the replay returns.
+    let catalog = catalog_truth(&input);
+    assert!(catalog.values().filter(|(name, _)| name.is_some()).count() > 10_000);
+    assert_catalog_eq(&data.join("store.db"), &catalog);
 
     // Replaying the same file again is a no-op: nothing is counted twice.
-    let again = Command::new(topk_bin()).arg("replay").arg(&input).arg("--data-dir").arg(&data).output().unwrap();
+    let again = topk_cmd().arg("replay").arg(&input).arg("--data-dir").arg(&data).output().unwrap();
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already replayed completely"));
     assert_sums_eq(&archive_sums(&data.join("archive")), &truth);
@@ -65,7 +53,7 @@ fn csv_replay_equals_ndjson_replay() {
     gen(&csv, &[&args[..], &["--format", "csv"]].concat());
     for (file, name) in [(&ndjson, "n"), (&csv, "c")] {
         let data = dir.path().join(name);
-        let st = Command::new(topk_bin()).arg("replay").arg(file).arg("--data-dir").arg(&data).output().unwrap();
+        let st = topk_cmd().arg("replay").arg(file).arg("--data-dir").arg(&data).output().unwrap();
         assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
     }
     let truth = ground_truth(&ndjson);

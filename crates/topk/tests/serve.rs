@@ -26,7 +26,7 @@ fn sigterm(child: &mut Child) -> std::process::ExitStatus {
 fn drain(dir: &Path, data: &Path) {
     let empty = dir.join("empty.ndjson");
     std::fs::write(&empty, "").unwrap();
-    let out = Command::new(topk_bin()).arg("replay").arg(&empty).arg("--data-dir").arg(data).output().unwrap();
+    let out = topk_cmd().arg("replay").arg(&empty).arg("--data-dir").arg(data).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -68,11 +68,8 @@ fn replay_to_a_server_counts_every_event_once_even_when_repeated() {
     let data = dir.path().join("data");
     let mut s = serve(&data, &["--auth-token", "t0ken", "--flush-interval-ms", "200"]);
     for round in 0..2 {
-        let out = Command::new(topk_bin())
-            .args(["replay", "--server", &s.url, "--auth-token", "t0ken"])
-            .arg(&input)
-            .output()
-            .unwrap();
+        let out =
+            topk_cmd().args(["replay", "--server", &s.url, "--auth-token", "t0ken"]).arg(&input).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
         let expect = if round == 0 { "0 already ingested" } else { "0 events accepted" };

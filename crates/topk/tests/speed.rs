@@ -3,13 +3,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 fn replay(input: &std::path::Path, data: &std::path::Path, extra: &[&str]) {
-    let out =
-        Command::new(topk_bin()).arg("replay").arg(input).arg("--data-dir").arg(data).args(extra).output().unwrap();
+    let out = topk_cmd().arg("replay").arg(input).arg("--data-dir").arg(data).args(extra).output().unwrap();
     assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -21,7 +18,8 @@ fn kappa_fills_every_bucket_exactly_without_a_batch_layer() {
     let data = dir.path().join("data");
     replay(&input, &data, &["--architecture", "kappa", "--max-entries", "20000"]);
     let db = data.join("store.db");
-    let checked = assert_store_exact(&db, &bucket_truth(&ground_truth(&input)), 1000);
+    // Kappa counts every bucket exactly, open ones (this year) included.
+    let checked = assert_store_exact(&db, &bucket_truth_ended_by(&ground_truth(&input), i64::MAX), 1000);
     assert!(checked.values().sum::<usize>() > 70, "{checked:?}");
     let conn = rusqlite::Connection::open(&db).unwrap();
     let runs: i64 = conn.query_row("SELECT COUNT(*) FROM pipeline_runs", [], |r| r.get(0)).unwrap();
@@ -36,19 +34,28 @@ fn lambda_speed_rows_are_scored_then_replaced_by_exact_ones() {
     let data = dir.path().join("data");
     replay(&input, &data, &["--max-entries", "5000"]);
     let conn = rusqlite::Connection::open(data.join("store.db")).unwrap();
-    let speed_rows: i64 = conn.query_row("SELECT COUNT(*) FROM speed_table", [], |r| r.get(0)).unwrap();
-    assert_eq!(speed_rows, 0, "the batch layer replaced every approximate row");
+    // The year 2026 stays approximate until it ends; every bucket that ended is exact.
+    let year_ended = chrono::Utc::now() >= "2027-01-01T00:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let speed_rows: Vec<(String, i64)> = conn
+        .prepare("SELECT granularity, COUNT(*) FROM speed_table GROUP BY granularity")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let open: Vec<(String, i64)> = if year_ended { vec![] } else { vec![("year".into(), 1000)] };
+    assert_eq!(speed_rows, open, "the batch layer replaced every approximate row of an ended bucket");
     let (scored, worst_p10, worst_coverage): (i64, f64, f64) = conn
         .query_row("SELECT COUNT(*), MIN(precision_at_10), MIN(bound_coverage) FROM accuracy", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .unwrap();
-    // 48 hours, 2 days, 1 week, 1 month, 1 year.
-    assert_eq!(scored, 53, "every bucket with data was scored");
+    // 48 hours, 2 days, 1 week, 1 month, and the year once it has ended.
+    assert_eq!(scored, 52 + i64::from(year_ended), "every ended bucket with data was scored");
     assert_eq!(worst_p10, 1.0);
     assert_eq!(worst_coverage, 1.0, "every reported bound held");
 
-    let out = Command::new(topk_bin()).args(["accuracy", "--limit", "5", "--data-dir"]).arg(&data).output().unwrap();
+    let out = topk_cmd().args(["accuracy", "--limit", "5", "--data-dir"]).arg(&data).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("p@100") && text.contains("5 buckets: mean p@10 1.000"), "{text}");
 
@@ -57,7 +64,9 @@ fn lambda_speed_rows_are_scored_then_replaced_by_exact_ones() {
     let metrics = reqwest::blocking::get(format!("{}/metrics", s.url)).unwrap().text().unwrap();
     s.child.kill().unwrap();
     s.child.wait().unwrap();
-    for g in ["hour", "day", "week", "month", "year"] {
+    let scored_granularities: &[&str] =
+        if year_ended { &["hour", "day", "week", "month", "year"] } else { &["hour", "day", "week", "month"] };
+    for g in scored_granularities {
         assert!(metrics.contains(&format!("topk_speed_precision_at_10{{granularity=\"{g}\"}} 1\n")), "{metrics}");
         assert!(metrics.contains(&format!("topk_speed_bound_coverage{{granularity=\"{g}\"}} 1\n")), "{metrics}");
     }

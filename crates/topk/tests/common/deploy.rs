@@ -78,7 +78,7 @@ impl Deployment {
     /// Starts `topk <role> <args>` and returns its HTTP address.
     pub fn start(&mut self, name: &str, role: &str, args: &[&str]) -> String {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_file(name)).unwrap();
-        let mut child = Command::new(topk_bin())
+        let mut child = topk_cmd()
             .arg(role)
             .arg("--config")
             .arg(&self.config)
@@ -191,7 +191,7 @@ pub fn input(dir: &Path, name: &str, events: &str, seed: &str) -> PathBuf {
 }
 
 pub fn replay_to(api: &str, files: &[&Path]) {
-    let out = Command::new(topk_bin()).arg("replay").args(files).args(["--server", api]).output().unwrap();
+    let out = topk_cmd().arg("replay").args(files).args(["--server", api]).output().unwrap();
     assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -15,6 +15,14 @@ pub fn topk_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_topk"))
 }
 
+/// A `topk` command. The tests' inputs have fixed dates, so hourly rows are kept however
+/// long ago those dates lie (`hour_retention_days = 0`) and stay checkable.
+pub fn topk_cmd() -> Command {
+    let mut c = Command::new(topk_bin());
+    c.env("TOPK_HOUR_RETENTION_DAYS", "0");
+    c
+}
+
 /// splitmix64: a tiny seeded generator, so kill schedules are reproducible.
 pub fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -26,8 +34,7 @@ pub fn splitmix64(state: &mut u64) -> u64 {
 
 /// Runs `topk gen` with the given extra arguments into `out`.
 pub fn gen(out: &Path, args: &[&str]) {
-    let status =
-        Command::new(topk_bin()).arg("gen").args(args).arg("--output").arg(out).status().expect("running topk gen");
+    let status = topk_cmd().arg("gen").args(args).arg("--output").arg(out).status().expect("running topk gen");
     assert!(status.success(), "topk gen failed");
 }
 
@@ -108,22 +115,36 @@ type ProductRow = (String, i64, i64);
 pub type BucketSums = BTreeMap<(String, i64, String), (i64, i64)>;
 
 /// Rolls the hourly ground truth up to every granularity with chrono's calendar,
-/// independently of topk's own bucket code.
+/// independently of topk's own bucket code — every bucket that has ended (by the wall
+/// clock, less the default allowed lateness of 5 minutes): the batch layer makes exactly
+/// those exact, never one still open (this year, say).
 pub fn bucket_truth(hourly: &Sums) -> BucketSums {
-    use chrono::{Datelike, NaiveDate, TimeZone, Utc};
+    let now = chrono::Utc::now().timestamp_millis();
+    bucket_truth_ended_by(hourly, now - 5 * 60_000)
+}
+
+/// [`bucket_truth`] of the buckets that end at or before `ended_by` (epoch ms).
+pub fn bucket_truth_ended_by(hourly: &Sums, ended_by: i64) -> BucketSums {
+    use chrono::{Datelike, Months, NaiveDate, TimeZone, Utc};
     let start = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap()).timestamp_millis();
     let mut out = BucketSums::new();
     for ((product, hour), (c, r)) in hourly {
         let date = Utc.timestamp_millis_opt(*hour).unwrap().date_naive();
         let monday = date - chrono::Duration::days(date.weekday().num_days_from_monday() as i64);
+        let month = NaiveDate::from_ymd_opt(date.year(), date.month(), 1).unwrap();
+        let year = NaiveDate::from_ymd_opt(date.year(), 1, 1).unwrap();
+        // (granularity, start, end)
         let buckets = [
-            ("hour", *hour),
-            ("day", start(date)),
-            ("week", start(monday)),
-            ("month", start(NaiveDate::from_ymd_opt(date.year(), date.month(), 1).unwrap())),
-            ("year", start(NaiveDate::from_ymd_opt(date.year(), 1, 1).unwrap())),
+            ("hour", *hour, hour + 3_600_000),
+            ("day", start(date), start(date + chrono::Duration::days(1))),
+            ("week", start(monday), start(monday + chrono::Duration::days(7))),
+            ("month", start(month), start(month + Months::new(1))),
+            ("year", start(year), start(year + Months::new(12))),
         ];
-        for (g, b) in buckets {
+        for (g, b, end) in buckets {
+            if end > ended_by {
+                continue;
+            }
             let e = out.entry((g.to_string(), b, product.clone())).or_insert((0, 0));
             e.0 += c;
             e.1 += r;
@@ -135,6 +156,56 @@ pub fn bucket_truth(hourly: &Sums) -> BucketSums {
 /// Opens a store by path (SQLite) or `postgres://` URL.
 pub fn open_store(location: &(impl AsRef<std::ffi::OsStr> + ?Sized)) -> topk_store::SqlStore {
     topk_store::SqlStore::open(&location.as_ref().to_string_lossy()).expect("opening the store")
+}
+
+/// The product catalog an input should leave behind, computed from the file alone: every
+/// product, with the last name and category its lines carried.
+pub fn catalog_truth(path: &Path) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    let mut out: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let e = out.entry(v["product_id"].as_str().unwrap().to_string()).or_default();
+        if let Some(name) = v["product_name"].as_str() {
+            e.0 = Some(name.to_string());
+        }
+        if let Some(category) = v["category"].as_str() {
+            e.1 = Some(category.to_string());
+        }
+    }
+    out
+}
+
+/// The store's product catalog: id -> (name, category).
+pub fn store_catalog(
+    location: &(impl AsRef<std::ffi::OsStr> + ?Sized),
+) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    let mut out = BTreeMap::new();
+    open_store(location)
+        .transaction(|c| {
+            c.query("SELECT product_id, name, category FROM products", &[], &mut |r| {
+                out.insert(r.text(0)?, (r.opt_text(1)?, r.opt_text(2)?));
+                Ok(())
+            })
+        })
+        .unwrap();
+    out
+}
+
+/// Asserts the catalog holds exactly `want`, showing the first differences.
+pub fn assert_catalog_eq(
+    location: &(impl AsRef<std::ffi::OsStr> + ?Sized),
+    want: &BTreeMap<String, (Option<String>, Option<String>)>,
+) {
+    let got = store_catalog(location);
+    let missing: Vec<&String> = want.keys().filter(|k| !got.contains_key(*k)).take(5).collect();
+    let wrong: Vec<(&String, _, _)> =
+        want.iter().filter_map(|(k, w)| got.get(k).filter(|g| *g != w).map(|g| (k, g, w))).take(5).collect();
+    assert!(
+        missing.is_empty() && wrong.is_empty() && got.len() == want.len(),
+        "catalog: {} entries, want {}; missing e.g. {missing:?}; wrong (got, want) e.g. {wrong:?}",
+        got.len(),
+        want.len()
+    );
 }
 
 /// Every row of the store's batch_table.
@@ -210,7 +281,7 @@ pub struct Serve {
 }
 
 pub fn serve(data: &Path, extra: &[&str]) -> Serve {
-    let mut child = Command::new(topk_bin())
+    let mut child = topk_cmd()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data)
