@@ -1,6 +1,8 @@
-// Drives the dashboard of a running `topk serve` in headless Chromium: changes the
-// period twice and checks each time that the table shows the API's top 10; finds a
-// product with the search box; saves a screenshot. Usage: node dashboard.mjs BASE_URL SCREENSHOT.png
+// Drives the dashboard of a running `topk serve --demo` in headless Chromium: changes the
+// period and checks each time that the table shows the API's top 10; finds a product
+// with the search box; reloads a shared URL; checks the product chart's window, the
+// error states, the hour rollover (with a controlled clock), a narrow screen and the
+// dark palette; saves screenshots. Usage: node dashboard.mjs BASE_URL SCREENSHOT.png
 import { chromium } from "playwright-core";
 
 const [base, shot] = process.argv.slice(2);
@@ -14,13 +16,23 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync"],
 });
-const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+const page = await context.newPage();
 const errors = [];
-page.on("pageerror", (e) => errors.push(e.message));
+const missing = [];
+const watch = (p) => {
+  p.on("pageerror", (e) => errors.push(e.message));
+  p.on("response", (r) => r.status() === 404 && missing.push(r.url()));
+};
+watch(page);
+
+function check(cond, what) {
+  if (!cond) throw new Error(what);
+}
 
 // The table's rows, and the query the page last loaded.
-async function table() {
-  return page.evaluate(() => ({
+async function table(p = page) {
+  return p.evaluate(() => ({
     query: document.body.dataset.query,
     rows: [...document.querySelectorAll("#top-table tbody tr[data-product]")].map((tr) => ({
       product_id: tr.dataset.product,
@@ -31,22 +43,28 @@ async function table() {
 
 // The demo keeps selling, so the table and a later API call can see different moments:
 // compare until they agree (the API caches open answers for a second), or give up.
-async function sameAsApi(label, wantQuery) {
-  await page.waitForFunction((w) => (document.body.dataset.query || "").includes(w), wantQuery, { timeout: 15000 });
+async function sameAsApi(label, wantQuery, p = page) {
+  await p.waitForFunction((w) => (document.body.dataset.query || "").includes(w), wantQuery, { timeout: 15000 });
   let last;
   for (let attempt = 0; attempt < 10; attempt++) {
-    const t = await table();
+    const t = await table(p);
     const api = await (await fetch(`${base}/api/v1/top?${t.query}`)).json();
-    const want = api.rows.slice(0, 10).map((r) => ({ product_id: r.product_id, count: r.count }));
+    // The table shows units, or revenue in whole dollars when ranking by revenue.
+    const shown = (r) => (api.by === "revenue" ? Math.round(r.revenue_cents / 100) : r.count);
+    const want = api.rows.slice(0, 10).map((r) => ({ product_id: r.product_id, count: shown(r) }));
     last = { label, query: t.query, table: t.rows.slice(0, 10), api: want };
     if (want.length > 0 && JSON.stringify(want) === JSON.stringify(t.rows.slice(0, 10))) {
       console.log(`${label}: table matches the API's top ${want.length} (${t.query})`);
       return;
     }
-    await page.waitForTimeout(700);
+    await p.waitForTimeout(700);
   }
   throw new Error(`${label}: the table never matched the API: ${JSON.stringify(last)}`);
 }
+
+const text = (sel, p = page) => p.locator(sel).innerText();
+const pad = (n) => String(n).padStart(2, "0");
+const hourLabel = (ms) => new Date(ms).toISOString().slice(0, 13);
 
 try {
   await page.goto(base);
@@ -70,9 +88,97 @@ try {
   await page.fill("#search", "");
   await second.click();
   await page.waitForFunction((id) => document.getElementById("detail-title").textContent.includes(id), id);
+
+  // A past day of the demo's history: exact, and the product chart is centred on it (a
+  // chart ending today shows it where it fits; the future holds nothing to draw).
+  await page.selectOption("#granularity", "day");
+  await page.waitForFunction(() => document.querySelectorAll("#period option").length > 5, null, { timeout: 15000 });
+  const day = new Date(Date.now() - 16 * 86400000).toISOString().slice(0, 10);
+  await page.selectOption("#period", day);
+  await sameAsApi(`past day ${day}`, `start=${day}`);
+  await page.waitForFunction(() => document.getElementById("status").textContent.includes("exact"), null, { timeout: 60000 });
+  await page.waitForFunction((day) => {
+    const c = document.getElementById("chart");
+    return c.dataset.from && c.dataset.from < day && c.dataset.to > day;
+  }, `${day}T12`, { timeout: 15000 });
+  const window = await page.evaluate(() => ({ ...document.getElementById("chart").dataset }));
+  const mid = (Date.parse(window.from) + Date.parse(window.to)) / 2;
+  const centred = Math.abs(mid - Date.parse(`${day}T12:00:00Z`)) <= 86400000;
+  check(centred, `chart window ${JSON.stringify(window)} is not centred on ${day}`);
+  check((await text("#detail-sub")).includes("exact"), "the history counts its exact days");
+  console.log(`chart: ${window.from} .. ${window.to} around ${day}`);
+
+  // The view is in the URL: a reload (or a shared link) shows the same thing.
+  await page.selectOption("#k", "25");
+  await page.selectOption("#by", "revenue");
+  await page.waitForFunction(() => (document.body.dataset.query || "").includes("by=revenue"));
+  const url = page.url();
+  check(url.includes(`period=${day}`) && url.includes("k=25") && url.includes("by=revenue") && url.includes("product="), `URL ${url}`);
+  const reloaded = await context.newPage();
+  watch(reloaded);
+  await reloaded.goto(url);
+  await sameAsApi("reloaded from the URL", `start=${day}&k=25&by=revenue`, reloaded);
+  await reloaded.waitForFunction((id) => document.getElementById("detail-title").textContent.includes(id), id);
+  console.log(`reload: ${url} restores the view`);
+  await reloaded.close();
+
+  // Error states: a custom range backwards, and the server not answering. The error is
+  // said where the table was, and nothing of the last answer is left standing.
+  await page.selectOption("#granularity", "custom");
+  await page.waitForFunction(() => (document.body.dataset.query || "").includes("from="));
+  await page.fill("#from-date", "2026-11-10");
+  await page.dispatchEvent("#from-date", "change");
+  await page.fill("#to-date", "2026-11-01");
+  await page.dispatchEvent("#to-date", "change");
+  await page.waitForSelector("#error:not([hidden])");
+  check((await text("#error")).includes("from must be before to"), `error: ${await text("#error")}`);
+  check((await table()).rows.length === 0 && (await text("#title")) === "Top products" && (await text("#summary")) === "",
+    "a failed answer leaves no stale table, title or total");
+  await page.selectOption("#granularity", "hour");
+  await sameAsApi("hour again", "granularity=hour");
+  await page.route("**/api/v1/top**", (route) => route.abort());
+  await page.selectOption("#k", "10");
+  await page.waitForSelector("#error:not([hidden])");
+  check((await text("#error")).includes("not answering"), `error: ${await text("#error")}`);
+  check((await table()).rows.length === 0 && (await text("#summary")) === "", "no stale table or total when the server is down");
+  await page.unroute("**/api/v1/top**");
+  await page.waitForSelector("#error", { state: "hidden", timeout: 15000 });
+  await page.waitForSelector("#top-table tbody tr[data-product]");
+  console.log("errors: shown in place, and cleared once the server answers");
+
   if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
+  check(missing.length === 0, `404s: ${missing.join(", ")}`);
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`screenshot: ${shot}`);
+
+  // The hour rollover: the page's clock 5 s before the hour turns; the "current hour"
+  // view moves on to the next hour by itself.
+  const clocked = await context.newPage();
+  watch(clocked);
+  const thisHour = Math.floor(Date.now() / 3600000) * 3600000;
+  await clocked.clock.install({ time: thisHour - 5000 });
+  await clocked.goto(`${base}/?g=hour`);
+  await clocked.waitForFunction((l) => document.getElementById("title").dataset.period === l, hourLabel(thisHour - 3600000), { timeout: 15000 });
+  await clocked.clock.fastForward(10000);
+  await clocked.waitForFunction((l) => document.getElementById("title").dataset.period === l, hourLabel(thisHour), { timeout: 15000 });
+  check((await clocked.locator("#period").inputValue()) === "current", "still following the current hour");
+  console.log(`rollover: ${hourLabel(thisHour - 3600000)} -> ${hourLabel(thisHour)}`);
+  await clocked.close();
+
+  // A narrow screen: nothing sticks out sideways; the dark palette.
+  const narrow = await browser.newContext({ viewport: { width: 420, height: 900 }, colorScheme: "dark" });
+  const small = await narrow.newPage();
+  watch(small);
+  await small.goto(base);
+  await small.waitForSelector("#top-table tbody tr[data-product]");
+  const overflow = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `the page is ${overflow} px wider than a 420 px screen`);
+  const dark = await small.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  check(dark !== "rgb(245, 246, 248)", `the dark preference is ignored (${dark})`);
+  await small.screenshot({ path: shot.replace(/\.png$/, "-narrow-dark.png"), fullPage: true });
+  console.log(`narrow and dark: fits 420 px, background ${dark}`);
+  await narrow.close();
+  if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
 } catch (e) {
   await page.screenshot({ path: shot.replace(/\.png$/, "-failed.png"), fullPage: true }).catch(() => {});
   console.error(String(e));

@@ -32,8 +32,10 @@ impl Before {
     }
 
     fn memory_bytes(&self) -> usize {
-        // hashbrown: 16-byte entries plus a control byte per bucket; the deque's slots.
-        self.seen.capacity() * 17 + self.arrivals.capacity() * 32
+        // hashbrown: a power of two of buckets (7/8 usable), 16-byte entries plus a control
+        // byte each; the deque's slots.
+        let buckets = (self.seen.capacity() * 8 / 7).next_power_of_two();
+        buckets * 17 + self.arrivals.capacity() * 32
     }
 }
 

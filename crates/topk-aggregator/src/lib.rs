@@ -212,9 +212,11 @@ impl DedupWindow {
         self.table.is_empty()
     }
 
-    /// Bytes the table holds (entries and control bytes, at its current capacity).
+    /// Bytes the table holds: an entry and a control byte per bucket (hashbrown keeps a
+    /// power of two of buckets, 7/8 of them usable).
     pub fn memory_bytes(&self) -> usize {
-        self.table.capacity() * (std::mem::size_of::<Seen>() + 1)
+        let buckets = (self.table.capacity() * 8 / 7).next_power_of_two();
+        buckets * (std::mem::size_of::<Seen>() + 1)
     }
 
     /// Records an event that arrived when the newest event time was `max_ts_ms`;

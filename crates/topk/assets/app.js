@@ -1,25 +1,95 @@
 // The topk dashboard: plain JavaScript over the JSON API, no build step.
+//
+// The view (granularity, period, K, ranking, range, selected product) lives in the URL,
+// so a view can be shared and survives a reload. "Current" periods follow the clock:
+// the current hour becomes the next one when the hour turns.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { answer: null, selected: null, chart: null, requests: 0 };
+const state = { answer: null, selected: null, chart: null, requests: 0, following: null, failing: false };
 const nf = new Intl.NumberFormat("en-US");
+const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
 const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 });
+const HOUR = 3600000;
+const DAY = 24 * HOUR;
+const GRANULARITIES = ["hour", "day", "week", "month", "year"];
 
 function escapeHtml(s) {
   return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
 
 async function getJson(url) {
-  const r = await fetch(url);
+  let r;
+  try {
+    r = await fetch(url);
+  } catch (e) {
+    throw new Error("the topk server is not answering (retrying every 2 s)");
+  }
   const body = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
   if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
   return body;
 }
 
-// datetime-local values are shown and read as UTC.
-function toUtcParam(v) { return v ? v.slice(0, 13) + ":00:00Z" : ""; }
-function toInputValue(ms) { return new Date(ms).toISOString().slice(0, 16); }
+// --- Time, all UTC -------------------------------------------------------------------
+
+const pad = (n) => String(n).padStart(2, "0");
+
+// The ISO week (year and number) of a UTC time: the week's Thursday decides the year,
+// and week 1 is the one whose Thursday falls in January 1–7.
+function isoWeek(ms) {
+  const d = new Date(ms);
+  const monday = (d.getUTCDay() + 6) % 7;
+  const thursday = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() - monday + 3);
+  const year = new Date(thursday).getUTCFullYear();
+  return { year, week: 1 + Math.floor((thursday - Date.UTC(year, 0, 1)) / (7 * DAY)) };
+}
+
+// The start (ms) of the bucket of granularity g containing ms.
+function bucketStart(g, ms) {
+  const d = new Date(ms);
+  const [y, m, day] = [d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()];
+  switch (g) {
+    case "hour": return Math.floor(ms / HOUR) * HOUR;
+    case "day": return Date.UTC(y, m, day);
+    case "week": return Date.UTC(y, m, day - ((d.getUTCDay() + 6) % 7));
+    case "month": return Date.UTC(y, m, 1);
+    default: return Date.UTC(y, 0, 1);
+  }
+}
+
+// The start of the bucket n buckets after the one starting at start.
+function bucketShift(g, start, n) {
+  const d = new Date(start);
+  const [y, m, day] = [d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()];
+  switch (g) {
+    case "hour": return start + n * HOUR;
+    case "day": return Date.UTC(y, m, day + n);
+    case "week": return Date.UTC(y, m, day + 7 * n);
+    case "month": return Date.UTC(y, m + n, 1);
+    default: return Date.UTC(y + n, 0, 1);
+  }
+}
+
+// The API's label of a bucket (2026-12-01T05, 2026-12-01, 2026-W49, 2026-12, 2026).
+function bucketLabel(g, start) {
+  const iso = new Date(start).toISOString();
+  switch (g) {
+    case "hour": return iso.slice(0, 13);
+    case "day": return iso.slice(0, 10);
+    case "week": { const w = isoWeek(start); return `${w.year}-W${pad(w.week)}`; }
+    case "month": return iso.slice(0, 7);
+    default: return iso.slice(0, 4);
+  }
+}
+
+// 24-hour UTC text for a time, as fine as the granularity needs.
+function timeText(g, ms) {
+  const iso = new Date(ms).toISOString();
+  if (g === "hour") return `${iso.slice(5, 10)} ${iso.slice(11, 16)}`;
+  if (g === "month") return iso.slice(0, 7);
+  if (g === "year") return iso.slice(0, 4);
+  return iso.slice(0, 10);
+}
 
 function ago(ms) {
   if (ms < 1500) return "just now";
@@ -27,53 +97,145 @@ function ago(ms) {
   return s < 120 ? `${s}s ago` : `${Math.round(s / 60)} min ago`;
 }
 
+// --- The view, and the URL ------------------------------------------------------------
+
+// The custom range's ends: a date and an hour (24 h, UTC) each.
+function rangeEnd(which) {
+  const date = $(`${which}-date`).value;
+  return date ? `${date}T${$(`${which}-hour`).value}` : "";
+}
+
+function setRangeEnd(which, ms) {
+  const iso = new Date(ms).toISOString();
+  $(`${which}-date`).value = iso.slice(0, 10);
+  $(`${which}-hour`).value = iso.slice(11, 13);
+}
+
+function view() {
+  return {
+    g: $("granularity").value,
+    period: $("period").value,
+    k: $("k").value,
+    by: $("by").value,
+    from: rangeEnd("from"),
+    to: rangeEnd("to"),
+    product: state.selected,
+  };
+}
+
+// The period a "current" view follows, by the clock.
+function currentLabel(g) {
+  return bucketLabel(g, bucketStart(g, Date.now()));
+}
+
 function topQuery() {
-  const g = $("granularity").value;
+  const v = view();
   const p = new URLSearchParams();
-  if (g === "custom") {
-    p.set("from", toUtcParam($("from").value));
-    p.set("to", toUtcParam($("to").value));
+  if (v.g === "custom") {
+    p.set("from", v.from);
+    p.set("to", v.to);
   } else {
-    p.set("granularity", g);
-    if ($("period").value) p.set("start", $("period").value);
+    p.set("granularity", v.g);
+    p.set("start", v.period === "current" ? currentLabel(v.g) : v.period);
   }
-  p.set("k", $("k").value);
-  p.set("by", $("by").value);
+  p.set("k", v.k);
+  p.set("by", v.by);
   return p.toString();
 }
+
+function saveView() {
+  const v = view();
+  const p = new URLSearchParams();
+  p.set("g", v.g);
+  if (v.g === "custom") {
+    p.set("from", v.from);
+    p.set("to", v.to);
+  } else if (v.period && v.period !== "current") {
+    p.set("period", v.period);
+  }
+  if (v.k !== "10") p.set("k", v.k);
+  if (v.by !== "quantity") p.set("by", v.by);
+  if (v.product) p.set("product", v.product);
+  history.replaceState(null, "", `${location.pathname}?${p}`);
+}
+
+function restoreView() {
+  const p = new URLSearchParams(location.search);
+  const pick = (id, value) => {
+    if (value != null && [...$(id).options].some((o) => o.value === value)) $(id).value = value;
+  };
+  pick("granularity", p.get("g"));
+  pick("k", p.get("k"));
+  pick("by", p.get("by"));
+  for (const which of ["from", "to"]) {
+    const v = p.get(which);
+    if (v && /^\d{4}-\d{2}-\d{2}T\d{2}$/.test(v)) {
+      $(`${which}-date`).value = v.slice(0, 10);
+      $(`${which}-hour`).value = v.slice(11, 13);
+    }
+  }
+  state.wantedPeriod = p.get("period");
+  state.selected = p.get("product");
+}
+
+// --- Periods --------------------------------------------------------------------------
 
 async function loadPeriods() {
   const g = $("granularity").value;
   $("controls").classList.toggle("custom", g === "custom");
   if (g === "custom") {
-    if (!$("from").value) {
-      const end = Math.ceil(Date.now() / 3600000) * 3600000;
-      $("to").value = toInputValue(end);
-      $("from").value = toInputValue(end - 7 * 86400000);
+    if (!$("from-date").value) {
+      const end = Math.ceil(Date.now() / HOUR) * HOUR;
+      setRangeEnd("to", end);
+      setRangeEnd("from", end - 7 * DAY);
     }
+    state.following = null;
     return;
   }
   const sel = $("period");
-  const previous = sel.value;
+  const previous = state.wantedPeriod || sel.value || "current";
+  state.wantedPeriod = null;
   let buckets = [];
   try {
     buckets = (await getJson(`/api/v1/buckets?granularity=${g}`)).buckets;
   } catch (e) {
     showError(e);
   }
-  buckets.reverse();
+  const current = currentLabel(g);
   sel.innerHTML = "";
-  if (buckets.length === 0) sel.add(new Option(`current ${g}`, ""));
-  for (const b of buckets) {
-    const mark = b.source === "batch" ? "exact" : "open";
+  sel.add(new Option(`Current ${g} · ${current}`, "current"));
+  for (const b of buckets.reverse()) {
+    if (b.label === current) continue;
+    const mark = { batch: "exact", speed: "approx", pending: "re-rolling" }[b.source] || "no data";
     sel.add(new Option(`${b.label} · ${mark}`, b.label));
   }
-  if ([...sel.options].some((o) => o.value === previous)) sel.value = previous;
+  if (![...sel.options].some((o) => o.value === previous)) sel.add(new Option(previous, previous));
+  sel.value = previous;
+  state.following = sel.value === "current" ? current : null;
 }
 
+// --- The table ------------------------------------------------------------------------
+
 function showError(e) {
+  state.failing = true;
   $("status").className = "status error";
-  $("status").textContent = e.message;
+  $("status").textContent = "error";
+  $("error").textContent = e.message;
+  $("error").hidden = false;
+}
+
+function clearError() {
+  state.failing = false;
+  $("error").hidden = true;
+}
+
+// An answer that failed: nothing of an older one is left to mislead.
+function clearAnswer() {
+  state.answer = null;
+  $("title").textContent = "Top products";
+  $("summary").textContent = "";
+  $("notes").textContent = "";
+  $("top-table").tBodies[0].innerHTML = "";
 }
 
 // Only the latest request's answer is shown: a period changed while an older request
@@ -81,25 +243,34 @@ function showError(e) {
 async function loadTop() {
   const mine = ++state.requests;
   const query = topQuery();
+  saveView();
   try {
     const a = await getJson(`/api/v1/top?${query}`);
     if (mine !== state.requests) return;
+    clearError();
     state.answer = a;
     renderTop(a);
   } catch (e) {
     if (mine !== state.requests) return;
+    clearAnswer();
     showError(e);
-    $("top-table").tBodies[0].innerHTML = "";
   }
   document.body.dataset.query = query;
+}
+
+function boundText(r, revenue, exact) {
+  if (exact) return "";
+  if (revenue) return '<span title="at least: the speed layer counts a product\'s revenue only from when it became one of its candidates">≥</span>';
+  return `± ${nf.format(r.error_bound)}`;
 }
 
 function renderTop(a) {
   const revenue = a.by === "revenue";
   $("value-head").textContent = revenue ? "Revenue" : "Units";
   const g = $("granularity").value;
-  const period = g === "custom" ? `${a.from.slice(0, 13)}h – ${a.to.slice(0, 13)}h UTC` : (a.buckets[0] && a.buckets[0].label);
+  const period = g === "custom" ? `${timeText("hour", Date.parse(a.from))} – ${timeText("hour", Date.parse(a.to))} UTC` : (a.buckets[0] && a.buckets[0].label);
   $("title").textContent = `Top ${a.k} by ${a.by} · ${period || ""}`;
+  $("title").dataset.period = period || "";
   const exactBuckets = a.buckets.filter((b) => b.source === "batch").length;
   $("summary").textContent =
     `${a.total != null ? (revenue ? money.format(a.total / 100) : nf.format(a.total) + " units") + " in total · " : ""}` +
@@ -107,80 +278,177 @@ function renderTop(a) {
   const status = $("status");
   if (a.exact) {
     status.className = "status exact";
-    status.textContent = "exact · batch layer";
+    status.textContent = a.open ? "exact so far · stream" : "exact · batch layer";
   } else {
     status.className = "status approx";
     const age = a.freshness.age_ms != null ? ` · updated ${ago(a.freshness.age_ms)}` : "";
     status.textContent = `approximate${age}`;
   }
-  $("notes").textContent = (a.notes || []).join(" · ");
+  const notes = [...(a.notes || [])];
+  if (a.unlisted_bound != null && !a.exact) {
+    const most = revenue ? money.format(a.unlisted_bound / 100) : `${nf.format(a.unlisted_bound)} units`;
+    notes.unshift(`A product not listed has at most ${most}: a row whose count minus its bound is below that could still be overtaken.`);
+  }
+  $("notes").textContent = notes.join(" · ");
   const max = Math.max(1, ...a.rows.map((r) => (revenue ? r.revenue_cents : r.count)));
   const body = a.rows
     .map((r) => {
       const v = revenue ? r.revenue_cents : r.count;
       const exact = r.source === "batch";
       const shown = revenue ? money.format(v / 100) : nf.format(v);
-      const bound = exact ? "" : revenue ? "≥" : `± ${nf.format(r.error_bound)}`;
       const share = r.share != null ? (r.share * 100).toFixed(2) + "%" : "–";
-      const badge = exact ? '<span class="badge exact">exact</span>' : '<span class="badge approx">approx</span>';
+      const badge = {
+        batch: '<span class="badge exact">exact</span>',
+        pending: '<span class="badge pending" title="late events or refunds are being rolled in">re-rolling</span>',
+      }[r.source] || '<span class="badge approx">approx</span>';
+      const uncertain = r.rank > a.certain_rows ? ' class="uncertain" title="this rank is not certain: see the note above the table"' : "";
       const width = Math.max(0.5, (100 * v) / max).toFixed(1);
       const sel = r.product_id === state.selected ? ' class="selected"' : "";
-      return `<tr data-product="${escapeHtml(r.product_id)}"${sel}><td class="num">${r.rank}</td>` +
+      return `<tr data-product="${escapeHtml(r.product_id)}"${sel}><td class="num"><span${uncertain}>${r.rank}</span></td>` +
         `<td class="product">${escapeHtml(r.name || r.product_id)}<span class="id">${r.name ? escapeHtml(r.product_id) : ""}</span></td>` +
-        `<td class="num">${shown}</td><td class="num muted">${bound}</td><td class="num">${share}</td><td>${badge}</td>` +
-        `<td><div class="bar${exact ? "" : " approx"}" style="width:${width}%"></div></td></tr>`;
+        `<td class="num">${shown}</td><td class="num muted">${boundText(r, revenue, exact)}</td><td class="num">${share}</td><td>${badge}</td>` +
+        `<td class="bar-cell"><div class="bar${exact ? "" : " approx"}" style="width:${width}%"></div></td></tr>`;
     })
     .join("");
   $("top-table").tBodies[0].innerHTML = body || '<tr><td colspan="7" class="muted">No sales in this period yet.</td></tr>';
 }
 
+// --- The product's history ------------------------------------------------------------
+
+// The history's granularity and window: centred on the selected period (or ending with
+// the current one), as many buckets as make a readable chart.
+function historyWindow() {
+  const v = view();
+  if (v.g === "custom") {
+    const from = Date.parse(`${v.from}:00:00Z`);
+    const to = Date.parse(`${v.to}:00:00Z`);
+    const g = to - from <= 3 * DAY ? "hour" : "day";
+    return { g, from: bucketStart(g, from), to: bucketShift(g, bucketStart(g, to - 1), 1), focus: null };
+  }
+  const g = v.g === "year" ? "month" : v.g;
+  const span = { hour: 48, day: 30, week: 26, month: 24 }[g];
+  const answer = state.answer && state.answer.buckets[0];
+  const focusStart = answer ? Date.parse(answer.start) : bucketStart(v.g, Date.now());
+  const focusEnd = answer ? Date.parse(answer.end) : bucketShift(v.g, focusStart, 1);
+  const nowNext = bucketShift(g, bucketStart(g, Date.now()), 1);
+  // The selected period in the middle, never past the current bucket.
+  const mid = bucketStart(g, focusStart + (focusEnd - focusStart) / 2);
+  let to = Math.min(bucketShift(g, mid, Math.floor(span / 2)), nowNext);
+  to = Math.max(to, bucketShift(g, bucketStart(g, focusEnd - 1), 1));
+  const from = bucketShift(g, to, -span);
+  return { g, from, to, focus: [focusStart, focusEnd] };
+}
+
+// Short tick labels (24 h, UTC): hours as HH:00 with the date at midnight, days and
+// weeks as MM-DD, months as YYYY-MM, years as YYYY.
+function axisValues(g) {
+  return (u, splits) => splits.map((s) => {
+    const iso = new Date(s * 1000).toISOString();
+    if (g === "hour") return iso.slice(11, 13) === "00" ? iso.slice(5, 10) : `${iso.slice(11, 13)}:00`;
+    if (g === "day" || g === "week") return iso.slice(5, 10);
+    return g === "month" ? iso.slice(0, 7) : iso.slice(0, 4);
+  });
+}
+
 async function loadDetail() {
   const id = state.selected;
   if (!id) return;
-  let g = $("granularity").value;
-  if (g === "custom") g = "day";
-  if (g === "year") g = "month";
-  const h = await getJson(`/api/v1/products/${encodeURIComponent(id)}?granularity=${g}`);
+  const w = historyWindow();
+  const q = new URLSearchParams({ granularity: w.g, from: new Date(w.from).toISOString(), to: new Date(w.to).toISOString() });
+  let h;
+  try {
+    h = await getJson(`/api/v1/products/${encodeURIComponent(id)}?${q}`);
+  } catch (e) {
+    $("detail-title").textContent = id;
+    $("detail-sub").textContent = e.message;
+    if (state.chart) state.chart.destroy();
+    state.chart = null;
+    return;
+  }
   $("detail-title").textContent = h.name ? `${h.name} (${h.product_id})` : h.product_id;
+  const now = Date.now();
+  const open = (p) => Date.parse(p.start) <= now && now < bucketShift(w.g, Date.parse(p.start), 1);
   const count = (source) => h.points.filter((p) => p.source === source).length;
-  const every = { hour: "Hourly", day: "Daily", week: "Weekly", month: "Monthly" }[g];
+  const every = { hour: "Hourly", day: "Daily", week: "Weekly", month: "Monthly" }[w.g];
+  const last = h.points.find(open);
+  const unlisted = last && last.source === "speed" && last.rank == null && last.error_bound > 0
+    ? ` · this ${w.g} so far: not among the speed layer's candidates, at most ${nf.format(last.error_bound)} units`
+    : "";
   $("detail-sub").textContent =
-    `${every} units and rank · ${count("batch")} exact, ${count("speed")} approximate, ${count("none")} without data`;
+    `${every} units and rank, UTC · ${count("batch")} exact, ${count("speed")} approximate, ${count("pending")} re-rolling` + unlisted;
   const xs = h.points.map((p) => Date.parse(p.start) / 1000);
-  const counts = h.points.map((p) => (p.source === "none" ? null : p.count));
+  // A bucket with no data that has ended sold nothing: zero. The open bucket is drawn
+  // apart, dashed, as what it is: partial.
+  const value = (p) => (p.source === "speed" && p.rank == null ? null : p.count);
+  const closed = h.points.map((p) => (open(p) || Date.parse(p.start) > now ? null : value(p)));
+  const partial = h.points.map((p, i) => {
+    if (open(p)) return value(p) ?? 0;
+    const next = h.points[i + 1];
+    return next && open(next) ? closed[i] : null;
+  });
   const ranks = h.points.map((p) => (p.rank == null ? null : p.rank));
   const el = $("chart");
-  const width = Math.max(320, el.clientWidth);
+  const width = Math.max(300, el.clientWidth);
   if (state.chart) state.chart.destroy();
+  const focus = w.focus;
+  // Axis colours follow the page's (light or dark) palette.
+  const ink = getComputedStyle(document.documentElement).getPropertyValue("--ink").trim() || "#1d2330";
+  const grid = { stroke: "rgba(128,128,128,0.18)", width: 1 };
   state.chart = new uPlot(
     {
       width,
       height: 320,
-      scales: { x: { time: true }, rank: { dir: -1, range: (u, lo, hi) => [1, Math.max(10, hi || 10)] } },
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
+      scales: {
+        x: { time: true },
+        rank: { dir: -1, range: (u, lo, hi) => [0.5, Math.max(10, hi || 10) + 0.5] },
+      },
       series: [
-        {},
+        { value: (u, v) => (v == null ? "" : timeText(w.g, v * 1000)) },
         { label: "Units", stroke: "#2f6fed", width: 2, fill: "rgba(47,111,237,0.08)", points: { show: true } },
+        { label: "So far (open)", stroke: "#2f6fed", width: 2, dash: [4, 4], points: { show: true, fill: "#fff" } },
         { label: "Rank", stroke: "#c27803", width: 1.5, dash: [6, 4], scale: "rank", points: { show: true } },
       ],
-      axes: [{}, { label: "units" }, { side: 1, scale: "rank", label: "rank", grid: { show: false } }],
+      axes: [
+        { values: axisValues(w.g), space: 56, stroke: ink, grid },
+        { label: "units", size: 64, values: (u, vals) => vals.map((v) => compact.format(v)), stroke: ink, grid },
+        { side: 1, scale: "rank", label: "rank", grid: { show: false }, size: 48, stroke: ink },
+      ],
+      hooks: {
+        // The selected period, shaded.
+        drawClear: [(u) => {
+          if (!focus) return;
+          const x0 = u.valToPos(focus[0] / 1000, "x", true);
+          const x1 = u.valToPos(focus[1] / 1000, "x", true);
+          u.ctx.save();
+          u.ctx.fillStyle = "rgba(194,120,3,0.10)";
+          u.ctx.fillRect(x0, u.bbox.top, Math.max(2, x1 - x0), u.bbox.height);
+          u.ctx.restore();
+        }],
+      },
     },
-    [xs, counts, ranks],
+    [xs, closed, partial, ranks],
     el,
   );
+  el.dataset.from = new Date(w.from).toISOString();
+  el.dataset.to = new Date(w.to).toISOString();
 }
 
 function select(id) {
   state.selected = id;
+  saveView();
   for (const tr of $("top-table").tBodies[0].rows) tr.classList.toggle("selected", tr.dataset.product === id);
-  loadDetail().catch(showError);
+  loadDetail();
 }
 
 async function refreshAll() {
   await loadPeriods();
   await loadTop();
   if (!state.selected && state.answer && state.answer.rows.length) select(state.answer.rows[0].product_id);
-  else loadDetail().catch(showError);
+  else loadDetail();
 }
+
+// --- Events ---------------------------------------------------------------------------
 
 // Product search: suggestions as you type; picking one shows its history.
 let searchTimer;
@@ -199,17 +467,40 @@ $("search").addEventListener("input", (e) => {
   }, 200);
 });
 
-$("granularity").addEventListener("change", refreshAll);
-for (const id of ["period", "k", "by", "from", "to"]) $(id).addEventListener("change", () => loadTop());
+$("granularity").addEventListener("change", () => {
+  $("period").value = "current";
+  refreshAll();
+});
+$("period").addEventListener("change", () => {
+  state.following = $("period").value === "current" ? currentLabel($("granularity").value) : null;
+  loadTop().then(loadDetail);
+});
+for (const id of ["k", "by", "from-date", "from-hour", "to-date", "to-hour"]) {
+  $(id).addEventListener("change", () => loadTop().then(loadDetail));
+}
 $("top-table").addEventListener("click", (e) => {
   const tr = e.target.closest("tr[data-product]");
   if (tr) select(tr.dataset.product);
 });
+
+// Every 2 s: roll a "current" view over when its period ends; refresh what can still
+// change (an open period, an approximate answer) and retry after an error.
 setInterval(() => {
-  if ($("auto").checked && state.answer && (state.answer.open || !state.answer.exact) && !document.hidden) {
-    loadTop();
-    loadDetail().catch(() => {});
+  if (document.hidden) return;
+  const g = $("granularity").value;
+  if (state.following && g !== "custom" && currentLabel(g) !== state.following) {
+    refreshAll();
+    return;
+  }
+  const live = state.answer && (state.answer.open || !state.answer.exact);
+  if ($("auto").checked && (live || state.failing)) {
+    loadTop().then(loadDetail);
   }
 }, 2000);
-window.addEventListener("resize", () => state.chart && state.chart.setSize({ width: Math.max(320, $("chart").clientWidth), height: 320 }));
+window.addEventListener("resize", () => state.chart && state.chart.setSize({ width: Math.max(300, $("chart").clientWidth), height: 320 }));
+
+for (let h = 0; h < 24; h++) {
+  for (const which of ["from", "to"]) $(`${which}-hour`).add(new Option(`${pad(h)}:00`, pad(h)));
+}
+restoreView();
 refreshAll();

@@ -1,7 +1,10 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium`, driven by
 //! playwright-core from `tests/browser/`) opens a running `topk serve --demo`, changes the
-//! period, and checks that the table shows the API's top 10. The screenshot is saved as
-//! `target/dashboard.png` for people to look at.
+//! period, and checks that the table shows the API's top 10; then a past day of the
+//! demo's history (exact, the product chart centred on it), a reload from the URL, the
+//! error states, the hour rollover under a controlled clock, a 420 px screen and the dark
+//! palette. Screenshots are saved as `target/dashboard.png` and
+//! `target/dashboard-narrow-dark.png` for people to look at.
 
 mod common;
 
@@ -52,13 +55,33 @@ fn dashboard_table_matches_the_api_after_changing_the_period() {
         assert!(Instant::now() < deadline, "the demo produced no top 10 within 60 s");
         std::thread::sleep(Duration::from_millis(250));
     }
+    // The demo's history: a week ago is exact (the batch layer rolled it up), beside
+    // today's approximate answers.
+    let started = Instant::now();
+    let week_ago = chrono::Utc::now().date_naive() - chrono::Duration::days(7);
+    loop {
+        let a: serde_json::Value =
+            reqwest::blocking::get(format!("{}/api/v1/top?granularity=day&start={week_ago}&k=10", s.url))
+                .and_then(|r| r.json())
+                .unwrap_or_default();
+        if a["exact"] == true && a["rows"].as_array().is_some_and(|r| r.len() == 10) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(180), "the demo's history never made {week_ago} exact: {a}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!("demo history: {week_ago} exact after {:.1} s", started.elapsed().as_secs_f64());
     let shot = workspace().join("target/dashboard.png");
     std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
     let out = Command::new("node").arg(&script).arg(&s.url).arg(&shot).env("CHROMIUM", &chromium).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(out.status.success(), "browser test failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.matches("table matches the API").count(), 3, "{stdout}");
-    assert!(stdout.contains("search: "), "{stdout}");
+    assert_eq!(stdout.matches("table matches the API").count(), 6, "{stdout}");
+    for step in ["search: ", "chart: ", "reload: ", "errors: ", "rollover: ", "narrow and dark: "] {
+        assert!(stdout.contains(step), "{step} missing:\n{stdout}");
+    }
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "screenshot {} is empty", shot.display());
+    let narrow = shot.with_file_name("dashboard-narrow-dark.png");
+    assert!(std::fs::metadata(&narrow).unwrap().len() > 10_000, "screenshot {} is empty", narrow.display());
 }

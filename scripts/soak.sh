@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# A soak at a sustained rate (BENCHMARKS.md): `topk serve --demo` at RATE events/s for
+# MINUTES minutes with the default dedup window, its RSS sampled every STEP seconds.
+# Usage: scripts/soak.sh TOPK_BINARY [RATE] [MINUTES] [STEP]
+set -euo pipefail
+bin=$1 rate=${2:-20000} minutes=${3:-30} step=${4:-60} port=${PORT:-18500}
+work=$(mktemp -d)
+# Live traffic only: no generated history first (a flag older builds lack).
+history=()
+if "$bin" serve --help | grep -q -- --demo-history-days; then history=(--demo-history-days 0); fi
+"$bin" serve --demo --demo-rate "$rate" "${history[@]}" --data-dir "$work/data" \
+    --listen "127.0.0.1:$port" >/dev/null 2>"$work/log" &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+until curl -sf "127.0.0.1:$port/healthz" >/dev/null; do sleep 0.2; done
+start=$(date +%s)
+echo "minute,rss_mb,events_ingested,duplicates_dropped"
+while (( $(date +%s) - start <= minutes * 60 )); do
+    rss=$(awk '/VmRSS/ {print int($2 / 1024)}' /proc/$server/status)
+    m=$(curl -sf "127.0.0.1:$port/metrics")
+    ingested=$(awk '/^topk_ingest_events_total / {print $2}' <<<"$m")
+    dups=$(awk '/^topk_duplicate_events_total/ {s += $2} END {print s + 0}' <<<"$m")
+    echo "$(( ($(date +%s) - start) / 60 )),$rss,$ingested,$dups"
+    sleep "$step"
+done
