@@ -145,30 +145,20 @@ impl Tmpfs {
     }
 
     /// Fills the file system, with a file of its own, up to the last `leave` bytes or
-    /// so; returns the file to delete to free the space.
+    /// so; returns the file to delete to free the space. Writes until the disk is full
+    /// and then gives `leave` back, rather than asking `df` as it goes: every process
+    /// spawned while a test drops a log briefly holds a copy of the log's lock.
     pub fn fill(&self, leave: u64) -> PathBuf {
         use std::io::Write;
         let filler = self.path.join("filler");
         let mut f = std::fs::File::create(&filler).expect("the filler file");
         let chunk = vec![0u8; 64 << 10];
-        loop {
-            let free = free_bytes(&self.path);
-            if free <= leave + chunk.len() as u64 {
-                break;
-            }
-            if f.write_all(&chunk).is_err() {
-                break;
-            }
-        }
+        while f.write_all(&chunk).is_ok() {}
+        let written = f.metadata().expect("the filler's size").len();
+        f.set_len(written.saturating_sub(leave)).expect("giving space back");
         let _ = f.sync_all();
         filler
     }
-}
-
-/// Free bytes of the file system holding `path` (`df`).
-pub fn free_bytes(path: &Path) -> u64 {
-    let out = Command::new("df").args(["--output=avail", "-B1"]).arg(path).output().expect("running df");
-    String::from_utf8_lossy(&out.stdout).lines().nth(1).and_then(|l| l.trim().parse().ok()).unwrap_or(0)
 }
 
 impl Drop for Tmpfs {
