@@ -26,15 +26,14 @@
 //! [`AggregatorError::Superseded`] and recovers from the flush log. The flushes that count
 //! therefore follow each other without a gap or an overlap, whoever wrote them.
 
-mod flush;
-
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub use flush::{AggRow, CorruptFlush, FlushBatch, ProductInfo};
 use foldhash::fast::RandomState;
+use topk_core::clock::now_ms;
 use topk_core::codec::{CorruptRecord, Decoder, EventRef};
+pub use topk_core::flush::{AggRow, CorruptFlush, FlushBatch, ProductInfo};
 use topk_core::{hour_floor, Shutdown};
 use topk_log::{Log, LogError, SourcePos};
 
@@ -59,7 +58,7 @@ pub struct AggregatorConfig {
 impl Default for AggregatorConfig {
     fn default() -> Self {
         AggregatorConfig {
-            flush_interval: Duration::from_secs(10),
+            flush_interval: Duration::from_secs(1),
             max_entries: 500_000,
             allowed_lateness_ms: 5 * 60_000,
             dedup_window_ms: 10 * 60_000,
@@ -100,28 +99,24 @@ pub struct Progress {
 /// Shared between the aggregators of a process and the code that drives them.
 #[derive(Debug)]
 pub struct Control {
-    pub shutdown: Shutdown,
     /// Bumped by a producer whose input has ended (file replay): each partition answers by
     /// flushing everything with `end_of_input` once it has consumed the whole log.
     drain_requested: AtomicU64,
     pub progress: Vec<Progress>,
-    /// Whether this process owns each partition; an aggregator whose partition is taken
-    /// away (a consumer-group rebalance) flushes and returns, like at shutdown.
+    /// Whether this process aggregates each partition (for its metrics).
     owned: Vec<AtomicBool>,
 }
 
 impl Control {
-    pub fn new(partitions: u32, shutdown: Shutdown) -> Self {
+    pub fn new(partitions: u32) -> Self {
         Control {
-            shutdown,
             drain_requested: AtomicU64::new(0),
             progress: (0..partitions).map(|_| Progress::default()).collect(),
-            owned: (0..partitions).map(|_| AtomicBool::new(true)).collect(),
+            owned: (0..partitions).map(|_| AtomicBool::new(false)).collect(),
         }
     }
 
-    /// Gives `partition` to this process or takes it away (every partition is owned
-    /// until said otherwise).
+    /// Records that this process aggregates `partition`, or no longer does.
     pub fn set_owned(&self, partition: u32, owned: bool) {
         self.owned[partition as usize].store(owned, Ordering::SeqCst);
     }
@@ -258,7 +253,9 @@ impl DedupWindow {
 fn last_counted_flush(flush_log: &dyn Log, partition: u32, end: u64) -> Result<Option<FlushBatch>, AggregatorError> {
     let mut below = end;
     while let Some(rec) = flush_log.batch_before(partition, below)? {
-        if let Some(batch) = FlushBatch::read(&rec).map_err(|source| AggregatorError::Flush { partition, source })? {
+        if let Some(batch) = FlushBatch::read(rec.base_offset, &rec.payload)
+            .map_err(|source| AggregatorError::Flush { partition, source })?
+        {
             return Ok(Some(batch));
         }
         below = rec.base_offset;
@@ -567,17 +564,15 @@ impl PartitionAggregator {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// The aggregator loop for one partition: runs until `control.shutdown`, then flushes.
+/// The aggregator loop for one partition: runs until `stop` (the process stops, or the
+/// partition is taken away), then flushes what it holds.
 pub fn run(
     events: &dyn Log,
     flush_log: &dyn Log,
     partition: u32,
     cfg: AggregatorConfig,
     control: &Control,
+    stop: &Shutdown,
 ) -> Result<(), AggregatorError> {
     let progress = &control.progress[partition as usize];
     let mut agg = PartitionAggregator::recover(events, flush_log, partition, cfg.clone())?;
@@ -590,7 +585,7 @@ pub fn run(
         // Read the drain request before looking for data: if it is set, every append
         // it covers is already visible, so "no data" below really means "caught up".
         let drain = control.drain_requested.load(Ordering::SeqCst);
-        let stopping = control.shutdown.is_triggered() || !control.owns(partition);
+        let stopping = stop.is_triggered();
         match reader.next_batch()? {
             Some(batch) => {
                 agg.consume(&batch, true, u64::MAX)?;

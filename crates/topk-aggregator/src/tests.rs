@@ -53,7 +53,7 @@ fn flushed_sums(flush_log: &dyn Log) -> BTreeMap<(String, i64), (i64, i64)> {
     let mut sums = BTreeMap::new();
     let mut r = flush_log.reader(0, 0).unwrap();
     while let Some(b) = r.next_batch().unwrap() {
-        for row in FlushBatch::read(&b).unwrap().into_iter().flat_map(|f| f.rows) {
+        for row in FlushBatch::read(b.base_offset, &b.payload).unwrap().into_iter().flat_map(|f| f.rows) {
             let e = sums.entry((row.product_id, row.hour_ms)).or_insert((0, 0));
             e.0 += row.count;
             e.1 += row.revenue_cents;
@@ -160,17 +160,18 @@ fn recovery_resumes_after_last_flush_and_keeps_the_dedup_window() {
 fn run_loop_flushes_on_entry_threshold_and_answers_drain() {
     let dir = tempfile::tempdir().unwrap();
     let (events, flush_log) = logs(dir.path());
-    let control = Control::new(1, Shutdown::default());
+    let control = Control::new(1);
+    let stop = Shutdown::default();
     let c = AggregatorConfig { max_entries: 10, ..cfg() };
     let batch: Vec<_> = (0..25).map(|i| ev(&i.to_string(), T0 + i, &format!("p{i}"), 1)).collect();
     append(&events, &batch);
     let request = control.request_drain();
     std::thread::scope(|s| {
-        let h = s.spawn(|| run(&events, &flush_log, 0, c, &control));
+        let h = s.spawn(|| run(&events, &flush_log, 0, c, &control, &stop));
         while !control.all_drained(request) {
             std::thread::sleep(Duration::from_millis(5));
         }
-        control.shutdown.trigger();
+        stop.trigger();
         h.join().unwrap().unwrap();
     });
     let mut r = flush_log.reader(0, 0).unwrap();

@@ -41,7 +41,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
-use topk_aggregator::{AggRow, CorruptFlush, FlushBatch};
+use topk_core::flush::{AggRow, CorruptFlush, FlushBatch};
 use topk_core::time::{Bucket, Granularity};
 use topk_core::{Shutdown, HOUR_MS};
 use topk_log::{Log, LogError};
@@ -432,7 +432,7 @@ pub fn run(
             for _ in 0..64 {
                 let Some(rec) = reader.next_batch()? else { break };
                 // A superseded aggregator's flush (see topk_aggregator's "Fencing") is skipped.
-                let Some(batch) = FlushBatch::read(&rec)? else { continue };
+                let Some(batch) = FlushBatch::read(rec.base_offset, &rec.payload)? else { continue };
                 debug_assert_eq!(batch.partition as usize, p);
                 let end = batch.end_of_input;
                 groups[p].push((rec.base_offset, batch));

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
 use topk_archive::{ArchiveError, ArchiveState, Root};
+use topk_core::clock::now_ms;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::Shutdown;
 use topk_store::{ProductSum, RunStatus, Store, StoreError};
@@ -43,7 +44,7 @@ pub struct BatchConfig {
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
-            top_k: 1000,
+            top_k: topk_core::DEFAULT_TOP_K,
             hour_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             max_backoff: Duration::from_secs(300),
         }
@@ -69,10 +70,6 @@ pub struct PassReport {
     pub failed: Vec<(Bucket, String)>,
     /// Pending buckets left waiting for their inputs.
     pub waiting: usize,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The outcome of one bucket of [`Batch::run_range`]: rows written, or why it failed or
@@ -352,10 +349,7 @@ pub fn run<S: Store>(mut batch: Batch<S>, interval: Duration, shutdown: &Shutdow
                 "batch pass"
             );
         }
-        let until = Instant::now() + interval;
-        while Instant::now() < until && !shutdown.is_triggered() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        shutdown.wait(interval);
     }
     Ok(())
 }

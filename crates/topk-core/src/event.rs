@@ -96,6 +96,7 @@ impl Limits {
 
 /// Why one input line was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rejection {
     /// 1-based line number in the body or file.
     pub line: u64,

@@ -9,18 +9,27 @@
 //! - [`partition`]: the stable hashes that choose a product's partition and key the
 //!   dedup window; they must never change, since data on disk depends on them.
 //! - [`codec`]: the compact binary form in which validated events travel through the log.
+//! - [`flush`]: the flush batch, the aggregated rows the aggregator writes to the flush
+//!   log and the archive, the speed layer and recovery read: the contract between roles.
+//! - [`clock`]: the wall clock, read in one place.
 //! - [`bytes`]: the little-endian reader of the other binary records (flush batches, sketches).
 //! - [`accuracy`]: how an approximate top list scores against the exact one.
 //! - [`random`]: seeded random numbers and a Zipf sampler for generated data.
 
 pub mod accuracy;
 pub mod bytes;
+pub mod clock;
 pub mod codec;
 pub mod event;
+pub mod flush;
 pub mod partition;
 pub mod random;
 pub mod time;
 pub mod timestamp;
+
+/// Length of the top lists kept per bucket unless configured (`top_k`): the batch
+/// layer's, the speed layer's, and the most rows an answer may ask for.
+pub const DEFAULT_TOP_K: usize = 1000;
 
 /// One hour in milliseconds: the finest bucket, and the unit the aggregator keys on.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -30,16 +39,58 @@ pub fn hour_floor(ts_ms: i64) -> i64 {
     ts_ms.div_euclid(HOUR_MS) * HOUR_MS
 }
 
-/// A stop signal shared by the roles of one process: set once, seen by every loop.
+/// A stop signal shared by the roles of one process: set once, seen by every loop, and
+/// waking every loop that waits on it (no loop sleeps in steps to notice a stop).
 #[derive(Debug, Clone, Default)]
-pub struct Shutdown(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub struct Shutdown(std::sync::Arc<ShutdownState>);
+
+#[derive(Debug, Default)]
+struct ShutdownState {
+    triggered: std::sync::atomic::AtomicBool,
+    lock: std::sync::Mutex<()>,
+    woken: std::sync::Condvar,
+}
 
 impl Shutdown {
     pub fn trigger(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.triggered.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _held = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.woken.notify_all();
     }
 
     pub fn is_triggered(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        self.0.triggered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until triggered or `timeout` passes; returns whether it was triggered.
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        let held = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (_held, _) =
+            self.0.woken.wait_timeout_while(held, timeout, |_| !self.is_triggered()).unwrap_or_else(|e| e.into_inner());
+        self.is_triggered()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_trigger_wakes_a_waiting_loop_at_once() {
+        let stop = Shutdown::default();
+        assert!(!stop.wait(Duration::from_millis(1)), "not triggered: the wait times out");
+        let waiter = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                (stop.wait(Duration::from_secs(30)), started.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        stop.trigger();
+        let (triggered, waited) = waiter.join().unwrap();
+        assert!(triggered && waited < Duration::from_secs(10), "woken after {waited:?}");
+        assert!(stop.is_triggered() && stop.wait(Duration::from_secs(30)), "and stays triggered");
     }
 }

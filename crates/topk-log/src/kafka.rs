@@ -40,6 +40,9 @@ const SOURCE_HEADER: &str = "topk-source";
 /// How long metadata calls (watermarks, commits) may take before they fail.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What the names of topk's topics and consumer groups start with, unless configured.
+pub const DEFAULT_PREFIX: &str = "topk.";
+
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     /// `host:port,…` of the bootstrap brokers.

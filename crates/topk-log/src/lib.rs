@@ -30,7 +30,8 @@ pub use disk::{DiskLog, DiskReader, HEADER_LEN};
 pub use kafka::{Assignments, DeadLetter, KafkaConfig, KafkaLog, Membership, TopicReader};
 
 /// When appends are fsynced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum FsyncPolicy {
     /// fsync every append before it returns (and before readers see it). The default:
     /// an acknowledged ingest batch survives power loss.
@@ -38,6 +39,13 @@ pub enum FsyncPolicy {
     Batch,
     /// Leave flushing to the OS: survives a process crash (kill -9), not power loss.
     Never,
+}
+
+impl TryFrom<String> for FsyncPolicy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 impl std::str::FromStr for FsyncPolicy {

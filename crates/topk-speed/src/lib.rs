@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
 use sketch::{Admission, CountMin, Row, SketchError, TopSketch};
-use topk_aggregator::{CorruptFlush, FlushBatch};
 pub use topk_core::accuracy::{score, Accuracy};
+use topk_core::flush::{CorruptFlush, FlushBatch};
 use topk_core::partition::sketch_key;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::Shutdown;
@@ -50,7 +50,7 @@ pub struct SpeedSizing {
 
 impl Default for SpeedSizing {
     fn default() -> Self {
-        SpeedSizing { top_n: 1000, candidates_per_row: 1.0, epsilon: 0.02, delta: 0.05 }
+        SpeedSizing { top_n: topk_core::DEFAULT_TOP_K, candidates_per_row: 1.0, epsilon: 0.02, delta: 0.05 }
     }
 }
 
@@ -67,10 +67,18 @@ impl SpeedSizing {
 }
 
 /// Lambda (approximate speed layer beside an exact batch layer) or Kappa (one exact stream).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Architecture {
     Lambda,
     Kappa,
+}
+
+impl TryFrom<String> for Architecture {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 impl std::str::FromStr for Architecture {
@@ -395,7 +403,7 @@ impl<S: Store> Speed<S> {
                 due.push(*bucket);
             }
         }
-        let now_ms = wall_ms();
+        let now_ms = topk_core::clock::now_ms();
         let top_n = self.cfg.sizing.top_n;
         let products = self.catalog.take();
         match self.cfg.architecture {
@@ -497,10 +505,6 @@ fn merged_top(parts: &[TopSketch], n: usize, now_ms: i64) -> (Vec<SpeedRow>, i64
     (rows, bound)
 }
 
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The role's loop: absorbs flush batches from every partition and writes every
 /// `write_interval`; on shutdown, writes what it holds and returns.
 pub fn run<S: Store>(
@@ -525,7 +529,7 @@ pub fn run<S: Store>(
             for _ in 0..64 {
                 let Some(rec) = reader.next_batch()? else { break };
                 // A superseded aggregator's flush (see topk_aggregator's "Fencing") is skipped.
-                if let Some(batch) = FlushBatch::read(&rec)? {
+                if let Some(batch) = FlushBatch::read(rec.base_offset, &rec.payload)? {
                     speed.absorb(rec.base_offset, &batch)?;
                 }
                 absorbed += 1;

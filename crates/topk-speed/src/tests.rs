@@ -1,6 +1,6 @@
 use std::collections::{HashMap, HashSet};
 
-use topk_aggregator::AggRow;
+use topk_core::flush::AggRow;
 use topk_core::partition::partition_of;
 use topk_core::random::{Rng, Zipf};
 use topk_store::SqlStore;

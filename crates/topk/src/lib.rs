@@ -1,25 +1,22 @@
 //! `topk`: top-K products by sales, one binary for every role.
 //!
-//! # Layout
-//! - [`config`]: flags > `TOPK_*` env > TOML file > defaults.
-//! - [`pipeline`]: the roles of one process on threads (all of them in `topk serve`, one
-//!   in each production role process), and the ingestor.
-//! - [`source`]: the plain Kafka source (another system's topic of JSON events).
-//! - [`http`]: the HTTP API of `topk serve`; [`query`] its merge rule; [`dashboard`] the
-//!   page at `/`; [`metrics`] the Prometheus counters.
-//! - [`replay`]: `topk replay FILE...`, local or against a server.
-//! - [`gen`]: deterministic synthetic events, and the live demo traffic.
+//! This crate is the binary's own part: the command line, the configuration, the
+//! wiring of a process's roles, and their supervision. Everything else lives in the
+//! component crates, one per box of the architecture: `topk-core` (pure logic and the
+//! contracts between roles), `topk-log` (embedded or Kafka), `topk-ingest`,
+//! `topk-aggregator`, `topk-archive`, `topk-speed`, `topk-batch`, `topk-store` (SQLite
+//! or PostgreSQL), `topk-serve` (the HTTP API and the dashboard), and `topk-gen`
+//! (generated data).
 //!
-//! The roles themselves live in their own crates: `topk-log` (embedded or Kafka),
-//! `topk-aggregator`, `topk-archive`, `topk-speed`, `topk-batch`, `topk-store` (SQLite or
-//! PostgreSQL); pure logic in `topk-core`.
+//! # Layout
+//! - [`config`]: flags > `TOPK_*` env > TOML file > the components' defaults.
+//! - [`process`]: the roles of one process ([`process::Role`]) on threads, over the logs,
+//!   the store and the archive; what the API sees of the process.
+//! - [`supervise`]: a role that fails restarts from its durable state.
+//! - [`replay`]: `topk replay FILE...`, local or against a server.
+//! - `main.rs`, `cli.rs`, `commands.rs`, `demo.rs`: the commands.
 
 pub mod config;
-pub mod dashboard;
-pub mod gen;
-pub mod http;
-pub mod metrics;
-pub mod pipeline;
-pub mod query;
+pub mod process;
 pub mod replay;
-pub mod source;
+pub mod supervise;

@@ -1,13 +1,9 @@
 //! `topk replay FILE...`: runs input files through the embedded pipeline (or sends them
-//! to a running server), resuming exactly where an interrupted run of the same file stopped.
-//!
-//! A file is identified by its name and its first 64 KiB, and every appended batch
-//! records how far into the file it reaches, atomically with its events (see
-//! `topk_log::SourcePos`). Running the same replay again after a crash therefore skips
-//! exactly the lines already in the log; running it after a complete replay does nothing.
+//! to a running server), resuming exactly where an interrupted run of the same file
+//! stopped (the reading itself is `topk_ingest::files`).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,48 +11,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use topk_core::event::{CsvHeader, LineInfo, Rejection};
-use topk_log::SourcePos;
-use xxhash_rust::xxh3::xxh3_64;
+use topk_core::event::Rejection;
+use topk_ingest::files::{self, FileError, Format, Piece};
+use topk_ingest::IngestReport;
 
 use crate::config::Config;
-use crate::pipeline::{IngestReport, Ingestor, Pipeline, SourceResume};
-
-/// Bytes of input per appended batch: large enough to amortise the fsync.
-const CHUNK: usize = 32 << 20;
-/// A line longer than this is an error rather than an unbounded buffer.
-const MAX_LINE: usize = 64 << 20;
-/// CSV records per appended batch.
-const CSV_CHUNK: usize = 50_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Ndjson,
-    Csv,
-}
-
-impl Format {
-    /// `.csv` (also `.csv.*`) is CSV, anything else NDJSON.
-    pub fn of(path: &Path) -> Format {
-        let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-        if name.ends_with(".csv") || name.contains(".csv.") {
-            Format::Csv
-        } else {
-            Format::Ndjson
-        }
-    }
-}
-
-/// The stable identity of an input file: its name and first 64 KiB.
-pub fn source_id(path: &Path) -> anyhow::Result<u64> {
-    let mut head = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().into_bytes();
-    head.push(0);
-    File::open(path)
-        .and_then(|f| f.take(64 << 10).read_to_end(&mut head))
-        .with_context(|| format!("reading {}", path.display()))?;
-    // 0 means "no source" in the log, so never hand it out.
-    Ok(xxh3_64(&head).max(1))
-}
+use crate::process::Pipeline;
 
 /// Totals of a replay.
 #[derive(Debug, Default)]
@@ -74,13 +34,32 @@ fn total_bytes(files: &[PathBuf]) -> u64 {
     files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum()
 }
 
-fn progress_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}")
-            .expect("valid template"),
-    );
-    bar
+/// The progress bar, which the file reader moves.
+struct Bar {
+    bar: ProgressBar,
+    started: Instant,
+}
+
+impl Bar {
+    fn new(total: u64) -> Bar {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}")
+                .expect("valid template"),
+        );
+        Bar { bar, started: Instant::now() }
+    }
+}
+
+impl files::Progress for Bar {
+    fn read(&self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    fn accepted(&self, total: u64) {
+        let rate = total as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        self.bar.set_message(format!("{total} events, {rate:.0} events/s"));
+    }
 }
 
 fn print_rejections(file: &Path, rejected: &[Rejection], total: u64) {
@@ -97,11 +76,6 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Whether the replay is reading its input (then SIGINT stops it in order, between two
 /// batches); after that (draining, rolling up) SIGINT ends the process at once.
 static READING: AtomicBool = AtomicBool::new(false);
-
-/// A replay stopped by SIGINT; what it appended is safe, and a rerun resumes.
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted: the lines appended so far are safe; run the same command again to resume")]
-pub struct Interrupted;
 
 /// How long a replay may take to stop in order after SIGINT before the process just
 /// exits (safe at any moment: everything durable is crash-consistent).
@@ -122,72 +96,63 @@ fn catch_interrupts() -> anyhow::Result<()> {
         if READING.load(Ordering::SeqCst) {
             std::thread::sleep(INTERRUPT_GRACE);
         }
-        eprintln!("{Interrupted}");
+        eprintln!("{}", FileError::Interrupted);
         std::process::exit(130);
     })?;
     Ok(())
 }
 
-fn check_interrupted() -> anyhow::Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        return Err(Interrupted.into());
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Whether an error is the interruption of a replay (the command then exits with 130).
+pub fn is_interrupted(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<FileError>().is_some_and(|f| matches!(f, FileError::Interrupted))
+}
+
+/// A replay in which every line was rejected did not do what was asked: an error.
+fn nothing_accepted(r: &IngestReport) -> anyhow::Result<()> {
+    if r.accepted == 0 && r.already_ingested == 0 && r.rejected_count > 0 {
+        bail!("no event was accepted: all {} lines were rejected (see the messages above)", r.rejected_count);
     }
     Ok(())
 }
 
-/// Why a file whose every line was rejected may have been read wrongly.
-fn format_hint(path: &Path, format: Format) -> Option<&'static str> {
-    let mut head = Vec::new();
-    File::open(path).ok()?.take(4096).read_to_end(&mut head).ok()?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        return Some("the file is gzip-compressed: decompress it first (gunzip)");
-    }
-    let first =
-        head.split(|&b| b == b'\n').map(|l| String::from_utf8_lossy(l).trim().to_string()).find(|l| !l.is_empty())?;
-    match format {
-        Format::Ndjson if !first.starts_with('{') && first.contains(',') => {
-            Some("it looks like CSV: name the file .csv or pass --format csv")
-        }
-        Format::Csv if first.starts_with('{') => Some("it looks like NDJSON: pass --format ndjson"),
-        _ => None,
-    }
-}
-
 /// Replays `files` in-process on the data directory; returns when everything is
-/// flushed and archived.
-pub fn replay_local(cfg: Config, files: &[PathBuf], format: Option<Format>) -> anyhow::Result<Summary> {
+/// flushed, archived and (what has ended) rolled up.
+pub fn replay_local(cfg: Config, paths: &[PathBuf], format: Option<Format>) -> anyhow::Result<Summary> {
     let started = Instant::now();
     // Every input must be readable before anything (the data directory) is created.
-    for path in files {
+    for path in paths {
         File::open(path).with_context(|| format!("opening {}", path.display()))?;
     }
     catch_interrupts()?;
     let pipeline = Pipeline::start(cfg)?;
-    let total = total_bytes(files);
-    let bar = progress_bar(total);
+    let total = total_bytes(paths);
+    let bar = Bar::new(total);
     let mut summary = Summary::default();
     let mut ingestor = pipeline.ingestor();
     READING.store(true, Ordering::SeqCst);
-    for path in files {
+    for path in paths {
         let format = format.unwrap_or_else(|| Format::of(path));
-        let report = match format {
-            Format::Ndjson => replay_ndjson(&pipeline, &mut ingestor, path, &bar, started),
-            Format::Csv => replay_csv(&pipeline, &mut ingestor, path, &bar, started),
-        };
-        let report = match report {
+        if files::resume_point(&*pipeline.events, path)?.is_none() {
+            eprintln!("{}: already replayed completely, nothing to do", path.display());
+        }
+        let report = match files::replay_file(&mut ingestor, &*pipeline.events, path, format, &bar, &interrupted) {
             Ok(report) => report,
             Err(e) => {
-                bar.finish_and_clear();
-                if e.is::<Interrupted>() {
+                bar.bar.finish_and_clear();
+                if matches!(e, FileError::Interrupted) {
                     // Stop in order, so what was appended is flushed and committed.
                     pipeline.shutdown()?;
                 }
-                return Err(e);
+                return Err(e.into());
             }
         };
         print_rejections(path, &report.rejected, report.rejected_count);
         if report.accepted == 0 && report.already_ingested == 0 && report.rejected_count > 0 {
-            if let Some(hint) = format_hint(path, format) {
+            if let Some(hint) = files::format_hint(path, format) {
                 eprintln!("{}: every line was rejected: {hint}", path.display());
             }
         }
@@ -195,18 +160,18 @@ pub fn replay_local(cfg: Config, files: &[PathBuf], format: Option<Format>) -> a
         summary.report.merge(report);
     }
     READING.store(false, Ordering::SeqCst);
-    if let Err(e) = check_interrupted() {
-        bar.finish_and_clear();
+    if interrupted() {
+        bar.bar.finish_and_clear();
         pipeline.shutdown()?;
-        return Err(e);
+        return Err(FileError::Interrupted.into());
     }
     tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "input appended; draining");
-    bar.set_message("flushing and archiving…");
+    bar.bar.set_message("flushing and archiving…");
     pipeline.drain()?;
     tracing::info!(elapsed_s = started.elapsed().as_secs_f64(), "flushed and archived; rolling up");
-    bar.set_message("rolling up…");
+    bar.bar.set_message("rolling up…");
     let batch = pipeline.catch_up_batch()?;
-    bar.finish_and_clear();
+    bar.bar.finish_and_clear();
     summary.bytes = total;
     summary.elapsed_s = started.elapsed().as_secs_f64();
     let duplicates: u64 = pipeline.control.progress.iter().map(|p| p.duplicates.load(Ordering::Relaxed)).sum();
@@ -251,228 +216,8 @@ pub fn replay_local(cfg: Config, files: &[PathBuf], format: Option<Format>) -> a
     Ok(summary)
 }
 
-/// A replay in which every line was rejected did not do what was asked: an error.
-fn nothing_accepted(r: &IngestReport) -> anyhow::Result<()> {
-    if r.accepted == 0 && r.already_ingested == 0 && r.rejected_count > 0 {
-        bail!("no event was accepted: all {} lines were rejected (see the messages above)", r.rejected_count);
-    }
-    Ok(())
-}
-
-fn set_rate(bar: &ProgressBar, started: Instant, accepted: u64) {
-    let rate = accepted as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    bar.set_message(format!("{accepted} events, {rate:.0} events/s"));
-}
-
-/// Where to resume `path` from, or `None` if an earlier run replayed all of it.
-fn resume_point(
-    pipeline: &Pipeline,
-    path: &Path,
-    bar: &ProgressBar,
-) -> anyhow::Result<Option<(SourceResume, SourcePos)>> {
-    let (resume, start) = SourceResume::load(&*pipeline.events, source_id(path)?)?;
-    let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-    if start.pos >= len {
-        bar.inc(len);
-        eprintln!("{}: already replayed completely, nothing to do", path.display());
-        return Ok(None);
-    }
-    Ok(Some((resume, start)))
-}
-
-fn replay_ndjson(
-    pipeline: &Pipeline,
-    ingestor: &mut Ingestor,
-    path: &Path,
-    bar: &ProgressBar,
-    started: Instant,
-) -> anyhow::Result<IngestReport> {
-    let Some((mut resume, start)) = resume_point(pipeline, path, bar)? else { return Ok(IngestReport::default()) };
-    let mut report = IngestReport::default();
-    if start.pos > 0 {
-        tracing::info!(file = %path.display(), offset = start.pos, line = start.line + 1, "resuming replay");
-    }
-    bar.inc(start.pos);
-    let mut line = start.line + 1;
-    for_each_chunk(path, start.pos, |offset, piece| {
-        check_interrupted()?;
-        match piece {
-            Piece::Lines(chunk) => {
-                let r = ingestor.ingest_ndjson(chunk, line, offset, Some(&mut resume))?;
-                line += r.lines;
-                report.merge(r);
-                bar.inc(chunk.len() as u64);
-            }
-            Piece::TooLong { len } => {
-                let mut rejected = IngestReport::default();
-                rejected.add_rejections(vec![too_long(line, len)]);
-                report.merge(rejected);
-                line += 1;
-                // Record the position past it, so a rerun resumes after the line.
-                ingestor.ingest_ndjson(b"", line, offset + len, Some(&mut resume))?;
-                bar.inc(len);
-            }
-        }
-        set_rate(bar, started, report.accepted);
-        Ok(())
-    })?;
-    Ok(report)
-}
-
-/// What [`for_each_chunk`] hands out: whole lines, or the length of one line too long to
-/// hold (skipped, to be rejected on its own).
-enum Piece<'a> {
-    Lines(&'a [u8]),
-    TooLong { len: u64 },
-}
-
-/// The rejection of a line over [`MAX_LINE`] bytes.
-fn too_long(line: u64, len: u64) -> Rejection {
-    Rejection {
-        line,
-        field: None,
-        reason: format!("the line is longer than {} MiB ({len} bytes): skipped", MAX_LINE >> 20),
-    }
-}
-
-/// Reads `path` from byte `from` in chunks of whole lines (about [`CHUNK`] bytes; the
-/// last may lack its newline) and hands each to `f` with its offset in the file. A line
-/// longer than [`MAX_LINE`] is read past, not held, and handed over as its length.
-fn for_each_chunk(
-    path: &Path,
-    from: u64,
-    mut f: impl FnMut(u64, Piece<'_>) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    file.seek(SeekFrom::Start(from))?;
-    let mut offset = from;
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + (64 << 10));
-    let mut eof = false;
-    // Bytes of an over-long line read past so far.
-    let mut skipping: Option<u64> = None;
-    loop {
-        if !eof {
-            let before = buf.len();
-            (&mut file).take(CHUNK as u64).read_to_end(&mut buf)?;
-            eof = buf.len() - before < CHUNK;
-        }
-        if let Some(skipped) = skipping {
-            match memchr::memchr(b'\n', &buf) {
-                Some(i) => {
-                    let len = skipped + i as u64 + 1;
-                    f(offset, Piece::TooLong { len })?;
-                    offset += len;
-                    buf.drain(..=i);
-                    skipping = None;
-                }
-                None if eof => {
-                    let len = skipped + buf.len() as u64;
-                    return f(offset, Piece::TooLong { len });
-                }
-                None => {
-                    skipping = Some(skipped + buf.len() as u64);
-                    buf.clear();
-                }
-            }
-            continue;
-        }
-        // Cut after the last complete line; at the end of the file take everything.
-        let cut = match memchr::memrchr(b'\n', &buf) {
-            _ if eof && buf.len() <= MAX_LINE => buf.len(),
-            Some(i) => i + 1,
-            None if buf.len() > MAX_LINE => {
-                skipping = Some(buf.len() as u64);
-                buf.clear();
-                continue;
-            }
-            None => continue,
-        };
-        if cut == 0 {
-            return Ok(());
-        }
-        f(offset, Piece::Lines(&buf[..cut]))?;
-        offset += cut as u64;
-        buf.drain(..cut);
-    }
-}
-
-fn replay_csv(
-    pipeline: &Pipeline,
-    ingestor: &mut Ingestor,
-    path: &Path,
-    bar: &ProgressBar,
-    started: Instant,
-) -> anyhow::Result<IngestReport> {
-    let Some((mut resume, start)) = resume_point(pipeline, path, bar)? else { return Ok(IngestReport::default()) };
-    let id = resume.source;
-    let open = || File::open(path).with_context(|| format!("opening {}", path.display()));
-    let mut report = IngestReport::default();
-    let builder = || {
-        let mut b = csv::ReaderBuilder::new();
-        b.has_headers(false).flexible(true);
-        b
-    };
-    let mut rdr = builder().from_reader(std::io::BufReader::with_capacity(1 << 20, open()?));
-    let mut record = csv::ByteRecord::new();
-    if !rdr.read_byte_record(&mut record)? {
-        return Ok(report);
-    }
-    let header = CsvHeader::new(&record).map_err(|e| anyhow::anyhow!("{}: line 1: {e}", path.display()))?;
-    let (base, base_line) = if start.pos > 0 {
-        let mut f = open()?;
-        f.seek(SeekFrom::Start(start.pos))?;
-        rdr = builder().from_reader(std::io::BufReader::with_capacity(1 << 20, f));
-        (start.pos, start.line)
-    } else {
-        (0, 0)
-    };
-    bar.inc(base + rdr.position().byte());
-    let mut done = base + rdr.position().byte();
-    loop {
-        check_interrupted()?;
-        let mut rejections = Vec::new();
-        let mut n = 0;
-        let mut more = true;
-        while n < CSV_CHUNK {
-            let at = rdr.position().clone();
-            let line = base_line + at.line();
-            match rdr.read_byte_record(&mut record) {
-                Ok(false) => {
-                    more = false;
-                    break;
-                }
-                Ok(true) => {
-                    let info = LineInfo { line, start: base + at.byte(), end: base + rdr.position().byte() };
-                    let limits = ingestor.limits();
-                    match header.parse(&record, line, &limits) {
-                        Ok(ev) => report.tally(ingestor.add(info, &ev, Some(&resume))),
-                        Err(r) => rejections.push(r),
-                    }
-                }
-                Err(e) if e.is_io_error() => {
-                    return Err(anyhow::Error::new(e).context(format!("reading {}", path.display())))
-                }
-                Err(e) => rejections.push(Rejection { line, field: None, reason: format!("invalid CSV: {e}") }),
-            }
-            n += 1;
-        }
-        let pos =
-            SourcePos { source: id, pos: base + rdr.position().byte(), line: base_line + rdr.position().line() - 1 };
-        ingestor.commit(Some((&mut resume, pos)))?;
-        let mut found = IngestReport::default();
-        found.add_rejections(rejections);
-        report.merge(found);
-        bar.inc(pos.pos - done);
-        done = pos.pos;
-        set_rate(bar, started, report.accepted);
-        if !more {
-            return Ok(report);
-        }
-    }
-}
-
 /// Sends `files` to a running `topk serve`, resuming from what the server has.
-pub fn replay_remote(server: &str, token: Option<&str>, files: &[PathBuf]) -> anyhow::Result<Summary> {
+pub fn replay_remote(server: &str, token: Option<&str>, paths: &[PathBuf]) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let server = server.trim_end_matches('/');
     if !(server.starts_with("http://") || server.starts_with("https://")) {
@@ -484,14 +229,14 @@ pub fn replay_remote(server: &str, token: Option<&str>, files: &[PathBuf]) -> an
         Some(t) => req.bearer_auth(t),
         None => req,
     };
-    let total = total_bytes(files);
-    let bar = progress_bar(total);
+    let total = total_bytes(paths);
+    let bar = Bar::new(total);
     let mut summary = Summary { bytes: total, ..Summary::default() };
-    for path in files {
+    for path in paths {
         if Format::of(path) == Format::Csv {
             bail!("{}: replay --server sends NDJSON only; replay CSV files locally", path.display());
         }
-        let id = source_id(path)?;
+        let id = files::source_id(path)?;
         let resp = auth(client.get(format!("{server}/api/v1/sources/{id}"))).send()?;
         if !resp.status().is_success() {
             bail!("{server}: GET /api/v1/sources/{id}: {} {}", resp.status(), resp.text().unwrap_or_default());
@@ -502,18 +247,20 @@ pub fn replay_remote(server: &str, token: Option<&str>, files: &[PathBuf]) -> an
             eprintln!("{}: the server already has the first {} lines; sending the rest", path.display(), line - 1);
             summary.skipped_lines += line - 1;
         }
-        bar.inc(from);
+        bar.bar.inc(from);
         let mut report = IngestReport::default();
-        for_each_chunk(path, from, |offset, piece| {
-            check_interrupted()?;
+        files::for_each_chunk(path, from, |offset, piece| -> anyhow::Result<()> {
+            if interrupted() {
+                return Err(FileError::Interrupted.into());
+            }
             let chunk = match piece {
                 Piece::Lines(chunk) => chunk,
                 Piece::TooLong { len } => {
                     let mut rejected = IngestReport::default();
-                    rejected.add_rejections(vec![too_long(line, len)]);
+                    rejected.add_rejections(vec![files::too_long(line, len)]);
                     report.merge(rejected);
                     line += 1;
-                    bar.inc(len);
+                    bar.bar.inc(len);
                     return Ok(());
                 }
             };
@@ -536,15 +283,15 @@ pub fn replay_remote(server: &str, token: Option<&str>, files: &[PathBuf]) -> an
                 rejected_by_field: serde_json::from_value(r["rejected_by_field"].clone()).unwrap_or_default(),
             });
             line += lines;
-            bar.inc(chunk.len() as u64);
-            set_rate(&bar, started, report.accepted);
+            files::Progress::read(&bar, chunk.len() as u64);
+            files::Progress::accepted(&bar, report.accepted);
             Ok(())
         })?;
         print_rejections(path, &report.rejected, report.rejected_count);
         summary.files += 1;
         summary.report.merge(report);
     }
-    bar.finish_and_clear();
+    bar.bar.finish_and_clear();
     summary.elapsed_s = started.elapsed().as_secs_f64();
     writeln!(
         std::io::stdout(),

@@ -10,11 +10,12 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 use topk::config::Settings;
-use topk::http::{self, AppState};
-use topk::pipeline::Pipeline;
+use topk::process::Pipeline;
+use topk_serve::AppState;
 
 struct Server {
     url: String,
+    pipeline: Arc<Pipeline>,
     state: Arc<AppState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -29,12 +30,14 @@ async fn start(data: &std::path::Path, token: Option<&str>, max_body: usize) -> 
     }
     .over_file(None)
     .unwrap();
-    let state = Arc::new(AppState::new(Pipeline::start(cfg).unwrap()));
+    let serve = cfg.serve.clone();
+    let pipeline = Arc::new(Pipeline::start(cfg).unwrap());
+    let state = Arc::new(AppState::new(pipeline.clone(), serve));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(http::run(listener, state.clone(), async { rx.await.unwrap_or(()) }).map_ok());
-    Server { url, state, stop: Some(tx), task }
+    let task = tokio::spawn(topk_serve::run(listener, state.clone(), async { rx.await.unwrap_or(()) }).map_ok());
+    Server { url, pipeline, state, stop: Some(tx), task }
 }
 
 trait MapOk {
@@ -51,10 +54,11 @@ impl Server {
     async fn finish(mut self) {
         self.stop.take().unwrap().send(()).unwrap();
         self.task.await.unwrap();
-        let state = Arc::try_unwrap(self.state).ok().expect("no other users");
+        drop(self.state);
+        let pipeline = self.pipeline;
         tokio::task::spawn_blocking(move || {
-            state.pipeline.drain().unwrap();
-            state.pipeline.shutdown().unwrap();
+            pipeline.drain().unwrap();
+            pipeline.shutdown().unwrap();
         })
         .await
         .unwrap();
@@ -62,7 +66,7 @@ impl Server {
 }
 
 fn now_ms() -> i64 {
-    topk::pipeline::now_ms()
+    topk_core::clock::now_ms()
 }
 
 fn valid(id: &str, product: &str) -> String {
@@ -267,7 +271,7 @@ async fn ingest_bodies_are_read_only_once_a_place_is_free() {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), None, 64 << 20).await;
-    let all = http::MAX_CONCURRENT_INGESTS as u32;
+    let all = topk_serve::MAX_CONCURRENT_INGESTS as u32;
     let held = server.state.ingests.clone().acquire_many_owned(all).await.unwrap();
     let line = format!("{}\n", valid("big", "p"));
     let body = line.repeat((40 << 20) / line.len());

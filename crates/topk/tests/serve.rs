@@ -36,7 +36,7 @@ fn acknowledged_events_survive_kill_9() {
     let data = dir.path().join("data");
     let mut s = serve(&data, &["--flush-interval-ms", "3600000"]);
     let client = reqwest::blocking::Client::new();
-    let ts = topk::pipeline::now_ms() - 3_600_000;
+    let ts = topk_core::clock::now_ms() - 3_600_000;
     let mut sent = 0;
     for batch in 0..10 {
         let body: String = (0..100)

@@ -67,7 +67,9 @@ fn lambda_speed_rows_are_scored_then_replaced_by_exact_ones() {
     let scored_granularities: &[&str] =
         if year_ended { &["hour", "day", "week", "month", "year"] } else { &["hour", "day", "week", "month"] };
     for g in scored_granularities {
-        assert!(metrics.contains(&format!("topk_speed_precision_at_10{{granularity=\"{g}\"}} 1\n")), "{metrics}");
-        assert!(metrics.contains(&format!("topk_speed_bound_coverage{{granularity=\"{g}\"}} 1\n")), "{metrics}");
+        for name in ["topk_speed_precision_at_10", "topk_speed_bound_coverage"] {
+            let series = format!("{name}{{granularity=\"{g}\"}}");
+            assert_eq!(sample(&metrics, &series), Some(1.0), "{series} in {metrics}");
+        }
     }
 }

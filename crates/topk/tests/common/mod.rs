@@ -324,6 +324,12 @@ pub fn metric_names_used(file: &str) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// The value of the series `series` (a name with its labels, as printed) in the
+/// Prometheus text `metrics`.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+}
+
 /// Whether the Prometheus text `metrics` exports `name` (a sample or at least its type).
 pub fn exports(metrics: &str, name: &str) -> bool {
     metrics.contains(&format!("\n{name}")) || metrics.contains(&format!("# TYPE {name} "))

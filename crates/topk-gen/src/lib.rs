@@ -8,6 +8,7 @@
 
 use std::io::{self, Write};
 use topk_core::random::{Rng, Zipf};
+use topk_core::time::{civil_from_days, days_from_civil};
 
 /// Small fixed list of ISO country codes; plain ASCII so no JSON/CSV escaping is needed.
 const COUNTRIES: [&str; 10] = ["US", "DE", "GB", "FR", "JP", "BR", "IN", "CA", "AU", "NL"];
@@ -503,32 +504,6 @@ fn push_i64(v: i64, buf: &mut Vec<u8>) {
         buf.push(b'-');
     }
     push_u64(v.unsigned_abs(), 1, buf);
-}
-
-/// Days since 1970-01-01 -> (year, month, day); Howard Hinnant's algorithm,
-/// so we need no calendar library on the hot path.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// (year, month, day) -> days since 1970-01-01 (inverse of [`civil_from_days`]).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -21,12 +21,50 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::Context;
 use topk_core::Shutdown;
-use topk_log::{DeadLetter, KafkaLog, Log, SourcePos, TopicReader};
+use topk_log::{DeadLetter, KafkaConfig, KafkaLog, Log, LogError, SourcePos, TopicReader};
 
-use crate::config::{Config, SourceSettings};
-use crate::pipeline::{Ingestor, SourceResume};
+use crate::{Ingestor, SourceResume};
+
+/// The source role's settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SourceConfig {
+    /// The topic of JSON sale events another system produces.
+    pub topic: String,
+    /// The rejected share of the last `window` messages at which the source pauses.
+    pub max_reject_rate: f64,
+    /// Messages the reject rate is measured over.
+    pub window: usize,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig { topic: String::new(), max_reject_rate: 0.5, window: 1000 }
+    }
+}
+
+impl SourceConfig {
+    /// Checks the settings, naming what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.max_reject_rate > 0.0 && self.max_reject_rate <= 1.0) {
+            return Err(format!("source_max_reject_rate must lie in (0, 1], got {}", self.max_reject_rate));
+        }
+        if self.window < 10 {
+            return Err(format!("source_reject_window must be at least 10, got {}", self.window));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("source topic {0} does not exist")]
+    NoTopic(String),
+    #[error("writing to the dead-letter topic: {0}")]
+    DeadLetters(LogError),
+}
 
 /// Messages taken from one partition at a time: a tenth of the reject window (so a pause
 /// lands within a tenth of a window of the message that caused it), at most 500.
@@ -99,21 +137,21 @@ fn source_id(topic: &str, partition: u32) -> u64 {
     xxhash_rust::xxh3::xxh3_64(format!("kafka:{topic}/{partition}").as_bytes()).max(1)
 }
 
-/// Runs the source until `shutdown`.
+/// Runs the source until `shutdown`: reads `topic` (its client settings; the partition
+/// count is the topic's own), appends its valid events to `events` and its rejects to
+/// `dead`.
 pub fn run(
-    cfg: &Config,
-    settings: &SourceSettings,
+    settings: &SourceConfig,
+    mut topic: KafkaConfig,
+    dead: &KafkaLog,
     events: &dyn Log,
     mut ingestor: Ingestor,
     state: &SourceState,
     shutdown: &Shutdown,
-) -> anyhow::Result<()> {
-    let kafka = cfg.kafka.as_ref().context("the source needs kafka_brokers")?;
-    let mut topic = kafka.topic(&settings.topic, 1);
-    let partitions = topk_log::kafka::partition_count(&topic)?
-        .with_context(|| format!("source topic {} does not exist", settings.topic))?;
+) -> Result<(), SourceError> {
+    let partitions =
+        topk_log::kafka::partition_count(&topic)?.ok_or_else(|| SourceError::NoTopic(settings.topic.clone()))?;
     topic.partitions = partitions;
-    let dead = cfg.kafka_log(kafka, "dead-letter")?;
     let mut sources = Vec::with_capacity(partitions as usize);
     for p in 0..partitions {
         let (resume, start) = SourceResume::load(events, source_id(&settings.topic, p))?;
@@ -124,7 +162,7 @@ pub fn run(
     while !shutdown.is_triggered() {
         if state.paused().is_some() {
             window.clear();
-            std::thread::sleep(Duration::from_millis(100));
+            shutdown.wait(Duration::from_millis(100));
             continue;
         }
         let mut taken = 0;
@@ -134,7 +172,7 @@ pub fn run(
             let Some(&(last, _)) = records.last() else { continue };
             taken += records.len();
             let report = ingestor.route_records(&records, resume);
-            letters(&dead, &settings.topic, *p, &records, &report.rejected, state)?;
+            letters(dead, &settings.topic, *p, &records, &report.rejected, state)?;
             let pos = SourcePos { source: resume.source, pos: last + 1, line: last + 1 };
             ingestor.commit(Some((resume, pos)))?;
             ingestor.record(&report);
@@ -159,7 +197,7 @@ pub fn run(
             }
         }
         if taken == 0 {
-            std::thread::sleep(Duration::from_millis(20));
+            shutdown.wait(Duration::from_millis(20));
         }
     }
     Ok(())
@@ -173,7 +211,7 @@ fn letters(
     records: &[(u64, Vec<u8>)],
     rejected: &[topk_core::event::Rejection],
     state: &SourceState,
-) -> anyhow::Result<()> {
+) -> Result<(), SourceError> {
     if rejected.is_empty() {
         return Ok(());
     }
@@ -189,7 +227,7 @@ fn letters(
             Some(DeadLetter { origin: format!("{topic}/{partition}/{offset}"), reason, value })
         })
         .collect();
-    dead.send_dead_letters(&letters).context("writing to the dead-letter topic")?;
+    dead.send_dead_letters(&letters).map_err(SourceError::DeadLetters)?;
     state.dead_letters.fetch_add(letters.len() as u64, Ordering::Relaxed);
     Ok(())
 }

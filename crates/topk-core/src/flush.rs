@@ -1,4 +1,6 @@
-//! The flush batch: what the aggregator writes to the flush log, one log record each.
+//! The flush batch: what the aggregator writes to the flush log, one log record each, and
+//! what the archive, the speed layer and the aggregator's own recovery read back — the
+//! contract between the roles, kept here beside the event codec.
 //!
 //! Binary little-endian layout (version byte first, so the format can evolve; version 2
 //! lacks `slot`; versions 2 and 3 carry names without categories):
@@ -11,8 +13,7 @@
 //! ```
 //! (an empty name or category: the events carried none.)
 
-use topk_core::bytes::{ReadError, Reader};
-use topk_log::Batch;
+use crate::bytes::{ReadError, Reader};
 
 const VERSION: u8 = 4;
 /// With `slot`, names without categories: read.
@@ -81,15 +82,15 @@ impl FlushBatch {
         (self.end_offset > self.first_offset).then(|| self.end_offset - 1)
     }
 
-    /// Reads the flush record `rec` of the flush log: `None` if a superseded aggregator
-    /// wrote it (it landed elsewhere than its slot), which readers skip.
-    pub fn read(rec: &Batch) -> Result<Option<FlushBatch>, CorruptFlush> {
-        let batch = FlushBatch::decode(&rec.payload)?;
+    /// Reads the flush record found at `offset` of the flush log: `None` if a superseded
+    /// aggregator wrote it (it landed elsewhere than its slot), which readers skip.
+    pub fn read(offset: u64, payload: &[u8]) -> Result<Option<FlushBatch>, CorruptFlush> {
+        let batch = FlushBatch::decode(payload)?;
         match batch.slot {
-            Some(slot) if slot != rec.base_offset => {
+            Some(slot) if slot != offset => {
                 tracing::warn!(
                     partition = batch.partition,
-                    offset = rec.base_offset,
+                    offset,
                     slot,
                     first = batch.first_offset,
                     end = batch.end_offset,
@@ -266,10 +267,7 @@ mod tests {
 
     #[test]
     fn a_batch_found_outside_its_slot_is_skipped() {
-        let at = |base_offset: u64, batch: &FlushBatch| {
-            let rec = Batch { base_offset, count: 1, source: Default::default(), payload: batch.encode() };
-            FlushBatch::read(&rec).unwrap()
-        };
+        let at = |base_offset: u64, batch: &FlushBatch| FlushBatch::read(base_offset, &batch.encode()).unwrap();
         let b = FlushBatch { slot: Some(7), partition: 1, first_offset: 3, end_offset: 9, ..FlushBatch::default() };
         assert_eq!(at(7, &b), Some(b.clone()));
         assert_eq!(at(8, &b), None, "another aggregator wrote offset 7");

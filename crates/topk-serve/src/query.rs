@@ -14,13 +14,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::timestamp::format_rfc3339;
-use topk_store::{By, ExactBucket, Product, ProductSum, SpeedBucket, SpeedRow, Store, StoreError};
+use topk_store::{By, ExactBucket, ProductSum, SpeedBucket, SpeedRow, Store, StoreError};
+use utoipa::ToSchema;
 
-/// Largest K an answer may ask for (the depth of the stored top lists).
-pub const MAX_K: usize = 1000;
+/// Largest K an answer may ask for (the depth of the stored top lists by default).
+pub const MAX_K: usize = topk_core::DEFAULT_TOP_K;
 
 /// Where a bucket's numbers come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// The batch layer (or Kappa) has the exact numbers.
@@ -35,8 +36,9 @@ pub enum Source {
     None,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BucketState {
+    #[schema(value_type = String, example = "day")]
     pub granularity: Granularity,
     pub start: String,
     pub end: String,
@@ -47,7 +49,7 @@ pub struct BucketState {
     pub updated: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TopRow {
     pub rank: usize,
     pub product_id: String,
@@ -68,7 +70,7 @@ pub struct TopRow {
     pub source: Source,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Freshness {
     /// The oldest write of the speed layer among the approximate buckets used.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,11 +81,12 @@ pub struct Freshness {
     pub computed_at: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TopAnswer {
     pub from: String,
     pub to: String,
     pub k: usize,
+    #[schema(example = "quantity")]
     pub by: &'static str,
     /// Every row is exact and the set of rows is the true top K.
     pub exact: bool,
@@ -479,7 +482,7 @@ fn names<'a>(store: &mut dyn Store, ids: impl Iterator<Item = &'a str>) -> Resul
 }
 
 /// One bucket of a product's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct HistoryPoint {
     pub start: String,
     pub label: String,
@@ -492,10 +495,14 @@ pub struct HistoryPoint {
     pub rank: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A product and its count and rank per bucket.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProductHistory {
-    #[serde(flatten)]
-    pub product: Product,
+    pub product_id: String,
+    /// The newest name its events carried.
+    pub name: Option<String>,
+    pub category: Option<String>,
+    #[schema(value_type = String, example = "day")]
     pub granularity: Granularity,
     pub points: Vec<HistoryPoint>,
 }
@@ -554,8 +561,8 @@ pub fn history(
     if known.is_none() && points.iter().all(|p| p.count == 0 && p.rank.is_none()) {
         return Ok(None);
     }
-    let product = known.unwrap_or(Product { product_id: product_id.to_string(), name: None, category: None });
-    Ok(Some(ProductHistory { product, granularity, points }))
+    let (name, category) = known.map_or((None, None), |p| (p.name, p.category));
+    Ok(Some(ProductHistory { product_id: product_id.to_string(), name, category, granularity, points }))
 }
 
 /// `GET /api/v1/buckets`: every bucket of a granularity in a range, and its source.

@@ -1,0 +1,144 @@
+//! `GET /api/v1/top`: the top K of a bucket or of any hour-aligned range.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use topk_core::time::Bucket;
+use topk_store::{By, Store};
+
+use super::{bad, check_order, params, parse_granularity, parse_instant, ApiError, ErrorReply, Shared};
+use crate::cache::Cached;
+use crate::query::{self, TopAnswer};
+use crate::AppState;
+
+/// How long an answer may be reused: exact answers of ended periods change only when
+/// late data reaches the batch layer (and then the exact generation changes too); the
+/// others with every write.
+const EXACT_TTL: Duration = Duration::from_secs(60);
+const APPROXIMATE_TTL: Duration = Duration::from_secs(1);
+
+/// How long the store's exact generation is trusted before it is read again: a cached
+/// exact answer outlives a re-roll by at most this much.
+const GENERATION_CHECK: Duration = Duration::from_millis(250);
+
+/// The longest range one query may cover.
+const MAX_RANGE_DAYS: i64 = 5 * 366;
+
+impl AppState {
+    /// The store's exact generation (see `Store::exact_generation`), read at most every
+    /// [`GENERATION_CHECK`].
+    async fn exact_generation(&self) -> Result<(i64, i64), ApiError> {
+        if let Some((g, at)) = *self.generation.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() < GENERATION_CHECK {
+                return Ok(g);
+            }
+        }
+        let g = self.stores.with(|s| s.exact_generation()).await?;
+        *self.generation.lock().unwrap_or_else(|e| e.into_inner()) = Some((g, Instant::now()));
+        Ok(g)
+    }
+}
+
+/// The top K of a period, exact where the batch layer has spoken.
+#[utoipa::path(
+    get,
+    path = "/api/v1/top",
+    tag = "top",
+    params(
+        ("granularity" = Option<String>, Query, description = "hour, day, week, month or year (with start; or from and to instead)"),
+        ("start" = Option<String>, Query, description = "The bucket: a label (2026-11-27T13, 2026-11-27, 2026-W48, 2026-11, 2026), a date, or an RFC 3339 timestamp on its boundary; default the current one"),
+        ("from" = Option<String>, Query, description = "Range start (inclusive): any bucket label, or an RFC 3339 timestamp on an hour boundary"),
+        ("to" = Option<String>, Query, description = "Range end (exclusive), like from; at most 1830 days after from"),
+        ("k" = Option<usize>, Query, description = "How many rows, 1 to 1000 (default 10)"),
+        ("by" = Option<String>, Query, description = "quantity (default) or revenue"),
+    ),
+    responses(
+        (status = 200, description = "The period's top K", body = TopAnswer,
+            headers(("x-cache" = String, description = "hit or miss"))),
+        (status = 400, description = "Bad parameter: the message names it and says why", body = ErrorReply),
+        (status = 503, description = "The store cannot be read", body = ErrorReply),
+    )
+)]
+pub(super) async fn top(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let p = params(query, &["granularity", "start", "from", "to", "k", "by"])?;
+    let TopRequest { buckets, k, by } = parse_top(&p)?;
+    let cache = state.cfg.api_cache;
+    // An answer is reused only while the exact rows it was computed from stay the same.
+    let generation = if cache { state.exact_generation().await? } else { (0, 0) };
+    let key = format!("top {generation:?} {buckets:?} {k} {}", by.as_str());
+    let rules = state.rules();
+    let compute = async {
+        let answer = state.stores.with(move |s| query::top(s, buckets, k, by, rules)).await?;
+        let ttl = if answer.exact && !answer.open { EXACT_TTL } else { APPROXIMATE_TTL };
+        Ok::<_, ApiError>(Cached { body: Bytes::from(serde_json::to_vec(&answer).expect("answers serialise")), ttl })
+    };
+    let (answer, hit) = if cache {
+        state.cache.get_or_compute(key, compute).await.map_err(|e| ApiError(e.0, e.1.clone()))?
+    } else {
+        (compute.await?, false)
+    };
+    let headers = [
+        (header::CONTENT_TYPE, "application/json".to_string()),
+        (header::CACHE_CONTROL, format!("max-age={}", answer.ttl.as_secs())),
+        (header::HeaderName::from_static("x-cache"), if hit { "hit" } else { "miss" }.to_string()),
+    ];
+    Ok((headers, answer.body).into_response())
+}
+
+struct TopRequest {
+    buckets: Vec<Bucket>,
+    k: usize,
+    by: By,
+}
+
+/// A `/top` range: ordered, and no longer than [`MAX_RANGE_DAYS`].
+fn check_range(from_ms: i64, to_ms: i64) -> Result<(), ApiError> {
+    check_order(from_ms, to_ms)?;
+    if to_ms - from_ms > MAX_RANGE_DAYS * 24 * topk_core::HOUR_MS {
+        return Err(bad(format!(
+            "the range covers {} days; one query may cover at most {MAX_RANGE_DAYS} days",
+            (to_ms - from_ms) / (24 * topk_core::HOUR_MS)
+        )));
+    }
+    Ok(())
+}
+
+fn parse_top(p: &HashMap<String, String>) -> Result<TopRequest, ApiError> {
+    let k = match p.get("k") {
+        None => 10,
+        Some(k) => match k.parse::<usize>() {
+            Ok(k) if (1..=query::MAX_K).contains(&k) => k,
+            _ => return Err(bad(format!("k: {k:?} is not a whole number from 1 to {}", query::MAX_K))),
+        },
+    };
+    let by = match p.get("by").map(String::as_str) {
+        None | Some("quantity") => By::Quantity,
+        Some("revenue") => By::Revenue,
+        Some(other) => return Err(bad(format!("by: {other:?} is not one of quantity, revenue"))),
+    };
+    let granularity = parse_granularity(p)?;
+    let buckets = match (granularity, p.contains_key("from") || p.contains_key("to")) {
+        (Some(_), true) => return Err(bad("give either granularity (and start) or from and to, not both")),
+        (Some(g), false) => {
+            let bucket = match p.get("start") {
+                Some(s) => Bucket::parse(g, s).map_err(|e| bad(format!("start: {e}")))?,
+                None => Bucket::containing(g, topk_core::clock::now_ms()),
+            };
+            vec![bucket]
+        }
+        (None, true) => {
+            let (Some(from), Some(to)) = (parse_instant(p, "from")?, parse_instant(p, "to")?) else {
+                return Err(bad("a range needs both from and to"));
+            };
+            check_range(from, to)?;
+            topk_core::time::decompose(from, to).map_err(|e| bad(e.to_string()))?
+        }
+        (None, false) if p.contains_key("start") => return Err(bad("start needs a granularity")),
+        (None, false) => return Err(bad("give granularity (and optionally start), or from and to")),
+    };
+    Ok(TopRequest { buckets, k, by })
+}
