@@ -47,7 +47,8 @@ use topk_core::{Shutdown, HOUR_MS};
 use topk_log::{Log, LogError};
 
 mod storage;
-#[doc(hidden)]
+/// Test servers for the suites of this and other crates (the `testing` feature).
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 use storage::Pending;
 pub use storage::Root;

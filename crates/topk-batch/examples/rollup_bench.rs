@@ -7,8 +7,7 @@
 use std::time::Instant;
 
 use topk_core::time::{Bucket, Granularity};
-use topk_store::schema::INSERT_ROW;
-use topk_store::{vals, ProductSum, SqlStore, Store, Value};
+use topk_store::{vals, BatchStore, ProductSum, SqlStore, Value, EXACT_ROW};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -58,7 +57,7 @@ fn main() {
                 let rows: Vec<Value<'_>> = (0..n as i64)
                     .flat_map(|p| vals!["month", month.start_ms, &ids[p as usize], 1 + p % 17, 100])
                     .collect();
-                c.exec_rows(INSERT_ROW, 5, &rows)?;
+                c.insert(&EXACT_ROW, &rows)?;
             }
             Ok(())
         })

@@ -27,7 +27,7 @@ use topk_archive::{ArchiveError, ArchiveState, Root};
 use topk_core::clock::now_ms;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::Shutdown;
-use topk_store::{ProductSum, RunStatus, Store, StoreError};
+use topk_store::{BatchStore, ProductSum, RunStatus, StoreError};
 
 pub const TASKS: [&str; 4] = ["check", "rollup", "clean_speed", "top_lists"];
 
@@ -77,7 +77,7 @@ pub struct PassReport {
 pub type RangeResult = (Bucket, Result<u64, BatchError>);
 
 /// The batch layer over one store and one archive.
-pub struct Batch<S: Store> {
+pub struct Batch<S: BatchStore> {
     store: S,
     archive: Root,
     cfg: BatchConfig,
@@ -85,7 +85,7 @@ pub struct Batch<S: Store> {
     backoff: HashMap<Bucket, (u32, Instant), RandomState>,
 }
 
-impl<S: Store> Batch<S> {
+impl<S: BatchStore> Batch<S> {
     pub fn new(store: S, archive: Root, cfg: BatchConfig) -> Self {
         Batch { store, archive, cfg, backoff: HashMap::default() }
     }
@@ -338,7 +338,7 @@ pub fn hour_from_archive(archive: &Root, hour_ms: i64) -> Result<Vec<ProductSum>
 }
 
 /// The scheduler loop of `topk serve`: a pass every `interval` until shutdown.
-pub fn run<S: Store>(mut batch: Batch<S>, interval: Duration, shutdown: &Shutdown) -> Result<(), BatchError> {
+pub fn run<S: BatchStore>(mut batch: Batch<S>, interval: Duration, shutdown: &Shutdown) -> Result<(), BatchError> {
     while !shutdown.is_triggered() {
         let report = batch.run_pending()?;
         if !report.ran.is_empty() {
@@ -353,3 +353,6 @@ pub fn run<S: Store>(mut batch: Batch<S>, interval: Duration, shutdown: &Shutdow
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

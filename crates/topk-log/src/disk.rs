@@ -19,64 +19,21 @@
 //! The source position in each header lets a producer (file replay) resume exactly:
 //! it is written atomically with the events it describes.
 
+mod reader;
+mod segment;
+
+pub use reader::DiskReader;
+pub use segment::HEADER_LEN;
+use segment::{scan_segment, segment_name, Header, Segment};
+
 use crate::{io_err, Batch, FsyncPolicy, Log, LogConfig, LogError, LogReader, SourcePos};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
-
-const MAGIC: u32 = 0x544B_4231; // "TKB1"
-/// Size of a batch header in bytes.
-pub const HEADER_LEN: usize = 48;
-
-struct Header {
-    crc: u32,
-    base_offset: u64,
-    count: u32,
-    payload_len: u32,
-    source: SourcePos,
-}
-
-impl Header {
-    fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut h = [0u8; HEADER_LEN];
-        h[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        h[4..8].copy_from_slice(&self.crc.to_le_bytes());
-        h[8..16].copy_from_slice(&self.base_offset.to_le_bytes());
-        h[16..20].copy_from_slice(&self.count.to_le_bytes());
-        h[20..24].copy_from_slice(&self.payload_len.to_le_bytes());
-        h[24..32].copy_from_slice(&self.source.source.to_le_bytes());
-        h[32..40].copy_from_slice(&self.source.pos.to_le_bytes());
-        h[40..48].copy_from_slice(&self.source.line.to_le_bytes());
-        h
-    }
-
-    fn decode(h: &[u8; HEADER_LEN]) -> Option<Header> {
-        let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
-        let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().expect("8 bytes"));
-        (u32_at(0) == MAGIC).then(|| Header {
-            crc: u32_at(4),
-            base_offset: u64_at(8),
-            count: u32_at(16),
-            payload_len: u32_at(20),
-            source: SourcePos { source: u64_at(24), pos: u64_at(32), line: u64_at(40) },
-        })
-    }
-
-    fn checksum(h: &[u8; HEADER_LEN], payload: &[u8]) -> u32 {
-        crc32c::crc32c_append(crc32c::crc32c(&h[8..]), payload)
-    }
-}
-
-struct Segment {
-    path: PathBuf,
-    /// (base offset, byte position) of every batch, for seeking by offset.
-    index: Vec<(u64, u64)>,
-    len: u64,
-}
 
 struct PartState {
     dir: PathBuf,
@@ -117,24 +74,8 @@ pub struct DiskLog {
     inner: Arc<Inner>,
 }
 
-fn segment_name(base: u64) -> String {
-    format!("{base:020}.seg")
-}
-
 fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
-}
-
-/// Reads exactly `buf.len()` bytes, or returns `Ok(false)` at a clean or torn end.
-fn read_full(f: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read(&mut buf[got..])? {
-            0 => return Ok(false),
-            n => got += n,
-        }
-    }
-    Ok(true)
 }
 
 impl DiskLog {
@@ -501,142 +442,6 @@ impl PartState {
             self.sources.insert(source.source, source);
         }
         Ok(base)
-    }
-}
-
-/// Indexes a segment's batches. In the last segment every checksum is verified and a torn
-/// or corrupt tail is truncated; earlier segments were fsynced when closed.
-fn scan_segment(
-    path: &Path,
-    base: u64,
-    verify: bool,
-    sources: &mut HashMap<u64, SourcePos>,
-) -> Result<(Segment, u64), LogError> {
-    let file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err(path))?;
-    let file_len = file.metadata().map_err(io_err(path))?.len();
-    let mut r = io::BufReader::with_capacity(1 << 20, &file);
-    let mut index = Vec::new();
-    let (mut pos, mut expected) = (0u64, base);
-    let mut payload = Vec::new();
-    let mut h = [0u8; HEADER_LEN];
-    let torn = loop {
-        if pos == file_len {
-            break None;
-        }
-        if !read_full(&mut r, &mut h).map_err(io_err(path))? {
-            break Some("incomplete batch header");
-        }
-        let Some(header) = Header::decode(&h) else { break Some("bad magic") };
-        if header.base_offset != expected {
-            break Some("unexpected base offset");
-        }
-        let end = pos + HEADER_LEN as u64 + u64::from(header.payload_len);
-        if end > file_len {
-            break Some("incomplete batch payload");
-        }
-        if verify {
-            payload.resize(header.payload_len as usize, 0);
-            r.read_exact(&mut payload).map_err(io_err(path))?;
-            if Header::checksum(&h, &payload) != header.crc {
-                break Some("checksum mismatch");
-            }
-        } else {
-            r.seek_relative(i64::from(header.payload_len)).map_err(io_err(path))?;
-        }
-        index.push((header.base_offset, pos));
-        if header.source.source != 0 {
-            sources.insert(header.source.source, header.source);
-        }
-        expected += u64::from(header.count);
-        pos = end;
-    };
-    if let Some(what) = torn {
-        if !verify {
-            return Err(LogError::Corrupt { path: path.into(), pos, what: what.into() });
-        }
-        tracing::warn!(path = %path.display(), pos, dropped_bytes = file_len - pos, reason = what, "truncating torn log tail");
-        file.set_len(pos).and_then(|_| file.sync_all()).map_err(io_err(path))?;
-    }
-    Ok((Segment { path: path.to_path_buf(), index, len: pos }, expected))
-}
-
-/// Reads one partition sequentially, only ever up to the durable end.
-pub struct DiskReader {
-    log: DiskLog,
-    partition: u32,
-    /// The next offset wanted.
-    next: u64,
-    /// The open segment: (its base, the file, the position of the next header).
-    file: Option<(u64, io::BufReader<File>, u64)>,
-}
-
-impl LogReader for DiskReader {
-    /// The next offset this reader will return.
-    fn position(&self) -> u64 {
-        self.next
-    }
-
-    /// The next batch at or after the current position, or `None` when caught up.
-    /// The returned batch may start before the position if the position is mid-batch.
-    fn next_batch(&mut self) -> Result<Option<Batch>, LogError> {
-        let part = &self.log.inner.parts[self.partition as usize];
-        if self.next >= part.visible_end.load(Ordering::Acquire) {
-            return Ok(None);
-        }
-        let mut fresh = false;
-        loop {
-            if self.file.is_none() {
-                self.seek()?;
-                fresh = true;
-            }
-            let (_, f, pos) = self.file.as_mut().expect("seeked");
-            let mut h = [0u8; HEADER_LEN];
-            let path = || self.log.inner.dir.clone();
-            if !read_full(f, &mut h).map_err(|e| LogError::Io { path: path(), source: e })? {
-                if fresh {
-                    let pos = *pos;
-                    return Err(LogError::Corrupt {
-                        path: path(),
-                        pos,
-                        what: format!("offset {} is indexed but not on disk", self.next),
-                    });
-                }
-                // End of this segment: move on to the segment holding `next`.
-                self.file = None;
-                continue;
-            }
-            let header = Header::decode(&h).ok_or_else(|| LogError::Corrupt {
-                path: path(),
-                pos: *pos,
-                what: "bad magic".into(),
-            })?;
-            let mut payload = vec![0u8; header.payload_len as usize];
-            f.read_exact(&mut payload).map_err(|e| LogError::Io { path: path(), source: e })?;
-            *pos += (HEADER_LEN + payload.len()) as u64;
-            fresh = false;
-            let batch = Batch { base_offset: header.base_offset, count: header.count, source: header.source, payload };
-            if batch.end_offset() <= self.next {
-                continue;
-            }
-            self.next = batch.end_offset();
-            return Ok(Some(batch));
-        }
-    }
-}
-
-impl DiskReader {
-    fn seek(&mut self) -> Result<(), LogError> {
-        let st = self.log.lock(self.partition)?;
-        let earliest = st.segments.keys().next().copied().unwrap_or(0);
-        let Some((&base, seg)) = st.segments.range(..=self.next).next_back() else {
-            return Err(LogError::OffsetGone { partition: self.partition, offset: self.next, earliest });
-        };
-        let i = seg.index.partition_point(|&(b, _)| b <= self.next).saturating_sub(1);
-        let pos = seg.index.get(i).map_or(0, |&(_, pos)| pos);
-        let mut f = File::open(&seg.path).map_err(io_err(&seg.path))?;
-        f.seek(SeekFrom::Start(pos)).map_err(io_err(&seg.path))?;
-        self.file = Some((base, io::BufReader::with_capacity(256 << 10, f), pos));
-        Ok(())
     }
 }
 

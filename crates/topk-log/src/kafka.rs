@@ -30,6 +30,12 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
+mod group;
+mod reader;
+
+pub use group::{Assignments, Membership};
+pub use reader::{KafkaReader, TopicReader};
+
 use crate::{Batch, Log, LogError, LogReader, SourcePos};
 
 /// Bits of an offset that number the events inside one message.
@@ -507,214 +513,11 @@ impl Log for KafkaLog {
     }
 }
 
-/// Reads another team's topic as plain messages: one partition, from an offset.
-pub struct TopicReader {
-    consumer: BaseConsumer,
-    topic: String,
-    partition: u32,
-}
-
-impl TopicReader {
-    /// `cfg.topic` at `partition`, from message `offset`.
-    pub fn open(cfg: &KafkaConfig, partition: u32, offset: u64) -> Result<TopicReader, LogError> {
-        let consumer = cfg.assigned("topk-source", partition, offset as i64)?;
-        Ok(TopicReader { consumer, topic: cfg.topic.clone(), partition })
-    }
-
-    /// Up to `max` messages as (offset, value), waiting at most `wait` for the first.
-    pub fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
-        let mut out = Vec::new();
-        let mut timeout = wait;
-        while out.len() < max {
-            match self.consumer.poll(timeout) {
-                None => break,
-                Some(Err(e)) => {
-                    reader_error(&self.topic, self.partition, 0, e)?;
-                    break;
-                }
-                Some(Ok(m)) => out.push((m.offset().max(0) as u64, m.payload().unwrap_or_default().to_vec())),
-            }
-            timeout = Duration::ZERO;
-        }
-        Ok(out)
-    }
-}
-
 /// The partition count of an existing topic (`None` if there is no such topic).
 pub fn partition_count(cfg: &KafkaConfig) -> Result<Option<u32>, LogError> {
     topic_partitions(cfg, &cfg.consumer("topk-metadata")?)
 }
 
-/// What a consumer-group member does when partitions are given to it or taken away.
-/// Both are called on the membership's thread; `revoked` must have stopped all work on
-/// the partitions when it returns (the group hands them on afterwards).
-pub trait Assignments: Send + Sync + 'static {
-    fn assigned(&self, partitions: &[u32]);
-    fn revoked(&self, partitions: &[u32]);
-}
-
-struct GroupContext {
-    topic: String,
-    handler: Arc<dyn Assignments>,
-    /// What this member holds now.
-    held: Mutex<Vec<u32>>,
-}
-
-impl ClientContext for GroupContext {}
-
-fn partitions_of(topic: &str, tpl: &TopicPartitionList) -> Vec<u32> {
-    tpl.elements_for_topic(topic).iter().map(|e| e.partition() as u32).collect()
-}
-
-impl rdkafka::consumer::ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
-        if let rdkafka::consumer::Rebalance::Revoke(tpl) = rebalance {
-            let parts = partitions_of(&self.topic, tpl);
-            tracing::info!(topic = %self.topic, partitions = ?parts, "partitions revoked");
-            self.handler.revoked(&parts);
-            self.held.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| !parts.contains(p));
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
-        match rebalance {
-            rdkafka::consumer::Rebalance::Assign(tpl) => {
-                // The member only coordinates: each partition's reader fetches on its own.
-                if let Err(e) = consumer.pause(tpl) {
-                    tracing::warn!(topic = %self.topic, error = %e, "pausing the group member's own fetches");
-                }
-                let parts = partitions_of(&self.topic, tpl);
-                tracing::info!(topic = %self.topic, partitions = ?parts, "partitions assigned");
-                self.held.lock().unwrap_or_else(|e| e.into_inner()).extend(&parts);
-                self.handler.assigned(&parts);
-            }
-            rdkafka::consumer::Rebalance::Error(e) => {
-                tracing::warn!(topic = %self.topic, error = %e, "rebalance error")
-            }
-            rdkafka::consumer::Rebalance::Revoke(_) => {}
-        }
-    }
-}
-
-/// Membership of a consumer group on a log's topic: the group spreads the partitions
-/// over its members, and [`Assignments`] hears of every change. Leaving (or dropping)
-/// revokes everything held first.
-pub struct Membership {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl KafkaLog {
-    /// Joins `group` (with the librdkafka `properties` given, e.g. session.timeout.ms).
-    pub fn join_group(
-        &self,
-        group: &str,
-        properties: &[(&str, &str)],
-        handler: Arc<dyn Assignments>,
-    ) -> Result<Membership, LogError> {
-        let mut config = self.cfg.client();
-        config.set("group.id", group).set("enable.auto.commit", "false").set("enable.partition.eof", "false");
-        for (k, v) in properties {
-            config.set(*k, *v);
-        }
-        let context = GroupContext { topic: self.cfg.topic.clone(), handler: handler.clone(), held: Mutex::default() };
-        let consumer: BaseConsumer<GroupContext> = config.create_with_context(context).map_err(|e| self.error(e))?;
-        consumer.subscribe(&[&self.cfg.topic]).map_err(|e| self.error(e))?;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let thread = {
-            let (stop, topic, group) = (stop.clone(), self.cfg.topic.clone(), group.to_owned());
-            std::thread::Builder::new()
-                .name("group-member".into())
-                .spawn(move || {
-                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        // Serves heartbeats and rebalances; fetches are paused.
-                        if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
-                            tracing::warn!(%topic, %group, error = %e, "group member");
-                        }
-                    }
-                    let held = std::mem::take(&mut *consumer.context().held.lock().unwrap_or_else(|e| e.into_inner()));
-                    if !held.is_empty() {
-                        consumer.context().handler.revoked(&held);
-                    }
-                    consumer.unsubscribe();
-                    tracing::info!(%topic, %group, "left the consumer group");
-                })
-                .map_err(|e| self.error(format!("starting the group member: {e}")))?
-        };
-        Ok(Membership { stop, thread: Some(thread) })
-    }
-}
-
-impl Membership {
-    pub fn leave(mut self) {
-        self.stop_now();
-    }
-
-    fn stop_now(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Membership {
-    fn drop(&mut self) {
-        self.stop_now();
-    }
-}
-
-/// Reads one partition from its prefetched messages.
-pub struct KafkaReader {
-    consumer: BaseConsumer,
-    topic: String,
-    partition: u32,
-    next: u64,
-}
-
-impl LogReader for KafkaReader {
-    fn position(&self) -> u64 {
-        self.next
-    }
-
-    fn next_batch(&mut self) -> Result<Option<Batch>, LogError> {
-        loop {
-            match self.consumer.poll(Duration::ZERO) {
-                None => return Ok(None),
-                Some(Err(e)) => {
-                    reader_error(&self.topic, self.partition, self.next, e)?;
-                    return Ok(None);
-                }
-                Some(Ok(m)) => {
-                    let batch = batch_of(&m);
-                    if batch.count == 0 || batch.end_offset() <= self.next {
-                        continue;
-                    }
-                    self.next = batch.end_offset();
-                    return Ok(Some(batch));
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn distances_count_messages() {
-        let log_distance = |from, to| messages_below(to).saturating_sub(messages_below(from));
-        let k = 7u64 << OFFSET_BITS;
-        assert_eq!(log_distance(k + 3, 8 << OFFSET_BITS), 0, "message 7 consumed: caught up with end 8");
-        assert_eq!(log_distance(k, 8 << OFFSET_BITS), 1, "at the start of message 7: one to go");
-        assert_eq!(log_distance(0, 8 << OFFSET_BITS), 8);
-    }
-
-    #[test]
-    fn source_positions_round_trip_through_their_header() {
-        let s = SourcePos { source: u64::MAX - 3, pos: 1 << 40, line: 12 };
-        assert_eq!(decode_source(&encode_source(s)), Some(s));
-        assert_eq!(decode_source(&[1, 2, 3]), None);
-    }
-}
+#[path = "kafka_tests.rs"]
+mod tests;

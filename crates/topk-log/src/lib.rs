@@ -19,7 +19,8 @@
 
 mod disk;
 pub mod kafka;
-#[doc(hidden)]
+/// Test servers for the suites of this and other crates (the `testing` feature).
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::io;

@@ -17,6 +17,7 @@
 //! restart loads the sketches and resumes from those offsets, so a flush batch is absorbed
 //! once, however the process stops.
 
+mod catalog;
 pub mod sketch;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use catalog::Catalog;
 use foldhash::fast::RandomState;
 use sketch::{Admission, CountMin, Row, SketchError, TopSketch};
 pub use topk_core::accuracy::{score, Accuracy};
@@ -32,7 +34,7 @@ use topk_core::partition::sketch_key;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::Shutdown;
 use topk_log::{Log, LogError};
-use topk_store::{Product, ProductSum, SpeedRow, SpeedWrite, Store, StoreError};
+use topk_store::{ProductSum, SpeedRow, SpeedStore, SpeedWrite, StoreError};
 
 /// Size of each open bucket's structures. The budget is per bucket and split over the
 /// partitions: a partition holds about 1/P of the products and of the sales, so 1/P of
@@ -165,7 +167,7 @@ struct Open {
 }
 
 /// The speed role's state over one store.
-pub struct Speed<S: Store> {
+pub struct Speed<S: SpeedStore> {
     store: S,
     cfg: SpeedConfig,
     partitions: u32,
@@ -177,76 +179,7 @@ pub struct Speed<S: Store> {
     catalog: Catalog,
 }
 
-/// The product catalog's input: every product of the absorbed flushes, with the newest
-/// name and category they carried, written with the offsets that cover them — so the
-/// catalog is as crash-safe as the counts. What was written is remembered (up to
-/// [`CATALOG_MEMORY`] entries), so a product is written once, not once per flush.
-#[derive(Default)]
-struct Catalog {
-    /// Entries to write, by product id.
-    pending: HashMap<String, Product, RandomState>,
-    /// Digests of the (id, name, category) entries written, and of the ids written.
-    written: HashSet<u64, RandomState>,
-}
-
-/// The catalog forgets what it wrote past this many entries (and writes them again).
-const CATALOG_MEMORY: usize = 1_000_000;
-
-impl Catalog {
-    fn key(id: &str, name: Option<&str>, category: Option<&str>) -> u64 {
-        use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
-        let key = xxh3_64_with_seed(name.unwrap_or("").as_bytes(), xxh3_64(id.as_bytes()));
-        category.map_or(key, |c| xxh3_64_with_seed(c.as_bytes(), !key))
-    }
-
-    fn absorb(&mut self, batch: &FlushBatch) {
-        for r in &batch.rows {
-            if !self.written.contains(&Catalog::key(&r.product_id, None, None)) {
-                self.pending.entry(r.product_id.clone()).or_insert_with(|| Product {
-                    product_id: r.product_id.clone(),
-                    name: None,
-                    category: None,
-                });
-            }
-        }
-        for p in &batch.products {
-            if self.written.contains(&Catalog::key(&p.product_id, p.name.as_deref(), p.category.as_deref())) {
-                continue;
-            }
-            let e = self.pending.entry(p.product_id.clone()).or_insert_with(|| Product {
-                product_id: p.product_id.clone(),
-                name: None,
-                category: None,
-            });
-            // The newest wins; a flush without one keeps what an earlier flush said.
-            if p.name.is_some() {
-                e.name = p.name.clone();
-            }
-            if p.category.is_some() {
-                e.category = p.category.clone();
-            }
-        }
-    }
-
-    /// The entries to write now; [`Catalog::written`] once they are durable.
-    fn take(&mut self) -> Vec<Product> {
-        let mut products: Vec<Product> = self.pending.drain().map(|(_, p)| p).collect();
-        products.sort_unstable_by(|a, b| a.product_id.cmp(&b.product_id));
-        products
-    }
-
-    fn wrote(&mut self, products: &[Product]) {
-        if self.written.len() + 2 * products.len() > CATALOG_MEMORY {
-            self.written.clear();
-        }
-        for p in products {
-            self.written.insert(Catalog::key(&p.product_id, None, None));
-            self.written.insert(Catalog::key(&p.product_id, p.name.as_deref(), p.category.as_deref()));
-        }
-    }
-}
-
-impl<S: Store> Speed<S> {
+impl<S: SpeedStore> Speed<S> {
     /// Resumes from the store: the offsets and (Lambda) the sketches of the last write.
     pub fn open(mut store: S, partitions: u32, cfg: SpeedConfig) -> Result<Speed<S>, SpeedError> {
         let mut next = vec![0; partitions as usize];
@@ -507,7 +440,7 @@ fn merged_top(parts: &[TopSketch], n: usize, now_ms: i64) -> (Vec<SpeedRow>, i64
 
 /// The role's loop: absorbs flush batches from every partition and writes every
 /// `write_interval`; on shutdown, writes what it holds and returns.
-pub fn run<S: Store>(
+pub fn run<S: SpeedStore>(
     flush_log: &dyn Log,
     mut speed: Speed<S>,
     progress: &SpeedProgress,

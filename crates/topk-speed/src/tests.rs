@@ -3,7 +3,7 @@ use std::collections::{HashMap, HashSet};
 use topk_core::flush::AggRow;
 use topk_core::partition::partition_of;
 use topk_core::random::{Rng, Zipf};
-use topk_store::SqlStore;
+use topk_store::{BatchStore, ServingStore, SqlStore};
 
 use super::*;
 

@@ -2,26 +2,44 @@
 //! or an analyst can query directly (DESIGN §7).
 //!
 //! # Layout
-//! - [`schema`]: the migrations, and every query, written once in the SQL that SQLite and
-//!   PostgreSQL share (`$1` placeholders, `ON CONFLICT`, `RETURNING`).
-//! - [`Store`]: the small trait the batch layer and the API use.
-//! - [`SqlStore`]: its one implementation, over a connection of either backend: SQLite
-//!   (the embedded default, one file in the data directory) or PostgreSQL (production).
+//! One trait per role, each in the file of its queries, all implemented by [`SqlStore`]:
+//! - [`ServingStore`] (`serving.rs`): the reads — all the API needs; the writers' traits
+//!   extend it. The catalog's queries are in `catalog.rs`;
+//! - [`BatchStore`] (`batch.rs`): the batch layer's writes (exact rows, rollups, top lists
+//!   via `top_lists.rs`, stale buckets, runs, retention, scores);
+//! - [`SpeedStore`] (`speed.rs`): the speed role's write cycles (approximate rows,
+//!   sketches and the catalog, or Kappa's exact rows), each with its offsets.
+//!
+//! [`SqlStore`] (`sql.rs`) is one connection of either backend — SQLite (`sqlite.rs`, the
+//! embedded default: one file in the data directory) or PostgreSQL (`postgres.rs`,
+//! production) — with its migrations (`schema.rs`) and transactions. Statements are
+//! written once where the dialects agree (`$1` placeholders, `ON CONFLICT`, `RETURNING`)
+//! and once per dialect where they do not (`dialect.rs`).
 //!
 //! Times are epoch milliseconds (UTC) in `BIGINT` columns; a bucket is
 //! (`granularity`, `bucket_start`).
 
+mod batch;
+mod catalog;
+pub mod dialect;
 mod postgres;
 pub mod schema;
+mod serving;
+mod speed;
 mod sql;
 mod sqlite;
-#[doc(hidden)]
+/// Test databases for the suites of this and other crates (the `testing` feature).
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod top_lists;
 
+pub use batch::{BatchStore, EXACT_ROW};
 pub use postgres::redact;
+pub use serving::{ServingStore, EXACT_GENERATION};
+pub use speed::SpeedStore;
 pub use sql::{Conn, SqlRow, SqlStore, Value};
 use topk_core::accuracy::Accuracy;
-use topk_core::time::{Bucket, Granularity};
+use topk_core::time::Bucket;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -186,103 +204,16 @@ pub struct RunStats {
     pub duration_ms: i64,
 }
 
-/// The operations of the batch layer and the API on the store. Each method that writes
-/// runs in one transaction: after a crash it has happened entirely or not at all.
-pub trait Store: Send {
-    /// Replaces the hour's exact rows, records which archive version they came from, and
-    /// marks `pending` (the buckets above) for re-computation — all atomically.
-    fn replace_hour(&mut self, hour: Bucket, rows: &[ProductSum], version: u64, pending: &[Bucket]) -> Result<u64>;
-    /// Replaces a bucket's rows with the sums of its children's rows (rollup lineage).
-    fn rollup(&mut self, bucket: Bucket) -> Result<u64>;
-    /// Deletes the bucket's approximate rows once the exact ones exist.
-    fn delete_speed_rows(&mut self, bucket: Bucket) -> Result<u64>;
-    /// Rebuilds the bucket's top lists (by quantity and by revenue) from its exact rows.
-    fn regenerate_top_lists(&mut self, bucket: Bucket, k: usize) -> Result<u64>;
-    fn bucket_rows(&mut self, bucket: Bucket) -> Result<Vec<ProductSum>>;
-    fn top_list(&mut self, bucket: Bucket, by: By, k: usize) -> Result<Vec<TopRow>>;
-
-    /// The archive version an hour was last rolled up from.
-    fn hour_version(&mut self, hour: Bucket) -> Result<Option<u64>>;
-    /// Marks buckets pending; one already pending gets a new generation.
-    fn add_pending(&mut self, buckets: &[Bucket]) -> Result<()>;
-    /// The pending generation of a bucket, `None` if it is not pending.
-    fn pending_generation(&mut self, bucket: Bucket) -> Result<Option<i64>>;
-    /// Clears a bucket's pending mark if it is still at `generation`: a run clears only
-    /// the staleness it started from, never a change that arrived while it ran.
-    fn remove_pending(&mut self, bucket: Bucket, generation: i64) -> Result<()>;
-    fn pending(&mut self) -> Result<Vec<Bucket>>;
-
-    fn start_run(&mut self, task: &str, bucket: Bucket, attempt: i64, now_ms: i64) -> Result<i64>;
-    fn finish_run(
-        &mut self,
-        id: i64,
-        status: RunStatus,
-        rows: Option<i64>,
-        error: Option<&str>,
-        now_ms: i64,
-    ) -> Result<()>;
-    /// Marks runs left `running` by a process that died as failed.
-    fn fail_interrupted_runs(&mut self, now_ms: i64) -> Result<u64>;
-    /// Previous attempts of a task on a bucket.
-    fn attempts(&mut self, task: &str, bucket: Bucket) -> Result<i64>;
-    /// Runs, failures first, then newest first.
-    fn runs(&mut self, limit: usize) -> Result<Vec<RunRecord>>;
-
-    /// Run counts and durations per task and status.
-    fn run_stats(&mut self) -> Result<Vec<RunStats>>;
-
-    /// Retention: deletes hourly rows (and their top lists and totals) of hours starting
-    /// before `before_ms`.
-    fn delete_hours_before(&mut self, before_ms: i64) -> Result<u64>;
-
-    /// The next offset per partition that `consumer` has absorbed into the store.
-    fn consumer_offsets(&mut self, consumer: &str) -> Result<Vec<(u32, u64)>>;
-    /// The speed layer's write cycle: every bucket's rows and sketches, the catalog entries
-    /// of the flushes absorbed, and the offsets they cover, in one transaction — so a
-    /// restart resumes from exactly what was saved.
-    fn write_speed(
-        &mut self,
-        consumer: &str,
-        writes: &[SpeedWrite],
-        offsets: &[(u32, u64)],
-        products: &[Product],
-    ) -> Result<()>;
-    /// Every saved sketch: (bucket, partition, bytes).
-    fn speed_sketches(&mut self) -> Result<Vec<(Bucket, u32, Vec<u8>)>>;
-    /// A bucket's approximate rows, largest first.
-    fn speed_rows(&mut self, bucket: Bucket) -> Result<Vec<SpeedRow>>;
-    /// Kappa's write cycle: upserts exact rows and catalog entries, regenerates the touched
-    /// buckets' top lists and records the offsets, in one transaction.
-    fn write_exact(
-        &mut self,
-        consumer: &str,
-        rows: &[(Bucket, Vec<ProductSum>)],
-        top_k: usize,
-        offsets: &[(u32, u64)],
-        products: &[Product],
-    ) -> Result<()>;
-    /// Whether the bucket has exact top lists (the batch layer, or Kappa, has spoken).
-    fn has_exact(&mut self, bucket: Bucket) -> Result<bool>;
-    /// Approximate buckets of a granularity starting in `[from_ms, to_ms)`.
-    fn speed_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<SpeedBucket>>;
-    /// Exact buckets (with top lists) of a granularity starting in `[from_ms, to_ms)`.
-    fn exact_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<ExactBucket>>;
-    /// The exact sums in a bucket of those of `product_ids` that sold there.
-    fn product_sums(&mut self, bucket: Bucket, product_ids: &[&str]) -> Result<Vec<ProductSum>>;
-    /// A product's rank in the bucket's stored top list, if it is on it.
-    fn rank_of(&mut self, bucket: Bucket, by: By, product_id: &str) -> Result<Option<i64>>;
-    /// Adds products to the catalog; a missing name or category keeps the stored one. The
-    /// ids must be distinct.
-    fn upsert_products(&mut self, products: &[Product]) -> Result<()>;
-    /// The catalog entries of those of `product_ids` it has.
-    fn products(&mut self, product_ids: &[&str]) -> Result<Vec<Product>>;
-    /// Products whose id, or name (case-insensitive), starts with `prefix`.
-    fn search_products(&mut self, prefix: &str, limit: usize) -> Result<Vec<Product>>;
-    fn record_accuracy(&mut self, bucket: Bucket, accuracy: &Accuracy, now_ms: i64) -> Result<()>;
-    /// A value that changes whenever exact rows may have (see [`schema::EXACT_GENERATION`]).
-    fn exact_generation(&mut self) -> Result<(i64, i64)>;
-    /// Scored buckets, newest first.
-    fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>>;
+impl SqlStore {
+    /// Opens the store at `location`: a `postgres://` or `postgresql://` URL, else the
+    /// path of a SQLite file (created if missing).
+    pub fn open(location: &str) -> Result<SqlStore> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            SqlStore::new(Box::new(postgres::PgConn::connect(location)?))
+        } else {
+            SqlStore::open_sqlite(location)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,13 +2,17 @@
 //! layer writes, and a separate `topk batch` process can share it.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Row};
 
+use crate::dialect::{Dialect, Insert};
 use crate::sql::{Conn, SqlRow, SqlStore, Value};
 use crate::{Result, StoreError};
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Statements kept prepared per connection: more than the queries in `schema`.
 const STATEMENT_CACHE: usize = 128;
@@ -65,8 +69,22 @@ impl SqliteConn {
 }
 
 impl Conn for SqliteConn {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
     fn exec(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64> {
         Ok(self.prepare(sql, params)?.raw_execute()? as u64)
+    }
+
+    /// One prepared one-row statement per row: in-process, a statement costs no round trip.
+    fn insert(&mut self, insert: &Insert, rows: &[Value<'_>]) -> Result<u64> {
+        let sql = insert.values(1);
+        let mut n = 0;
+        for row in rows.chunks(insert.width()) {
+            n += self.exec(&sql, row)?;
+        }
+        Ok(n)
     }
 
     fn query(
@@ -86,29 +104,30 @@ impl Conn for SqliteConn {
     fn script(&mut self, sql: &str) -> Result<()> {
         Ok(self.conn.execute_batch(sql)?)
     }
-
-    fn migration(&self, sql: &str) -> String {
-        sql.replace("{ID}", "INTEGER PRIMARY KEY").replace("{BLOB}", "BLOB")
-    }
-
-    fn begin(&self) -> &'static str {
-        "BEGIN IMMEDIATE"
-    }
-
-    fn migration_lock(&self) -> Option<&'static str> {
-        None
-    }
 }
 
 impl SqliteConn {
     pub(crate) fn open(path: &Path) -> Result<SqliteConn> {
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
-        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // Every query is prepared once per connection: more than the default 16 of them
         // would be re-parsed and re-planned on each use.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching a new file to WAL needs it to itself for a moment, and SQLite answers
+        // "busy" at once rather than through the busy handler when another connection is
+        // migrating it (two processes starting together): wait for it here.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                done => break done?,
+            }
+        }
         // With WAL, NORMAL is durable across process crashes; FULL adds power-loss safety.
         conn.pragma_update(None, "synchronous", "FULL")?;
         Ok(SqliteConn { conn })

@@ -6,7 +6,7 @@ use topk_core::accuracy::Accuracy;
 use topk_core::time::{Bucket, Granularity};
 
 use crate::postgres::PgConn;
-use crate::schema::*;
+use crate::schema::migrations;
 use crate::sql::{Conn, SqlStore};
 use crate::sqlite::SqliteConn;
 use crate::testing::Postgres;
@@ -220,16 +220,16 @@ fn upgrading_a_store_backfills_the_totals_of_exact_buckets(b: &dyn Backend) {
         let mut old = SqlStore::unmigrated(b.conn());
         let c = old.conn();
         c.script("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY)").unwrap();
-        for &(version, sql) in &MIGRATIONS[..2] {
-            let sql = c.migration(sql);
-            c.script(&sql).unwrap();
-            c.exec("INSERT INTO schema_migrations (version) VALUES ($1)", &vals![version]).unwrap();
+        for (version, sql) in &migrations(c.dialect())[..2] {
+            c.script(sql).unwrap();
+            c.exec("INSERT INTO schema_migrations (version) VALUES ($1)", &vals![*version]).unwrap();
         }
         for (p, n) in [("a", 5), ("b", 3)] {
-            c.exec(INSERT_ROW, &vals!["day", DAY0, p, n, n * 10]).unwrap();
+            c.insert(&EXACT_ROW, &vals!["day", DAY0, p, n, n * 10]).unwrap();
         }
         for (rank, p, n) in [(1, "a", 5), (2, "b", 3)] {
-            c.exec(INSERT_TOP_ROW, &vals!["day", DAY0, "quantity", rank, p, n, n * 10]).unwrap();
+            let row = vals!["day", DAY0, "quantity", rank, p, n, n * 10, 0i64, "batch"];
+            c.insert(&crate::top_lists::ROW, &row).unwrap();
         }
     }
     let mut s = b.open();
@@ -286,6 +286,18 @@ fn the_exact_generation_moves_with_batch_runs_and_kappa_writes(b: &dyn Backend) 
     assert_eq!(s.exact_generation().unwrap(), (run, 10));
     s.write_speed("speed", &[], &[(0, 99)], &[]).unwrap();
     assert_eq!(s.exact_generation().unwrap(), (run, 10), "the speed layer's offsets change nothing exact");
+}
+
+/// PostgreSQL loads rows that cannot conflict by COPY, the others by multi-row INSERTs.
+#[test]
+fn plain_inserts_go_by_copy_on_postgresql() {
+    assert_eq!(
+        EXACT_ROW.copy().unwrap(),
+        "COPY batch_table (granularity, bucket_start, product_id, count, revenue_cents) FROM STDIN BINARY"
+    );
+    assert!(crate::speed::ROW.copy().unwrap().starts_with("COPY speed_table (granularity, "));
+    assert!(crate::top_lists::ROW.copy().unwrap().starts_with("COPY top_lists (granularity, "));
+    assert_eq!(crate::speed::UPSERT_EXACT_ROW.copy(), None, "ON CONFLICT");
 }
 
 macro_rules! store_suite {

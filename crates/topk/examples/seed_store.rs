@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use topk_core::random::{Rng, Zipf};
 use topk_core::time::{Bucket, Granularity};
-use topk_store::{Product, ProductSum, SqlStore, Store};
+use topk_store::{BatchStore, Product, ProductSum, SpeedStore, SqlStore};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()

@@ -234,3 +234,25 @@ impl StoreArgs {
         cfg.open_store()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `topk serve --help` shows each setting's default as the code has it (the README's
+    /// table is held to the same defaults by a test of `config`).
+    #[test]
+    fn help_shows_the_defaults_the_code_uses() {
+        let mut cmd = with_defaults(Cli::command());
+        let help = cmd.find_subcommand_mut("serve").expect("serve").render_long_help().to_string();
+        let defaults = help_defaults();
+        assert!(defaults.len() >= 25, "{defaults:?}");
+        for (flag, default) in defaults {
+            let at = help.find(&format!("--{flag} ")).unwrap_or_else(|| panic!("--{flag} is not in serve --help"));
+            let entry = &help[at..];
+            let entry = &entry[..entry[2..].find("\n  -").map_or(entry.len(), |end| end + 2)];
+            let entry = entry.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(entry.contains(&format!("[default: {default}]")), "--{flag}: {entry}");
+        }
+    }
+}

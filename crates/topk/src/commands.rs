@@ -13,7 +13,7 @@ use topk_batch::Batch;
 use topk_core::Shutdown;
 use topk_gen::{GenConfig, GenFormat};
 use topk_ingest::files::Format;
-use topk_store::Store;
+use topk_store::ServingStore;
 
 use crate::cli::BatchCommand;
 use crate::demo::{self, Demo};

@@ -8,7 +8,7 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 use topk_core::time::{Bucket, Granularity};
-use topk_store::{ProductSum, SpeedRow, SpeedWrite, SqlStore, Store};
+use topk_store::{BatchStore, ProductSum, SpeedRow, SpeedStore, SpeedWrite, SqlStore};
 
 /// Tuesday 2026-09-01.
 const DAY0: i64 = 1_788_220_800_000;
@@ -195,6 +195,39 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
     assert_eq!(status, 200);
     for path in ["/api/v1/top", "/api/v1/products", "/api/v1/products/{id}", "/api/v1/buckets", "/api/v1/events"] {
         assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
+    // All of them, and each one it lists is served (the router's fallback never answers):
+    // only the document itself and the dashboard's page and assets are left out.
+    let mut listed: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        [
+            "/api/v1/buckets",
+            "/api/v1/events",
+            "/api/v1/products",
+            "/api/v1/products/{id}",
+            "/api/v1/sources/kafka",
+            "/api/v1/sources/kafka/resume",
+            "/api/v1/sources/{id}",
+            "/api/v1/top",
+            "/healthz",
+            "/metrics",
+            "/readyz",
+        ]
+    );
+    let client = reqwest::blocking::Client::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        let url = format!("{}{}", s.url, path.replace("{id}", "p01"));
+        for method in methods.as_object().unwrap().keys() {
+            let r = client.request(method.to_uppercase().parse().unwrap(), &url).send().unwrap();
+            let status = r.status();
+            let body = r.text().unwrap();
+            assert!(
+                status != 405 && !body.contains("no such endpoint"),
+                "{method} {path} is in the document but not served: {status} {body}"
+            );
+        }
     }
 
     // Bad parameters: 400 with a message that names the problem.

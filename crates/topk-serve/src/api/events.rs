@@ -102,13 +102,15 @@ pub(super) async fn ingest(
     let permit = match tokio::time::timeout(INGEST_QUEUE_WAIT, state.ingests.clone().acquire_owned()).await {
         Ok(Ok(permit)) => permit,
         Ok(Err(_)) => return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into())),
-        Err(_) => return Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
+        Err(_) => {
+            return Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
                 "{MAX_CONCURRENT_INGESTS} ingest requests are being processed and this one waited {} s: retry later",
                 INGEST_QUEUE_WAIT.as_secs()
             ),
-        )),
+            ))
+        }
     };
     let limit = state.cfg.max_body_bytes;
     let body = axum::body::to_bytes(body, limit).await.map_err(|e| {

@@ -8,7 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use topk_core::time::Bucket;
-use topk_store::{By, Store};
+use topk_store::{By, ServingStore};
 
 use super::{bad, check_order, params, parse_granularity, parse_instant, ApiError, ErrorReply, Shared};
 use crate::cache::Cached;

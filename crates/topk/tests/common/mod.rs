@@ -230,7 +230,7 @@ pub fn assert_store_exact(
     truth: &BucketSums,
     k: usize,
 ) -> BTreeMap<String, usize> {
-    use topk_store::Store;
+    use topk_store::ServingStore;
     let got = store_sums(location);
     let mut diffs = Vec::new();
     for (key, want) in truth {

@@ -1,0 +1,106 @@
+//! Dropping redelivered events: the ids of one partition's recent events.
+
+/// The dedup window: the ids seen while the partition's newest event time advanced by
+/// less than `window_ms` (rounded up to a whole [`DEDUP_SLICES`]th of it: an id is
+/// remembered at least that long, at most a slice longer). Keying ids
+/// by the newest event time *when they arrived* (not by their own, possibly late,
+/// timestamp) also catches redeliveries of late or backfilled events.
+///
+/// Compact and bounded: one 12-byte entry per id in one open-addressing table (13 bytes
+/// with its control byte, ~20 at the table's mean load), against ~70 for a set of
+/// 128-bit digests and a queue of arrivals. An entry is the id digest's low 64 bits and
+/// the arrival's time slice; whole slices expire at once, swept out each time the newest
+/// event time enters a new slice, so the table never holds more than a window (and a
+/// slice) of ids. Two ids with the same 64 bits are taken for one: with `n` ids in the
+/// window an event is wrongly dropped with probability `n / 2^64` — at 115k events/s
+/// over 8 partitions and a 10-minute window (8.6M ids each), about once in 2×10^12
+/// events, or once in 200 days at 10^10 events a day.
+pub struct DedupWindow {
+    slice_ms: i64,
+    /// The window in whole slices, rounded up: an id expires once the newest event time has
+    /// advanced by between `window_ms` and a slice more.
+    slices: u32,
+    table: hashbrown::HashTable<Seen>,
+    /// The slice of the newest arrival, when the table was last swept.
+    swept: Option<i64>,
+}
+
+/// Slices a dedup window is cut into: expiry is this fine.
+pub const DEDUP_SLICES: i64 = 16;
+
+/// One remembered id: 64 bits of its digest and the slice (mod 2^32) it arrived in.
+#[derive(Clone, Copy)]
+#[repr(C, packed(4))]
+struct Seen {
+    digest: u64,
+    slice: u32,
+}
+
+impl DedupWindow {
+    pub fn new(window_ms: i64) -> Self {
+        let slice_ms = (window_ms / DEDUP_SLICES).max(1);
+        let slices = (window_ms.max(0) + slice_ms - 1).div_euclid(slice_ms).min(i64::from(u32::MAX / 2)) as u32;
+        DedupWindow { slice_ms, slices, table: hashbrown::HashTable::new(), swept: None }
+    }
+
+    fn slice(&self, ts_ms: i64) -> i64 {
+        ts_ms.div_euclid(self.slice_ms)
+    }
+
+    /// The earliest arrival time (newest event time when an id came) still remembered
+    /// once the newest event time is `max_ts_ms`; replaying the log from a point before
+    /// every later arrival rebuilds the window exactly.
+    pub(crate) fn horizon(&self, max_ts_ms: i64) -> i64 {
+        (self.slice(max_ts_ms) - i64::from(self.slices)).saturating_mul(self.slice_ms)
+    }
+
+    /// Ids remembered.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Bytes the table holds: an entry and a control byte per bucket (hashbrown keeps a
+    /// power of two of buckets, 7/8 of them usable).
+    pub fn memory_bytes(&self) -> usize {
+        let buckets = (self.table.capacity() * 8 / 7).next_power_of_two();
+        buckets * (std::mem::size_of::<Seen>() + 1)
+    }
+
+    /// Records an event that arrived when the newest event time was `max_ts_ms`;
+    /// `true` if its id was already seen within the window.
+    pub fn is_duplicate(&mut self, digest: u128, max_ts_ms: i64) -> bool {
+        let now = self.slice(max_ts_ms);
+        if self.swept != Some(now) {
+            self.sweep(now);
+        }
+        let key = digest as u64;
+        let slice = now as u32;
+        let window = self.slices;
+        let live = |s: &Seen| slice.wrapping_sub(s.slice) <= window;
+        match self.table.find_mut(key, |s| s.digest == key) {
+            Some(seen) if live(seen) => true,
+            Some(seen) => {
+                seen.slice = slice;
+                false
+            }
+            None => {
+                self.table.insert_unique(key, Seen { digest: key, slice }, |s| s.digest);
+                false
+            }
+        }
+    }
+
+    /// Drops every id whose slice has left the window; gives memory back after a burst.
+    fn sweep(&mut self, now: i64) {
+        let (slice, window) = (now as u32, self.slices);
+        self.table.retain(|s| slice.wrapping_sub(s.slice) <= window);
+        if self.table.capacity() > 64 && self.table.len() < self.table.capacity() / 4 {
+            self.table.shrink_to(self.table.len() * 2, |s| s.digest);
+        }
+        self.swept = Some(now);
+    }
+}

@@ -1,0 +1,240 @@
+//! The batch layer over a temporary SQLite store and archive directory: the dependency
+//! checks, the DAG finest first, late data re-running exactly what it touches, retention
+//! re-rolling whole days, and the backoff of a failing bucket.
+
+use std::path::PathBuf;
+
+use topk_archive::Archive;
+use topk_core::flush::{AggRow, FlushBatch};
+use topk_core::HOUR_MS;
+use topk_store::{By, ServingStore, SpeedRow, SpeedStore, SpeedWrite, SqlStore};
+
+use super::*;
+
+/// Monday 2021-03-01, the first day of ISO week 2021-W09 and of March.
+const T0: i64 = 1_614_556_800_000;
+/// 2022-01-01: a watermark past the whole year 2021.
+const YEAR_END: i64 = 1_640_995_200_000;
+
+fn hour(h: i64) -> Bucket {
+    Bucket::containing(Granularity::Hour, T0 + h * HOUR_MS)
+}
+
+fn day() -> Bucket {
+    Bucket::containing(Granularity::Day, T0)
+}
+
+/// The day's ancestors, finest first.
+fn above_day() -> Vec<Bucket> {
+    [Granularity::Week, Granularity::Month, Granularity::Year].map(|g| Bucket::containing(g, T0)).to_vec()
+}
+
+fn row(product: &str, h: i64, count: i64) -> AggRow {
+    let hour_ms = T0 + h * HOUR_MS;
+    AggRow {
+        product_id: product.into(),
+        hour_ms,
+        count,
+        revenue_cents: count * 100,
+        earliest_ts_ms: hour_ms,
+        latest_ts_ms: hour_ms,
+    }
+}
+
+/// A store, an archive that the test fills as the archive role would, and the batch
+/// layer over both.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    archive_dir: PathBuf,
+    archive: Archive,
+    next_offset: u64,
+    batch: Batch<SqlStore>,
+}
+
+impl Fixture {
+    fn new(cfg: BatchConfig) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let archive_dir = dir.path().join("archive");
+        let archive = Archive::open(Root::Dir(archive_dir.clone()), 1).unwrap();
+        let store = SqlStore::open_sqlite(dir.path().join("store.db")).unwrap();
+        let batch = Batch::new(store, Root::Dir(archive_dir.clone()), cfg);
+        Fixture { _dir: dir, archive_dir, archive, next_offset: 0, batch }
+    }
+
+    /// Archives one flush batch of `rows` with the partition's watermark at `watermark_ms`.
+    fn archive(&mut self, rows: Vec<AggRow>, watermark_ms: i64) {
+        let mut rows = rows;
+        rows.sort_by_key(|r| r.hour_ms);
+        let offset = self.next_offset;
+        let batch = FlushBatch {
+            partition: 0,
+            first_offset: offset * 10,
+            end_offset: offset * 10 + 10,
+            watermark_ms,
+            rows,
+            ..FlushBatch::default()
+        };
+        self.archive.apply(offset, &batch).unwrap();
+        self.archive.save().unwrap();
+        self.next_offset += 1;
+    }
+
+    fn top(&mut self, bucket: Bucket) -> Vec<(String, i64)> {
+        let top = self.batch.store().top_list(bucket, By::Quantity, 10).unwrap();
+        top.into_iter().map(|r| (r.product_id, r.count)).collect()
+    }
+}
+
+fn no_retention() -> BatchConfig {
+    BatchConfig { hour_retention: None, ..BatchConfig::default() }
+}
+
+fn pairs(list: &[(&str, i64)]) -> Vec<(String, i64)> {
+    list.iter().map(|&(p, n)| (p.to_string(), n)).collect()
+}
+
+#[test]
+fn a_bucket_waits_until_it_ended_its_hours_are_complete_and_its_inputs_are_done() {
+    let mut f = Fixture::new(no_retention());
+    f.archive(vec![row("a", 0, 1)], T0 + 3 * HOUR_MS);
+    let state = ArchiveState::load(f.archive.root()).unwrap();
+    assert_eq!(f.batch.check(&state, &[], hour(0)), Ok(()));
+    assert_eq!(f.batch.check(&state, &[], hour(2)), Ok(()), "no data, but the watermark passed it");
+    let err = f.batch.check(&state, &[], hour(3)).unwrap_err();
+    assert!(err.contains("not every hour of it is complete yet"), "{err}");
+    assert!(f.batch.check(&state, &[], day()).unwrap_err().contains("not every hour"));
+    let open = Bucket::containing(Granularity::Hour, now_ms());
+    let err = f.batch.check(&state, &[], open).unwrap_err();
+    assert!(err.contains("it has not ended yet"), "{err}");
+
+    f.archive(vec![], YEAR_END);
+    let state = ArchiveState::load(f.archive.root()).unwrap();
+    assert_eq!(f.batch.check(&state, &[], day()), Ok(()));
+    let err = f.batch.check(&state, &[hour(5)], day()).unwrap_err();
+    assert_eq!(err, "its input 2021-03-01T05 is still pending");
+    let next_day = Bucket::containing(Granularity::Hour, T0 + 24 * HOUR_MS);
+    assert_eq!(f.batch.check(&state, &[next_day], day()), Ok(()), "another day's hour is not an input");
+    let [week, month, _] = above_day().try_into().unwrap();
+    assert!(f.batch.check(&state, &[day()], month).is_err(), "months are summed from days");
+    assert_eq!(f.batch.check(&state, &[week], month), Ok(()), "and not from ISO weeks");
+}
+
+#[test]
+fn hours_roll_up_finest_first_and_the_speed_rows_are_scored_then_replaced() {
+    let mut f = Fixture::new(no_retention());
+    f.archive(vec![row("a", 0, 3), row("b", 0, 2), row("a", 5, 4)], YEAR_END);
+    let speed =
+        |p: &str, count, error| SpeedRow { product_id: p.into(), count, error, revenue_cents: 0, updated_ms: T0 };
+    let write = SpeedWrite {
+        bucket: day(),
+        rows: vec![speed("a", 6, 2), speed("b", 2, 0)],
+        sketches: vec![],
+        finished: false,
+        unlisted_bound: 0,
+        total_count: 9,
+    };
+    f.batch.store().write_speed("speed", &[write], &[], &[]).unwrap();
+
+    let report = f.batch.run_pending().unwrap();
+    let mut expected = vec![hour(0), hour(5), day()];
+    expected.extend(above_day());
+    assert_eq!(report, PassReport { ran: expected.clone(), failed: vec![], waiting: 0 });
+    for b in &expected[2..] {
+        assert_eq!(f.top(*b), pairs(&[("a", 7), ("b", 2)]), "{b}");
+    }
+    assert_eq!(f.top(hour(5)), pairs(&[("a", 4)]));
+    // Every bucket ran its four tasks, each recorded.
+    let runs = f.batch.store().runs(100).unwrap();
+    assert_eq!(runs.len(), expected.len() * TASKS.len());
+    assert!(runs.iter().all(|r| r.status == RunStatus::Success), "{runs:?}");
+    // The day's estimates were scored (7 lies within 6 ± 2) and then deleted.
+    let scored = f.batch.store().accuracy(10).unwrap();
+    assert_eq!(scored.len(), 1);
+    assert_eq!(
+        (scored[0].bucket, scored[0].accuracy.precision_at_10, scored[0].accuracy.bound_coverage),
+        (day(), 1.0, 1.0)
+    );
+    assert!(f.batch.store().speed_rows(day()).unwrap().is_empty());
+
+    // Nothing changed: nothing runs again, and a range asks only for what is not done.
+    assert_eq!(f.batch.run_pending().unwrap(), PassReport::default());
+    assert!(f.batch.run_range(Granularity::Day, T0, T0 + 1, false).unwrap().is_empty());
+    let forced = f.batch.run_range(Granularity::Day, T0, T0 + 1, true).unwrap();
+    assert_eq!(forced.len(), 1);
+    assert_eq!(forced[0].0, day());
+    assert_eq!(forced[0].1.as_ref().unwrap(), &2, "two products in the day");
+}
+
+#[test]
+fn late_data_and_refunds_re_run_exactly_the_buckets_they_touch() {
+    let mut f = Fixture::new(no_retention());
+    f.archive(vec![row("a", 0, 3), row("b", 0, 2), row("a", 5, 4)], YEAR_END);
+    assert_eq!(f.batch.run_pending().unwrap().ran.len(), 6);
+
+    f.archive(vec![row("b", 5, 6), row("a", 5, -2)], YEAR_END);
+    let report = f.batch.run_pending().unwrap();
+    let mut expected = vec![hour(5), day()];
+    expected.extend(above_day());
+    assert_eq!(report.ran, expected, "hour 0 did not change");
+    assert_eq!(f.top(day()), pairs(&[("b", 8), ("a", 5)]));
+    assert_eq!(f.top(hour(5)), pairs(&[("b", 6), ("a", 2)]));
+    assert_eq!(f.top(hour(0)), pairs(&[("a", 3), ("b", 2)]));
+}
+
+#[test]
+fn past_retention_a_late_hour_re_rolls_its_whole_day_from_the_archive() {
+    let mut f =
+        Fixture::new(BatchConfig { hour_retention: Some(Duration::from_secs(86_400)), ..BatchConfig::default() });
+    f.archive(vec![row("a", 0, 3), row("b", 0, 2), row("a", 5, 4)], YEAR_END);
+    f.batch.run_pending().unwrap();
+    // The hours are past retention: their rows are gone, the day's stay.
+    assert!(f.batch.store().bucket_rows(hour(0)).unwrap().is_empty());
+    assert!(f.batch.store().top_list(hour(0), By::Quantity, 10).unwrap().is_empty());
+    assert_eq!(f.top(day()), pairs(&[("a", 7), ("b", 2)]));
+
+    // A late sale of hour 5: summing the day from the hours left in the store would lose
+    // hour 0, so every hour of the day is rolled up again from the archive first.
+    f.archive(vec![row("b", 5, 1)], YEAR_END);
+    let report = f.batch.run_pending().unwrap();
+    let mut expected: Vec<Bucket> = day().children();
+    expected.push(day());
+    expected.extend(above_day());
+    assert_eq!(report.ran, expected);
+    assert_eq!(f.top(day()), pairs(&[("a", 7), ("b", 3)]));
+    assert_eq!(f.top(Bucket::containing(Granularity::Year, T0)), pairs(&[("a", 7), ("b", 3)]));
+    assert!(f.batch.store().bucket_rows(hour(5)).unwrap().is_empty(), "deleted again after the pass");
+}
+
+#[test]
+fn a_failing_bucket_is_retried_after_a_backoff_and_waits_for_nothing_else() {
+    let mut f = Fixture::new(BatchConfig { max_backoff: Duration::from_millis(300), ..no_retention() });
+    f.archive(vec![row("a", 0, 3), row("b", 1, 1)], YEAR_END);
+    let file = topk_archive::hour_files(f.archive.root(), T0).unwrap().pop().unwrap();
+    let path = f.archive_dir.join(&file);
+    let good = std::fs::read(&path).unwrap();
+    std::fs::write(&path, b"not parquet").unwrap();
+
+    let report = f.batch.run_pending().unwrap();
+    assert_eq!(report.ran, [hour(1)], "the other hour runs");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(report.failed[0].0, hour(0));
+    assert!(report.failed[0].1.contains("task rollup of 2021-03-01T00 failed"), "{}", report.failed[0].1);
+    assert_eq!(report.waiting, 5, "the failed hour, and the day, week, month and year that wait for it");
+    let failed = &f.batch.store().runs(1).unwrap()[0];
+    assert_eq!((failed.status, failed.task.as_str()), (RunStatus::Failed, "rollup"));
+
+    // Within the backoff the bucket is left alone.
+    let report = f.batch.run_pending().unwrap();
+    assert_eq!((report.ran.len(), report.failed.len(), report.waiting), (0, 0, 5));
+    let attempts = f.batch.store().runs(100).unwrap().iter().filter(|r| r.bucket == hour(0)).count();
+    assert_eq!(attempts, 2, "check and rollup, once");
+
+    std::fs::write(&path, good).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let report = f.batch.run_pending().unwrap();
+    let mut expected = vec![hour(0), day()];
+    expected.extend(above_day());
+    assert_eq!(report.ran, expected);
+    assert_eq!(f.top(hour(0)), pairs(&[("a", 3)]));
+    assert_eq!(f.top(day()), pairs(&[("a", 3), ("b", 1)]));
+}

@@ -1,0 +1,241 @@
+use super::*;
+use topk_core::random::{Rng, Zipf};
+use topk_store::{BatchStore, SpeedStore, SpeedWrite, SqlStore};
+
+/// Tuesday 2026-12-01.
+const DAY0: i64 = 1_796_083_200_000;
+const DAY: i64 = 86_400_000;
+
+/// These tests write exact rows as Kappa does (open buckets included).
+fn kappa(now_ms: i64) -> Rules {
+    Rules { now_ms, lambda: false }
+}
+
+fn day(i: i64) -> Bucket {
+    Bucket::containing(Granularity::Day, DAY0 + i * DAY)
+}
+
+/// Random exact days: Zipf-ish counts over `products`, written as Kappa writes them
+/// with top lists `depth` deep. Returns the truth per product, summed over the days.
+fn exact_days(
+    store: &mut SqlStore,
+    days: &[Bucket],
+    products: u64,
+    depth: usize,
+    seed: u64,
+) -> HashMap<String, (i64, i64)> {
+    let mut rng = Rng::new(seed);
+    let zipf = Zipf::new(products, 0.9);
+    let mut truth: HashMap<String, (i64, i64)> = HashMap::new();
+    for &b in days {
+        let mut sums: HashMap<String, (i64, i64)> = HashMap::new();
+        for _ in 0..20_000 {
+            let id = format!("p{:05}", zipf.sample(&mut rng));
+            let price = 100 + (rng.below(50) as i64) * 10;
+            let e = sums.entry(id).or_default();
+            e.0 += 1;
+            e.1 += price;
+        }
+        let rows: Vec<ProductSum> = sums
+            .iter()
+            .map(|(id, &(count, revenue_cents))| ProductSum { product_id: id.clone(), count, revenue_cents })
+            .collect();
+        store.write_exact("test", &[(b, rows)], depth, &[], &[]).unwrap();
+        for (id, (c, r)) in sums {
+            let t = truth.entry(id).or_default();
+            t.0 += c;
+            t.1 += r;
+        }
+    }
+    truth
+}
+
+fn brute_top(truth: &HashMap<String, (i64, i64)>, k: usize, by: By) -> Vec<(String, i64)> {
+    let mut all: Vec<(String, i64)> = truth.iter().map(|(id, &(c, r))| (id.clone(), value(by, c, r))).collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    all.truncate(k);
+    all
+}
+
+fn got(answer: &TopAnswer, by: By) -> Vec<(String, i64)> {
+    answer.rows.iter().map(|r| (r.product_id.clone(), value(by, r.count, r.revenue_cents))).collect()
+}
+
+#[test]
+fn exact_ranges_equal_brute_force_through_deep_and_short_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqlStore::open_sqlite(dir.path().join("store.db")).unwrap();
+    let days: Vec<Bucket> = (0..4).map(day).collect();
+    // Deep lists (the default): the threshold algorithm certifies from the lists.
+    let truth = exact_days(&mut store, &days, 5_000, 1000, 7);
+    for by in By::ALL {
+        for k in [1, 3, 10, 100, 1000] {
+            let a = top(&mut store, days.clone(), k, by, kappa(0)).unwrap();
+            assert!(a.exact, "k={k} by={by:?}: {:?}", a.notes);
+            assert_eq!(got(&a, by), brute_top(&truth, k, by), "k={k} by={by:?}");
+            let total: i64 = truth.values().map(|&(c, r)| value(by, c, r)).sum();
+            assert_eq!(a.total, Some(total));
+            assert!(a.rows.iter().all(|r| r.source == Source::Batch && r.error_bound == 0));
+        }
+    }
+    // Lists only 5 deep: the answer must still be exact (whole buckets are summed).
+    let short: Vec<Bucket> = (10..13).map(day).collect();
+    let truth = exact_days(&mut store, &short, 5_000, 5, 8);
+    for k in [1, 5, 10, 50] {
+        let a = top(&mut store, short.clone(), k, By::Quantity, kappa(0)).unwrap();
+        assert!(a.exact);
+        assert_eq!(got(&a, By::Quantity), brute_top(&truth, k, By::Quantity), "k={k}");
+    }
+    // Past the whole-sum budget: the counts stay exact and the certain prefix is right.
+    let period = Period::load(&mut store, short.clone(), kappa(0)).unwrap();
+    let exact: Vec<&ExactBucket> = short.iter().map(|b| &period.exact[b]).collect();
+    let r = rank(&mut store, &exact, &[], &[], 50, By::Quantity, 0).unwrap();
+    assert!(r.certain < 50, "5-deep lists cannot prove a top 50");
+    let want = brute_top(&truth, 50, By::Quantity);
+    for (i, (id, sums)) in r.rows.iter().enumerate() {
+        assert_eq!(sums.count, truth[id].0, "{id}: listed counts are exact sums");
+        if i < r.certain {
+            assert_eq!((id, sums.count), (&want[i].0, want[i].1), "certain rank {}", i + 1);
+        }
+    }
+    // One bucket is answered from its own list.
+    let single = exact_days(&mut store, &[day(20)], 5_000, 1000, 9);
+    let a = top(&mut store, vec![day(20)], 10, By::Revenue, kappa(0)).unwrap();
+    assert_eq!(got(&a, By::Revenue), brute_top(&single, 10, By::Revenue));
+}
+
+#[test]
+fn half_exact_half_approximate_ranges_carry_the_speed_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqlStore::open_sqlite(dir.path().join("store.db")).unwrap();
+    let exact: Vec<Bucket> = (0..2).map(day).collect();
+    let mut truth = exact_days(&mut store, &exact, 300, 1000, 3);
+    // Two approximate days: the speed layer lists 40 products with bounds that hold,
+    // and says the rest sold at most 9 each.
+    let mut rng = Rng::new(5);
+    let mut writes = Vec::new();
+    for b in [day(2), day(3)] {
+        let mut rows = Vec::new();
+        for i in 0..60 {
+            let id = format!("p{i:05}");
+            let true_count = 300 - i * 4;
+            let error = rng.below(5) as i64;
+            let shown = true_count + error - 2 * (rng.below(error as u64 + 1) as i64);
+            let t = truth.entry(id.clone()).or_default();
+            t.0 += true_count;
+            if i < 40 {
+                rows.push(SpeedRow { product_id: id, count: shown, error, revenue_cents: 0, updated_ms: 1_000 });
+            }
+        }
+        writes.push(SpeedWrite {
+            bucket: b,
+            rows,
+            sketches: Vec::new(),
+            finished: false,
+            unlisted_bound: 300 - 40 * 4,
+            total_count: 99,
+        });
+    }
+    store.write_speed("speed", &writes, &[], &[]).unwrap();
+    let days: Vec<Bucket> = (0..4).map(day).collect();
+    let a = top(&mut store, days, 10, By::Quantity, kappa(5_000)).unwrap();
+    assert!(!a.exact);
+    assert_eq!(
+        a.buckets.iter().map(|b| b.source).collect::<Vec<_>>(),
+        [Source::Batch, Source::Batch, Source::Speed, Source::Speed]
+    );
+    assert_eq!(a.freshness.age_ms, Some(4_000));
+    assert_eq!(a.rows.len(), 10);
+    for r in &a.rows {
+        assert_eq!(r.source, Source::Speed);
+        let t = truth[&r.product_id].0;
+        assert!((r.count - t).abs() <= r.error_bound, "{}: {} ± {} vs true {t}", r.product_id, r.count, r.error_bound);
+    }
+    // The true top 10 is certain here: the 10th is far above anything unlisted.
+    let want: Vec<String> = brute_top(&truth, 10, By::Quantity).into_iter().map(|(id, _)| id).collect();
+    let mut listed: Vec<String> = a.rows.iter().map(|r| r.product_id.clone()).collect();
+    listed.sort();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(listed, want_sorted);
+    assert!(
+        a.notes.iter().all(|n| !n.contains("could still belong") && !n.contains("could be overtaken")),
+        "{:?}",
+        a.notes
+    );
+    // What an unlisted product could have: at least the two open days' unlisted bounds
+    // (and the exact days' share of it), and below the 10th row's lower end.
+    let unlisted = a.unlisted_bound.expect("approximate answers carry the cut-off");
+    assert!(unlisted >= 2 * (300 - 40 * 4), "{unlisted}");
+    let tenth = &a.rows[9];
+    assert!(tenth.count - tenth.error_bound > unlisted, "{tenth:?} vs {unlisted}");
+    // A product the speed layer did not list carries the unlisted bound.
+    let tail = top(&mut store, (0..4).map(day).collect(), 100, By::Quantity, kappa(5_000)).unwrap();
+    let unlisted = tail.rows.iter().find(|r| r.product_id == "p00050").expect("sold on the exact days");
+    assert!(unlisted.error_bound >= 2 * (300 - 40 * 4));
+    assert!((unlisted.count - truth["p00050"].0).abs() <= unlisted.error_bound);
+    // The product's history marks each day's source.
+    let h = history(&mut store, "p00001", Granularity::Day, DAY0, DAY0 + 5 * DAY, kappa(5_000)).unwrap().unwrap();
+    assert_eq!(
+        h.points.iter().map(|p| p.source).collect::<Vec<_>>(),
+        [Source::Batch, Source::Batch, Source::Speed, Source::Speed, Source::None]
+    );
+    assert!(h.points[2].rank.is_some() && h.points[0].rank.is_some());
+    // Batch wins: once a speed day has exact rows, they answer for it.
+    let rows = vec![ProductSum { product_id: "p00001".into(), count: 7, revenue_cents: 70 }];
+    store.write_exact("test", &[(day(2), rows)], 1000, &[], &[]).unwrap();
+    let h = history(&mut store, "p00001", Granularity::Day, DAY0, DAY0 + 5 * DAY, kappa(5_000)).unwrap().unwrap();
+    assert_eq!((h.points[2].source, h.points[2].count, h.points[2].error_bound), (Source::Batch, 7, 0));
+}
+
+#[test]
+fn a_bucket_waiting_for_a_reroll_or_not_ended_is_not_served_as_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqlStore::open_sqlite(dir.path().join("store.db")).unwrap();
+    let days: Vec<Bucket> = (0..3).map(day).collect();
+    exact_days(&mut store, &days, 300, 1000, 1);
+    let later = Rules { now_ms: DAY0 + 10 * DAY, lambda: true };
+    let top_of = |store: &mut SqlStore, buckets: Vec<Bucket>, rules: Rules| {
+        top(store, buckets, 10, By::Quantity, rules).unwrap()
+    };
+    assert!(top_of(&mut store, vec![day(1)], later).exact);
+    // A late event reached 05:00 of day 1: that hour is pending, so the day is stale.
+    let hour = Bucket::containing(Granularity::Hour, day(1).start_ms + 5 * topk_core::HOUR_MS);
+    store.add_pending(&[hour]).unwrap();
+    let a = top_of(&mut store, vec![day(1)], later);
+    assert!(!a.exact);
+    assert_eq!(a.buckets[0].source, Source::Pending);
+    assert!(a.rows.iter().all(|r| r.source == Source::Pending));
+    assert!(a.notes.iter().any(|n| n.contains("waiting for a re-roll")), "{:?}", a.notes);
+    // The days around it stay exact; a range over day 1 is not.
+    assert!(top_of(&mut store, vec![day(0), day(2)], later).exact);
+    let range = top_of(&mut store, days.clone(), later);
+    assert!(!range.exact);
+    assert_eq!(
+        range.buckets.iter().map(|b| b.source).collect::<Vec<_>>(),
+        [Source::Batch, Source::Pending, Source::Batch]
+    );
+    let h = history(&mut store, "p00001", Granularity::Day, DAY0, DAY0 + 3 * DAY, later).unwrap().unwrap();
+    assert!(history(&mut store, "never", Granularity::Day, DAY0, DAY0 + 3 * DAY, later).unwrap().is_none());
+    assert_eq!(h.points.iter().map(|p| p.source).collect::<Vec<_>>(), [Source::Batch, Source::Pending, Source::Batch]);
+    // The day itself pending (its hour re-rolled, the day not yet) is stale the same way.
+    let g = store.pending_generation(hour).unwrap().unwrap();
+    store.remove_pending(hour, g).unwrap();
+    store.add_pending(&[day(1)]).unwrap();
+    assert_eq!(top_of(&mut store, vec![day(1)], later).buckets[0].source, Source::Pending);
+    let g = store.pending_generation(day(1)).unwrap().unwrap();
+    store.remove_pending(day(1), g).unwrap();
+    assert!(top_of(&mut store, vec![day(1)], later).exact, "the re-roll landed");
+    // In Lambda only an ended bucket is exact: rows of an open one can only be stale ...
+    let during = Rules { now_ms: day(1).start_ms + 12 * topk_core::HOUR_MS, lambda: true };
+    assert_eq!(top_of(&mut store, vec![day(1)], during).buckets[0].source, Source::Pending);
+    // ... and the speed layer's estimates of it win over them.
+    let rows = vec![SpeedRow { product_id: "p00001".into(), count: 5, error: 1, revenue_cents: 0, updated_ms: 1 }];
+    let write =
+        SpeedWrite { bucket: day(1), rows, sketches: Vec::new(), finished: false, unlisted_bound: 1, total_count: 5 };
+    store.write_speed("speed", &[write], &[], &[]).unwrap();
+    let a = top_of(&mut store, vec![day(1)], during);
+    assert_eq!((a.buckets[0].source, a.rows[0].count, a.total), (Source::Speed, 5, Some(5)));
+    // Kappa counts open buckets exactly.
+    assert!(top_of(&mut store, vec![day(1)], Rules { lambda: false, ..during }).exact);
+}

@@ -1,0 +1,218 @@
+//! What the API reads — and, beneath their writes, the batch and speed roles: exact and
+//! approximate buckets, rows and top lists, the catalog, runs and scores. Nothing here
+//! writes.
+
+use topk_core::time::{Bucket, Granularity};
+
+use crate::dialect::PerDialect;
+use crate::sql::{bucket_at, json_array, product_sum, query, query_int, SqlStore};
+use crate::{
+    catalog, vals, AccuracyRecord, By, ExactBucket, Product, ProductSum, Result, RunRecord, RunStats, RunStatus,
+    SpeedBucket, SpeedRow, TopRow,
+};
+use topk_core::accuracy::Accuracy;
+
+/// The store as the API sees it: read-only.
+pub trait ServingStore: Send {
+    /// A bucket's exact rows, by product id.
+    fn bucket_rows(&mut self, bucket: Bucket) -> Result<Vec<ProductSum>>;
+    fn top_list(&mut self, bucket: Bucket, by: By, k: usize) -> Result<Vec<TopRow>>;
+    /// Whether the bucket has exact top lists (the batch layer, or Kappa, has spoken).
+    fn has_exact(&mut self, bucket: Bucket) -> Result<bool>;
+    /// Exact buckets (with top lists) of a granularity starting in `[from_ms, to_ms)`.
+    fn exact_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<ExactBucket>>;
+    /// The exact sums in a bucket of those of `product_ids` that sold there.
+    fn product_sums(&mut self, bucket: Bucket, product_ids: &[&str]) -> Result<Vec<ProductSum>>;
+    /// A product's rank in the bucket's stored top list, if it is on it.
+    fn rank_of(&mut self, bucket: Bucket, by: By, product_id: &str) -> Result<Option<i64>>;
+    /// Buckets whose exact rows wait for the batch layer.
+    fn pending(&mut self) -> Result<Vec<Bucket>>;
+    /// A bucket's approximate rows, largest first.
+    fn speed_rows(&mut self, bucket: Bucket) -> Result<Vec<SpeedRow>>;
+    /// Approximate buckets of a granularity starting in `[from_ms, to_ms)`.
+    fn speed_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<SpeedBucket>>;
+    /// The catalog entries of those of `product_ids` it has.
+    fn products(&mut self, product_ids: &[&str]) -> Result<Vec<Product>>;
+    /// Products whose id, or name (case-insensitive), starts with `prefix`.
+    fn search_products(&mut self, prefix: &str, limit: usize) -> Result<Vec<Product>>;
+    /// A value that changes whenever exact rows may have (see [`EXACT_GENERATION`]).
+    fn exact_generation(&mut self) -> Result<(i64, i64)>;
+    /// Scored buckets, newest first.
+    fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>>;
+    /// Runs, failures first, then newest first.
+    fn runs(&mut self, limit: usize) -> Result<Vec<RunRecord>>;
+    /// Run counts and durations per task and status.
+    fn run_stats(&mut self) -> Result<Vec<RunStats>>;
+}
+
+const BUCKET_ROWS: &str =
+    "SELECT product_id, count, revenue_cents FROM batch_table WHERE granularity = $1 AND bucket_start = $2 ORDER BY product_id";
+const TOP_LIST: &str = "SELECT rank, product_id, count, revenue_cents, error_bound, source FROM top_lists
+    WHERE granularity = $1 AND bucket_start = $2 AND ranked_by = $3 AND rank <= $4 ORDER BY rank";
+const HAS_EXACT: &str = "SELECT COUNT(*) FROM top_lists WHERE granularity = $1 AND bucket_start = $2";
+/// Exact buckets (those with top lists) in a range, with their totals.
+const EXACT_BUCKETS: &str = "SELECT t.bucket_start, t.count, t.revenue_cents, t.products FROM bucket_totals t
+    WHERE t.granularity = $1 AND t.bucket_start >= $2 AND t.bucket_start < $3 AND EXISTS (SELECT 1 FROM top_lists l
+    WHERE l.granularity = t.granularity AND l.bucket_start = t.bucket_start) ORDER BY t.bucket_start";
+/// Several products' sums in one bucket; `$3` is a JSON array of ids.
+const PRODUCT_SUMS: PerDialect = PerDialect {
+    sqlite: "SELECT product_id, count, revenue_cents FROM batch_table
+        WHERE granularity = $1 AND bucket_start = $2 AND product_id IN (SELECT value FROM json_each($3))",
+    postgres: "SELECT product_id, count, revenue_cents FROM batch_table
+        WHERE granularity = $1 AND bucket_start = $2
+        AND product_id IN (SELECT json_array_elements_text(($3::text)::json))",
+};
+const RANK_OF: &str = "SELECT rank FROM top_lists
+    WHERE granularity = $1 AND bucket_start = $2 AND ranked_by = $3 AND product_id = $4";
+const PENDING: &str = "SELECT granularity, bucket_start FROM batch_pending ORDER BY bucket_start, granularity";
+const SPEED_ROWS: &str = "SELECT product_id, count_estimate, error_bound, revenue_estimate, updated_at FROM speed_table
+    WHERE granularity = $1 AND bucket_start = $2 ORDER BY count_estimate DESC, product_id";
+const SPEED_BUCKETS: &str = "SELECT bucket_start, unlisted_bound, total_count, updated_at FROM speed_buckets
+    WHERE granularity = $1 AND bucket_start >= $2 AND bucket_start < $3 ORDER BY bucket_start";
+/// What changes whenever exact rows may have changed: the newest batch run (the batch
+/// layer records a run before it touches rows) and Kappa's position in the flush log.
+/// A cached exact answer is reused only while this stays the same.
+pub const EXACT_GENERATION: &str = "SELECT (SELECT COALESCE(MAX(id), 0) FROM pipeline_runs),
+    (SELECT CAST(COALESCE(SUM(next_offset), 0) AS BIGINT) FROM consumer_offsets WHERE consumer = 'kappa')";
+const ACCURACY: &str = "SELECT granularity, bucket_start, precision_at_10, precision_at_100, max_relative_error,
+    mean_relative_error, bound_coverage, scored_at FROM accuracy ORDER BY bucket_start DESC, granularity LIMIT $1";
+const RUNS: &str = "SELECT id, task, granularity, bucket_start, status, attempt, started_at, finished_at,
+    rows_written, error FROM pipeline_runs
+    ORDER BY CASE status WHEN 'failed' THEN 0 WHEN 'running' THEN 1 ELSE 2 END, id DESC LIMIT $1";
+/// Runs per task and status, and the time finished ones took (for metrics).
+/// (`SUM` of `BIGINT` is `NUMERIC` on PostgreSQL, hence the cast.)
+const RUN_STATS: &str = "SELECT task, status, COUNT(*), CAST(COALESCE(SUM(finished_at - started_at), 0) AS BIGINT)
+    FROM pipeline_runs GROUP BY task, status ORDER BY task, status";
+
+impl ServingStore for SqlStore {
+    fn bucket_rows(&mut self, bucket: Bucket) -> Result<Vec<ProductSum>> {
+        query(&mut *self.conn, BUCKET_ROWS, &vals![bucket.granularity.as_str(), bucket.start_ms], product_sum)
+    }
+
+    fn top_list(&mut self, bucket: Bucket, by: By, k: usize) -> Result<Vec<TopRow>> {
+        let params = vals![bucket.granularity.as_str(), bucket.start_ms, by.as_str(), k as i64];
+        query(&mut *self.conn, TOP_LIST, &params, |r| {
+            Ok(TopRow {
+                rank: r.int(0)?,
+                product_id: r.text(1)?,
+                count: r.int(2)?,
+                revenue_cents: r.int(3)?,
+                error_bound: r.int(4)?,
+                source: r.text(5)?,
+            })
+        })
+    }
+
+    fn has_exact(&mut self, bucket: Bucket) -> Result<bool> {
+        let n = query_int(&mut *self.conn, HAS_EXACT, &vals![bucket.granularity.as_str(), bucket.start_ms])?;
+        Ok(n.unwrap_or(0) > 0)
+    }
+
+    fn exact_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<ExactBucket>> {
+        query(&mut *self.conn, EXACT_BUCKETS, &vals![granularity.as_str(), from_ms, to_ms], |r| {
+            Ok(ExactBucket {
+                bucket: Bucket { granularity, start_ms: r.int(0)? },
+                count: r.int(1)?,
+                revenue_cents: r.int(2)?,
+                products: r.int(3)?,
+            })
+        })
+    }
+
+    fn product_sums(&mut self, bucket: Bucket, product_ids: &[&str]) -> Result<Vec<ProductSum>> {
+        if product_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = json_array(product_ids);
+        let sql = PRODUCT_SUMS.get(self.conn.dialect());
+        query(&mut *self.conn, sql, &vals![bucket.granularity.as_str(), bucket.start_ms, &ids], product_sum)
+    }
+
+    fn rank_of(&mut self, bucket: Bucket, by: By, product_id: &str) -> Result<Option<i64>> {
+        let params = vals![bucket.granularity.as_str(), bucket.start_ms, by.as_str(), product_id];
+        query_int(&mut *self.conn, RANK_OF, &params)
+    }
+
+    fn pending(&mut self) -> Result<Vec<Bucket>> {
+        query(&mut *self.conn, PENDING, &[], |r| bucket_at(r, 0, 1))
+    }
+
+    fn speed_rows(&mut self, bucket: Bucket) -> Result<Vec<SpeedRow>> {
+        query(&mut *self.conn, SPEED_ROWS, &vals![bucket.granularity.as_str(), bucket.start_ms], |r| {
+            Ok(SpeedRow {
+                product_id: r.text(0)?,
+                count: r.int(1)?,
+                error: r.int(2)?,
+                revenue_cents: r.int(3)?,
+                updated_ms: r.int(4)?,
+            })
+        })
+    }
+
+    fn speed_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<SpeedBucket>> {
+        query(&mut *self.conn, SPEED_BUCKETS, &vals![granularity.as_str(), from_ms, to_ms], |r| {
+            Ok(SpeedBucket {
+                bucket: Bucket { granularity, start_ms: r.int(0)? },
+                unlisted_bound: r.int(1)?,
+                total_count: r.int(2)?,
+                updated_ms: r.int(3)?,
+            })
+        })
+    }
+
+    fn products(&mut self, product_ids: &[&str]) -> Result<Vec<Product>> {
+        catalog::by_ids(&mut *self.conn, product_ids)
+    }
+
+    fn search_products(&mut self, prefix: &str, limit: usize) -> Result<Vec<Product>> {
+        catalog::search(&mut *self.conn, prefix, limit)
+    }
+
+    fn exact_generation(&mut self) -> Result<(i64, i64)> {
+        let rows = query(&mut *self.conn, EXACT_GENERATION, &[], |r| Ok((r.int(0)?, r.int(1)?)))?;
+        Ok(rows.into_iter().next().unwrap_or_default())
+    }
+
+    fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>> {
+        query(&mut *self.conn, ACCURACY, &vals![limit as i64], |r| {
+            Ok(AccuracyRecord {
+                bucket: bucket_at(r, 0, 1)?,
+                accuracy: Accuracy {
+                    precision_at_10: r.real(2)?,
+                    precision_at_100: r.real(3)?,
+                    max_relative_error: r.real(4)?,
+                    mean_relative_error: r.real(5)?,
+                    bound_coverage: r.real(6)?,
+                },
+                scored_ms: r.int(7)?,
+            })
+        })
+    }
+
+    fn runs(&mut self, limit: usize) -> Result<Vec<RunRecord>> {
+        query(&mut *self.conn, RUNS, &vals![limit as i64], |r| {
+            Ok(RunRecord {
+                id: r.int(0)?,
+                task: r.text(1)?,
+                bucket: bucket_at(r, 2, 3)?,
+                status: RunStatus::parse(&r.text(4)?)?,
+                attempt: r.int(5)?,
+                started_ms: r.int(6)?,
+                finished_ms: r.opt_int(7)?,
+                rows: r.opt_int(8)?,
+                error: r.opt_text(9)?,
+            })
+        })
+    }
+
+    fn run_stats(&mut self) -> Result<Vec<RunStats>> {
+        query(&mut *self.conn, RUN_STATS, &[], |r| {
+            Ok(RunStats {
+                task: r.text(0)?,
+                status: RunStatus::parse(&r.text(1)?)?,
+                runs: r.int(2)?,
+                duration_ms: r.int(3)?,
+            })
+        })
+    }
+}
