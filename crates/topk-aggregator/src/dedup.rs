@@ -23,6 +23,8 @@ pub struct DedupWindow {
     table: hashbrown::HashTable<Seen>,
     /// The slice of the newest arrival, when the table was last swept.
     swept: Option<i64>,
+    /// `window_ms <= 0`: no id is remembered.
+    off: bool,
 }
 
 /// Slices a dedup window is cut into: expiry is this fine.
@@ -40,7 +42,7 @@ impl DedupWindow {
     pub fn new(window_ms: i64) -> Self {
         let slice_ms = (window_ms / DEDUP_SLICES).max(1);
         let slices = (window_ms.max(0) + slice_ms - 1).div_euclid(slice_ms).min(i64::from(u32::MAX / 2)) as u32;
-        DedupWindow { slice_ms, slices, table: hashbrown::HashTable::new(), swept: None }
+        DedupWindow { slice_ms, slices, table: hashbrown::HashTable::new(), swept: None, off: window_ms <= 0 }
     }
 
     fn slice(&self, ts_ms: i64) -> i64 {
@@ -72,7 +74,11 @@ impl DedupWindow {
 
     /// Records an event that arrived when the newest event time was `max_ts_ms`;
     /// `true` if its id was already seen within the window.
+    /// A window of 0 ms (or less) turns dedup off: nothing is remembered or dropped.
     pub fn is_duplicate(&mut self, digest: u128, max_ts_ms: i64) -> bool {
+        if self.off {
+            return false;
+        }
         let now = self.slice(max_ts_ms);
         if self.swept != Some(now) {
             self.sweep(now);

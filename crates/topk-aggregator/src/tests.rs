@@ -342,3 +342,12 @@ fn the_compact_dedup_window_agrees_with_a_plain_set() {
         }
     });
 }
+
+#[test]
+fn a_dedup_window_of_zero_drops_nothing() {
+    let mut off = DedupWindow::new(0);
+    let digest = xxhash_rust::xxh3::xxh3_128(b"e1");
+    assert!(!off.is_duplicate(digest, T0));
+    assert!(!off.is_duplicate(digest, T0), "the same id at the same newest time is kept too");
+    assert!(off.is_empty(), "nothing is remembered");
+}

@@ -184,9 +184,18 @@ impl Drop for Deployment {
 }
 
 pub fn input(dir: &Path, name: &str, events: &str, seed: &str) -> PathBuf {
+    generated(dir, name, events, seed, "0.01")
+}
+
+/// As [`input`], with no repeated event id: a test where dedup must not hide a double count.
+pub fn input_without_duplicates(dir: &Path, name: &str, events: &str, seed: &str) -> PathBuf {
+    generated(dir, name, events, seed, "0")
+}
+
+fn generated(dir: &Path, name: &str, events: &str, seed: &str, duplicate_rate: &str) -> PathBuf {
     let path = dir.join(name);
     let args = ["--events", events, "--products", "3000", "--start", START, "--days", "2", "--seed", seed];
-    gen(&path, &[&args[..], &["--refund-rate", "0.02", "--duplicate-rate", "0.01"]].concat());
+    gen(&path, &[&args[..], &["--refund-rate", "0.02", "--duplicate-rate", duplicate_rate]].concat());
     path
 }
 
