@@ -2,6 +2,7 @@ use super::*;
 use std::collections::BTreeMap;
 use topk_core::codec::encode;
 use topk_core::event::{Event, Kind};
+use topk_core::Shutdown;
 use topk_log::{DiskLog, LogConfig};
 
 const H: i64 = 3_600_000;
@@ -162,6 +163,8 @@ fn run_loop_flushes_on_entry_threshold_and_answers_drain() {
     let (events, flush_log) = logs(dir.path());
     let control = Control::new(1);
     let stop = Shutdown::default();
+    let woken = events.clone();
+    stop.on_trigger(move || woken.wake());
     let c = AggregatorConfig { max_entries: 10, ..cfg() };
     let batch: Vec<_> = (0..25).map(|i| ev(&i.to_string(), T0 + i, &format!("p{i}"), 1)).collect();
     append(&events, &batch);

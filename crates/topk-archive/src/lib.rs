@@ -454,7 +454,8 @@ pub fn run(
         } else if stopping {
             return Ok(());
         } else {
-            flush_log.wait_for_append(&mut tick, Duration::from_millis(100));
+            // Until a flush is appended or a stop wakes it; the timeout is only a backstop.
+            flush_log.wait_for_append(&mut tick, Duration::from_secs(1));
         }
     }
 }

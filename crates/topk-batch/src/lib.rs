@@ -39,6 +39,8 @@ pub struct BatchConfig {
     pub hour_retention: Option<Duration>,
     /// Longest wait before retrying a failed bucket.
     pub max_backoff: Duration,
+    /// Time between two passes of the scheduler loop ([`run`]).
+    pub pass_interval: Duration,
 }
 
 impl Default for BatchConfig {
@@ -47,6 +49,7 @@ impl Default for BatchConfig {
             top_k: topk_core::DEFAULT_TOP_K,
             hour_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             max_backoff: Duration::from_secs(300),
+            pass_interval: Duration::from_secs(2),
         }
     }
 }
@@ -337,8 +340,9 @@ pub fn hour_from_archive(archive: &Root, hour_ms: i64) -> Result<Vec<ProductSum>
     Ok(rows)
 }
 
-/// The scheduler loop of `topk serve`: a pass every `interval` until shutdown.
-pub fn run<S: BatchStore>(mut batch: Batch<S>, interval: Duration, shutdown: &Shutdown) -> Result<(), BatchError> {
+/// The scheduler loop of `topk serve`: a pass every `pass_interval` until shutdown.
+pub fn run<S: BatchStore>(mut batch: Batch<S>, shutdown: &Shutdown) -> Result<(), BatchError> {
+    let interval = batch.cfg.pass_interval;
     while !shutdown.is_triggered() {
         let report = batch.run_pending()?;
         if !report.ran.is_empty() {

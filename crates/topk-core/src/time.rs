@@ -34,8 +34,7 @@ use label::fmt_ts;
 use label::{parse_label, YearFmt};
 pub use range::{decompose, RangeError};
 
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
+use crate::{DAY_MS, HOUR_MS};
 
 /// The size of a time bucket.
 ///

@@ -8,17 +8,25 @@
 
 use std::io::{self, Write};
 use topk_core::random::{Rng, Zipf};
-use topk_core::time::{civil_from_days, days_from_civil};
+use topk_core::DAY_MS;
+
+mod format;
+use format::{Event, LineFormatter};
+
+/// Where generated events start unless told (`--start`).
+pub const DEFAULT_START: &str = "2026-11-01T00:00:00Z";
+
+/// Demo and `topk gen` products unless told: ids `p0000001`… ranked by popularity.
+pub const DEFAULT_PRODUCTS: u64 = 100_000;
 
 /// Small fixed list of ISO country codes; plain ASCII so no JSON/CSV escaping is needed.
 const COUNTRIES: [&str; 10] = ["US", "DE", "GB", "FR", "JP", "BR", "IN", "CA", "AU", "NL"];
 
-const MS_PER_DAY: i64 = 86_400_000;
 /// Events are at most this far (exclusive) behind the newest one, unless made late.
 const MAX_JITTER_MS: u64 = 60_000;
 /// Late events are moved back by 1..=3 hours.
-const LATE_MIN_MS: u64 = 3_600_000;
-const LATE_MAX_MS: u64 = 3 * 3_600_000;
+const LATE_MIN_MS: u64 = topk_core::HOUR_MS as u64;
+const LATE_MAX_MS: u64 = 3 * LATE_MIN_MS;
 /// How many of the last emitted lines a duplicate (redelivery) may copy.
 const DUP_RING: usize = 100;
 /// How many recent sales a refund may refer to; small so refunds stay close in time.
@@ -66,10 +74,10 @@ impl Default for GenConfig {
     fn default() -> Self {
         GenConfig {
             events: 1_000_000,
-            products: 100_000,
+            products: DEFAULT_PRODUCTS,
             zipf: 1.1,
             seed: 1,
-            start_ms: days_from_civil(2026, 11, 1) * MS_PER_DAY,
+            start_ms: topk_core::timestamp::parse_rfc3339(DEFAULT_START).expect("a valid default"),
             days: 1.0,
             refund_rate: 0.01,
             duplicate_rate: 0.005,
@@ -202,7 +210,7 @@ fn validate(cfg: &GenConfig) -> io::Result<i64> {
     if cfg.refund_rate + cfg.duplicate_rate > 1.0 {
         return bad("refund_rate + duplicate_rate must be <= 1");
     }
-    let span = cfg.days * MS_PER_DAY as f64;
+    let span = cfg.days * DAY_MS as f64;
     if !span.is_finite() || span.round() < 1.0 {
         return bad("days must be positive (at least 1 ms)");
     }
@@ -370,140 +378,6 @@ impl LineRing {
             .find(|(ts, _)| *ts >= min_ts)
             .map(|(_, line)| line.as_slice())
     }
-}
-
-/// One event to print; `sale_ts` is set only for refunds.
-struct Event {
-    seq: u64,
-    ts: i64,
-    rank: u64,
-    quantity: i64,
-    country: u8,
-    sale_ts: Option<i64>,
-}
-
-/// Hand-rolled line formatting with a cached `YYYY-MM-DD` per day.
-struct LineFormatter {
-    id_prefix: Vec<u8>,
-    day: i64,
-    date: [u8; 10],
-}
-
-impl LineFormatter {
-    fn new(id_prefix: String) -> Self {
-        LineFormatter { id_prefix: id_prefix.into_bytes(), day: i64::MIN, date: [0; 10] }
-    }
-
-    fn write_ndjson(&mut self, ev: &Event, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(b"{\"event_id\":\"");
-        self.push_event_id(ev.seq, buf);
-        if ev.sale_ts.is_some() {
-            buf.extend_from_slice(b"\",\"kind\":\"refund");
-        }
-        buf.extend_from_slice(b"\",\"ts\":\"");
-        self.push_ts(ev.ts, buf);
-        if let Some(sale_ts) = ev.sale_ts {
-            buf.extend_from_slice(b"\",\"sale_ts\":\"");
-            self.push_ts(sale_ts, buf);
-        }
-        buf.extend_from_slice(b"\",\"product_id\":\"p");
-        push_u64(ev.rank, 7, buf);
-        buf.extend_from_slice(b"\",\"quantity\":");
-        push_i64(ev.quantity, buf);
-        buf.extend_from_slice(b",\"price_cents\":");
-        push_u64(price_cents(ev.rank), 1, buf);
-        buf.extend_from_slice(b",\"country\":\"");
-        buf.extend_from_slice(COUNTRIES[ev.country as usize].as_bytes());
-        buf.extend_from_slice(b"\",\"product_name\":\"Product ");
-        push_u64(ev.rank, 1, buf);
-        buf.extend_from_slice(b"\"}\n");
-    }
-
-    /// Columns: event_id,ts,product_id,quantity,price_cents,kind,sale_ts,country,city,category,product_name
-    fn write_csv(&mut self, ev: &Event, buf: &mut Vec<u8>) {
-        self.push_event_id(ev.seq, buf);
-        buf.push(b',');
-        self.push_ts(ev.ts, buf);
-        buf.extend_from_slice(b",p");
-        push_u64(ev.rank, 7, buf);
-        buf.push(b',');
-        push_i64(ev.quantity, buf);
-        buf.push(b',');
-        push_u64(price_cents(ev.rank), 1, buf);
-        buf.push(b',');
-        if let Some(sale_ts) = ev.sale_ts {
-            buf.extend_from_slice(b"refund,");
-            self.push_ts(sale_ts, buf);
-        } else {
-            buf.push(b',');
-        }
-        buf.push(b',');
-        buf.extend_from_slice(COUNTRIES[ev.country as usize].as_bytes());
-        // city and category are not generated: empty cells.
-        buf.extend_from_slice(b",,,Product ");
-        push_u64(ev.rank, 1, buf);
-        buf.push(b'\n');
-    }
-
-    fn push_event_id(&self, seq: u64, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(&self.id_prefix);
-        push_u64(seq, 10, buf);
-    }
-
-    /// RFC 3339 UTC with milliseconds, e.g. `2026-12-10T00:00:01.123Z`.
-    fn push_ts(&mut self, ms: i64, buf: &mut Vec<u8>) {
-        let day = ms.div_euclid(MS_PER_DAY);
-        if day != self.day {
-            let (y, m, d) = civil_from_days(day);
-            let mut date = [0; 10];
-            put_digits(&mut date[0..4], y.clamp(0, 9999) as u64);
-            date[4] = b'-';
-            put_digits(&mut date[5..7], u64::from(m));
-            date[7] = b'-';
-            put_digits(&mut date[8..10], u64::from(d));
-            self.date = date;
-            self.day = day;
-        }
-        // Fixed-size array so the copy into `buf` is a single inlined move.
-        let t = ms.rem_euclid(MS_PER_DAY) as u64;
-        let mut out = *b"YYYY-MM-DDThh:mm:ss.mmmZ";
-        out[..10].copy_from_slice(&self.date);
-        put_digits(&mut out[11..13], t / 3_600_000);
-        put_digits(&mut out[14..16], t / 60_000 % 60);
-        put_digits(&mut out[17..19], t / 1000 % 60);
-        put_digits(&mut out[20..23], t % 1000);
-        buf.extend_from_slice(&out);
-    }
-}
-
-/// Writes the last `dst.len()` decimal digits of `v` (zero-padded) into `dst`.
-fn put_digits(dst: &mut [u8], mut v: u64) {
-    for b in dst.iter_mut().rev() {
-        *b = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-}
-
-/// Decimal digits of `v`, left-padded with zeros to at least `width`.
-fn push_u64(v: u64, width: usize, buf: &mut Vec<u8>) {
-    let mut digits = 1;
-    let mut rest = v / 10;
-    while rest > 0 {
-        digits += 1;
-        rest /= 10;
-    }
-    // Digits are written in place: copying from a scratch array showed up as
-    // a memmove call per number in profiles.
-    let len = buf.len();
-    buf.resize(len + digits.max(width), b'0');
-    put_digits(&mut buf[len..], v);
-}
-
-fn push_i64(v: i64, buf: &mut Vec<u8>) {
-    if v < 0 {
-        buf.push(b'-');
-    }
-    push_u64(v.unsigned_abs(), 1, buf);
 }
 
 #[cfg(test)]

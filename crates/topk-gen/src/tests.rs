@@ -151,7 +151,7 @@ fn refunds_and_duplicates_refer_to_earlier_lines() {
 #[test]
 fn timestamps_in_range_and_nearly_ordered() {
     let cfg = GenConfig { refund_rate: 0.05, duplicate_rate: 0.05, ..small() };
-    let end = cfg.start_ms + MS_PER_DAY;
+    let end = cfg.start_ms + DAY_MS;
     let check = |cfg: &GenConfig| {
         let (text, _) = gen(cfg);
         let mut max = cfg.start_ms;
@@ -180,7 +180,7 @@ fn late_events_are_hours_behind() {
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let ts = parse_ts(v["ts"].as_str().unwrap());
-        assert!(ts >= cfg.start_ms && ts < cfg.start_ms + MS_PER_DAY);
+        assert!(ts >= cfg.start_ms && ts < cfg.start_ms + DAY_MS);
         if ts <= max - 3_600_000 + 70_000 {
             late += 1;
             assert!(ts >= max - 3 * 3_600_000 - 60_000);

@@ -224,9 +224,7 @@ fn replay_ndjson(
                 progress.read(chunk.len() as u64);
             }
             Piece::TooLong { len } => {
-                let mut rejected = IngestReport::default();
-                rejected.add_rejections(vec![too_long(line, len)]);
-                report.merge(rejected);
+                report.add_rejections(vec![too_long(line, len)]);
                 line += 1;
                 // Record the position past it, so a rerun resumes after the line.
                 ingestor.ingest_ndjson(b"", line, offset + len, Some(&mut resume))?;

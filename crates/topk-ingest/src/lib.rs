@@ -10,6 +10,7 @@
 //! - [`files`]: replaying NDJSON and CSV files, resumable, a line too long rejected alone.
 //! - [`kafka_source`]: the source role, another system's topic of JSON sale events.
 //! - [`IngestStats`] (`stats.rs`): counters for the metrics.
+//! - [`IngestWriter`] (`writer.rs`): an `io::Write` that ingests the NDJSON written to it.
 //!
 //! Product names and categories travel inside the encoded events: the catalog is the
 //! speed role's to write (see `topk-speed`), as durably as the counts.
@@ -20,8 +21,10 @@ pub mod kafka_source;
 mod report;
 mod resume;
 mod stats;
+mod writer;
 
 pub use ingestor::Ingestor;
 pub use report::{IngestReport, MAX_LISTED_REJECTIONS};
 pub use resume::SourceResume;
 pub use stats::IngestStats;
+pub use writer::IngestWriter;

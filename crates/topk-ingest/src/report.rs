@@ -55,6 +55,11 @@ impl IngestReport {
         }
     }
 
+    /// Every line was rejected (and some were): the input was not what was asked for.
+    pub fn nothing_accepted(&self) -> bool {
+        self.accepted == 0 && self.already_ingested == 0 && self.rejected_count > 0
+    }
+
     pub fn merge(&mut self, other: IngestReport) {
         self.accepted += other.accepted;
         self.lines += other.lines;

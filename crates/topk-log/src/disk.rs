@@ -255,7 +255,14 @@ impl Log for DiskLog {
     fn end_offset(&self, partition: u32) -> Result<u64, LogError> {
         Ok(self.part(partition)?.visible_end.load(Ordering::Acquire))
     }
-    /// Blocks until something is appended anywhere or `timeout` passes.
+    /// Counts as an append, so a reader about to wait with an older count returns at once
+    /// (no wake is lost between its last look and its wait).
+    fn wake(&self) {
+        let (m, cv) = &self.inner.appended;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        cv.notify_all();
+    }
+    /// Blocks until something is appended anywhere, a wake, or `timeout` passes.
     fn wait_for_append(&self, seen: &mut u64, timeout: Duration) {
         let (m, cv) = &self.inner.appended;
         let guard = m.lock().unwrap_or_else(|e| e.into_inner());

@@ -21,8 +21,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -30,9 +28,12 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
+mod admin;
 mod group;
 mod reader;
 
+pub use admin::partition_count;
+use admin::{create_topic, topic_partitions};
 pub use group::{Assignments, Membership};
 pub use reader::{KafkaReader, TopicReader};
 
@@ -169,6 +170,8 @@ pub struct KafkaLog {
     meta: Arc<BaseConsumer>,
     /// One committing client per consumer group.
     committers: Arc<Mutex<HashMap<String, Arc<BaseConsumer>>>>,
+    /// Wakes readers waiting between polls: a count of wakes, and its condition.
+    woken: Arc<(Mutex<u64>, std::sync::Condvar)>,
 }
 
 fn encode_source(s: SourcePos) -> [u8; 24] {
@@ -245,6 +248,7 @@ impl KafkaLog {
             producer: Arc::new(producer),
             meta: Arc::new(meta),
             committers: Arc::default(),
+            woken: Arc::default(),
         })
     }
 
@@ -383,33 +387,6 @@ impl KafkaLog {
     }
 }
 
-/// The topic's partition count, or `None` if it does not exist.
-fn topic_partitions(cfg: &KafkaConfig, meta: &BaseConsumer) -> Result<Option<u32>, LogError> {
-    let md = meta.fetch_metadata(Some(&cfg.topic), METADATA_TIMEOUT).map_err(|e| cfg.error(e))?;
-    Ok(md
-        .topics()
-        .iter()
-        .find(|t| t.name() == cfg.topic && t.error().is_none() && !t.partitions().is_empty())
-        .map(|t| t.partitions().len() as u32))
-}
-
-fn create_topic(cfg: &KafkaConfig) -> Result<(), LogError> {
-    let admin: AdminClient<DefaultClientContext> = cfg.client().create().map_err(|e| cfg.error(e))?;
-    let max = cfg.max_message_bytes.to_string();
-    let topic = NewTopic::new(&cfg.topic, cfg.partitions as i32, TopicReplication::Fixed(cfg.replication))
-        .set("max.message.bytes", &max);
-    let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
-    let results = futures_executor::block_on(admin.create_topics([&topic], &opts)).map_err(|e| cfg.error(e))?;
-    for r in results {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => return Err(cfg.error(format!("creating the topic: {code}"))),
-        }
-    }
-    tracing::info!(topic = %cfg.topic, partitions = cfg.partitions, replication = cfg.replication, "created kafka topic");
-    Ok(())
-}
-
 /// Consumer errors: a position deleted by retention is fatal, anything else (a broker
 /// restarting, a network blip) is logged while librdkafka retries.
 fn reader_error(topic: &str, partition: u32, offset: u64, e: KafkaError) -> Result<(), LogError> {
@@ -447,8 +424,19 @@ impl Log for KafkaLog {
     }
 
     fn wait_for_append(&self, _seen: &mut u64, timeout: Duration) {
-        // Readers poll their prefetched messages; nothing to wait on here.
-        std::thread::sleep(timeout.min(Duration::from_millis(20)));
+        // Appends by other processes are not announced: readers poll their prefetched
+        // messages again after at most 20 ms, or at once when woken.
+        let (m, cv) = &*self.woken;
+        let held = m.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = *held;
+        let wait = timeout.min(Duration::from_millis(20));
+        let _held = cv.wait_timeout_while(held, wait, |n| *n == seen).unwrap_or_else(|e| e.into_inner());
+    }
+
+    fn wake(&self) {
+        let (m, cv) = &*self.woken;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        cv.notify_all();
     }
 
     fn source_position(&self, partition: u32, source: u64) -> Result<Option<SourcePos>, LogError> {
@@ -511,11 +499,6 @@ impl Log for KafkaLog {
     fn distance(&self, from: u64, to: u64) -> u64 {
         messages_below(to).saturating_sub(messages_below(from))
     }
-}
-
-/// The partition count of an existing topic (`None` if there is no such topic).
-pub fn partition_count(cfg: &KafkaConfig) -> Result<Option<u32>, LogError> {
-    topic_partitions(cfg, &cfg.consumer("topk-metadata")?)
 }
 
 #[cfg(test)]

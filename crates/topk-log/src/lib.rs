@@ -147,8 +147,12 @@ pub trait Log: Send + Sync {
     /// The offset the next appended event of `partition` will get, at least.
     fn end_offset(&self, partition: u32) -> Result<u64, LogError>;
 
-    /// Waits until something may have been appended anywhere, or `timeout` passes.
+    /// Waits until something may have been appended anywhere, [`Log::wake`] is called,
+    /// or `timeout` passes.
     fn wait_for_append(&self, seen: &mut u64, timeout: Duration);
+
+    /// Wakes every thread in [`Log::wait_for_append`] at once (a stop, a drain request).
+    fn wake(&self);
 
     /// The last source position recorded in `partition` for `source`, if any.
     fn source_position(&self, partition: u32, source: u64) -> Result<Option<SourcePos>, LogError>;

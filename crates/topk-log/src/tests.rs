@@ -193,6 +193,33 @@ fn readers_see_appends_from_another_thread(b: &dyn Backend) {
     assert_eq!(seen, (0..200).collect::<Vec<_>>());
 }
 
+/// A wake returns a reader waiting for appends at once (how a stop reaches it), and one
+/// that comes just before the reader's wait is not lost.
+fn a_wake_returns_a_waiting_reader_at_once(b: &dyn Backend) {
+    let log = b.open(1).unwrap();
+    let mut seen = 0;
+    log.wait_for_append(&mut seen, Duration::from_millis(1));
+    let waiter = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            log.wait_for_append(&mut seen, Duration::from_secs(30));
+            started.elapsed()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    log.wake();
+    let waited = waiter.join().unwrap();
+    assert!(waited < Duration::from_secs(10), "woken after {waited:?}");
+
+    let mut before = 0;
+    log.wait_for_append(&mut before, Duration::from_millis(1));
+    log.wake();
+    let started = Instant::now();
+    log.wait_for_append(&mut before, Duration::from_secs(30));
+    assert!(started.elapsed() < Duration::from_secs(10), "a wake before the wait: {:?}", started.elapsed());
+}
+
 fn appends_to_many_partitions_land_in_each(b: &dyn Backend) {
     let log = b.open(4).unwrap();
     let bases = log
@@ -230,6 +257,7 @@ macro_rules! log_suite {
 
 log_suite!(
     offsets_cover_events_and_survive_reopen,
+    a_wake_returns_a_waiting_reader_at_once,
     an_empty_log_has_no_last_batch_and_reads_nothing,
     appends_land_where_predicted_and_batches_walk_back,
     source_positions_are_recovered_from_the_log,

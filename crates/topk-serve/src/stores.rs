@@ -4,10 +4,18 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::http::StatusCode;
-use topk_store::{SqlStore, StoreError};
+use topk_store::{ServingStore, SqlStore, StoreError};
 
-use crate::api::ApiError;
+/// Why a pooled read did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("shutting down")]
+    Closed,
+    #[error("reading the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("query failed: {0}")]
+    Panicked(String),
+}
 
 pub struct StorePool {
     location: String,
@@ -24,11 +32,9 @@ impl StorePool {
     /// Runs `f` on a pooled connection, on the blocking thread pool.
     pub async fn with<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut SqlStore) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let Ok(_running) = self.running.acquire().await else {
-            return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()));
-        };
+        f: impl FnOnce(&mut dyn ServingStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, PoolError> {
+        let Ok(_running) = self.running.acquire().await else { return Err(PoolError::Closed) };
         let pool = self.clone();
         let result = tokio::task::spawn_blocking(move || {
             let idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -42,9 +48,8 @@ impl StorePool {
         })
         .await;
         match result {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("reading the store: {e}"))),
-            Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("query failed: {e}"))),
+            Ok(r) => Ok(r?),
+            Err(e) => Err(PoolError::Panicked(e.to_string())),
         }
     }
 }

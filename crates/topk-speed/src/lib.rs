@@ -483,7 +483,8 @@ pub fn run<S: SpeedStore>(
             return Ok(());
         }
         if absorbed == 0 {
-            flush_log.wait_for_append(&mut tick, Duration::from_millis(50));
+            // Until a flush is appended, the next write, or a stop wakes it.
+            flush_log.wait_for_append(&mut tick, speed.cfg.write_interval.saturating_sub(last_write.elapsed()));
         }
     }
 }

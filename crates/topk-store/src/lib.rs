@@ -204,11 +204,17 @@ pub struct RunStats {
     pub duration_ms: i64,
 }
 
+/// Whether a store location names a PostgreSQL server (a `postgres://` or
+/// `postgresql://` URL) rather than a SQLite file.
+pub fn is_postgres(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
 impl SqlStore {
     /// Opens the store at `location`: a `postgres://` or `postgresql://` URL, else the
     /// path of a SQLite file (created if missing).
     pub fn open(location: &str) -> Result<SqlStore> {
-        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        if is_postgres(location) {
             SqlStore::new(Box::new(postgres::PgConn::connect(location)?))
         } else {
             SqlStore::open_sqlite(location)

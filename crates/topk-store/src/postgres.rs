@@ -38,26 +38,7 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
-impl SqlRow for Row {
-    fn int(&self, i: usize) -> Result<i64> {
-        Ok(self.try_get(i)?)
-    }
-    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
-        Ok(self.try_get(i)?)
-    }
-    fn real(&self, i: usize) -> Result<f64> {
-        Ok(self.try_get(i)?)
-    }
-    fn text(&self, i: usize) -> Result<String> {
-        Ok(self.try_get(i)?)
-    }
-    fn opt_text(&self, i: usize) -> Result<Option<String>> {
-        Ok(self.try_get(i)?)
-    }
-    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
-        Ok(self.try_get(i)?)
-    }
-}
+crate::sql::impl_sql_row!(Row, try_get);
 
 /// Rows per multi-row `INSERT`: far fewer round trips, within the protocol's 65535
 /// parameters.

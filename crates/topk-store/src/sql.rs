@@ -70,6 +70,34 @@ pub trait SqlRow {
     fn bytes(&self, i: usize) -> Result<Vec<u8>>;
 }
 
+/// Implements [`SqlRow`] for a driver's row type through its typed getter (`get` for
+/// rusqlite, `try_get` for postgres), whose error converts into a `StoreError`.
+macro_rules! impl_sql_row {
+    ($row:ty, $get:ident) => {
+        impl $crate::sql::SqlRow for $row {
+            fn int(&self, i: usize) -> $crate::Result<i64> {
+                Ok(self.$get(i)?)
+            }
+            fn opt_int(&self, i: usize) -> $crate::Result<Option<i64>> {
+                Ok(self.$get(i)?)
+            }
+            fn real(&self, i: usize) -> $crate::Result<f64> {
+                Ok(self.$get(i)?)
+            }
+            fn text(&self, i: usize) -> $crate::Result<String> {
+                Ok(self.$get(i)?)
+            }
+            fn opt_text(&self, i: usize) -> $crate::Result<Option<String>> {
+                Ok(self.$get(i)?)
+            }
+            fn bytes(&self, i: usize) -> $crate::Result<Vec<u8>> {
+                Ok(self.$get(i)?)
+            }
+        }
+    };
+}
+pub(crate) use impl_sql_row;
+
 /// What a SQL backend provides: statements with `$n` parameters (prepared once per
 /// connection), bulk inserts, row access, and plain SQL scripts for migrations and
 /// transactions.

@@ -33,26 +33,7 @@ impl ToSql for Value<'_> {
     }
 }
 
-impl SqlRow for Row<'_> {
-    fn int(&self, i: usize) -> Result<i64> {
-        Ok(self.get(i)?)
-    }
-    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
-        Ok(self.get(i)?)
-    }
-    fn real(&self, i: usize) -> Result<f64> {
-        Ok(self.get(i)?)
-    }
-    fn text(&self, i: usize) -> Result<String> {
-        Ok(self.get(i)?)
-    }
-    fn opt_text(&self, i: usize) -> Result<Option<String>> {
-        Ok(self.get(i)?)
-    }
-    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
-        Ok(self.get(i)?)
-    }
-}
+crate::sql::impl_sql_row!(Row<'_>, get);
 
 impl SqliteConn {
     /// Prepares (once per connection) and binds `$1`, `$2`, … by name, so a query may use

@@ -7,6 +7,7 @@ use clap::builder::TypedValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use topk::config::{help_defaults, Settings};
 use topk_core::time::Granularity;
+use topk_gen::GenConfig;
 use topk_ingest::files::Format;
 
 fn format_arg() -> impl clap::builder::TypedValueParser<Value = Format> {
@@ -143,31 +144,31 @@ pub enum Command {
     /// Write deterministic synthetic sale events (NDJSON or CSV)
     Gen {
         /// Lines to write (duplicates included)
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = GenConfig::default().events)]
         events: u64,
         /// Distinct products, ranked 1..=N by popularity
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, default_value_t = GenConfig::default().products)]
         products: u64,
         /// Zipf exponent of product popularity (0: uniform)
-        #[arg(long, default_value_t = 1.1)]
+        #[arg(long, default_value_t = GenConfig::default().zipf)]
         zipf: f64,
         /// Seed of the random numbers: the same seed gives the same file
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = GenConfig::default().seed)]
         seed: u64,
         /// First timestamp (RFC 3339 or YYYY-MM-DD)
-        #[arg(long, default_value = "2026-11-01")]
+        #[arg(long, default_value = topk_gen::DEFAULT_START)]
         start: String,
         /// Days the events span
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = GenConfig::default().days)]
         days: f64,
         /// Share of lines that refund a recent sale
-        #[arg(long, default_value_t = 0.01)]
+        #[arg(long, default_value_t = GenConfig::default().refund_rate)]
         refund_rate: f64,
         /// Share of lines that repeat a recent line byte for byte (redeliveries)
-        #[arg(long, default_value_t = 0.005)]
+        #[arg(long, default_value_t = GenConfig::default().duplicate_rate)]
         duplicate_rate: f64,
         /// Share of events arriving 1-3 hours late
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, default_value_t = GenConfig::default().late_rate)]
         late_rate: f64,
         /// Output format
         #[arg(long, value_parser = format_arg(), default_value = "ndjson")]
@@ -225,9 +226,8 @@ impl StoreArgs {
     pub fn open(self, config: Option<&std::path::Path>) -> anyhow::Result<topk_store::SqlStore> {
         let settings = Settings { data_dir: self.data_dir, store: self.store, ..Settings::default() };
         let cfg = settings.over_file(config)?;
-        let remote = cfg.store.starts_with("postgres://") || cfg.store.starts_with("postgresql://");
         anyhow::ensure!(
-            remote || std::path::Path::new(&cfg.store).exists(),
+            topk_store::is_postgres(&cfg.store) || std::path::Path::new(&cfg.store).exists(),
             "no store at {}: nothing has run with this data directory yet (--data-dir, or --store)",
             cfg.store
         );

@@ -21,40 +21,7 @@ pub struct Demo {
 }
 
 /// Live demo products: the same ids and names as `topk gen`'s.
-const DEMO_PRODUCTS: u64 = 100_000;
-
-/// Generated lines, ingested in batches of whole lines as they are written.
-struct Ingest<'a> {
-    ingestor: topk_ingest::Ingestor,
-    buf: Vec<u8>,
-    accepted: &'a mut u64,
-}
-
-impl Ingest<'_> {
-    fn send(&mut self, all: bool) -> std::io::Result<()> {
-        let cut = if all { self.buf.len() } else { self.buf.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1) };
-        if cut > 0 {
-            let report = self.ingestor.ingest_ndjson(&self.buf[..cut], 1, 0, None).map_err(std::io::Error::other)?;
-            *self.accepted += report.accepted;
-            self.buf.drain(..cut);
-        }
-        Ok(())
-    }
-}
-
-impl Write for Ingest<'_> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        if self.buf.len() >= 8 << 20 {
-            self.send(false)?;
-        }
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send(true)
-    }
-}
+const DEMO_PRODUCTS: u64 = topk_gen::DEFAULT_PRODUCTS;
 
 /// Ingests `days` of generated history ending now, as a replay would, if the events log
 /// is empty (a first start): the batch layer then rolls it up while live traffic flows.
@@ -71,15 +38,14 @@ fn history(pipeline: &Pipeline, days: u32) -> anyhow::Result<()> {
         events: u64::from(days) * 29_000,
         products: DEMO_PRODUCTS,
         seed: now as u64,
-        start_ms: now - i64::from(days) * 86_400_000,
+        start_ms: now - i64::from(days) * topk_core::DAY_MS,
         days: f64::from(days) - 1.0 / 24.0,
         ..GenConfig::default()
     };
-    let mut accepted = 0;
-    let mut sink = Ingest { ingestor: pipeline.ingestor(), buf: Vec::new(), accepted: &mut accepted };
+    let mut sink = topk_ingest::IngestWriter::new(pipeline.ingestor());
     topk_gen::generate(&cfg, &mut sink)?;
     sink.flush()?;
-    tracing::info!(days, events = accepted, ms = started.elapsed().as_millis() as u64, "demo history ingested");
+    tracing::info!(days, events = sink.accepted(), ms = started.elapsed().as_millis() as u64, "demo history ingested");
     Ok(())
 }
 

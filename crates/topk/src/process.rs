@@ -55,6 +55,10 @@ impl Role {
     }
 }
 
+/// librdkafka settings of the aggregators' consumer group unless `kafka_properties` sets
+/// them: a stopped member's partitions move on within 10 s (librdkafka's default is 45).
+const GROUP_PROPERTIES: [(&str, &str); 2] = [("session.timeout.ms", "10000"), ("heartbeat.interval.ms", "1000")];
+
 /// The aggregator threads of a process, one per owned partition: fixed at start, or
 /// following the aggregators' consumer group.
 struct Aggregators {
@@ -79,6 +83,8 @@ impl Assignments for Aggregators {
             let (events, flush, control, cfg) =
                 (self.events.clone(), self.flush.clone(), self.control.clone(), self.cfg.clone());
             let s = stop.clone();
+            let woken = self.events.clone();
+            stop.on_trigger(move || woken.wake());
             let thread = spawn_role(format!("aggregator-{p}"), &self.failures, &stop, move || {
                 Ok(topk_aggregator::run(&*events, &*flush, p, cfg.clone(), &control, &s)?)
             });
@@ -208,14 +214,19 @@ impl Pipeline {
         let partitions = cfg.log.partitions;
         let stop = Shutdown::default();
         let s = stop.clone();
+        // A stop wakes the archive and the speed layer from waiting for flushes (the batch
+        // scheduler and the source wait on the stop itself).
+        if matches!(role, Role::Archive | Role::Speed) {
+            let flush = self.flush.clone();
+            stop.on_trigger(move || flush.wake());
+        }
         let thread = match role {
             Role::Aggregator => {
                 match (&cfg.kafka, cfg.aggregate_group) {
                     (Some(kafka), true) => {
                         let topic = cfg.kafka_log(kafka, "events")?;
                         let group = format!("{}aggregators", kafka.prefix);
-                        let settings = [("session.timeout.ms", "10000"), ("heartbeat.interval.ms", "1000")];
-                        let membership = topic.join_group(&group, &settings, self.aggregators.clone())?;
+                        let membership = topic.join_group(&group, &GROUP_PROPERTIES, self.aggregators.clone())?;
                         *self.membership.lock().unwrap_or_else(|e| e.into_inner()) = Some(membership);
                     }
                     _ => self.aggregators.assigned(&cfg.aggregate_partitions),
@@ -239,9 +250,9 @@ impl Pipeline {
             }
             // Kappa has no batch layer.
             Role::Batch if cfg.speed.architecture == Architecture::Kappa => return Ok(()),
-            Role::Batch => spawn_role("batch".into(), &self.failures, &stop, move || {
-                Ok(topk_batch::run(open_batch(&cfg)?, Duration::from_secs(2), &s)?)
-            }),
+            Role::Batch => {
+                spawn_role("batch".into(), &self.failures, &stop, move || Ok(topk_batch::run(open_batch(&cfg)?, &s)?))
+            }
             Role::Source => {
                 let (Some(kafka), Some(settings)) = (cfg.kafka.clone(), cfg.source.clone()) else { return Ok(()) };
                 let (events, state, stats) = (self.events.clone(), self.source.clone(), self.ingest_stats.clone());
@@ -291,9 +302,11 @@ impl Pipeline {
 
     /// Declares the input complete: every partition flushes all it holds as final (the
     /// hours that have ended close), and this returns once the archive and the speed
-    /// layer have recorded all of it.
+    /// layer have recorded all of it. (It looks every 10 ms: a one-time wait at the end of
+    /// a replay, on the progress of three kinds of role, and on their failures.)
     pub fn drain(&self) -> anyhow::Result<()> {
         let request = self.control.request_drain();
+        self.events.wake(); // the aggregators notice the request at once
         while !self.control.all_drained(request) {
             self.check()?;
             std::thread::sleep(Duration::from_millis(10));

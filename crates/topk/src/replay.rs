@@ -6,7 +6,6 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -85,12 +84,11 @@ const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// status 130; a replay that is draining or rolling up stops at once the same way (every
 /// step there is safe to cut short, like a kill -9).
 fn catch_interrupts() -> anyhow::Result<()> {
-    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-    let flag = FLAG.get_or_init(|| Arc::new(AtomicBool::new(false))).clone();
-    signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone()).context("handling SIGINT")?;
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]).context("handling SIGINT")?;
     std::thread::Builder::new().name("sigint".into()).spawn(move || {
-        while !flag.load(Ordering::SeqCst) {
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        // Blocks until the first SIGINT.
+        if signals.forever().next().is_none() {
+            return;
         }
         INTERRUPTED.store(true, Ordering::SeqCst);
         if READING.load(Ordering::SeqCst) {
@@ -113,7 +111,7 @@ pub fn is_interrupted(e: &anyhow::Error) -> bool {
 
 /// A replay in which every line was rejected did not do what was asked: an error.
 fn nothing_accepted(r: &IngestReport) -> anyhow::Result<()> {
-    if r.accepted == 0 && r.already_ingested == 0 && r.rejected_count > 0 {
+    if r.nothing_accepted() {
         bail!("no event was accepted: all {} lines were rejected (see the messages above)", r.rejected_count);
     }
     Ok(())
@@ -151,7 +149,7 @@ pub fn replay_local(cfg: Config, paths: &[PathBuf], format: Option<Format>) -> a
             }
         };
         print_rejections(path, &report.rejected, report.rejected_count);
-        if report.accepted == 0 && report.already_ingested == 0 && report.rejected_count > 0 {
+        if report.nothing_accepted() {
             if let Some(hint) = files::format_hint(path, format) {
                 eprintln!("{}: every line was rejected: {hint}", path.display());
             }
@@ -256,9 +254,7 @@ pub fn replay_remote(server: &str, token: Option<&str>, paths: &[PathBuf]) -> an
             let chunk = match piece {
                 Piece::Lines(chunk) => chunk,
                 Piece::TooLong { len } => {
-                    let mut rejected = IngestReport::default();
-                    rejected.add_rejections(vec![files::too_long(line, len)]);
-                    report.merge(rejected);
+                    report.add_rejections(vec![files::too_long(line, len)]);
                     line += 1;
                     bar.bar.inc(len);
                     return Ok(());

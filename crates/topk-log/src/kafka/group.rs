@@ -70,7 +70,8 @@ pub struct Membership {
 }
 
 impl KafkaLog {
-    /// Joins `group` (with the librdkafka `properties` given, e.g. session.timeout.ms).
+    /// Joins `group` with the librdkafka `properties` given (e.g. session.timeout.ms) as
+    /// defaults: the log's configured properties win over them.
     pub fn join_group(
         &self,
         group: &str,
@@ -80,7 +81,9 @@ impl KafkaLog {
         let mut config = self.cfg.client();
         config.set("group.id", group).set("enable.auto.commit", "false").set("enable.partition.eof", "false");
         for (k, v) in properties {
-            config.set(*k, *v);
+            if !self.cfg.properties.iter().any(|(set, _)| set == k) {
+                config.set(*k, *v);
+            }
         }
         let context = GroupContext { topic: self.cfg.topic.clone(), handler: handler.clone(), held: Mutex::default() };
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context).map_err(|e| self.error(e))?;

@@ -13,8 +13,7 @@ use topk_ingest::{IngestReport, SourceResume};
 
 use super::{bad, ApiError, Authorized, ErrorReply, Shared};
 
-/// Ingest requests handled at once: each may hold a large body and its parse buffers.
-pub const MAX_CONCURRENT_INGESTS: usize = 4;
+use crate::state::MAX_CONCURRENT_INGESTS;
 
 /// How long an ingest request waits for one of the [`MAX_CONCURRENT_INGESTS`] places
 /// before it is turned away with 503.
@@ -148,11 +147,7 @@ pub(super) async fn ingest(
     .await;
     match result {
         Ok(Ok(report)) => {
-            let status = if report.accepted == 0 && report.already_ingested == 0 && report.rejected_count > 0 {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::OK
-            };
+            let status = if report.nothing_accepted() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
             Ok((status, Json(report)).into_response())
         }
         Ok(Err(e)) => {

@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use topk_store::ServingStore;
 
 use super::{ApiError, ErrorReply, Shared};
 use crate::telemetry::{Scrape, CONTENT_TYPE};

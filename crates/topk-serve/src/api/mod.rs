@@ -32,9 +32,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{dashboard, AppState};
-
-pub use events::MAX_CONCURRENT_INGESTS;
+use crate::dashboard;
+use crate::state::AppState;
 
 pub(crate) type Shared = Arc<AppState>;
 
@@ -137,6 +136,17 @@ pub struct ApiError(pub StatusCode, pub String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         error(self.0, self.1)
+    }
+}
+
+impl From<crate::stores::PoolError> for ApiError {
+    fn from(e: crate::stores::PoolError) -> ApiError {
+        use crate::stores::PoolError;
+        let status = match e {
+            PoolError::Closed | PoolError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PoolError::Panicked(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
     }
 }
 

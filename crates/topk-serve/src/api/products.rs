@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use topk_core::time::{Bucket, Granularity};
-use topk_store::ServingStore;
 
 use super::{bad, check_order, params, parse_granularity, parse_instant, ApiError, ErrorReply, Shared};
 use crate::query::{self, ProductHistory};

@@ -8,12 +8,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use topk_core::time::Bucket;
-use topk_store::{By, ServingStore};
+use topk_store::By;
 
 use super::{bad, check_order, params, parse_granularity, parse_instant, ApiError, ErrorReply, Shared};
 use crate::cache::Cached;
 use crate::query::{self, TopAnswer};
-use crate::AppState;
+use crate::state::AppState;
 
 /// How long an answer may be reused: exact answers of ended periods change only when
 /// late data reaches the batch layer (and then the exact generation changes too); the
