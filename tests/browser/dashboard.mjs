@@ -122,6 +122,22 @@ try {
   console.log(`reload: ${url} restores the view`);
   await reloaded.close();
 
+  // Worst sellers of the past day: the table is the API's bottom list (least first), the
+  // choice is in the URL; the current day cannot answer it and says why in place.
+  await page.selectOption("#by", "quantity");
+  await page.selectOption("#order", "asc");
+  await sameAsApi(`worst sellers of ${day}`, `start=${day}&k=25&by=quantity&order=asc`);
+  check((await text("#title")).startsWith("Worst 25"), `title: ${await text("#title")}`);
+  check(page.url().includes("order=asc"), `URL ${page.url()}`);
+  const worst = (await table()).rows.map((r) => r.count);
+  check(worst.every((c, i) => i === 0 || worst[i - 1] <= c), `not least first: ${worst}`);
+  await page.selectOption("#period", "current");
+  await page.waitForSelector("#error:not([hidden])");
+  check((await text("#error")).includes("order=asc needs every bucket"), `error: ${await text("#error")}`);
+  console.log("worst sellers: a past day's bottom list, the current day refused in place");
+  await page.selectOption("#order", "desc");
+  await page.waitForSelector("#error", { state: "hidden", timeout: 15000 });
+
   // Error states: a custom range backwards, and the server not answering. The error is
   // said where the table was, and nothing of the last answer is left standing.
   await page.selectOption("#granularity", "custom");

@@ -117,6 +117,7 @@ function view() {
     period: $("period").value,
     k: $("k").value,
     by: $("by").value,
+    order: $("order").value,
     from: rangeEnd("from"),
     to: rangeEnd("to"),
     product: state.selected,
@@ -140,6 +141,7 @@ function topQuery() {
   }
   p.set("k", v.k);
   p.set("by", v.by);
+  if (v.order === "asc") p.set("order", "asc");
   return p.toString();
 }
 
@@ -155,6 +157,7 @@ function saveView() {
   }
   if (v.k !== "10") p.set("k", v.k);
   if (v.by !== "quantity") p.set("by", v.by);
+  if (v.order !== "desc") p.set("order", v.order);
   if (v.product) p.set("product", v.product);
   history.replaceState(null, "", `${location.pathname}?${p}`);
 }
@@ -167,6 +170,7 @@ function restoreView() {
   pick("granularity", p.get("g"));
   pick("k", p.get("k"));
   pick("by", p.get("by"));
+  pick("order", p.get("order"));
   for (const which of ["from", "to"]) {
     const v = p.get(which);
     if (v && /^\d{4}-\d{2}-\d{2}T\d{2}$/.test(v)) {
@@ -269,7 +273,7 @@ function renderTop(a) {
   $("value-head").textContent = revenue ? "Revenue" : "Units";
   const g = $("granularity").value;
   const period = g === "custom" ? `${timeText("hour", Date.parse(a.from))} – ${timeText("hour", Date.parse(a.to))} UTC` : (a.buckets[0] && a.buckets[0].label);
-  $("title").textContent = `Top ${a.k} by ${a.by} · ${period || ""}`;
+  $("title").textContent = `${a.order === "asc" ? "Worst" : "Top"} ${a.k} by ${a.by} · ${period || ""}`;
   $("title").dataset.period = period || "";
   const exactBuckets = a.buckets.filter((b) => b.source === "batch").length;
   $("summary").textContent =
@@ -302,7 +306,7 @@ function renderTop(a) {
         pending: '<span class="badge pending" title="late events or refunds are being rolled in">re-rolling</span>',
       }[r.source] || '<span class="badge approx">approx</span>';
       const uncertain = r.rank > a.certain_rows ? ' class="uncertain" title="this rank is not certain: see the note above the table"' : "";
-      const width = Math.max(0.5, (100 * v) / max).toFixed(1);
+      const width = Math.max(0.5, (100 * Math.max(0, v)) / max).toFixed(1);
       const sel = r.product_id === state.selected ? ' class="selected"' : "";
       return `<tr data-product="${escapeHtml(r.product_id)}"${sel}><td class="num"><span${uncertain}>${r.rank}</span></td>` +
         `<td class="product">${escapeHtml(r.name || r.product_id)}<span class="id">${r.name ? escapeHtml(r.product_id) : ""}</span></td>` +
@@ -310,7 +314,8 @@ function renderTop(a) {
         `<td class="bar-cell"><div class="bar${exact ? "" : " approx"}" style="width:${width}%"></div></td></tr>`;
     })
     .join("");
-  $("top-table").tBodies[0].innerHTML = body || '<tr><td colspan="7" class="muted">No sales in this period yet.</td></tr>';
+  const empty = a.order === "asc" ? "No products in the catalog yet." : "No sales in this period yet.";
+  $("top-table").tBodies[0].innerHTML = body || `<tr><td colspan="7" class="muted">${empty}</td></tr>`;
 }
 
 // --- The product's history ------------------------------------------------------------
@@ -475,7 +480,7 @@ $("period").addEventListener("change", () => {
   state.following = $("period").value === "current" ? currentLabel($("granularity").value) : null;
   loadTop().then(loadDetail);
 });
-for (const id of ["k", "by", "from-date", "from-hour", "to-date", "to-hour"]) {
+for (const id of ["k", "by", "order", "from-date", "from-hour", "to-date", "to-hour"]) {
   $(id).addEventListener("change", () => loadTop().then(loadDetail));
 }
 $("top-table").addEventListener("click", (e) => {

@@ -17,8 +17,10 @@ use topk_core::timestamp::format_rfc3339;
 use topk_store::{By, ExactBucket, ProductSum, ServingStore, SpeedBucket, SpeedRow, StoreError};
 use utoipa::ToSchema;
 
+mod bottom;
 mod history;
 
+pub use bottom::{bottom, BottomError};
 pub use history::{buckets, history, HistoryPoint, ProductHistory};
 
 /// Largest K an answer may ask for (the depth of the stored top lists by default).
@@ -92,6 +94,10 @@ pub struct TopAnswer {
     pub k: usize,
     #[schema(example = "quantity")]
     pub by: &'static str,
+    /// `desc`: the top K, best first; `asc`: the worst sellers, least first (products of
+    /// the catalog that did not sell in the period count as 0).
+    #[schema(example = "desc")]
+    pub order: &'static str,
     /// Every row is exact and the set of rows is the true top K.
     pub exact: bool,
     /// The period has not ended yet: its numbers still grow (exact ones too, in Kappa).
@@ -316,6 +322,7 @@ pub fn top(
         to: format_rfc3339(to_ms),
         k,
         by: by.as_str(),
+        order: "desc",
         exact,
         open: to_ms > now_ms,
         certain_rows: certain.min(k),

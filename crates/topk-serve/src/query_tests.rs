@@ -1,6 +1,6 @@
 use super::*;
 use topk_core::random::{Rng, Zipf};
-use topk_store::{BatchStore, SpeedStore, SpeedWrite, SqlStore};
+use topk_store::{BatchStore, Product, SpeedStore, SpeedWrite, SqlStore};
 
 /// Tuesday 2026-12-01.
 const DAY0: i64 = 1_796_083_200_000;
@@ -238,4 +238,83 @@ fn a_bucket_waiting_for_a_reroll_or_not_ended_is_not_served_as_exact() {
     assert_eq!((a.buckets[0].source, a.rows[0].count, a.total), (Source::Speed, 5, Some(5)));
     // Kappa counts open buckets exactly.
     assert!(top_of(&mut store, vec![day(1)], Rules { lambda: false, ..during }).exact);
+}
+
+/// The `k` least by `by`, ties by id, over every sold product and every catalog product
+/// (0 where it did not sell).
+fn brute_bottom(truth: &HashMap<String, (i64, i64)>, catalog: &[String], k: usize, by: By) -> Vec<(String, i64)> {
+    let mut all: HashMap<String, i64> = catalog.iter().map(|id| (id.clone(), 0)).collect();
+    all.extend(truth.iter().map(|(id, &(c, r))| (id.clone(), value(by, c, r))));
+    let mut all: Vec<(String, i64)> = all.into_iter().collect();
+    all.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    all.truncate(k);
+    all
+}
+
+#[test]
+fn worst_sellers_count_unsold_catalog_products_as_zero_and_equal_brute_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqlStore::open_sqlite(dir.path().join("store.db")).unwrap();
+    let days: Vec<Bucket> = (0..3).map(day).collect();
+    let mut truth = exact_days(&mut store, &days, 3_000, 1000, 11);
+    // A fourth day: refunds that take one product below zero over the period, and one
+    // whose sales and refunds cancel out (a row of 0).
+    let sold = truth["p00001"];
+    let rows = vec![
+        ProductSum { product_id: "p00001".into(), count: -(sold.0 + 5), revenue_cents: -(sold.1 + 700) },
+        ProductSum { product_id: "p01500-net-zero".into(), count: 0, revenue_cents: 0 },
+    ];
+    store.write_exact("test", &[(day(3), rows)], 1000, &[], &[]).unwrap();
+    truth.insert("p00001".into(), (-5, -700));
+    truth.insert("p01500-net-zero".into(), (0, 0));
+    // The catalog knows 4,000 products; about a quarter never sold in the period.
+    let catalog: Vec<String> = (0..4_000).map(|i| format!("p{i:05}")).collect();
+    let products: Vec<Product> = catalog
+        .iter()
+        .map(|id| Product { product_id: id.clone(), name: Some(format!("name {id}")), category: None })
+        .collect();
+    store.upsert_products(&products).unwrap();
+    let unsold = catalog.iter().filter(|id| !truth.contains_key(*id)).count();
+    assert!(unsold > 500, "{unsold} unsold: the test needs many");
+    let period: Vec<Bucket> = (0..4).map(day).collect();
+    let later = Rules { now_ms: DAY0 + 10 * DAY, lambda: true };
+    for by in By::ALL {
+        for k in [1, 2, 10, 1000, 5000] {
+            let a = bottom(&mut store, period.clone(), k, by, later).unwrap();
+            assert!(a.exact && !a.open && a.order == "asc", "k={k} by={by:?}");
+            assert_eq!(got(&a, by), brute_bottom(&truth, &catalog, k, by), "k={k} by={by:?}");
+            assert_eq!(a.total, Some(truth.values().map(|&(c, r)| value(by, c, r)).sum::<i64>()));
+            assert_eq!(a.certain_rows, a.rows.len());
+            assert!(a.rows.iter().enumerate().all(|(i, r)| r.rank == i + 1 && r.error_bound == 0));
+        }
+    }
+    let a = bottom(&mut store, period.clone(), 3, By::Quantity, later).unwrap();
+    assert_eq!(a.rows[0].product_id, "p00001", "the refunded product is the worst");
+    assert_eq!(a.rows[1].name.as_deref(), Some(format!("name {}", a.rows[1].product_id).as_str()));
+
+    // Refused, naming the buckets and why: one still open (Lambda), one without exact data,
+    // one waiting for a re-roll.
+    let during = Rules { now_ms: day(3).start_ms + topk_core::HOUR_MS, lambda: true };
+    let refused = |store: &mut SqlStore, buckets: Vec<Bucket>, rules: Rules| match bottom(
+        store,
+        buckets,
+        10,
+        By::Quantity,
+        rules,
+    ) {
+        Err(BottomError::Refused(why)) => why,
+        other => panic!("not refused: {:?}", other.map(|a| a.rows.len())),
+    };
+    let why = refused(&mut store, period.clone(), during);
+    assert!(why.contains("2026-12-04 (open)") && !why.contains("2026-12-03"), "{why}");
+    let why = refused(&mut store, vec![day(0), day(9)], later);
+    assert!(why.contains("2026-12-10 (no exact data)"), "{why}");
+    store.add_pending(&[Bucket::containing(Granularity::Hour, day(2).start_ms)]).unwrap();
+    let why = refused(&mut store, vec![day(2)], later);
+    assert!(why.contains("2026-12-03 (waiting for a re-roll)"), "{why}");
+    // Kappa's exact rows of an open bucket answer.
+    let a = bottom(&mut store, vec![day(3)], 2, By::Quantity, Rules { lambda: false, ..during }).unwrap();
+    assert!(a.open && a.exact);
+    let ids: Vec<&str> = a.rows.iter().map(|r| r.product_id.as_str()).collect();
+    assert_eq!(ids, ["p00001", "p00000"], "the refunded one, then the first by id of those without a sale that day");
 }

@@ -25,6 +25,8 @@ const BY_IDS: PerDialect = PerDialect {
 /// Prefix searches as ranges (`$1 <= key < $2`), so both databases use the index.
 const BY_ID_PREFIX: &str = "SELECT product_id, name, category FROM products
     WHERE product_id >= $1 AND product_id < $2 ORDER BY product_id LIMIT $3";
+/// Catalog ids in byte order after a cursor (`$1`, "" for the first page).
+const IDS_AFTER: &str = "SELECT product_id FROM products WHERE product_id > $1 ORDER BY product_id LIMIT $2";
 const BY_NAME_PREFIX: &str = "SELECT product_id, name, category FROM products
     WHERE name_key >= $1 AND name_key < $2 ORDER BY name_key, product_id LIMIT $3";
 
@@ -68,6 +70,11 @@ pub(crate) fn search(c: &mut dyn Conn, prefix: &str, limit: usize) -> Result<Vec
         }
     }
     Ok(found)
+}
+
+/// Up to `limit` catalog ids after `after` (every id for "" ), in byte order.
+pub(crate) fn ids_after(c: &mut dyn Conn, after: &str, limit: usize) -> Result<Vec<String>> {
+    query(c, IDS_AFTER, &vals![after, limit as i64], |r| r.text(0))
 }
 
 impl SqlStore {

@@ -35,6 +35,9 @@ pub trait ServingStore: Send {
     fn products(&mut self, product_ids: &[&str]) -> Result<Vec<Product>>;
     /// Products whose id, or name (case-insensitive), starts with `prefix`.
     fn search_products(&mut self, prefix: &str, limit: usize) -> Result<Vec<Product>>;
+    /// Up to `limit` catalog product ids after `after` ("" for the first), in byte order:
+    /// how the worst sellers find the products that did not sell in a period.
+    fn catalog_ids_after(&mut self, after: &str, limit: usize) -> Result<Vec<String>>;
     /// A value that changes whenever exact rows may have (see [`EXACT_GENERATION`]).
     fn exact_generation(&mut self) -> Result<(i64, i64)>;
     /// Scored buckets, newest first.
@@ -166,6 +169,10 @@ impl ServingStore for SqlStore {
 
     fn search_products(&mut self, prefix: &str, limit: usize) -> Result<Vec<Product>> {
         catalog::search(&mut *self.conn, prefix, limit)
+    }
+
+    fn catalog_ids_after(&mut self, after: &str, limit: usize) -> Result<Vec<String>> {
+        catalog::ids_after(&mut *self.conn, after, limit)
     }
 
     fn exact_generation(&mut self) -> Result<(i64, i64)> {

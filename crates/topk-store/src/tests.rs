@@ -114,6 +114,26 @@ fn ties_and_searches_follow_byte_order(b: &dyn Backend) {
     assert!(s.product_sums(day, &[]).unwrap().is_empty());
 }
 
+fn the_catalog_pages_in_byte_order_after_a_cursor(b: &dyn Backend) {
+    let mut s = b.open();
+    assert!(s.catalog_ids_after("", 10).unwrap().is_empty());
+    let ids = ["b", "B", "_x", "a", "ab", "a b", "\u{e9}t\u{e9}"];
+    let products: Vec<Product> =
+        ids.iter().map(|id| Product { product_id: id.to_string(), name: None, category: None }).collect();
+    s.upsert_products(&products).unwrap();
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = s.catalog_ids_after(&after, 3).unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        after = last.clone();
+        all.extend(page);
+    }
+    assert_eq!(all, ["B", "_x", "a", "a b", "ab", "b", "\u{e9}t\u{e9}"], "every id once, in byte order");
+    assert_eq!(s.catalog_ids_after("a", 2).unwrap(), ["a b", "ab"], "strictly after the cursor");
+}
+
 fn speed_writes_replace_rows_and_keep_sketches_until_finished(b: &dyn Backend) {
     let mut s = b.open();
     let hour = Bucket::containing(Granularity::Hour, DAY0);
@@ -314,6 +334,7 @@ macro_rules! store_suite {
 store_suite!(
     hours_roll_up_into_a_day_and_top_lists_rank_it,
     ties_and_searches_follow_byte_order,
+    the_catalog_pages_in_byte_order_after_a_cursor,
     speed_writes_replace_rows_and_keep_sketches_until_finished,
     runs_are_recorded_failures_first_and_interrupted_ones_marked,
     accuracy_is_kept_per_bucket,

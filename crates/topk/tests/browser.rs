@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium`, driven by
 //! playwright-core from `tests/browser/`) opens a running `topk serve --demo`, changes the
 //! period, and checks that the table shows the API's top 10; then a past day of the
-//! demo's history (exact, the product chart centred on it), a reload from the URL, the
+//! demo's history (exact, the product chart centred on it), a reload from the URL, its
+//! worst sellers (and the current day's refusal of them), the
 //! error states, the hour rollover under a controlled clock, a 420 px screen and the dark
 //! palette. Screenshots are saved as `target/dashboard.png` and
 //! `target/dashboard-narrow-dark.png` for people to look at.
@@ -77,8 +78,8 @@ fn dashboard_table_matches_the_api_after_changing_the_period() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(out.status.success(), "browser test failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.matches("table matches the API").count(), 6, "{stdout}");
-    for step in ["search: ", "chart: ", "reload: ", "errors: ", "rollover: ", "narrow and dark: "] {
+    assert_eq!(stdout.matches("table matches the API").count(), 7, "{stdout}");
+    for step in ["search: ", "chart: ", "reload: ", "worst sellers: ", "errors: ", "rollover: ", "narrow and dark: "] {
         assert!(stdout.contains(step), "{step} missing:\n{stdout}");
     }
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "screenshot {} is empty", shot.display());

@@ -55,24 +55,38 @@ impl AppState {
         ("to" = Option<String>, Query, description = "Range end (exclusive), like from; at most 1830 days after from"),
         ("k" = Option<usize>, Query, description = "How many rows, 1 to 1000 (default 10)"),
         ("by" = Option<String>, Query, description = "quantity (default) or revenue"),
+        ("order" = Option<String>, Query, description = "desc (default): the top K, best first; asc: the K worst sellers, least first, counting catalog products without a sale in the period as 0 (ties by product id). asc needs every bucket of the period exact: an open or approximate one is a 400"),
     ),
     responses(
         (status = 200, description = "The period's top K", body = TopAnswer,
             headers(("x-cache" = String, description = "hit or miss"))),
-        (status = 400, description = "Bad parameter: the message names it and says why", body = ErrorReply),
+        (status = 400, description = "Bad parameter (the message names it and says why), or order=asc for a period that is not exact", body = ErrorReply),
         (status = 503, description = "The store cannot be read", body = ErrorReply),
     )
 )]
 pub(super) async fn top(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let p = params(query, &["granularity", "start", "from", "to", "k", "by"])?;
-    let TopRequest { buckets, k, by } = parse_top(&p)?;
+    let p = params(query, &["granularity", "start", "from", "to", "k", "by", "order"])?;
+    let TopRequest { buckets, k, by, ascending } = parse_top(&p)?;
     let cache = state.cfg.api_cache;
     // An answer is reused only while the exact rows it was computed from stay the same.
     let generation = if cache { state.exact_generation().await? } else { (0, 0) };
-    let key = format!("top {generation:?} {buckets:?} {k} {}", by.as_str());
+    let key = format!("top {generation:?} {buckets:?} {k} {} {ascending}", by.as_str());
     let rules = state.rules();
     let compute = async {
-        let answer = state.stores.with(move |s| query::top(s, buckets, k, by, rules)).await?;
+        let answer = if ascending {
+            // A refusal (the period is not exact) is the client's 400, not a store failure.
+            let answer = state
+                .stores
+                .with(move |s| match query::bottom(s, buckets, k, by, rules) {
+                    Ok(a) => Ok(Ok(a)),
+                    Err(query::BottomError::Refused(why)) => Ok(Err(why)),
+                    Err(query::BottomError::Store(e)) => Err(e),
+                })
+                .await?;
+            answer.map_err(bad)?
+        } else {
+            state.stores.with(move |s| query::top(s, buckets, k, by, rules)).await?
+        };
         let ttl = if answer.exact && !answer.open { EXACT_TTL } else { APPROXIMATE_TTL };
         Ok::<_, ApiError>(Cached { body: Bytes::from(serde_json::to_vec(&answer).expect("answers serialise")), ttl })
     };
@@ -93,6 +107,8 @@ struct TopRequest {
     buckets: Vec<Bucket>,
     k: usize,
     by: By,
+    /// `order=asc`: the worst sellers.
+    ascending: bool,
 }
 
 /// A `/top` range: ordered, and no longer than [`MAX_RANGE_DAYS`].
@@ -120,6 +136,11 @@ fn parse_top(p: &HashMap<String, String>) -> Result<TopRequest, ApiError> {
         Some("revenue") => By::Revenue,
         Some(other) => return Err(bad(format!("by: {other:?} is not one of quantity, revenue"))),
     };
+    let ascending = match p.get("order").map(String::as_str) {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(other) => return Err(bad(format!("order: {other:?} is not one of desc, asc"))),
+    };
     let granularity = parse_granularity(p)?;
     let buckets = match (granularity, p.contains_key("from") || p.contains_key("to")) {
         (Some(_), true) => return Err(bad("give either granularity (and start) or from and to, not both")),
@@ -140,5 +161,5 @@ fn parse_top(p: &HashMap<String, String>) -> Result<TopRequest, ApiError> {
         (None, false) if p.contains_key("start") => return Err(bad("start needs a granularity")),
         (None, false) => return Err(bad("give granularity (and optionally start), or from and to")),
     };
-    Ok(TopRequest { buckets, k, by })
+    Ok(TopRequest { buckets, k, by, ascending })
 }
