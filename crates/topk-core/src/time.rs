@@ -34,6 +34,13 @@ use label::fmt_ts;
 use label::{parse_label, YearFmt};
 pub use range::{decompose, RangeError};
 
+/// The same instant of the same calendar date a year earlier (29 February: the 28th).
+pub fn year_earlier_ms(ts_ms: i64) -> i64 {
+    let (y, m, d) = civil_from_days(ts_ms.div_euclid(DAY_MS));
+    let d = d.min(days_in_month(y - 1, m));
+    day_to_ms(days_from_civil(y - 1, m, d)).saturating_add(ts_ms.rem_euclid(DAY_MS))
+}
+
 use crate::{DAY_MS, HOUR_MS};
 
 /// The size of a time bucket.
@@ -268,6 +275,24 @@ impl Bucket {
     pub fn prev(self) -> Bucket {
         let b = self.normalized();
         Bucket::containing(b.granularity, b.start_ms.saturating_sub(1))
+    }
+
+    /// The same bucket a year earlier (a baseline for "same period last year"): the same
+    /// hour or day of the same date (29 February: the 28th), the same month or year, the
+    /// same ISO week number (week 53: week 52 of a year that has no 53rd).
+    pub fn year_earlier(self) -> Bucket {
+        let b = self.normalized();
+        if b.granularity != Granularity::Week {
+            return Bucket::containing(b.granularity, year_earlier_ms(b.start_ms));
+        }
+        let (year, week) = iso_week(b.start_ms.div_euclid(DAY_MS));
+        // Week 1 holds 4 January; 28 December is always in a year's last week.
+        let first_monday = week_start_day(days_from_civil(year - 1, 1, 4));
+        let weeks = iso_week(days_from_civil(year - 1, 12, 28)).1;
+        Bucket {
+            granularity: Granularity::Week,
+            start_ms: day_to_ms(first_monday + 7 * (i64::from(week.min(weeks)) - 1)),
+        }
     }
 
     /// The `g` bucket containing this bucket's start.

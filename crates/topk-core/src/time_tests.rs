@@ -398,3 +398,20 @@ fn decompose_examples() {
     // Pre-1970 ranges work the same way.
     assert_eq!(labels("1969-12-29T00:00:00Z", "1970-01-05T01:00:00Z"), ["1970-W01", "1970-01-05T00"]);
 }
+
+#[test]
+fn the_same_bucket_a_year_earlier() {
+    let earlier = |g: Granularity, s: &str| b(g, s).year_earlier().to_string();
+    assert_eq!(earlier(Hour, "2026-11-27T13"), "2025-11-27T13");
+    assert_eq!(earlier(Day, "2026-03-01"), "2025-03-01");
+    assert_eq!(earlier(Day, "2028-02-29"), "2027-02-28");
+    assert_eq!(earlier(Day, "2029-02-28"), "2028-02-28");
+    assert_eq!(earlier(Week, "2027-W10"), "2026-W10");
+    assert_eq!(earlier(Week, "2027-W01"), "2026-W01");
+    assert_eq!(earlier(Week, "2027-W52"), "2026-W52");
+    assert_eq!(earlier(Week, "2026-W53"), "2025-W52", "2025 has none");
+    assert_eq!(earlier(Month, "2026-01"), "2025-01");
+    assert_eq!(earlier(Year, "2026"), "2025");
+    assert_eq!(year_earlier_ms(ts("2028-02-29T05:00:00Z")), ts("2027-02-28T05:00:00Z"));
+    assert_eq!(year_earlier_ms(ts("2026-12-31T23:00:00Z")), ts("2025-12-31T23:00:00Z"));
+}

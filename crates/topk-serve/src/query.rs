@@ -19,9 +19,11 @@ use utoipa::ToSchema;
 
 mod bottom;
 mod history;
+mod movers;
 
 pub use bottom::{bottom, BottomError};
 pub use history::{buckets, history, HistoryPoint, ProductHistory};
+pub use movers::{movers, Change, Direction, MoverRow, MoversAnswer, MoversError, MoversRequest};
 
 /// Largest K an answer may ask for (the depth of the stored top lists by default).
 pub const MAX_K: usize = topk_core::DEFAULT_TOP_K;

@@ -318,3 +318,180 @@ fn worst_sellers_count_unsold_catalog_products_as_zero_and_equal_brute_force() {
     let ids: Vec<&str> = a.rows.iter().map(|r| r.product_id.as_str()).collect();
     assert_eq!(ids, ["p00001", "p00000"], "the refunded one, then the first by id of those without a sale that day");
 }
+
+/// Movers by brute force over per-product (units, revenue) of both periods: the rule the
+/// API documents, applied to the truth.
+fn brute_movers(
+    now: &HashMap<String, (i64, i64)>,
+    then: &HashMap<String, (i64, i64)>,
+    by: By,
+    up: bool,
+    relative: bool,
+    min_count: i64,
+    k: usize,
+) -> Vec<(String, i64, i64)> {
+    let ids: HashSet<&String> = now.keys().chain(then.keys()).collect();
+    let get = |m: &HashMap<String, (i64, i64)>, id: &str| m.get(id).map_or(0, |&(c, r)| value(by, c, r));
+    let mut rows: Vec<(String, i64, i64)> = ids
+        .into_iter()
+        .map(|id| (id.clone(), get(now, id), get(then, id)))
+        .filter(|(_, n, t)| if up { n > t } else { n < t })
+        .filter(|(_, n, t)| if relative { *t >= min_count.max(1) } else { *n.max(t) >= min_count })
+        .collect();
+    let key = |(_, n, t): &(String, i64, i64)| if relative { (n - t) as f64 / *t as f64 } else { (n - t) as f64 };
+    rows.sort_by(|a, b| {
+        let (ka, kb) = (key(a), key(b));
+        (if up { kb.total_cmp(&ka) } else { ka.total_cmp(&kb) }).then_with(|| a.0.cmp(&b.0))
+    });
+    rows.truncate(k);
+    rows
+}
+
+fn mover_rows(a: &MoversAnswer) -> Vec<(String, i64, i64)> {
+    a.rows.iter().map(|r| (r.product_id.clone(), r.now, r.then)).collect()
+}
+
+#[test]
+fn movers_of_exact_periods_equal_brute_force_in_every_direction_and_measure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqlStore::open_sqlite(dir.path().join("store.db")).unwrap();
+    // Two days with different seeds: products move both ways; a few sell only on one day.
+    let then = exact_days(&mut store, &[day(0)], 2_000, 1000, 21);
+    let now = exact_days(&mut store, &[day(1)], 2_000, 1000, 22);
+    assert!(now.keys().any(|id| !then.contains_key(id)) && then.keys().any(|id| !now.contains_key(id)));
+    let later = Rules { now_ms: DAY0 + 10 * DAY, lambda: true };
+    for by in By::ALL {
+        for (up, relative, min_count) in
+            [(true, false, 0), (false, false, 0), (true, true, 5), (false, true, 1), (true, false, 20)]
+        {
+            for k in [1, 10, 1000] {
+                let req = MoversRequest {
+                    period: vec![day(1)],
+                    baseline: vec![day(0)],
+                    k,
+                    by,
+                    direction: if up { Direction::Up } else { Direction::Down },
+                    change: if relative { Change::Relative } else { Change::Absolute },
+                    min_count,
+                };
+                let a = movers(&mut store, req, later).unwrap();
+                let what = format!("by={by:?} up={up} relative={relative} min_count={min_count} k={k}");
+                assert!(a.exact && a.notes.is_empty(), "{what}: {:?}", a.notes);
+                assert_eq!(mover_rows(&a), brute_movers(&now, &then, by, up, relative, min_count, k), "{what}");
+                assert_eq!(a.certain_rows, a.rows.len(), "{what}");
+                for r in &a.rows {
+                    assert_eq!(
+                        (r.change, r.change_error, r.source),
+                        (r.now - r.then, Some(0), Source::Batch),
+                        "{what}"
+                    );
+                    assert_eq!(r.relative_change, (r.then > 0).then(|| r.change as f64 / r.then as f64));
+                }
+            }
+        }
+    }
+    // Ranks now and then, and entering or leaving the top 10.
+    let req = |k| MoversRequest {
+        period: vec![day(1)],
+        baseline: vec![day(0)],
+        k,
+        by: By::Quantity,
+        direction: Direction::Up,
+        change: Change::Absolute,
+        min_count: 0,
+    };
+    let a = movers(&mut store, req(1000), later).unwrap();
+    let rank_in = |m: &HashMap<String, (i64, i64)>, id: &str| {
+        let mut all: Vec<(&String, i64)> = m.iter().filter(|(_, v)| v.0 > 0).map(|(id, v)| (id, v.0)).collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        all.iter().position(|(x, _)| x.as_str() == id).map(|p| p + 1)
+    };
+    for r in &a.rows {
+        assert_eq!((r.rank_now, r.rank_then), (rank_in(&now, &r.product_id), rank_in(&then, &r.product_id)));
+        let top = |x: Option<usize>| x.is_some_and(|x| x <= 1000);
+        assert_eq!((r.entered, r.left), (top(r.rank_now) && !top(r.rank_then), top(r.rank_then) && !top(r.rank_now)));
+    }
+    assert!(a.rows.iter().any(|r| r.rank_then.is_none()), "a product new on day 1 gained");
+}
+
+#[test]
+fn movers_over_approximate_periods_hold_every_true_change_within_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqlStore::open_sqlite(dir.path().join("store.db")).unwrap();
+    let then = exact_days(&mut store, &[day(0)], 300, 1000, 31);
+    // Day 1 approximate: the speed layer lists 80 of 300 products with bounds that hold
+    // and says the rest sold at most 6 each.
+    let mut rng = Rng::new(9);
+    let mut now: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut rows = Vec::new();
+    for i in 0..300u64 {
+        let id = format!("p{i:05}");
+        let true_count = if i < 80 { 10 + rng.below(400) as i64 } else { rng.below(7) as i64 };
+        now.insert(id.clone(), (true_count, 0));
+        if i < 80 {
+            let error = rng.below(6) as i64;
+            let shown = true_count + error - 2 * (rng.below(error as u64 + 1) as i64);
+            rows.push(SpeedRow { product_id: id, count: shown, error, revenue_cents: 0, updated_ms: 1 });
+        }
+    }
+    let write =
+        SpeedWrite { bucket: day(1), rows, sketches: Vec::new(), finished: false, unlisted_bound: 6, total_count: 1 };
+    store.write_speed("speed", &[write], &[], &[]).unwrap();
+    let during = Rules { now_ms: day(1).start_ms + 12 * topk_core::HOUR_MS, lambda: true };
+    for direction in [Direction::Up, Direction::Down] {
+        let req = MoversRequest {
+            period: vec![day(1)],
+            baseline: vec![day(0)],
+            k: 50,
+            by: By::Quantity,
+            direction,
+            change: Change::Absolute,
+            min_count: 0,
+        };
+        let a = movers(&mut store, req, during).unwrap();
+        assert!(!a.exact && a.open);
+        assert!(a.notes.iter().any(|n| n.contains("speed layer's estimates")), "{:?}", a.notes);
+        let truth = |id: &str| now.get(id).map_or(0, |v| v.0) - then.get(id).map_or(0, |v| v.0);
+        for r in &a.rows {
+            let e = r.change_error.expect("quantity is bounded");
+            assert!(
+                (truth(&r.product_id) - r.change).abs() <= e,
+                "{}: true {} vs {} ± {e}",
+                r.product_id,
+                truth(&r.product_id),
+                r.change
+            );
+            assert_eq!(r.source, Source::Speed);
+        }
+        // The certain rows are truly the leading ones: each beats every product after it.
+        let sign = if direction == Direction::Up { 1 } else { -1 };
+        let ids: HashSet<&String> = now.keys().chain(then.keys()).collect();
+        for r in a.rows.iter().take(a.certain_rows) {
+            let mine = sign * truth(&r.product_id);
+            let above: HashSet<&str> = a.rows.iter().take(r.rank).map(|x| x.product_id.as_str()).collect();
+            for id in ids.iter().filter(|id| !above.contains(id.as_str())) {
+                assert!(mine > sign * truth(id), "certain row {} ({mine}) is not ahead of {id}", r.product_id);
+            }
+        }
+        assert!(
+            a.certain_rows > 0 && a.certain_rows < a.rows.len(),
+            "{direction:?}: {} certain of {}",
+            a.certain_rows,
+            a.rows.len()
+        );
+    }
+    // Revenue of speed buckets has no bound: nothing is certain, and the reply says so.
+    let req = MoversRequest {
+        period: vec![day(1)],
+        baseline: vec![day(0)],
+        k: 10,
+        by: By::Revenue,
+        direction: Direction::Down,
+        change: Change::Absolute,
+        min_count: 0,
+    };
+    let a = movers(&mut store, req, during).unwrap();
+    assert_eq!(a.certain_rows, 0);
+    assert!(a.rows.iter().all(|r| r.change_error.is_none()));
+    assert!(a.notes.iter().any(|n| n.contains("no bound")), "{:?}", a.notes);
+}

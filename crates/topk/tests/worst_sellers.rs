@@ -6,25 +6,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use chrono::{NaiveDate, TimeZone, Utc};
 use common::*;
 use serde_json::Value;
-
-/// Per product: (units, revenue in cents) over a period.
-type PeriodSums = BTreeMap<String, (i64, i64)>;
-
-fn get(url: &str) -> (u16, Value) {
-    let r = reqwest::blocking::get(url).unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().unwrap())
-}
-
-fn start_of(date: &str) -> i64 {
-    let d = NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
-    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap()).timestamp_millis()
-}
 
 /// The `k` least (by quantity, or revenue) over every catalog product, 0 where it did
 /// not sell, ties by id.
@@ -64,17 +49,7 @@ fn worst_sellers_of_ended_periods_equal_the_ground_truth_with_unsold_catalog_pro
     let hourly = ground_truth(&input);
     let catalog: BTreeSet<String> = hourly.keys().map(|(p, _)| p.clone()).collect();
     let buckets = bucket_truth(&hourly);
-    let sums_of = |g: &str, starts: &[i64]| {
-        let mut sums: PeriodSums = BTreeMap::new();
-        for ((bg, b, p), (c, r)) in &buckets {
-            if bg == g && starts.contains(b) {
-                let e = sums.entry(p.clone()).or_default();
-                e.0 += c;
-                e.1 += r;
-            }
-        }
-        sums
-    };
+    let sums_of = |g: &str, starts: &[i64]| period_sums(&buckets, g, starts);
     let days = ["2026-10-01", "2026-10-02", "2026-10-03"];
     let mut periods: Vec<(String, PeriodSums)> =
         days.iter().map(|d| (format!("granularity=day&start={d}"), sums_of("day", &[start_of(d)]))).collect();
@@ -88,7 +63,7 @@ fn worst_sellers_of_ended_periods_equal_the_ground_truth_with_unsold_catalog_pro
             for k in [10, 1000] {
                 let by = if revenue { "revenue" } else { "quantity" };
                 let url = format!("{}/api/v1/top?{period}&k={k}&by={by}&order=asc", s.url);
-                let (status, a) = get(&url);
+                let (status, a) = get_json(&url);
                 assert_eq!(status, 200, "{url}: {a}");
                 assert_eq!((a["exact"].as_bool(), a["order"].as_str()), (Some(true), Some("asc")), "{url}");
                 assert_eq!(rows(&a, revenue), bottom_truth(sums, &catalog, k, revenue), "{url}");
@@ -100,13 +75,13 @@ fn worst_sellers_of_ended_periods_equal_the_ground_truth_with_unsold_catalog_pro
     assert!(unsold_seen > 100, "the input must leave catalog products unsold on some day ({unsold_seen})");
 
     // The current day is open: refused, with the reason. A bad order is a 400 too.
-    let (status, a) = get(&format!("{}/api/v1/top?granularity=day&order=asc", s.url));
+    let (status, a) = get_json(&format!("{}/api/v1/top?granularity=day&order=asc", s.url));
     assert_eq!(status, 400, "{a}");
     let why = a["error"].as_str().unwrap();
     assert!(why.contains("order=asc") && why.contains("(open)"), "{why}");
-    let (status, a) = get(&format!("{}/api/v1/top?granularity=day&start=2026-10-01&order=sideways", s.url));
+    let (status, a) = get_json(&format!("{}/api/v1/top?granularity=day&start=2026-10-01&order=sideways", s.url));
     assert_eq!((status, a["error"].as_str()), (400, Some(r#"order: "sideways" is not one of desc, asc"#)));
     // The default order is unchanged: best first.
-    let (_, a) = get(&format!("{}/api/v1/top?granularity=day&start=2026-10-01&k=3", s.url));
+    let (_, a) = get_json(&format!("{}/api/v1/top?granularity=day&start=2026-10-01&k=3", s.url));
     assert_eq!(a["order"], "desc");
 }

@@ -10,6 +10,7 @@ mod buckets;
 mod events;
 mod health;
 mod metrics;
+mod movers;
 mod products;
 mod sources;
 mod top;
@@ -60,6 +61,7 @@ pub fn router(state: Shared) -> Router {
     let limit = state.cfg.max_body_bytes;
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(top::top))
+        .routes(routes!(movers::movers))
         .routes(routes!(products::search_products))
         .routes(routes!(products::product))
         .routes(routes!(buckets::buckets))

@@ -67,16 +67,13 @@ impl AppState {
 pub(super) async fn top(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let p = params(query, &["granularity", "start", "from", "to", "k", "by", "order"])?;
     let TopRequest { buckets, k, by, ascending } = parse_top(&p)?;
-    let cache = state.cfg.api_cache;
-    // An answer is reused only while the exact rows it was computed from stay the same.
-    let generation = if cache { state.exact_generation().await? } else { (0, 0) };
-    let key = format!("top {generation:?} {buckets:?} {k} {} {ascending}", by.as_str());
+    let key = format!("top {buckets:?} {k} {} {ascending}", by.as_str());
     let rules = state.rules();
-    let compute = async {
+    let stores = state.stores.clone();
+    cached_answer(&state, key, async move {
         let answer = if ascending {
             // A refusal (the period is not exact) is the client's 400, not a store failure.
-            let answer = state
-                .stores
+            let answer = stores
                 .with(move |s| match query::bottom(s, buckets, k, by, rules) {
                     Ok(a) => Ok(Ok(a)),
                     Err(query::BottomError::Refused(why)) => Ok(Err(why)),
@@ -85,9 +82,29 @@ pub(super) async fn top(State(state): State<Shared>, RawQuery(query): RawQuery) 
                 .await?;
             answer.map_err(bad)?
         } else {
-            state.stores.with(move |s| query::top(s, buckets, k, by, rules)).await?
+            stores.with(move |s| query::top(s, buckets, k, by, rules)).await?
         };
-        let ttl = if answer.exact && !answer.open { EXACT_TTL } else { APPROXIMATE_TTL };
+        let settled = answer.exact && !answer.open;
+        Ok((answer, settled))
+    })
+    .await
+}
+
+/// An answer as JSON, from the response cache where it may be reused: `compute` returns
+/// the answer and whether it is settled (exact and ended: reused for a minute, as long as
+/// the store's exact generation stays the same; the others for a second).
+pub(super) async fn cached_answer<T: serde::Serialize>(
+    state: &AppState,
+    key: String,
+    compute: impl std::future::Future<Output = Result<(T, bool), ApiError>>,
+) -> Result<Response, ApiError> {
+    let cache = state.cfg.api_cache;
+    // An answer is reused only while the exact rows it was computed from stay the same.
+    let generation = if cache { state.exact_generation().await? } else { (0, 0) };
+    let key = format!("{generation:?} {key}");
+    let compute = async {
+        let (answer, settled) = compute.await?;
+        let ttl = if settled { EXACT_TTL } else { APPROXIMATE_TTL };
         Ok::<_, ApiError>(Cached { body: Bytes::from(serde_json::to_vec(&answer).expect("answers serialise")), ttl })
     };
     let (answer, hit) = if cache {
@@ -124,42 +141,60 @@ fn check_range(from_ms: i64, to_ms: i64) -> Result<(), ApiError> {
 }
 
 fn parse_top(p: &HashMap<String, String>) -> Result<TopRequest, ApiError> {
-    let k = match p.get("k") {
-        None => 10,
-        Some(k) => match k.parse::<usize>() {
-            Ok(k) if (1..=query::MAX_K).contains(&k) => k,
-            _ => return Err(bad(format!("k: {k:?} is not a whole number from 1 to {}", query::MAX_K))),
-        },
-    };
-    let by = match p.get("by").map(String::as_str) {
-        None | Some("quantity") => By::Quantity,
-        Some("revenue") => By::Revenue,
-        Some(other) => return Err(bad(format!("by: {other:?} is not one of quantity, revenue"))),
-    };
     let ascending = match p.get("order").map(String::as_str) {
         None | Some("desc") => false,
         Some("asc") => true,
         Some(other) => return Err(bad(format!("order: {other:?} is not one of desc, asc"))),
     };
+    Ok(TopRequest { k: parse_k(p)?, by: parse_by(p)?, buckets: parse_period(p)?, ascending })
+}
+
+/// `k`: 1 to [`query::MAX_K`], default 10.
+pub(super) fn parse_k(p: &HashMap<String, String>) -> Result<usize, ApiError> {
+    match p.get("k") {
+        None => Ok(10),
+        Some(k) => match k.parse::<usize>() {
+            Ok(k) if (1..=query::MAX_K).contains(&k) => Ok(k),
+            _ => Err(bad(format!("k: {k:?} is not a whole number from 1 to {}", query::MAX_K))),
+        },
+    }
+}
+
+/// `by`: quantity (default) or revenue.
+pub(super) fn parse_by(p: &HashMap<String, String>) -> Result<By, ApiError> {
+    match p.get("by").map(String::as_str) {
+        None | Some("quantity") => Ok(By::Quantity),
+        Some("revenue") => Ok(By::Revenue),
+        Some(other) => Err(bad(format!("by: {other:?} is not one of quantity, revenue"))),
+    }
+}
+
+/// The period asked for: one bucket (`granularity`, `start`: default the current one) or
+/// a range (`from`, `to`) as the fewest whole buckets.
+pub(super) fn parse_period(p: &HashMap<String, String>) -> Result<Vec<Bucket>, ApiError> {
     let granularity = parse_granularity(p)?;
-    let buckets = match (granularity, p.contains_key("from") || p.contains_key("to")) {
-        (Some(_), true) => return Err(bad("give either granularity (and start) or from and to, not both")),
+    match (granularity, p.contains_key("from") || p.contains_key("to")) {
+        (Some(_), true) => Err(bad("give either granularity (and start) or from and to, not both")),
         (Some(g), false) => {
             let bucket = match p.get("start") {
                 Some(s) => Bucket::parse(g, s).map_err(|e| bad(format!("start: {e}")))?,
                 None => Bucket::containing(g, topk_core::clock::now_ms()),
             };
-            vec![bucket]
+            Ok(vec![bucket])
         }
         (None, true) => {
             let (Some(from), Some(to)) = (parse_instant(p, "from")?, parse_instant(p, "to")?) else {
                 return Err(bad("a range needs both from and to"));
             };
-            check_range(from, to)?;
-            topk_core::time::decompose(from, to).map_err(|e| bad(e.to_string()))?
+            range(from, to)
         }
-        (None, false) if p.contains_key("start") => return Err(bad("start needs a granularity")),
-        (None, false) => return Err(bad("give granularity (and optionally start), or from and to")),
-    };
-    Ok(TopRequest { buckets, k, by, ascending })
+        (None, false) if p.contains_key("start") => Err(bad("start needs a granularity")),
+        (None, false) => Err(bad("give granularity (and optionally start), or from and to")),
+    }
+}
+
+/// `[from_ms, to_ms)` as the fewest whole buckets, checked.
+pub(super) fn range(from_ms: i64, to_ms: i64) -> Result<Vec<Bucket>, ApiError> {
+    check_range(from_ms, to_ms)?;
+    topk_core::time::decompose(from_ms, to_ms).map_err(|e| bad(e.to_string()))
 }

@@ -153,6 +153,36 @@ pub fn bucket_truth_ended_by(hourly: &Sums, ended_by: i64) -> BucketSums {
     out
 }
 
+/// Per product: (units, revenue in cents) over a period.
+pub type PeriodSums = BTreeMap<String, (i64, i64)>;
+
+/// A GET's status and JSON body.
+pub fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::blocking::get(url).unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap())
+}
+
+/// Epoch ms of 00:00 UTC of a `YYYY-MM-DD` date.
+pub fn start_of(date: &str) -> i64 {
+    use chrono::TimeZone;
+    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
+    chrono::Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap()).timestamp_millis()
+}
+
+/// The truth of `granularity` buckets starting at `starts`, summed per product.
+pub fn period_sums(buckets: &BucketSums, granularity: &str, starts: &[i64]) -> PeriodSums {
+    let mut sums = PeriodSums::new();
+    for ((g, b, p), (c, r)) in buckets {
+        if g == granularity && starts.contains(b) {
+            let e = sums.entry(p.clone()).or_default();
+            e.0 += c;
+            e.1 += r;
+        }
+    }
+    sums
+}
+
 /// Opens a store by path (SQLite) or `postgres://` URL.
 pub fn open_store(location: &(impl AsRef<std::ffi::OsStr> + ?Sized)) -> topk_store::SqlStore {
     topk_store::SqlStore::open(&location.as_ref().to_string_lossy()).expect("opening the store")

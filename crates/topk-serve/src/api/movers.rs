@@ -1,0 +1,115 @@
+//! `GET /api/v1/movers`: the products whose sales changed the most against a baseline.
+
+use std::collections::HashMap;
+
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use topk_core::time::{year_earlier_ms, Bucket};
+
+use super::top::{cached_answer, parse_by, parse_k, parse_period, range};
+use super::{bad, params, parse_instant, ApiError, ErrorReply, Shared};
+use crate::query::{self, Change, Direction, MoversAnswer, MoversRequest};
+
+/// The biggest movers of a period against its baseline, exact where both are.
+#[utoipa::path(
+    get,
+    path = "/api/v1/movers",
+    tag = "top",
+    params(
+        ("granularity" = Option<String>, Query, description = "hour, day, week, month or year (with start; or from and to instead)"),
+        ("start" = Option<String>, Query, description = "The bucket, as for /api/v1/top; default the current one"),
+        ("from" = Option<String>, Query, description = "Range start (inclusive), as for /api/v1/top"),
+        ("to" = Option<String>, Query, description = "Range end (exclusive), as for /api/v1/top"),
+        ("baseline" = Option<String>, Query, description = "previous (default: the bucket before, or the range of the same length before), same_last_year (the same bucket, or range, a year earlier), or FROM,TO (any range, bounds as for from and to)"),
+        ("direction" = Option<String>, Query, description = "up (default: the biggest gains) or down (the biggest drops)"),
+        ("change" = Option<String>, Query, description = "absolute (default) or relative (change over the baseline's count; products new in the period have none and are not ranked)"),
+        ("min_count" = Option<i64>, Query, description = "Rank only products that sold at least this many in the period or the baseline (relative: in the baseline); default 0 (relative: 1)"),
+        ("k" = Option<usize>, Query, description = "How many rows, 1 to 1000 (default 10)"),
+        ("by" = Option<String>, Query, description = "quantity (default) or revenue"),
+    ),
+    responses(
+        (status = 200, description = "The movers", body = MoversAnswer,
+            headers(("x-cache" = String, description = "hit or miss"))),
+        (status = 400, description = "Bad parameter: the message names it and says why", body = ErrorReply),
+        (status = 503, description = "The store cannot be read", body = ErrorReply),
+    )
+)]
+pub(super) async fn movers(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let p = params(
+        query,
+        &["granularity", "start", "from", "to", "baseline", "direction", "change", "min_count", "k", "by"],
+    )?;
+    let req = parse_movers(&p)?;
+    let key = format!("movers {req:?}");
+    let rules = state.rules();
+    let stores = state.stores.clone();
+    cached_answer(&state, key, async move {
+        let answer = stores
+            .with(move |s| match query::movers(s, req, rules) {
+                Ok(a) => Ok(Ok(a)),
+                Err(query::MoversError::Refused(why)) => Ok(Err(why)),
+                Err(query::MoversError::Store(e)) => Err(e),
+            })
+            .await?
+            .map_err(bad)?;
+        let settled = answer.exact && !answer.open;
+        Ok((answer, settled))
+    })
+    .await
+}
+
+fn parse_movers(p: &HashMap<String, String>) -> Result<MoversRequest, ApiError> {
+    let period = parse_period(p)?;
+    let from = period.iter().map(|b| b.start_ms).min().unwrap_or(0);
+    let to = period.iter().map(|b| b.end_ms()).max().unwrap_or(0);
+    let single = (period.len() == 1 && !p.contains_key("from")).then(|| period[0]);
+    let baseline = match p.get("baseline").map(String::as_str) {
+        None | Some("previous") => match single {
+            Some(b) => vec![b.prev()],
+            None => range(from - (to - from), from)?,
+        },
+        Some("same_last_year") => match single {
+            Some(b) => vec![b.year_earlier()],
+            None => range(year_earlier_ms(from), year_earlier_ms(to))?,
+        },
+        Some(other) => {
+            let Some((a, b)) = other.split_once(',') else {
+                return Err(bad(format!(
+                    "baseline: {other:?} is not previous, same_last_year, or FROM,TO (e.g. 2026-11-01,2026-11-08)"
+                )));
+            };
+            let ends: HashMap<String, String> =
+                [("baseline from".to_string(), a.to_string()), ("baseline to".to_string(), b.to_string())].into();
+            let (Some(a), Some(b)) = (parse_instant(&ends, "baseline from")?, parse_instant(&ends, "baseline to")?)
+            else {
+                unreachable!("both ends are given")
+            };
+            range(a, b).map_err(|e| ApiError(e.0, format!("baseline: {}", e.1)))?
+        }
+    };
+    let direction = match p.get("direction").map(String::as_str) {
+        None | Some("up") => Direction::Up,
+        Some("down") => Direction::Down,
+        Some(other) => return Err(bad(format!("direction: {other:?} is not one of up, down"))),
+    };
+    let change = match p.get("change").map(String::as_str) {
+        None | Some("absolute") => Change::Absolute,
+        Some("relative") => Change::Relative,
+        Some(other) => return Err(bad(format!("change: {other:?} is not one of absolute, relative"))),
+    };
+    let min_count = match p.get("min_count") {
+        None => 0,
+        Some(m) => m
+            .parse::<i64>()
+            .ok()
+            .filter(|m| *m >= 0)
+            .ok_or_else(|| bad(format!("min_count: {m:?} is not a whole number of at least 0")))?,
+    };
+    let overlap = |a: &[Bucket], b: &[Bucket]| {
+        a.iter().any(|x| b.iter().any(|y| x.start_ms < y.end_ms() && y.start_ms < x.end_ms()))
+    };
+    if overlap(&period, &baseline) {
+        return Err(bad("baseline: it overlaps the period; a baseline must be a different time"));
+    }
+    Ok(MoversRequest { period, baseline, k: parse_k(p)?, by: parse_by(p)?, direction, change, min_count })
+}
