@@ -122,6 +122,24 @@ try {
   console.log(`reload: ${url} restores the view`);
   await reloaded.close();
 
+  // Rank changes and the movers panel on the past day (by revenue): each row's arrow is
+  // the API's rank change, and the panel lists the API's biggest gains and drops.
+  await page.waitForFunction(() => (document.body.dataset.movers || "").includes("by=revenue"), null, { timeout: 15000 });
+  const ranked = await (await fetch(`${base}/api/v1/top?${(await table()).query}`)).json();
+  const arrows = await page.evaluate(() =>
+    [...document.querySelectorAll("#top-table tbody tr[data-product]")].map((tr) => (tr.querySelector(".delta") || {}).textContent || ""));
+  const wantArrows = ranked.rows.map((r) =>
+    r.previous_rank === null ? "new" : r.rank_change > 0 ? `▲${r.rank_change}` : r.rank_change < 0 ? `▼${-r.rank_change}` : "=");
+  check(JSON.stringify(arrows) === JSON.stringify(wantArrows), `rank changes ${arrows} vs API ${wantArrows}`);
+  check(arrows.some((x) => x !== "new"), "the previous day is known");
+  const moversQuery = await page.evaluate(() => document.body.dataset.movers);
+  for (const d of ["up", "down"]) {
+    const m = await (await fetch(`${base}/api/v1/movers?${moversQuery}&direction=${d}`)).json();
+    const shown = await page.evaluate((d) => [...document.querySelectorAll(`#movers-${d} li[data-product]`)].map((li) => li.dataset.product), d);
+    check(shown.length > 0 && JSON.stringify(shown) === JSON.stringify(m.rows.map((r) => r.product_id)), `movers ${d}: ${shown} vs API ${JSON.stringify(m.rows)}`);
+  }
+  console.log(`rank changes and movers: as the API says (${arrows.slice(0, 5).join(" ")} …)`);
+
   // Worst sellers of the past day: the table is the API's bottom list (least first), the
   // choice is in the URL; the current day cannot answer it and says why in place.
   await page.selectOption("#by", "quantity");

@@ -6,7 +6,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { answer: null, selected: null, chart: null, requests: 0, following: null, failing: false };
+const state = { answer: null, selected: null, chart: null, requests: 0, moverRequests: 0, following: null, failing: false };
 const nf = new Intl.NumberFormat("en-US");
 const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
 const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 });
@@ -260,12 +260,64 @@ async function loadTop() {
     showError(e);
   }
   document.body.dataset.query = query;
+  loadMovers(query);
+}
+
+// The period's biggest gains and drops against the previous period (top 5 each).
+async function loadMovers(topQueryString) {
+  const mine = ++state.moverRequests;
+  const p = new URLSearchParams(topQueryString);
+  p.delete("order");
+  p.set("k", "5");
+  const render = (id, a) => {
+    const revenue = a.by === "revenue";
+    const fmt = (v) => (revenue ? money.format(v / 100) : nf.format(v));
+    $(id).innerHTML = a.rows.length
+      ? a.rows
+          .map((r) => {
+            const sign = r.change > 0 ? "+" : "−";
+            const bound = r.change_error ? ` ± ${fmt(r.change_error)}` : "";
+            return `<li data-product="${escapeHtml(r.product_id)}" title="${fmt(r.then)} → ${fmt(r.now)}">` +
+              `${escapeHtml(r.name || r.product_id)}<span class="change">${sign}${fmt(Math.abs(r.change))}${bound}</span></li>`;
+          })
+          .join("")
+      : '<li class="muted">none</li>';
+  };
+  try {
+    const [up, down] = await Promise.all(
+      ["up", "down"].map((d) => getJson(`/api/v1/movers?${p}&direction=${d}`)),
+    );
+    if (mine !== state.moverRequests) return;
+    render("movers-up", up);
+    render("movers-down", down);
+    $("movers-sub").textContent = `vs ${timeText("hour", Date.parse(up.baseline_from))} – ${timeText("hour", Date.parse(up.baseline_to))} UTC` +
+      (up.exact ? " · exact" : up.open ? " · so far, approximate" : " · approximate");
+    $("movers-sub").title = (up.notes || []).join(" · ");
+    document.body.dataset.movers = p.toString();
+  } catch (e) {
+    if (mine !== state.moverRequests) return;
+    $("movers-up").innerHTML = "";
+    $("movers-down").innerHTML = "";
+    $("movers-sub").textContent = e.message;
+  }
 }
 
 function boundText(r, revenue, exact) {
   if (exact) return "";
   if (revenue) return '<span title="at least: the speed layer counts a product\'s revenue only from when it became one of its candidates">≥</span>';
   return `± ${nf.format(r.error_bound)}`;
+}
+
+// ▲3 / ▼2 / new / = beside a rank: its change against the previous period's ranking.
+function rankChange(r, a) {
+  if (r.previous_rank === undefined) return "";
+  if (r.previous_rank === null) {
+    return `<span class="delta new" title="not in the previous period's top ${a.baseline_depth}">new</span>`;
+  }
+  const was = `title="rank ${r.previous_rank} in the previous period"`;
+  if (r.rank_change > 0) return `<span class="delta up" ${was}>▲${r.rank_change}</span>`;
+  if (r.rank_change < 0) return `<span class="delta down" ${was}>▼${-r.rank_change}</span>`;
+  return `<span class="delta same" ${was}>=</span>`;
 }
 
 function renderTop(a) {
@@ -308,7 +360,7 @@ function renderTop(a) {
       const uncertain = r.rank > a.certain_rows ? ' class="uncertain" title="this rank is not certain: see the note above the table"' : "";
       const width = Math.max(0.5, (100 * Math.max(0, v)) / max).toFixed(1);
       const sel = r.product_id === state.selected ? ' class="selected"' : "";
-      return `<tr data-product="${escapeHtml(r.product_id)}"${sel}><td class="num"><span${uncertain}>${r.rank}</span></td>` +
+      return `<tr data-product="${escapeHtml(r.product_id)}"${sel}><td class="num"><span${uncertain}>${r.rank}</span>${rankChange(r, a)}</td>` +
         `<td class="product">${escapeHtml(r.name || r.product_id)}<span class="id">${r.name ? escapeHtml(r.product_id) : ""}</span></td>` +
         `<td class="num">${shown}</td><td class="num muted">${boundText(r, revenue, exact)}</td><td class="num">${share}</td><td>${badge}</td>` +
         `<td class="bar-cell"><div class="bar${exact ? "" : " approx"}" style="width:${width}%"></div></td></tr>`;
@@ -482,6 +534,12 @@ $("period").addEventListener("change", () => {
 });
 for (const id of ["k", "by", "order", "from-date", "from-hour", "to-date", "to-hour"]) {
   $(id).addEventListener("change", () => loadTop().then(loadDetail));
+}
+for (const id of ["movers-up", "movers-down"]) {
+  $(id).addEventListener("click", (e) => {
+    const li = e.target.closest("li[data-product]");
+    if (li) select(li.dataset.product);
+  });
 }
 $("top-table").addEventListener("click", (e) => {
   const tr = e.target.closest("tr[data-product]");

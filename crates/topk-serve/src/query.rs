@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
-use topk_core::time::{Bucket, Granularity};
+use topk_core::time::{decompose, year_earlier_ms, Bucket, Granularity, RangeError};
 use topk_core::timestamp::format_rfc3339;
 use topk_store::{By, ExactBucket, ProductSum, ServingStore, SpeedBucket, SpeedRow, StoreError};
 use utoipa::ToSchema;
@@ -76,6 +76,13 @@ pub struct TopRow {
     pub share: Option<f64>,
     /// `batch` when every bucket of the period is exact for this row, else `speed`.
     pub source: Source,
+    /// The row's rank in the previous period (see `baseline_from`), null when it was not
+    /// among that period's first `baseline_depth`; absent on worst-seller lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_rank: Option<Option<usize>>,
+    /// `previous_rank - rank`: how many places it rose (negative: fell); null when new.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank_change: Option<Option<i64>>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -114,6 +121,14 @@ pub struct TopAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unlisted_bound: Option<i64>,
     pub rows: Vec<TopRow>,
+    /// The previous period the rows' `previous_rank` refers to, and how deep its ranking
+    /// was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_depth: Option<usize>,
     /// The period's total (quantity, or revenue when ranking by revenue), if known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<i64>,
@@ -236,21 +251,14 @@ pub fn top(
     rules: Rules,
 ) -> Result<TopAnswer, StoreError> {
     let now_ms = rules.now_ms;
-    let (from_ms, to_ms) =
-        (buckets.iter().map(|b| b.start_ms).min().unwrap_or(0), buckets.iter().map(|b| b.end_ms()).max().unwrap_or(0));
+    let (from_ms, to_ms) = span(&buckets);
+    let baseline = previous(&buckets).ok();
     let period = Period::load(store, buckets, rules)?;
     let exact_buckets: Vec<&ExactBucket> = period.buckets.iter().filter_map(|b| period.exact.get(b)).collect();
     let speed_buckets: Vec<&SpeedBucket> = period.buckets.iter().filter_map(|b| period.speed.get(b)).collect();
     let missing = period.count(Source::None);
     let pending = period.count(Source::Pending);
-
-    // Speed rows are few (the speed layer's top N per bucket): read them whole.
-    let mut speed_rows: Vec<HashMap<String, SpeedRow>> = Vec::with_capacity(speed_buckets.len());
-    for s in &speed_buckets {
-        speed_rows.push(store.speed_rows(s.bucket)?.into_iter().map(|r| (r.product_id.clone(), r)).collect());
-    }
-    let Ranked { rows: mut ranked, certain, unlisted } =
-        rank(store, &exact_buckets, &speed_buckets, &speed_rows, k, by, WHOLE_SUM_ROWS)?;
+    let Ranked { rows: mut ranked, certain, unlisted } = rank_period(store, &period, k, by)?;
     // The most a product left off the answer can have: below the lists' depth, or a
     // candidate ranked past K (at its upper bound).
     let beyond = ranked.iter().skip(k).map(|(_, s)| value(by, s.count, s.revenue).saturating_add(s.error)).max();
@@ -298,6 +306,12 @@ pub fn top(
         });
     }
     let names = names(store, ranked.iter().map(|(id, _)| id.as_str()))?;
+    let depth = baseline.as_deref().map(|b| baseline_depth(b, k));
+    let baseline_span = baseline.as_deref().map(span);
+    let previous_ranks = match (baseline, depth) {
+        (Some(b), Some(depth)) => Some(ranks_in(store, b, depth, by, rules)?),
+        _ => None,
+    };
     let source = match (speed_buckets.is_empty(), pending) {
         (false, _) => Source::Speed,
         (true, 0) => Source::Batch,
@@ -310,11 +324,13 @@ pub fn top(
             rank: i + 1,
             name: names.get(&product_id).cloned(),
             share: total.filter(|&t| t > 0).map(|t| value(by, s.count, s.revenue) as f64 / t as f64),
-            product_id,
             count: s.count,
             error_bound: s.error,
             revenue_cents: s.revenue,
             source,
+            previous_rank: previous_ranks.as_ref().map(|p| p.get(&product_id).copied()),
+            rank_change: previous_ranks.as_ref().map(|p| p.get(&product_id).map(|&was| was as i64 - (i + 1) as i64)),
+            product_id,
         })
         .collect();
     let oldest = speed_buckets.iter().map(|s| s.updated_ms).min();
@@ -330,6 +346,9 @@ pub fn top(
         certain_rows: certain.min(k),
         unlisted_bound: unlisted.filter(|_| !exact),
         rows,
+        baseline_from: baseline_span.map(|(f, _)| format_rfc3339(f)),
+        baseline_to: baseline_span.map(|(_, t)| format_rfc3339(t)),
+        baseline_depth: depth,
         total,
         freshness: Freshness {
             approximate_as_of: oldest.map(format_rfc3339),
@@ -339,6 +358,70 @@ pub fn top(
         buckets: period.states(),
         notes,
     })
+}
+
+/// A period's candidates ranked by the threshold algorithm over its exact lists and its
+/// speed rows (read whole: they are the speed layer's top N per bucket).
+fn rank_period(store: &mut dyn ServingStore, period: &Period, k: usize, by: By) -> Result<Ranked, StoreError> {
+    let exact: Vec<&ExactBucket> = period.buckets.iter().filter_map(|b| period.exact.get(b)).collect();
+    let speed: Vec<&SpeedBucket> = period.buckets.iter().filter_map(|b| period.speed.get(b)).collect();
+    let mut speed_rows: Vec<HashMap<String, SpeedRow>> = Vec::with_capacity(speed.len());
+    for s in &speed {
+        speed_rows.push(store.speed_rows(s.bucket)?.into_iter().map(|r| (r.product_id.clone(), r)).collect());
+    }
+    rank(store, &exact, &speed, &speed_rows, k, by, WHOLE_SUM_ROWS)
+}
+
+/// The period before a period: the bucket before one whole bucket, else the range of the
+/// same length that ends where it starts.
+pub fn previous(period: &[Bucket]) -> Result<Vec<Bucket>, RangeError> {
+    match period {
+        [one] => Ok(vec![one.prev()]),
+        _ => {
+            let (from, to) = span(period);
+            decompose(from - (to - from), from)
+        }
+    }
+}
+
+/// The same period a year earlier: the same bucket (see `Bucket::year_earlier`) for one
+/// whole bucket, else the range shifted by a calendar year.
+pub fn same_last_year(period: &[Bucket]) -> Result<Vec<Bucket>, RangeError> {
+    match period {
+        [one] => Ok(vec![one.year_earlier()]),
+        _ => {
+            let (from, to) = span(period);
+            decompose(year_earlier_ms(from), year_earlier_ms(to))
+        }
+    }
+}
+
+/// `[from, to)` of a set of buckets.
+pub(crate) fn span(buckets: &[Bucket]) -> (i64, i64) {
+    (buckets.iter().map(|b| b.start_ms).min().unwrap_or(0), buckets.iter().map(|b| b.end_ms()).max().unwrap_or(0))
+}
+
+/// How deep the baseline's ranking is read for `previous_rank`: a single bucket's whole
+/// stored list; over a range, four times K (at least 100).
+fn baseline_depth(baseline: &[Bucket], k: usize) -> usize {
+    if baseline.len() == 1 {
+        MAX_K
+    } else {
+        (4 * k).clamp(100, MAX_K)
+    }
+}
+
+/// Each product's rank in the baseline, among its first `depth`.
+fn ranks_in(
+    store: &mut dyn ServingStore,
+    baseline: Vec<Bucket>,
+    depth: usize,
+    by: By,
+    rules: Rules,
+) -> Result<HashMap<String, usize>, StoreError> {
+    let period = Period::load(store, baseline, rules)?;
+    let ranked = rank_period(store, &period, depth, by)?;
+    Ok(ranked.rows.into_iter().take(depth).enumerate().map(|(i, (id, _))| (id, i + 1)).collect())
 }
 
 /// Candidates ranked by value with their sums, and how many leading ones are certainly

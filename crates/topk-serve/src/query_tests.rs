@@ -451,6 +451,7 @@ fn movers_over_approximate_periods_hold_every_true_change_within_its_bound() {
         let a = movers(&mut store, req, during).unwrap();
         assert!(!a.exact && a.open);
         assert!(a.notes.iter().any(|n| n.contains("speed layer's estimates")), "{:?}", a.notes);
+        assert!(a.notes.iter().any(|n| n.contains("has not ended")), "{:?}", a.notes);
         let truth = |id: &str| now.get(id).map_or(0, |v| v.0) - then.get(id).map_or(0, |v| v.0);
         for r in &a.rows {
             let e = r.change_error.expect("quantity is bounded");
@@ -494,4 +495,35 @@ fn movers_over_approximate_periods_hold_every_true_change_within_its_bound() {
     assert_eq!(a.certain_rows, 0);
     assert!(a.rows.iter().all(|r| r.change_error.is_none()));
     assert!(a.notes.iter().any(|n| n.contains("no bound")), "{:?}", a.notes);
+}
+
+#[test]
+fn every_top_row_carries_its_rank_in_the_previous_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqlStore::open_sqlite(dir.path().join("store.db")).unwrap();
+    let day0 = exact_days(&mut store, &[day(0)], 2_000, 1000, 51);
+    exact_days(&mut store, &[day(1)], 2_000, 1000, 52);
+    exact_days(&mut store, &[day(2)], 2_000, 1000, 53);
+    let later = Rules { now_ms: DAY0 + 10 * DAY, lambda: true };
+    let rank_in = |truth: &HashMap<String, (i64, i64)>, depth: usize| -> HashMap<String, usize> {
+        brute_top(truth, depth, By::Quantity).into_iter().enumerate().map(|(i, (id, _))| (id, i + 1)).collect()
+    };
+    // One day: its rank in the day before, from that day's whole stored list.
+    let a = top(&mut store, vec![day(1)], 50, By::Quantity, later).unwrap();
+    assert_eq!((a.baseline_from.as_deref(), a.baseline_depth), (Some("2026-12-01T00:00:00.000Z"), Some(1000)));
+    let before = rank_in(&day0, 1000);
+    for r in &a.rows {
+        let want = before.get(&r.product_id).copied();
+        assert_eq!(r.previous_rank, Some(want), "{}", r.product_id);
+        assert_eq!(r.rank_change, Some(want.map(|w| w as i64 - r.rank as i64)));
+    }
+    assert!(a.rows.iter().any(|r| r.rank_change.flatten().is_some_and(|c| c != 0)));
+    // A two-day range: the two days before it (day 0 and a day without data), 100 deep.
+    let a = top(&mut store, vec![day(1), day(2)], 10, By::Quantity, later).unwrap();
+    assert_eq!((a.baseline_from.as_deref(), a.baseline_depth), (Some("2026-11-30T00:00:00.000Z"), Some(100)));
+    let before = rank_in(&day0, 100);
+    assert!(a.rows.iter().all(|r| r.previous_rank == Some(before.get(&r.product_id).copied())));
+    // The first day's previous day has no data: every row is new.
+    let a = top(&mut store, vec![day(0)], 5, By::Quantity, later).unwrap();
+    assert!(a.rows.iter().all(|r| r.previous_rank == Some(None) && r.rank_change == Some(None)));
 }

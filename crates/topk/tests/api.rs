@@ -190,10 +190,37 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
         [("2026-09-01", "batch"), ("2026-09-02", "batch"), ("2026-09-03", "speed"), ("2026-09-04", "speed")]
     );
 
+    // Movers of an approximate day against an exact one: every product fell by 50 (listed:
+    // 50 - N ± 3 after 100 - N); each change carries its bound, and the reply says why
+    // it is not exact.
+    let (status, m) = get(&format!("{api}/movers?granularity=day&start=2026-09-03&direction=down&k=50"));
+    assert_eq!(status, 200, "{m}");
+    assert_eq!((m["exact"].as_bool(), m["baseline_from"].as_str()), (Some(false), Some("2026-09-02T00:00:00.000Z")));
+    assert!(m["notes"][0].as_str().unwrap().contains("speed layer's estimates"), "{m}");
+    let rows = m["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 50, "every product fell");
+    for r in rows {
+        let n: i64 = r["product_id"].as_str().unwrap()[1..].parse().unwrap();
+        let (change, error) = (r["change"].as_i64().unwrap(), r["change_error"].as_i64().unwrap());
+        assert_eq!(r["then"].as_i64(), Some(100 - n), "{r}");
+        if n < 20 {
+            assert!((change + 50).abs() <= error && error == 3, "{r}");
+        } else {
+            assert_eq!(error, 33, "unlisted on the speed day: its bucket's unlisted bound: {r}");
+        }
+    }
+
     // The OpenAPI document lists every route.
     let (status, doc) = get(&format!("{api}/openapi.json"));
     assert_eq!(status, 200);
-    for path in ["/api/v1/top", "/api/v1/products", "/api/v1/products/{id}", "/api/v1/buckets", "/api/v1/events"] {
+    for path in [
+        "/api/v1/top",
+        "/api/v1/movers",
+        "/api/v1/products",
+        "/api/v1/products/{id}",
+        "/api/v1/buckets",
+        "/api/v1/events",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     // All of them, and each one it lists is served (the router's fallback never answers):
@@ -205,6 +232,7 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
         [
             "/api/v1/buckets",
             "/api/v1/events",
+            "/api/v1/movers",
             "/api/v1/products",
             "/api/v1/products/{id}",
             "/api/v1/sources/kafka",

@@ -2,7 +2,7 @@
 //! playwright-core from `tests/browser/`) opens a running `topk serve --demo`, changes the
 //! period, and checks that the table shows the API's top 10; then a past day of the
 //! demo's history (exact, the product chart centred on it), a reload from the URL, its
-//! worst sellers (and the current day's refusal of them), the
+//! rank changes and biggest movers as the API gives them, its worst sellers (and the current day's refusal of them), the
 //! error states, the hour rollover under a controlled clock, a 420 px screen and the dark
 //! palette. Screenshots are saved as `target/dashboard.png` and
 //! `target/dashboard-narrow-dark.png` for people to look at.
@@ -79,7 +79,16 @@ fn dashboard_table_matches_the_api_after_changing_the_period() {
     println!("{stdout}");
     assert!(out.status.success(), "browser test failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.matches("table matches the API").count(), 7, "{stdout}");
-    for step in ["search: ", "chart: ", "reload: ", "worst sellers: ", "errors: ", "rollover: ", "narrow and dark: "] {
+    for step in [
+        "search: ",
+        "chart: ",
+        "reload: ",
+        "rank changes and movers: ",
+        "worst sellers: ",
+        "errors: ",
+        "rollover: ",
+        "narrow and dark: ",
+    ] {
         assert!(stdout.contains(step), "{step} missing:\n{stdout}");
     }
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "screenshot {} is empty", shot.display());

@@ -119,6 +119,19 @@ fn movers_of_ended_periods_equal_the_ground_truth_against_every_baseline() {
     }
     assert!(checked > 5_000, "only {checked} rows checked");
 
+    // Every row of a top list carries its rank the day before.
+    let before = days(&["2026-10-02"]);
+    let mut ranked: Vec<(&String, i64)> = before.iter().map(|(id, v)| (id, v.0)).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let (_, a) = get_json(&format!("{}/api/v1/top?granularity=day&start=2026-10-03&k=50", s.url));
+    assert_eq!(a["baseline_from"], "2026-10-02T00:00:00.000Z");
+    for r in a["rows"].as_array().unwrap() {
+        let id = r["product_id"].as_str().unwrap();
+        let was = ranked.iter().position(|(p, _)| p.as_str() == id).map(|i| i as i64 + 1);
+        assert_eq!(r["previous_rank"].as_i64(), was, "{r}");
+        assert_eq!(r["rank_change"].as_i64(), was.map(|w| w - r["rank"].as_i64().unwrap()), "{r}");
+    }
+
     // The baselines as the reply names them, and clear 400s.
     let (_, a) = get_json(&format!("{}/api/v1/movers?granularity=week&start=2026-W40&baseline=same_last_year", s.url));
     assert_eq!(

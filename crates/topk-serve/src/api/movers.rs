@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use topk_core::time::{year_earlier_ms, Bucket};
+use topk_core::time::Bucket;
 
 use super::top::{cached_answer, parse_by, parse_k, parse_period, range};
 use super::{bad, params, parse_instant, ApiError, ErrorReply, Shared};
@@ -60,18 +60,9 @@ pub(super) async fn movers(State(state): State<Shared>, RawQuery(query): RawQuer
 
 fn parse_movers(p: &HashMap<String, String>) -> Result<MoversRequest, ApiError> {
     let period = parse_period(p)?;
-    let from = period.iter().map(|b| b.start_ms).min().unwrap_or(0);
-    let to = period.iter().map(|b| b.end_ms()).max().unwrap_or(0);
-    let single = (period.len() == 1 && !p.contains_key("from")).then(|| period[0]);
     let baseline = match p.get("baseline").map(String::as_str) {
-        None | Some("previous") => match single {
-            Some(b) => vec![b.prev()],
-            None => range(from - (to - from), from)?,
-        },
-        Some("same_last_year") => match single {
-            Some(b) => vec![b.year_earlier()],
-            None => range(year_earlier_ms(from), year_earlier_ms(to))?,
-        },
+        None | Some("previous") => query::previous(&period).map_err(|e| bad(format!("baseline: {e}")))?,
+        Some("same_last_year") => query::same_last_year(&period).map_err(|e| bad(format!("baseline: {e}")))?,
         Some(other) => {
             let Some((a, b)) = other.split_once(',') else {
                 return Err(bad(format!(

@@ -15,7 +15,7 @@ use topk_core::time::Bucket;
 use topk_core::timestamp::format_rfc3339;
 use topk_store::{By, ProductSum, ServingStore, StoreError};
 
-use super::{names, value, Freshness, Period, Rules, Source, Sums, TopAnswer, TopRow, WHOLE_SUM_ROWS};
+use super::{names, span, value, Freshness, Period, Rules, Source, Sums, TopAnswer, TopRow, WHOLE_SUM_ROWS};
 
 /// Catalog ids read per page while looking for products that did not sell.
 const CATALOG_PAGE: usize = 5_000;
@@ -39,8 +39,7 @@ pub fn bottom(
     by: By,
     rules: Rules,
 ) -> Result<TopAnswer, BottomError> {
-    let (from_ms, to_ms) =
-        (buckets.iter().map(|b| b.start_ms).min().unwrap_or(0), buckets.iter().map(|b| b.end_ms()).max().unwrap_or(0));
+    let (from_ms, to_ms) = span(&buckets);
     let period = Period::load(store, buckets, rules)?;
     let not_exact: Vec<String> = period
         .buckets
@@ -112,6 +111,8 @@ pub fn bottom(
             error_bound: 0,
             revenue_cents: s.revenue,
             source: Source::Batch,
+            previous_rank: None,
+            rank_change: None,
         })
         .collect::<Vec<_>>();
     Ok(TopAnswer {
@@ -125,6 +126,9 @@ pub fn bottom(
         certain_rows: rows.len(),
         unlisted_bound: None,
         rows,
+        baseline_from: None,
+        baseline_to: None,
+        baseline_depth: None,
         total: Some(total),
         freshness: Freshness { approximate_as_of: None, age_ms: None, computed_at: format_rfc3339(rules.now_ms) },
         buckets: period.states(),

@@ -19,7 +19,7 @@ use topk_core::timestamp::format_rfc3339;
 use topk_store::{By, ServingStore, StoreError};
 use utoipa::ToSchema;
 
-use super::{names, value, BucketState, Period, Rules, Source, WHOLE_SUM_ROWS};
+use super::{names, span, value, BucketState, Period, Rules, Source, WHOLE_SUM_ROWS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -199,9 +199,6 @@ impl Side {
 
 /// The biggest movers of `req.period` against `req.baseline`.
 pub fn movers(store: &mut dyn ServingStore, req: MoversRequest, rules: Rules) -> Result<MoversAnswer, MoversError> {
-    let span = |b: &[Bucket]| {
-        (b.iter().map(|b| b.start_ms).min().unwrap_or(0), b.iter().map(|b| b.end_ms()).max().unwrap_or(0))
-    };
     let ((from, to), (base_from, base_to)) = (span(&req.period), span(&req.baseline));
     let (by, k) = (req.by, req.k);
     let now_period = Period::load(store, req.period, rules)?;
@@ -316,6 +313,9 @@ pub fn movers(store: &mut dyn ServingStore, req: MoversRequest, rules: Rules) ->
         .collect();
 
     let mut notes = Vec::new();
+    if to > rules.now_ms {
+        notes.push("the period has not ended: its counts so far are compared with the baseline's whole".into());
+    }
     now.describe("period", &mut notes);
     then.describe("baseline", &mut notes);
     if by == By::Revenue && (now.period.count(Source::Speed) + then.period.count(Source::Speed)) > 0 {
