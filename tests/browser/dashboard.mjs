@@ -138,6 +138,13 @@ try {
     const shown = await page.evaluate((d) => [...document.querySelectorAll(`#movers-${d} li[data-product]`)].map((li) => li.dataset.product), d);
     check(shown.length > 0 && JSON.stringify(shown) === JSON.stringify(m.rows.map((r) => r.product_id)), `movers ${d}: ${shown} vs API ${JSON.stringify(m.rows)}`);
   }
+  // The CSV downloads: the table's list and the movers', as the API gives them.
+  const csvRows = async (href) => (await (await fetch(new URL(href, base))).text()).trim().split("\n").slice(1).map((l) => l.split(",")[1]);
+  const tableCsv = await csvRows(await page.getAttribute("#csv", "href"));
+  check(JSON.stringify(tableCsv) === JSON.stringify(ranked.rows.map((r) => r.product_id)), `table CSV ${tableCsv}`);
+  const downCsv = await csvRows(await page.getAttribute("#movers-down-csv", "href"));
+  const downApi = await (await fetch(`${base}/api/v1/movers?${moversQuery}&direction=down`)).json();
+  check(JSON.stringify(downCsv.slice(0, 5)) === JSON.stringify(downApi.rows.map((r) => r.product_id)), `movers CSV ${downCsv}`);
   console.log(`rank changes and movers: as the API says (${arrows.slice(0, 5).join(" ")} …)`);
 
   // Worst sellers of the past day: the table is the API's bottom list (least first), the

@@ -260,6 +260,7 @@ async function loadTop() {
     showError(e);
   }
   document.body.dataset.query = query;
+  $("csv").href = `/api/v1/top?${query}&format=csv`;
   loadMovers(query);
 }
 
@@ -268,6 +269,9 @@ async function loadMovers(topQueryString) {
   const mine = ++state.moverRequests;
   const p = new URLSearchParams(topQueryString);
   p.delete("order");
+  const download = new URLSearchParams(p);
+  download.set("k", "100");
+  for (const d of ["up", "down"]) $(`movers-${d}-csv`).href = `/api/v1/movers?${download}&direction=${d}&format=csv`;
   p.set("k", "5");
   const render = (id, a) => {
     const revenue = a.by === "revenue";

@@ -44,6 +44,18 @@ pub enum Source {
     None,
 }
 
+impl Source {
+    /// The name the API gives it (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Batch => "batch",
+            Source::Speed => "speed",
+            Source::Pending => "pending",
+            Source::None => "none",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BucketState {
     #[schema(value_type = String, example = "day")]

@@ -210,6 +210,55 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
         }
     }
 
+    // Lists as CSV: a header line, then the JSON rows' fields, by parameter or by Accept.
+    let client = reqwest::blocking::Client::new();
+    let (_, json) = get(&format!("{api}/top?granularity=day&start=2026-09-02&k=5"));
+    for (query, accept) in [("&format=csv", "*/*"), ("", "text/csv")] {
+        let r = client
+            .get(format!("{api}/top?granularity=day&start=2026-09-02&k=5{query}"))
+            .header("accept", accept)
+            .send()
+            .unwrap();
+        assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+        let text = r.text().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "rank,product_id,name,count,error_bound,revenue_cents,share,source,previous_rank,rank_change"
+        );
+        assert_eq!(lines.len(), 6, "{text}");
+        for (line, row) in lines[1..].iter().zip(json["rows"].as_array().unwrap()) {
+            let cells: Vec<&str> = line.split(',').collect();
+            let want = [
+                row["rank"].to_string(),
+                row["product_id"].as_str().unwrap().to_string(),
+                row["name"].as_str().unwrap_or("").to_string(),
+                row["count"].to_string(),
+                row["error_bound"].to_string(),
+                row["revenue_cents"].to_string(),
+                row["share"].to_string(),
+                row["source"].as_str().unwrap().to_string(),
+                row["previous_rank"].to_string(),
+                row["rank_change"].to_string(),
+            ];
+            assert_eq!(cells, want, "{line}");
+        }
+    }
+    let r = client
+        .get(format!("{api}/movers?granularity=day&start=2026-09-03&direction=down&k=3&format=csv"))
+        .send()
+        .unwrap();
+    let text = r.text().unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "rank,product_id,name,now,then,change,change_error,relative_change,rank_now,rank_then,entered,left,source"
+    );
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[1].starts_with("1,p20,,0,80,-80,33,-1,,21,false,false,speed"), "{text}");
+    let (status, e) = get(&format!("{api}/top?granularity=day&format=xml"));
+    assert_eq!((status, e["error"].as_str()), (400, Some(r#"format: "xml" is not one of json, csv"#)));
+
     // The OpenAPI document lists every route.
     let (status, doc) = get(&format!("{api}/openapi.json"));
     assert_eq!(status, 200);
@@ -244,7 +293,6 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
             "/readyz",
         ]
     );
-    let client = reqwest::blocking::Client::new();
     for (path, methods) in doc["paths"].as_object().unwrap() {
         let url = format!("{}{}", s.url, path.replace("{id}", "p01"));
         for method in methods.as_object().unwrap().keys() {

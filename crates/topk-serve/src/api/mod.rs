@@ -8,6 +8,7 @@
 
 mod buckets;
 mod events;
+mod export;
 mod health;
 mod metrics;
 mod movers;

@@ -3,9 +3,11 @@
 use std::collections::HashMap;
 
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use topk_core::time::Bucket;
 
+use super::export::{movers_csv, Format};
 use super::top::{cached_answer, parse_by, parse_k, parse_period, range};
 use super::{bad, params, parse_instant, ApiError, ErrorReply, Shared};
 use crate::query::{self, Change, Direction, MoversAnswer, MoversRequest};
@@ -26,24 +28,30 @@ use crate::query::{self, Change, Direction, MoversAnswer, MoversRequest};
         ("min_count" = Option<i64>, Query, description = "Rank only products that sold at least this many in the period or the baseline (relative: in the baseline); default 0 (relative: 1)"),
         ("k" = Option<usize>, Query, description = "How many rows, 1 to 1000 (default 10)"),
         ("by" = Option<String>, Query, description = "quantity (default) or revenue"),
+        ("format" = Option<String>, Query, description = "json (default) or csv: the rows as CSV, a header line first (also with Accept: text/csv)"),
     ),
     responses(
-        (status = 200, description = "The movers", body = MoversAnswer,
+        (status = 200, description = "The movers (or, with format=csv, the rows as text/csv)", body = MoversAnswer,
             headers(("x-cache" = String, description = "hit or miss"))),
         (status = 400, description = "Bad parameter: the message names it and says why", body = ErrorReply),
         (status = 503, description = "The store cannot be read", body = ErrorReply),
     )
 )]
-pub(super) async fn movers(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+pub(super) async fn movers(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
     let p = params(
         query,
-        &["granularity", "start", "from", "to", "baseline", "direction", "change", "min_count", "k", "by"],
+        &["granularity", "start", "from", "to", "baseline", "direction", "change", "min_count", "k", "by", "format"],
     )?;
     let req = parse_movers(&p)?;
+    let format = Format::of(&p, &headers)?;
     let key = format!("movers {req:?}");
     let rules = state.rules();
     let stores = state.stores.clone();
-    cached_answer(&state, key, async move {
+    cached_answer(&state, key, format, movers_csv, async move {
         let answer = stores
             .with(move |s| match query::movers(s, req, rules) {
                 Ok(a) => Ok(Ok(a)),

@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use topk_core::time::Bucket;
 use topk_store::By;
 
+use super::export::{top_csv, Format};
 use super::{bad, check_order, params, parse_granularity, parse_instant, ApiError, ErrorReply, Shared};
 use crate::cache::Cached;
 use crate::query::{self, TopAnswer};
@@ -55,22 +56,28 @@ impl AppState {
         ("to" = Option<String>, Query, description = "Range end (exclusive), like from; at most 1830 days after from"),
         ("k" = Option<usize>, Query, description = "How many rows, 1 to 1000 (default 10)"),
         ("by" = Option<String>, Query, description = "quantity (default) or revenue"),
+        ("format" = Option<String>, Query, description = "json (default) or csv: the rows as CSV, a header line first (also with Accept: text/csv)"),
         ("order" = Option<String>, Query, description = "desc (default): the top K, best first; asc: the K worst sellers, least first, counting catalog products without a sale in the period as 0 (ties by product id). asc needs every bucket of the period exact: an open or approximate one is a 400"),
     ),
     responses(
-        (status = 200, description = "The period's top K", body = TopAnswer,
+        (status = 200, description = "The period's top K (or, with format=csv, its rows as text/csv)", body = TopAnswer,
             headers(("x-cache" = String, description = "hit or miss"))),
         (status = 400, description = "Bad parameter (the message names it and says why), or order=asc for a period that is not exact", body = ErrorReply),
         (status = 503, description = "The store cannot be read", body = ErrorReply),
     )
 )]
-pub(super) async fn top(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let p = params(query, &["granularity", "start", "from", "to", "k", "by", "order"])?;
+pub(super) async fn top(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = params(query, &["granularity", "start", "from", "to", "k", "by", "order", "format"])?;
     let TopRequest { buckets, k, by, ascending } = parse_top(&p)?;
+    let format = Format::of(&p, &headers)?;
     let key = format!("top {buckets:?} {k} {} {ascending}", by.as_str());
     let rules = state.rules();
     let stores = state.stores.clone();
-    cached_answer(&state, key, async move {
+    cached_answer(&state, key, format, top_csv, async move {
         let answer = if ascending {
             // A refusal (the period is not exact) is the client's 400, not a store failure.
             let answer = stores
@@ -90,22 +97,29 @@ pub(super) async fn top(State(state): State<Shared>, RawQuery(query): RawQuery) 
     .await
 }
 
-/// An answer as JSON, from the response cache where it may be reused: `compute` returns
-/// the answer and whether it is settled (exact and ended: reused for a minute, as long as
-/// the store's exact generation stays the same; the others for a second).
+/// An answer as JSON (or its rows as CSV, by `csv`), from the response cache where it
+/// may be reused: `compute` returns the answer and whether it is settled (exact and
+/// ended: reused for a minute, as long as the store's exact generation stays the same;
+/// the others for a second).
 pub(super) async fn cached_answer<T: serde::Serialize>(
     state: &AppState,
     key: String,
+    format: Format,
+    csv: fn(&T) -> Vec<u8>,
     compute: impl std::future::Future<Output = Result<(T, bool), ApiError>>,
 ) -> Result<Response, ApiError> {
     let cache = state.cfg.api_cache;
     // An answer is reused only while the exact rows it was computed from stay the same.
     let generation = if cache { state.exact_generation().await? } else { (0, 0) };
-    let key = format!("{generation:?} {key}");
+    let key = format!("{generation:?} {format:?} {key}");
     let compute = async {
         let (answer, settled) = compute.await?;
         let ttl = if settled { EXACT_TTL } else { APPROXIMATE_TTL };
-        Ok::<_, ApiError>(Cached { body: Bytes::from(serde_json::to_vec(&answer).expect("answers serialise")), ttl })
+        let body = match format {
+            Format::Json => serde_json::to_vec(&answer).expect("answers serialise"),
+            Format::Csv => csv(&answer),
+        };
+        Ok::<_, ApiError>(Cached { body: Bytes::from(body), ttl })
     };
     let (answer, hit) = if cache {
         state.cache.get_or_compute(key, compute).await.map_err(|e| ApiError(e.0, e.1.clone()))?
@@ -113,7 +127,7 @@ pub(super) async fn cached_answer<T: serde::Serialize>(
         (compute.await?, false)
     };
     let headers = [
-        (header::CONTENT_TYPE, "application/json".to_string()),
+        (header::CONTENT_TYPE, format.content_type().to_string()),
         (header::CACHE_CONTROL, format!("max-age={}", answer.ttl.as_secs())),
         (header::HeaderName::from_static("x-cache"), if hit { "hit" } else { "miss" }.to_string()),
     ];
