@@ -321,7 +321,11 @@ pub fn top(
     let depth = baseline.as_deref().map(|b| baseline_depth(b, k));
     let baseline_span = baseline.as_deref().map(span);
     let previous_ranks = match (baseline, depth) {
-        (Some(b), Some(depth)) => Some(ranks_in(store, b, depth, by, rules)?),
+        (Some(b), Some(depth)) => {
+            let ids: Vec<&str> = ranked.iter().map(|(id, _)| id.as_str()).collect();
+            let baseline = Period::load(store, b, rules)?;
+            Some(ranks_in(store, &baseline, &ids, depth, by)?)
+        }
         _ => None,
     };
     let source = match (speed_buckets.is_empty(), pending) {
@@ -423,16 +427,28 @@ fn baseline_depth(baseline: &[Bucket], k: usize) -> usize {
     }
 }
 
-/// Each product's rank in the baseline, among its first `depth`.
+/// The ranks of `ids` in a period, among its first `depth` (absent beyond). One exact
+/// bucket answers from its stored list, a lookup per id; otherwise the period is ranked
+/// to `depth` by the threshold algorithm.
 fn ranks_in(
     store: &mut dyn ServingStore,
-    baseline: Vec<Bucket>,
+    period: &Period,
+    ids: &[&str],
     depth: usize,
     by: By,
-    rules: Rules,
 ) -> Result<HashMap<String, usize>, StoreError> {
-    let period = Period::load(store, baseline, rules)?;
-    let ranked = rank_period(store, &period, depth, by)?;
+    if let [one] = period.buckets[..] {
+        if period.source(one) == Source::Batch && depth == MAX_K {
+            let mut ranks = HashMap::new();
+            for id in ids {
+                if let Some(r) = store.rank_of(one, by, id)?.filter(|&r| r >= 1 && r as usize <= depth) {
+                    ranks.insert(id.to_string(), r as usize);
+                }
+            }
+            return Ok(ranks);
+        }
+    }
+    let ranked = rank_period(store, period, depth, by)?;
     Ok(ranked.rows.into_iter().take(depth).enumerate().map(|(i, (id, _))| (id, i + 1)).collect())
 }
 

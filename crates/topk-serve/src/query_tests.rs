@@ -401,17 +401,75 @@ fn movers_of_exact_periods_equal_brute_force_in_every_direction_and_measure() {
         min_count: 0,
     };
     let a = movers(&mut store, req(1000), later).unwrap();
+    // Ranks within each period's first 1,000, as /top ranks them.
     let rank_in = |m: &HashMap<String, (i64, i64)>, id: &str| {
-        let mut all: Vec<(&String, i64)> = m.iter().filter(|(_, v)| v.0 > 0).map(|(id, v)| (id, v.0)).collect();
+        let mut all: Vec<(&String, i64)> = m.iter().map(|(id, v)| (id, v.0)).collect();
         all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-        all.iter().position(|(x, _)| x.as_str() == id).map(|p| p + 1)
+        all.iter().take(MAX_K).position(|(x, _)| x.as_str() == id).map(|p| p + 1)
     };
     for r in &a.rows {
         assert_eq!((r.rank_now, r.rank_then), (rank_in(&now, &r.product_id), rank_in(&then, &r.product_id)));
         let top = |x: Option<usize>| x.is_some_and(|x| x <= 1000);
         assert_eq!((r.entered, r.left), (top(r.rank_now) && !top(r.rank_then), top(r.rank_then) && !top(r.rank_now)));
     }
-    assert!(a.rows.iter().any(|r| r.rank_then.is_none()), "a product new on day 1 gained");
+    assert!(a.rows.iter().any(|r| r.rank_then.is_none()), "a product new on day 1 (or past rank 1,000) gained");
+}
+
+#[test]
+fn exact_movers_come_from_the_lists_unless_a_product_below_them_could_move_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqlStore::open_sqlite(dir.path().join("store.db")).unwrap();
+    let mut then = exact_days(&mut store, &[day(0)], 3_000, 1000, 61);
+    let now = exact_days(&mut store, &[day(1)], 3_000, 1000, 62);
+    let later = Rules { now_ms: DAY0 + 10 * DAY, lambda: true };
+    let req = |direction, k| MoversRequest {
+        period: vec![day(1)],
+        baseline: vec![day(0)],
+        k,
+        by: By::Quantity,
+        direction,
+        change: Change::Absolute,
+        min_count: 0,
+    };
+    let load = |store: &mut SqlStore| {
+        (Period::load(store, vec![day(1)], later).unwrap(), Period::load(store, vec![day(0)], later).unwrap())
+    };
+    // The stored lists prove both directions on their own.
+    for direction in [Direction::Up, Direction::Down] {
+        let (n, t) = load(&mut store);
+        let rows =
+            movers::through_lists(&mut store, &n, &t, &req(direction, 10)).unwrap().expect("proven from the lists");
+        let got: Vec<(String, i64, i64)> = rows.iter().map(|m| (m.id.clone(), m.now, m.then)).collect();
+        assert_eq!(got, brute_movers(&now, &then, By::Quantity, direction == Direction::Up, false, 0, 10));
+    }
+    // A refund-heavy product far below day 1's list (it sold 1 there) was at -5,000 on day
+    // 0: its gain of 5,001 beats every best seller's, so the lists cannot prove the gains
+    // (the day's least row bounds what a product below them can gain) and everything is
+    // summed — with the same answer as brute force.
+    let rows = vec![ProductSum { product_id: "zz-refunded".into(), count: -5_000, revenue_cents: -1 }];
+    let mut day0 = then
+        .iter()
+        .map(|(id, &(c, r))| ProductSum { product_id: id.clone(), count: c, revenue_cents: r })
+        .collect::<Vec<_>>();
+    day0.extend(rows);
+    store.write_exact("test", &[(day(0), day0)], 1000, &[], &[]).unwrap();
+    then.insert("zz-refunded".into(), (-5_000, -1));
+    let mut now = now;
+    let mut day1 = now
+        .iter()
+        .map(|(id, &(c, r))| ProductSum { product_id: id.clone(), count: c, revenue_cents: r })
+        .collect::<Vec<_>>();
+    day1.push(ProductSum { product_id: "zz-refunded".into(), count: 1, revenue_cents: 1 });
+    store.write_exact("test", &[(day(1), day1)], 1000, &[], &[]).unwrap();
+    now.insert("zz-refunded".into(), (1, 1));
+    let (n, t) = load(&mut store);
+    assert!(movers::through_lists(&mut store, &n, &t, &req(Direction::Up, 10)).unwrap().is_none());
+    let a = movers(&mut store, req(Direction::Up, 10), later).unwrap();
+    assert_eq!(a.rows[0].product_id, "zz-refunded");
+    assert_eq!(mover_rows(&a), brute_movers(&now, &then, By::Quantity, true, false, 0, 10));
+    // Drops are still proven from day 0's list: day 1's least row is 1.
+    let (n, t) = load(&mut store);
+    assert!(movers::through_lists(&mut store, &n, &t, &req(Direction::Down, 10)).unwrap().is_some());
 }
 
 #[test]

@@ -136,6 +136,10 @@ pub struct ExactBucket {
     pub count: i64,
     pub revenue_cents: i64,
     pub products: i64,
+    /// The least count and revenue of its rows (`None` when it has none, or for totals
+    /// written before they were kept).
+    pub min_count: Option<i64>,
+    pub min_revenue_cents: Option<i64>,
 }
 
 /// A catalog entry (`products`): every product that sold, with the newest name and

@@ -9,7 +9,7 @@ use crate::dialect::Dialect;
 pub const EXACT_COLUMNS: &[&str] = &["granularity", "bucket_start", "product_id", "count", "revenue_cents"];
 
 /// `(version, statements)` in `dialect`.
-pub fn migrations(dialect: Dialect) -> [(i64, String); 3] {
+pub fn migrations(dialect: Dialect) -> [(i64, String); 4] {
     let (text, id, blob) = (dialect.text(), dialect.id_column(), dialect.blob());
     [
         (
@@ -131,6 +131,20 @@ pub fn migrations(dialect: Dialect) -> [(i64, String); 3] {
     ALTER TABLE products ADD COLUMN name_key {text};
     CREATE INDEX products_name_key ON products (name_key);"
             ),
+        ),
+        (
+            // The least count and revenue of an exact bucket's rows: how low any product
+            // can be there (refunds can make it negative), which bounds the movers that
+            // the stored lists do not reach.
+            4,
+            "ALTER TABLE bucket_totals ADD COLUMN min_count BIGINT;
+    ALTER TABLE bucket_totals ADD COLUMN min_revenue_cents BIGINT;
+    UPDATE bucket_totals SET
+        min_count = (SELECT MIN(b.count) FROM batch_table b
+            WHERE b.granularity = bucket_totals.granularity AND b.bucket_start = bucket_totals.bucket_start),
+        min_revenue_cents = (SELECT MIN(b.revenue_cents) FROM batch_table b
+            WHERE b.granularity = bucket_totals.granularity AND b.bucket_start = bucket_totals.bucket_start);"
+                .to_string(),
         ),
     ]
 }

@@ -54,7 +54,8 @@ const TOP_LIST: &str = "SELECT rank, product_id, count, revenue_cents, error_bou
     WHERE granularity = $1 AND bucket_start = $2 AND ranked_by = $3 AND rank <= $4 ORDER BY rank";
 const HAS_EXACT: &str = "SELECT COUNT(*) FROM top_lists WHERE granularity = $1 AND bucket_start = $2";
 /// Exact buckets (those with top lists) in a range, with their totals.
-const EXACT_BUCKETS: &str = "SELECT t.bucket_start, t.count, t.revenue_cents, t.products FROM bucket_totals t
+const EXACT_BUCKETS: &str = "SELECT t.bucket_start, t.count, t.revenue_cents, t.products, t.min_count,
+    t.min_revenue_cents FROM bucket_totals t
     WHERE t.granularity = $1 AND t.bucket_start >= $2 AND t.bucket_start < $3 AND EXISTS (SELECT 1 FROM top_lists l
     WHERE l.granularity = t.granularity AND l.bucket_start = t.bucket_start) ORDER BY t.bucket_start";
 /// Several products' sums in one bucket; `$3` is a JSON array of ids.
@@ -118,6 +119,8 @@ impl ServingStore for SqlStore {
                 count: r.int(1)?,
                 revenue_cents: r.int(2)?,
                 products: r.int(3)?,
+                min_count: r.opt_int(4)?,
+                min_revenue_cents: r.opt_int(5)?,
             })
         })
     }

@@ -30,11 +30,13 @@ pub(crate) const ROW: Insert = Insert {
     ],
     on_conflict: None,
 };
-const UPSERT_TOTALS: &str = "INSERT INTO bucket_totals (granularity, bucket_start, count, revenue_cents, products)
-    SELECT $1, $2, COALESCE(SUM(count), 0), COALESCE(SUM(revenue_cents), 0), COUNT(*) FROM batch_table
-    WHERE granularity = $1 AND bucket_start = $2
+const UPSERT_TOTALS: &str = "INSERT INTO bucket_totals
+    (granularity, bucket_start, count, revenue_cents, products, min_count, min_revenue_cents)
+    SELECT $1, $2, COALESCE(SUM(count), 0), COALESCE(SUM(revenue_cents), 0), COUNT(*), MIN(count), MIN(revenue_cents)
+    FROM batch_table WHERE granularity = $1 AND bucket_start = $2
     ON CONFLICT (granularity, bucket_start) DO UPDATE SET count = excluded.count,
-    revenue_cents = excluded.revenue_cents, products = excluded.products";
+    revenue_cents = excluded.revenue_cents, products = excluded.products, min_count = excluded.min_count,
+    min_revenue_cents = excluded.min_revenue_cents";
 
 /// Rebuilds the lists (`k` long) and totals of `bucket`; returns the rows written.
 pub(crate) fn regenerate(c: &mut dyn Conn, bucket: topk_core::time::Bucket, k: usize) -> Result<u64> {

@@ -19,7 +19,7 @@ use topk_core::timestamp::format_rfc3339;
 use topk_store::{By, ServingStore, StoreError};
 use utoipa::ToSchema;
 
-use super::{names, span, value, BucketState, Period, Rules, Source, WHOLE_SUM_ROWS};
+use super::{names, rank_period, ranks_in, span, value, BucketState, Period, Rules, Source, MAX_K, WHOLE_SUM_ROWS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -117,7 +117,6 @@ pub enum MoversError {
 
 /// One period's value per product, with error bounds where the speed layer answers.
 struct Side {
-    period: Period,
     /// (value, error) of every product with a row in any of the period's buckets.
     values: HashMap<String, (i64, i64)>,
     /// The most a product without any row can have (its least is minus this).
@@ -127,7 +126,7 @@ struct Side {
 }
 
 impl Side {
-    fn load(store: &mut dyn ServingStore, period: Period, by: By) -> Result<Side, StoreError> {
+    fn load(store: &mut dyn ServingStore, period: &Period, by: By) -> Result<Side, StoreError> {
         let mut values: HashMap<String, (i64, i64)> = HashMap::new();
         let mut speed = Vec::new();
         for b in &period.buckets {
@@ -162,128 +161,234 @@ impl Side {
         let unbounded = (by == By::Revenue && !speed.is_empty())
             || period.count(Source::Pending) > 0
             || period.count(Source::None) > 0;
-        Ok(Side { period, values, unseen, unbounded })
-    }
-
-    fn exact(&self) -> bool {
-        self.period.count(Source::Batch) == self.period.buckets.len()
+        Ok(Side { values, unseen, unbounded })
     }
 
     fn get(&self, id: &str) -> (i64, i64) {
         self.values.get(id).copied().unwrap_or((0, self.unseen))
     }
+}
 
-    /// Every product with sales here, best first (ties by id), by its rank.
-    fn ranks(&self) -> HashMap<&str, usize> {
-        let mut sold: Vec<(&str, i64)> =
-            self.values.iter().filter(|(_, v)| v.0 > 0).map(|(id, v)| (id.as_str(), v.0)).collect();
-        sold.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-        sold.into_iter().enumerate().map(|(i, (id, _))| (id, i + 1)).collect()
-    }
+fn all_exact(period: &Period) -> bool {
+    period.count(Source::Batch) == period.buckets.len()
+}
 
-    /// What the buckets of this side are, in words, for the notes.
-    fn describe(&self, name: &str, notes: &mut Vec<String>) {
-        let n = self.period.buckets.len();
-        for (source, what) in [
-            (Source::Speed, "are open or not yet exact: their numbers are the speed layer's estimates"),
-            (Source::Pending, "are waiting for a re-roll: their numbers are the last rollup's, with no bound"),
-            (Source::None, "have no data (no sales yet, not yet processed, or past retention), counted as 0"),
-        ] {
-            let c = self.period.count(source);
-            if c > 0 {
-                notes.push(format!("{c} of the {name}'s {n} buckets {what}"));
-            }
+/// What the buckets of a period are, in words, for the notes.
+fn describe(period: &Period, name: &str, notes: &mut Vec<String>) {
+    let n = period.buckets.len();
+    for (source, what) in [
+        (Source::Speed, "are open or not yet exact: their numbers are the speed layer's estimates"),
+        (Source::Pending, "are waiting for a re-roll: their numbers are the last rollup's, with no bound"),
+        (Source::None, "have no data (no sales yet, not yet processed, or past retention), counted as 0"),
+    ] {
+        let c = period.count(source);
+        if c > 0 {
+            notes.push(format!("{c} of the {name}'s {n} buckets {what}"));
         }
     }
 }
 
-/// The biggest movers of `req.period` against `req.baseline`.
-pub fn movers(store: &mut dyn ServingStore, req: MoversRequest, rules: Rules) -> Result<MoversAnswer, MoversError> {
-    let ((from, to), (base_from, base_to)) = (span(&req.period), span(&req.baseline));
-    let (by, k) = (req.by, req.k);
-    let now_period = Period::load(store, req.period, rules)?;
-    let then_period = Period::load(store, req.baseline, rules)?;
-    let rows_to_sum: i64 = now_period.exact.values().chain(then_period.exact.values()).map(|e| e.products).sum::<i64>();
+/// One product's values in the period and the baseline, and the bound of its change.
+pub(super) struct Moved {
+    pub(super) id: String,
+    pub(super) now: i64,
+    pub(super) then: i64,
+    pub(super) error: i64,
+}
+
+impl Moved {
+    fn relative(&self) -> Option<f64> {
+        (self.then > 0).then(|| (self.now - self.then) as f64 / self.then as f64)
+    }
+}
+
+/// The ranked movers and how many leading ones are certain.
+struct Movement {
+    rows: Vec<Moved>,
+    certain: usize,
+    unbounded: bool,
+}
+
+/// Whether a product is ranked at all: it moved the asked way and passes min_count.
+fn qualifies(req: &MoversRequest, now: i64, then: i64) -> bool {
+    let sign = if req.direction == Direction::Up { 1 } else { -1 };
+    sign * (now - then) > 0
+        && match req.change {
+            Change::Absolute => now.max(then) >= req.min_count,
+            Change::Relative => then >= req.min_count.max(1),
+        }
+}
+
+/// Sorts and cuts qualifying rows: by change in the asked direction, ties by id.
+fn rank_moves(rows: &mut Vec<Moved>, req: &MoversRequest) {
+    let sign = if req.direction == Direction::Up { 1 } else { -1 };
+    match req.change {
+        Change::Absolute => rows.sort_unstable_by(|a, b| {
+            (sign * (b.now - b.then)).cmp(&(sign * (a.now - a.then))).then_with(|| a.id.cmp(&b.id))
+        }),
+        Change::Relative => rows.sort_unstable_by(|a, b| {
+            let (ra, rb) = (a.relative().unwrap_or(0.0) * sign as f64, b.relative().unwrap_or(0.0) * sign as f64);
+            rb.total_cmp(&ra).then_with(|| a.id.cmp(&b.id))
+        }),
+    }
+    rows.truncate(req.k);
+}
+
+/// The least value any product can have over an exact period: each bucket adds its least
+/// row, or 0 for a product without a row there (`None` where a minimum is not known).
+fn floor(period: &Period, by: By) -> Option<i64> {
+    period
+        .buckets
+        .iter()
+        .map(|b| {
+            let e = period.exact.get(b)?;
+            let least = match by {
+                By::Quantity => e.min_count,
+                By::Revenue => e.min_revenue_cents,
+            };
+            Some(least.unwrap_or(0).min(0))
+        })
+        .sum()
+}
+
+/// Exact movers by absolute change without summing every product: the biggest gains are
+/// among the period's best sellers (the drops among the baseline's) unless a product
+/// below the lists' depth could gain more, which is at most what the lists leave
+/// unlisted less the least the other period can hold. The threshold algorithm reads the
+/// lists deeper until the K-th change is above that; `None` when even the whole stored
+/// lists cannot prove it (the caller sums everything).
+pub(super) fn through_lists(
+    store: &mut dyn ServingStore,
+    now: &Period,
+    then: &Period,
+    req: &MoversRequest,
+) -> Result<Option<Vec<Moved>>, StoreError> {
+    if req.change != Change::Absolute || !all_exact(now) || !all_exact(then) {
+        return Ok(None);
+    }
+    let up = req.direction == Direction::Up;
+    let (lead, other) = if up { (now, then) } else { (then, now) };
+    let Some(floor) = floor(other, req.by) else { return Ok(None) };
+    // As the top list starts: twice K usually proves a day's movers in one pass.
+    let mut depth = (2 * req.k).clamp(20, MAX_K);
+    loop {
+        let ranked = rank_period(store, lead, depth, req.by)?;
+        let Some(unlisted) = ranked.unlisted else { return Ok(None) };
+        let beyond = unlisted.saturating_sub(floor);
+        let ids: Vec<&str> = ranked.rows.iter().map(|(id, _)| id.as_str()).collect();
+        let mut others: HashMap<String, i64> = HashMap::new();
+        for e in other.buckets.iter().filter_map(|b| other.exact.get(b)) {
+            for chunk in ids.chunks(1_000) {
+                for p in store.product_sums(e.bucket, chunk)? {
+                    *others.entry(p.product_id).or_default() += value(req.by, p.count, p.revenue_cents);
+                }
+            }
+        }
+        let mut rows: Vec<Moved> = ranked
+            .rows
+            .iter()
+            .map(|(id, s)| {
+                let (lead_value, other_value) =
+                    (value(req.by, s.count, s.revenue), others.get(id).copied().unwrap_or(0));
+                let (n, t) = if up { (lead_value, other_value) } else { (other_value, lead_value) };
+                Moved { id: id.clone(), now: n, then: t, error: 0 }
+            })
+            .filter(|m| qualifies(req, m.now, m.then))
+            .collect();
+        rank_moves(&mut rows, req);
+        let sign = if up { 1 } else { -1 };
+        let proven = match rows.get(req.k.saturating_sub(1)) {
+            Some(last) if rows.len() == req.k => sign * (last.now - last.then) > beyond,
+            _ => beyond <= 0,
+        };
+        tracing::debug!(depth, candidates = ranked.rows.len(), beyond, proven, "movers threshold pass");
+        if proven {
+            return Ok(Some(rows));
+        }
+        if depth >= MAX_K {
+            return Ok(None);
+        }
+        depth = (depth * 4).min(MAX_K);
+    }
+}
+
+/// Every product of both periods summed: exact where both are, bounded elsewhere.
+fn summed(
+    store: &mut dyn ServingStore,
+    now: &Period,
+    then: &Period,
+    req: &MoversRequest,
+) -> Result<Movement, MoversError> {
+    let rows_to_sum: i64 = now.exact.values().chain(then.exact.values()).map(|e| e.products).sum::<i64>();
     if rows_to_sum > WHOLE_SUM_ROWS {
         return Err(MoversError::Refused(format!(
             "movers sum every product of both periods: {rows_to_sum} bucket rows, more than the {WHOLE_SUM_ROWS} one \
              answer may sum; ask for shorter periods or a coarser granularity"
         )));
     }
-    let now = Side::load(store, now_period, by)?;
-    let then = Side::load(store, then_period, by)?;
-    let exact = now.exact() && then.exact();
-    let unbounded = now.unbounded || then.unbounded;
-
-    // Every product of either side: its change, the change's bound, and whether it is
-    // ranked (it moves the asked way and passes min_count).
-    let sign = if req.direction == Direction::Up { 1 } else { -1 };
-    let ids: HashSet<&str> = now.values.keys().chain(then.values.keys()).map(String::as_str).collect();
-    struct Candidate<'a> {
-        id: &'a str,
-        now: i64,
-        then: i64,
-        error: i64,
-    }
-    let all: Vec<Candidate> = ids
+    let (now_side, then_side) = (Side::load(store, now, req.by)?, Side::load(store, then, req.by)?);
+    let exact = all_exact(now) && all_exact(then);
+    let unbounded = now_side.unbounded || then_side.unbounded;
+    let ids: HashSet<&str> = now_side.values.keys().chain(then_side.values.keys()).map(String::as_str).collect();
+    let all: Vec<Moved> = ids
         .into_iter()
         .map(|id| {
-            let ((n, en), (t, et)) = (now.get(id), then.get(id));
-            Candidate { id, now: n, then: t, error: en + et }
+            let ((n, en), (t, et)) = (now_side.get(id), then_side.get(id));
+            Moved { id: id.to_string(), now: n, then: t, error: en + et }
         })
         .collect();
-    let relative = |c: &Candidate| (c.then > 0).then(|| (c.now - c.then) as f64 / c.then as f64);
-    let mut ranked: Vec<&Candidate> = all
-        .iter()
-        .filter(|c| sign * (c.now - c.then) > 0)
-        .filter(|c| match req.change {
-            Change::Absolute => c.now.max(c.then) >= req.min_count,
-            Change::Relative => c.then >= req.min_count.max(1),
-        })
-        .collect();
-    match req.change {
-        Change::Absolute => ranked.sort_unstable_by(|a, b| {
-            (sign * (b.now - b.then)).cmp(&(sign * (a.now - a.then))).then_with(|| a.id.cmp(b.id))
-        }),
-        Change::Relative => ranked.sort_unstable_by(|a, b| {
-            let (ra, rb) = (relative(a).unwrap_or(0.0) * sign as f64, relative(b).unwrap_or(0.0) * sign as f64);
-            rb.total_cmp(&ra).then_with(|| a.id.cmp(b.id))
-        }),
-    }
-    ranked.truncate(k);
-
+    let mut rows: Vec<Moved> =
+        all.iter().filter(|m| qualifies(req, m.now, m.then)).map(|m| Moved { id: m.id.clone(), ..*m }).collect();
+    rank_moves(&mut rows, req);
     // Certain: a row's lowest change (in the asked direction) is above the highest any
     // product after it can have — a ranked one, an unranked one, or one listed nowhere.
+    let sign = if req.direction == Direction::Up { 1 } else { -1 };
     let certain = if exact {
-        ranked.len()
+        rows.len()
     } else if unbounded || req.change == Change::Relative {
         0
     } else {
-        let upper = |c: &Candidate| sign * (c.now - c.then) + c.error;
-        let mut highest: Vec<(&str, i64)> = all.iter().map(|c| (c.id, upper(c))).collect();
-        let keep = (ranked.len() + 1).min(highest.len());
+        let upper = |m: &Moved| sign * (m.now - m.then) + m.error;
+        let mut highest: Vec<(&str, i64)> = all.iter().map(|m| (m.id.as_str(), upper(m))).collect();
+        let keep = (rows.len() + 1).min(highest.len());
         if keep > 0 && keep < highest.len() {
             highest.select_nth_unstable_by(keep - 1, |a, b| b.1.cmp(&a.1));
             highest.truncate(keep);
         }
         highest.sort_unstable_by_key(|h| std::cmp::Reverse(h.1));
-        let nowhere = now.unseen + then.unseen;
+        let nowhere = now_side.unseen + then_side.unseen;
         let mut above: HashSet<&str> = HashSet::new();
-        ranked
-            .iter()
-            .take_while(|c| {
-                above.insert(c.id);
+        rows.iter()
+            .take_while(|m| {
+                above.insert(m.id.as_str());
                 let rival = highest.iter().find(|(id, _)| !above.contains(id)).map_or(nowhere, |h| h.1.max(nowhere));
-                sign * (c.now - c.then) - c.error > rival
+                sign * (m.now - m.then) - m.error > rival
             })
             .count()
     };
+    Ok(Movement { rows, certain, unbounded })
+}
 
-    let (ranks_now, ranks_then) = (now.ranks(), then.ranks());
-    let names = names(store, ranked.iter().map(|c| c.id))?;
+/// The biggest movers of `req.period` against `req.baseline`.
+pub fn movers(store: &mut dyn ServingStore, req: MoversRequest, rules: Rules) -> Result<MoversAnswer, MoversError> {
+    let ((from, to), (base_from, base_to)) = (span(&req.period), span(&req.baseline));
+    let (by, k) = (req.by, req.k);
+    let now = Period::load(store, req.period.clone(), rules)?;
+    let then = Period::load(store, req.baseline.clone(), rules)?;
+    let exact = all_exact(&now) && all_exact(&then);
+    let Movement { rows: ranked, certain, unbounded } = match through_lists(store, &now, &then, &req)? {
+        Some(rows) => Movement { certain: rows.len(), rows, unbounded: false },
+        None => summed(store, &now, &then, &req)?,
+    };
+
+    // Each row's rank in either period's first MAX_K (as /top ranks them).
+    let ids: Vec<&str> = ranked.iter().map(|m| m.id.as_str()).collect();
+    let ranks_now = ranks_in(store, &now, &ids, MAX_K, by)?;
+    let ranks_then = ranks_in(store, &then, &ids, MAX_K, by)?;
+    let names = names(store, ranked.iter().map(|m| m.id.as_str()))?;
     let source = if exact {
         Source::Batch
-    } else if now.period.count(Source::Speed) + then.period.count(Source::Speed) > 0 {
+    } else if now.count(Source::Speed) + then.count(Source::Speed) > 0 {
         Source::Speed
     } else {
         Source::Pending
@@ -291,18 +396,18 @@ pub fn movers(store: &mut dyn ServingStore, req: MoversRequest, rules: Rules) ->
     let rows = ranked
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            let (rank_now, rank_then) = (ranks_now.get(c.id).copied(), ranks_then.get(c.id).copied());
+        .map(|(i, m)| {
+            let (rank_now, rank_then) = (ranks_now.get(&m.id).copied(), ranks_then.get(&m.id).copied());
             let in_top = |r: Option<usize>| r.is_some_and(|r| r <= k);
             MoverRow {
                 rank: i + 1,
-                product_id: c.id.to_string(),
-                name: names.get(c.id).cloned(),
-                now: c.now,
-                then: c.then,
-                change: c.now - c.then,
-                change_error: (!unbounded).then_some(c.error),
-                relative_change: relative(c),
+                product_id: m.id.clone(),
+                name: names.get(&m.id).cloned(),
+                now: m.now,
+                then: m.then,
+                change: m.now - m.then,
+                change_error: (!unbounded).then_some(m.error),
+                relative_change: m.relative(),
                 rank_now,
                 rank_then,
                 entered: in_top(rank_now) && !in_top(rank_then),
@@ -316,9 +421,9 @@ pub fn movers(store: &mut dyn ServingStore, req: MoversRequest, rules: Rules) ->
     if to > rules.now_ms {
         notes.push("the period has not ended: its counts so far are compared with the baseline's whole".into());
     }
-    now.describe("period", &mut notes);
-    then.describe("baseline", &mut notes);
-    if by == By::Revenue && (now.period.count(Source::Speed) + then.period.count(Source::Speed)) > 0 {
+    describe(&now, "period", &mut notes);
+    describe(&then, "baseline", &mut notes);
+    if by == By::Revenue && (now.count(Source::Speed) + then.count(Source::Speed)) > 0 {
         notes.push("speed-layer revenue counts only sales seen while a product was a candidate: no bound".into());
     }
     if !exact && certain < k {
@@ -344,8 +449,8 @@ pub fn movers(store: &mut dyn ServingStore, req: MoversRequest, rules: Rules) ->
         open: to > rules.now_ms,
         certain_rows: certain,
         rows,
-        buckets: now.period.states(),
-        baseline_buckets: then.period.states(),
+        buckets: now.states(),
+        baseline_buckets: then.states(),
         notes,
         computed_at: format_rfc3339(rules.now_ms),
     })
