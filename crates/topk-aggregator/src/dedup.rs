@@ -65,11 +65,11 @@ impl DedupWindow {
         self.table.is_empty()
     }
 
-    /// Bytes the table holds: an entry and a control byte per bucket (hashbrown keeps a
-    /// power of two of buckets, 7/8 of them usable).
+    /// Bytes the table has allocated: an entry and a control byte per bucket (hashbrown
+    /// keeps a power of two of buckets). Its `capacity()` would understate it: erased
+    /// ids leave tombstones that use up room without freeing buckets.
     pub fn memory_bytes(&self) -> usize {
-        let buckets = (self.table.capacity() * 8 / 7).next_power_of_two();
-        buckets * (std::mem::size_of::<Seen>() + 1)
+        self.table.allocation_size()
     }
 
     /// Records an event that arrived when the newest event time was `max_ts_ms`;
@@ -101,11 +101,27 @@ impl DedupWindow {
     }
 
     /// Drops every id whose slice has left the window; gives memory back after a burst.
+    ///
+    /// Erasing leaves tombstones that use up the table's room to grow (`capacity() -
+    /// len()`), and hashbrown doubles a table that runs out of room while its live ids
+    /// fill more than half of it — so at a steady rate a table kept doubling long after
+    /// its window was full (at 3,500 ids/s: 52 MiB until 60 minutes, 104 MiB by 90; the
+    /// soak in BENCHMARKS.md). Instead, once the room left is under an eighth of the ids
+    /// (more than a slice's arrivals), the live ids move into a fresh table sized for
+    /// them and half as many again: its size follows the live ids alone, and the move,
+    /// every several slices, costs about what the erasing does (dedup_bench).
     fn sweep(&mut self, now: i64) {
         let (slice, window) = (now as u32, self.slices);
         self.table.retain(|s| slice.wrapping_sub(s.slice) <= window);
-        if self.table.capacity() > 64 && self.table.len() < self.table.capacity() / 4 {
-            self.table.shrink_to(self.table.len() * 2, |s| s.digest);
+        let len = self.table.len();
+        if self.table.capacity() - len < len / 8 + 64 {
+            let mut fresh = hashbrown::HashTable::with_capacity(len + len / 2 + 64);
+            for s in std::mem::take(&mut self.table) {
+                fresh.insert_unique(s.digest, s, |s| s.digest);
+            }
+            self.table = fresh;
+        } else if self.table.capacity() > 64 && len < self.table.capacity() / 4 {
+            self.table.shrink_to(len * 2, |s| s.digest);
         }
         self.swept = Some(now);
     }

@@ -354,3 +354,28 @@ fn a_dedup_window_of_zero_drops_nothing() {
     assert!(!off.is_duplicate(digest, T0), "the same id at the same newest time is kept too");
     assert!(off.is_empty(), "nothing is remembered");
 }
+
+#[test]
+fn the_dedup_table_stops_growing_once_its_window_is_full() {
+    // A steady rate for 40 windows of 16 s: the ids held stay the same from the first
+    // window on, and so must the table. Erasing expired ids in place left tombstones, and
+    // at both rates the table doubled again 8 windows after it was full.
+    let digest = |i: u64| xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes());
+    for rate in [1_000u64, 2_000] {
+        let mut window = DedupWindow::new(16_000);
+        let mut sizes = Vec::new();
+        for i in 0..rate * 16 * 40 {
+            let ts = 1_800_000_000_000 + (i * 1000 / rate) as i64;
+            assert!(!window.is_duplicate(digest(i), ts));
+            if i % (rate * 16) == 0 {
+                sizes.push((window.len(), window.memory_bytes()));
+            }
+        }
+        let settled = &sizes[2..];
+        assert!(
+            settled.iter().all(|s| s.1 == settled[0].1),
+            "{rate}/s: the table grew after its window filled: {sizes:?}"
+        );
+        assert!(settled[0].1 <= settled[0].0 * 4 * 13, "{rate}/s: {} bytes for {} ids", settled[0].1, settled[0].0);
+    }
+}
