@@ -21,12 +21,22 @@ mod bottom;
 mod history;
 mod movers;
 
-pub use bottom::{bottom, BottomError};
+pub use bottom::bottom;
 pub use history::{buckets, history, HistoryPoint, ProductHistory};
-pub use movers::{movers, Change, Direction, MoverRow, MoversAnswer, MoversError, MoversRequest};
+pub use movers::{movers, Change, Direction, MoverRow, MoversAnswer, MoversRequest};
 
 /// Largest K an answer may ask for (the depth of the stored top lists by default).
 pub const MAX_K: usize = topk_core::DEFAULT_TOP_K;
+
+/// Why an answer that only some periods can give (worst sellers, movers) was not given.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The period cannot answer it as asked: the message says which buckets and why.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Where a bucket's numbers come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]

@@ -302,7 +302,7 @@ fn worst_sellers_count_unsold_catalog_products_as_zero_and_equal_brute_force() {
         By::Quantity,
         rules,
     ) {
-        Err(BottomError::Refused(why)) => why,
+        Err(QueryError::Refused(why)) => why,
         other => panic!("not refused: {:?}", other.map(|a| a.rows.len())),
     };
     let why = refused(&mut store, period.clone(), during);
@@ -523,7 +523,7 @@ fn movers_over_approximate_periods_hold_every_true_change_within_its_bound() {
             assert_eq!(r.source, Source::Speed);
         }
         // The certain rows are truly the leading ones: each beats every product after it.
-        let sign = if direction == Direction::Up { 1 } else { -1 };
+        let sign = direction.sign();
         let ids: HashSet<&String> = now.keys().chain(then.keys()).collect();
         for r in a.rows.iter().take(a.certain_rows) {
             let mine = sign * truth(&r.product_id);

@@ -213,13 +213,17 @@ pub(crate) fn parse_granularity(p: &HashMap<String, String>) -> Result<Option<Gr
 /// `from`/`to`: the start of any bucket, by its label (`2026`, `2026-12`, `2026-W49`,
 /// `2026-12-01`, `2026-12-01T05`), or an RFC 3339 timestamp on an hour boundary.
 pub(crate) fn parse_instant(p: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
-    let parse = |s: &str| match s.parse::<Bucket>() {
+    p.get(name).map(|s| instant(name, s)).transpose()
+}
+
+/// One such instant, `name` naming it in the error.
+pub(crate) fn instant(name: &str, s: &str) -> Result<i64, ApiError> {
+    match s.parse::<Bucket>() {
         Ok(b) => Ok(b.start_ms),
         Err(_) => Bucket::parse(Granularity::Hour, s).map(|b| b.start_ms).map_err(|e| {
             bad(format!("{name}: {e}; a bucket label (2026, 2026-12, 2026-W49, 2026-12-01, 2026-12-01T05) also works"))
         }),
-    };
-    p.get(name).map(|s| parse(s)).transpose()
+    }
 }
 
 pub(crate) fn check_order(from_ms: i64, to_ms: i64) -> Result<(), ApiError> {

@@ -8,8 +8,8 @@ use axum::response::Response;
 use topk_core::time::Bucket;
 
 use super::export::{movers_csv, Format};
-use super::top::{cached_answer, parse_by, parse_k, parse_period, range};
-use super::{bad, params, parse_instant, ApiError, ErrorReply, Shared};
+use super::top::{cached_answer, parse_by, parse_k, parse_period, range, refusable};
+use super::{bad, instant, params, ApiError, ErrorReply, Shared};
 use crate::query::{self, Change, Direction, MoversAnswer, MoversRequest};
 
 /// The biggest movers of a period against its baseline, exact where both are.
@@ -52,14 +52,7 @@ pub(super) async fn movers(
     let rules = state.rules();
     let stores = state.stores.clone();
     cached_answer(&state, key, format, movers_csv, async move {
-        let answer = stores
-            .with(move |s| match query::movers(s, req, rules) {
-                Ok(a) => Ok(Ok(a)),
-                Err(query::MoversError::Refused(why)) => Ok(Err(why)),
-                Err(query::MoversError::Store(e)) => Err(e),
-            })
-            .await?
-            .map_err(bad)?;
+        let answer = refusable(&stores, move |s| query::movers(s, req, rules)).await?;
         let settled = answer.exact && !answer.open;
         Ok((answer, settled))
     })
@@ -77,12 +70,7 @@ fn parse_movers(p: &HashMap<String, String>) -> Result<MoversRequest, ApiError> 
                     "baseline: {other:?} is not previous, same_last_year, or FROM,TO (e.g. 2026-11-01,2026-11-08)"
                 )));
             };
-            let ends: HashMap<String, String> =
-                [("baseline from".to_string(), a.to_string()), ("baseline to".to_string(), b.to_string())].into();
-            let (Some(a), Some(b)) = (parse_instant(&ends, "baseline from")?, parse_instant(&ends, "baseline to")?)
-            else {
-                unreachable!("both ends are given")
-            };
+            let (a, b) = (instant("baseline from", a)?, instant("baseline to", b)?);
             range(a, b).map_err(|e| ApiError(e.0, format!("baseline: {}", e.1)))?
         }
     };

@@ -1,6 +1,7 @@
 //! `GET /api/v1/top`: the top K of a bucket or of any hour-aligned range.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -8,13 +9,14 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use topk_core::time::Bucket;
-use topk_store::By;
+use topk_store::{By, ServingStore};
 
 use super::export::{top_csv, Format};
 use super::{bad, check_order, params, parse_granularity, parse_instant, ApiError, ErrorReply, Shared};
 use crate::cache::Cached;
-use crate::query::{self, TopAnswer};
+use crate::query::{self, QueryError, TopAnswer};
 use crate::state::AppState;
+use crate::stores::StorePool;
 
 /// How long an answer may be reused: exact answers of ended periods change only when
 /// late data reaches the batch layer (and then the exact generation changes too); the
@@ -79,15 +81,7 @@ pub(super) async fn top(
     let stores = state.stores.clone();
     cached_answer(&state, key, format, top_csv, async move {
         let answer = if ascending {
-            // A refusal (the period is not exact) is the client's 400, not a store failure.
-            let answer = stores
-                .with(move |s| match query::bottom(s, buckets, k, by, rules) {
-                    Ok(a) => Ok(Ok(a)),
-                    Err(query::BottomError::Refused(why)) => Ok(Err(why)),
-                    Err(query::BottomError::Store(e)) => Err(e),
-                })
-                .await?;
-            answer.map_err(bad)?
+            refusable(&stores, move |s| query::bottom(s, buckets, k, by, rules)).await?
         } else {
             stores.with(move |s| query::top(s, buckets, k, by, rules)).await?
         };
@@ -95,6 +89,22 @@ pub(super) async fn top(
         Ok((answer, settled))
     })
     .await
+}
+
+/// Runs a query that some periods refuse (worst sellers, movers) on a pooled store: a
+/// refusal is the client's 400, not a store failure.
+pub(super) async fn refusable<T: Send + 'static>(
+    stores: &Arc<StorePool>,
+    f: impl FnOnce(&mut dyn ServingStore) -> Result<T, QueryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let answer = stores
+        .with(move |s| match f(s) {
+            Ok(a) => Ok(Ok(a)),
+            Err(QueryError::Refused(why)) => Ok(Err(why)),
+            Err(QueryError::Store(e)) => Err(e),
+        })
+        .await?;
+    answer.map_err(bad)
 }
 
 /// An answer as JSON (or its rows as CSV, by `csv`), from the response cache where it

@@ -15,20 +15,12 @@ use topk_core::time::Bucket;
 use topk_core::timestamp::format_rfc3339;
 use topk_store::{By, ProductSum, ServingStore, StoreError};
 
-use super::{names, span, value, Freshness, Period, Rules, Source, Sums, TopAnswer, TopRow, WHOLE_SUM_ROWS};
+use super::{
+    names, span, value, Freshness, Period, QueryError, Rules, Source, Sums, TopAnswer, TopRow, WHOLE_SUM_ROWS,
+};
 
 /// Catalog ids read per page while looking for products that did not sell.
 const CATALOG_PAGE: usize = 5_000;
-
-/// Why a worst-sellers list was not given.
-#[derive(Debug, thiserror::Error)]
-pub enum BottomError {
-    /// The period cannot answer it: the message says which buckets and why.
-    #[error("{0}")]
-    Refused(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// The `k` least-selling products by `by` over `buckets` (disjoint), least first, ties by
 /// product id.
@@ -38,7 +30,7 @@ pub fn bottom(
     k: usize,
     by: By,
     rules: Rules,
-) -> Result<TopAnswer, BottomError> {
+) -> Result<TopAnswer, QueryError> {
     let (from_ms, to_ms) = span(&buckets);
     let period = Period::load(store, buckets, rules)?;
     let not_exact: Vec<String> = period
@@ -59,7 +51,7 @@ pub fn bottom(
         let shown = not_exact.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
         let more = not_exact.len().saturating_sub(5);
         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-        return Err(BottomError::Refused(format!(
+        return Err(QueryError::Refused(format!(
             "order=asc needs every bucket of the period to be exact (the speed layer's sketches know the top of a \
              list, not its bottom); not exact: {shown}{more}"
         )));
@@ -67,7 +59,7 @@ pub fn bottom(
     let exact: Vec<_> = period.buckets.iter().filter_map(|b| period.exact.get(b)).collect();
     let rows_to_sum: i64 = exact.iter().map(|e| e.products).sum();
     if rows_to_sum > WHOLE_SUM_ROWS {
-        return Err(BottomError::Refused(format!(
+        return Err(QueryError::Refused(format!(
             "order=asc sums every product of the period: {rows_to_sum} bucket rows, more than the {WHOLE_SUM_ROWS} \
              one answer may sum; ask for a shorter period or a coarser granularity"
         )));
@@ -83,15 +75,15 @@ pub fn bottom(
     let worst_first = |(a, x): &(String, Sums), (b, y): &(String, Sums)| {
         value(by, x.count, x.revenue).cmp(&value(by, y.count, y.revenue)).then_with(|| a.cmp(b))
     };
-    let mut sold: Vec<(String, Sums)> = sums.iter().map(|(id, s)| (id.clone(), s.clone())).collect();
+    // The first k catalog products that did not sell (0 each), in id order, merged among
+    // the sold ones: after the negative (refunds) and before the positive.
+    let unsold = unsold_products(store, &sums, k)?;
+    let mut sold: Vec<(String, Sums)> = sums.into_iter().collect();
     if sold.len() > k {
         sold.select_nth_unstable_by(k, worst_first);
         sold.truncate(k);
     }
     sold.sort_unstable_by(worst_first);
-    // The first k catalog products that did not sell (0 each), in id order, merged among
-    // the sold ones: after the negative (refunds) and before the positive.
-    let unsold = unsold_products(store, &sums, k)?;
     let mut ranked: Vec<(String, Sums)> =
         sold.into_iter().chain(unsold.into_iter().map(|id| (id, Sums::default()))).collect();
     ranked.sort_unstable_by(worst_first);

@@ -19,12 +19,24 @@ use topk_core::timestamp::format_rfc3339;
 use topk_store::{By, ServingStore, StoreError};
 use utoipa::ToSchema;
 
-use super::{names, rank_period, ranks_in, span, value, BucketState, Period, Rules, Source, MAX_K, WHOLE_SUM_ROWS};
+use super::{
+    names, rank_period, ranks_in, span, value, BucketState, Period, QueryError, Rules, Source, MAX_K, WHOLE_SUM_ROWS,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     Up,
     Down,
+}
+
+impl Direction {
+    /// 1 for gains, -1 for drops: a change times this is how far it moved the asked way.
+    pub fn sign(self) -> i64 {
+        match self {
+            Direction::Up => 1,
+            Direction::Down => -1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,16 +115,6 @@ pub struct MoversAnswer {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     pub computed_at: String,
-}
-
-/// Why a movers list was not given.
-#[derive(Debug, thiserror::Error)]
-pub enum MoversError {
-    /// The request cannot be answered as asked: the message says why.
-    #[error("{0}")]
-    Refused(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// One period's value per product, with error bounds where the speed layer answers.
@@ -211,7 +213,7 @@ struct Movement {
 
 /// Whether a product is ranked at all: it moved the asked way and passes min_count.
 fn qualifies(req: &MoversRequest, now: i64, then: i64) -> bool {
-    let sign = if req.direction == Direction::Up { 1 } else { -1 };
+    let sign = req.direction.sign();
     sign * (now - then) > 0
         && match req.change {
             Change::Absolute => now.max(then) >= req.min_count,
@@ -221,7 +223,7 @@ fn qualifies(req: &MoversRequest, now: i64, then: i64) -> bool {
 
 /// Sorts and cuts qualifying rows: by change in the asked direction, ties by id.
 fn rank_moves(rows: &mut Vec<Moved>, req: &MoversRequest) {
-    let sign = if req.direction == Direction::Up { 1 } else { -1 };
+    let sign = req.direction.sign();
     match req.change {
         Change::Absolute => rows.sort_unstable_by(|a, b| {
             (sign * (b.now - b.then)).cmp(&(sign * (a.now - a.then))).then_with(|| a.id.cmp(&b.id))
@@ -296,7 +298,7 @@ pub(super) fn through_lists(
             .filter(|m| qualifies(req, m.now, m.then))
             .collect();
         rank_moves(&mut rows, req);
-        let sign = if up { 1 } else { -1 };
+        let sign = req.direction.sign();
         let proven = match rows.get(req.k.saturating_sub(1)) {
             Some(last) if rows.len() == req.k => sign * (last.now - last.then) > beyond,
             _ => beyond <= 0,
@@ -318,10 +320,10 @@ fn summed(
     now: &Period,
     then: &Period,
     req: &MoversRequest,
-) -> Result<Movement, MoversError> {
+) -> Result<Movement, QueryError> {
     let rows_to_sum: i64 = now.exact.values().chain(then.exact.values()).map(|e| e.products).sum::<i64>();
     if rows_to_sum > WHOLE_SUM_ROWS {
-        return Err(MoversError::Refused(format!(
+        return Err(QueryError::Refused(format!(
             "movers sum every product of both periods: {rows_to_sum} bucket rows, more than the {WHOLE_SUM_ROWS} one \
              answer may sum; ask for shorter periods or a coarser granularity"
         )));
@@ -342,7 +344,7 @@ fn summed(
     rank_moves(&mut rows, req);
     // Certain: a row's lowest change (in the asked direction) is above the highest any
     // product after it can have — a ranked one, an unranked one, or one listed nowhere.
-    let sign = if req.direction == Direction::Up { 1 } else { -1 };
+    let sign = req.direction.sign();
     let certain = if exact {
         rows.len()
     } else if unbounded || req.change == Change::Relative {
@@ -370,7 +372,7 @@ fn summed(
 }
 
 /// The biggest movers of `req.period` against `req.baseline`.
-pub fn movers(store: &mut dyn ServingStore, req: MoversRequest, rules: Rules) -> Result<MoversAnswer, MoversError> {
+pub fn movers(store: &mut dyn ServingStore, req: MoversRequest, rules: Rules) -> Result<MoversAnswer, QueryError> {
     let ((from, to), (base_from, base_to)) = (span(&req.period), span(&req.baseline));
     let (by, k) = (req.by, req.k);
     let now = Period::load(store, req.period.clone(), rules)?;
