@@ -78,6 +78,9 @@ fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
+/// How long `open` waits for a lock held elsewhere before it reports `Locked`.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl DiskLog {
     /// Opens (creating if needed) the log in `dir`, recovering from any crash.
     pub fn open(dir: impl AsRef<Path>, cfg: LogConfig) -> Result<DiskLog, LogError> {
@@ -86,8 +89,16 @@ impl DiskLog {
         let lock_path = dir.join("LOCK");
         let lock =
             OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
-        if lock.try_lock().is_err() {
-            return Err(LogError::Locked(dir));
+        // A child process forked by another thread holds a copy of this descriptor, and so
+        // the lock, until it execs (milliseconds): reopening a log just dropped could fail
+        // for that alone (a log test failed so once in five clean CI runs, while other tests
+        // started servers). Another process that really has the log open still holds it after the grace.
+        let deadline = std::time::Instant::now() + LOCK_GRACE;
+        while lock.try_lock().is_err() {
+            if std::time::Instant::now() >= deadline {
+                return Err(LogError::Locked(dir));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         // The partition count is recorded once every partition exists, so a crash while
         // creating them is finished on the next open rather than mistaken for a change.
