@@ -70,6 +70,34 @@ try {
   await page.goto(base);
   await page.waitForSelector("#top-table tbody tr[data-product]", { timeout: 20000 });
   await sameAsApi("day (default)", "granularity=day");
+  // The open day's projection: a column of its own (labelled projected), equal to the
+  // API's; a sparkline per row; the product chart's dotted projected end.
+  await page.waitForFunction(() => {
+    const head = document.getElementById("projected-head");
+    return !head.hidden && [...document.querySelectorAll("#top-table td.projected")].some((td) => td.textContent.startsWith("≈"));
+  }, null, { timeout: 15000 });
+  let projectedSeen;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const shown = await page.evaluate(() => [...document.querySelectorAll("#top-table tbody tr[data-product]")]
+      .map((tr) => [tr.dataset.product, tr.querySelector("td.projected").textContent.split(/[^0-9,]/).filter(Boolean)[0]]));
+    const api = await (await fetch(`${base}/api/v1/projection?granularity=day&k=10`)).json();
+    const want = new Map(api.rows.map((r) => [r.product_id, new Intl.NumberFormat("en-US").format(r.projected)]));
+    const both = shown.filter(([id]) => want.has(id));
+    projectedSeen = { shown, api: [...want] };
+    if (both.length >= 5 && both.every(([id, v]) => want.get(id) === v)) break;
+    projectedSeen = null;
+    await page.waitForTimeout(700);
+  }
+  check(projectedSeen, "the projected column never matched the API's projection");
+  const sparks = await page.locator("#top-table td.spark svg polyline").count();
+  check(sparks >= 5, `only ${sparks} sparklines`);
+  const projectionCsv = await (await fetch(new URL(await page.getAttribute("#projection-csv", "href"), base))).text();
+  check(projectionCsv.startsWith("rank,product_id,name,counted,") && projectionCsv.includes(",projected,"), `projection CSV ${projectionCsv.slice(0, 200)}`);
+  const top1 = await page.locator("#top-table tbody tr[data-product]").first();
+  await top1.click();
+  await page.waitForFunction(() => Number(document.getElementById("chart").dataset.projected) > 0, null, { timeout: 15000 });
+  const projectedEnd = await page.evaluate(() => Number(document.getElementById("chart").dataset.projected));
+  console.log(`projection: the table's projected column matches the API (${projectedSeen.shown[0].join(" ≈ ")}), ${sparks} sparklines, the chart's projected end ${projectedEnd}`);
   await page.selectOption("#granularity", "hour");
   await sameAsApi("hour", "granularity=hour");
   await page.selectOption("#granularity", "custom");

@@ -60,6 +60,9 @@ pub struct GenConfig {
     pub duplicate_rate: f64,
     /// Fraction of fresh events whose ts is moved back 1–3 hours.
     pub late_rate: f64,
+    /// Strength of a daily and weekly rhythm of sales, 0 to 1 (see [`Rhythm`]); 0 spreads
+    /// events evenly.
+    pub seasonality: f64,
     pub format: GenFormat,
 }
 
@@ -82,6 +85,7 @@ impl Default for GenConfig {
             refund_rate: 0.01,
             duplicate_rate: 0.005,
             late_rate: 0.0,
+            seasonality: 0.0,
             format: GenFormat::Ndjson,
         }
     }
@@ -121,10 +125,14 @@ pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> io::Result<GenStats> {
     // Every ts is >= start, so start is a safe initial "max so far".
     let mut max_ts = cfg.start_ms;
     let refund_cut = cfg.duplicate_rate + cfg.refund_rate;
+    let mut rhythm = (cfg.seasonality > 0.0).then(|| Rhythm::new(cfg.start_ms, span_ms, cfg.seasonality));
 
     for i in 0..cfg.events {
-        // Even spread: base is non-decreasing and always < start + span.
-        let base = cfg.start_ms + ((i as u128 * span_ms as u128) / cfg.events as u128) as i64;
+        // base is non-decreasing and always < start + span: an even spread, or the rhythm's.
+        let base = match rhythm.as_mut() {
+            Some(r) => r.at(i as f64 / cfg.events as f64),
+            None => cfg.start_ms + ((i as u128 * span_ms as u128) / cfg.events as u128) as i64,
+        };
         let roll = rng.f64();
 
         if roll < cfg.duplicate_rate {
@@ -207,6 +215,9 @@ fn validate(cfg: &GenConfig) -> io::Result<i64> {
     if !rate_ok(cfg.refund_rate) || !rate_ok(cfg.duplicate_rate) || !rate_ok(cfg.late_rate) {
         return bad("refund/duplicate/late rates must be in [0, 1]");
     }
+    if !rate_ok(cfg.seasonality) {
+        return bad("seasonality must be in [0, 1]");
+    }
     if cfg.refund_rate + cfg.duplicate_rate > 1.0 {
         return bad("refund_rate + duplicate_rate must be <= 1");
     }
@@ -219,6 +230,58 @@ fn validate(cfg: &GenConfig) -> io::Result<i64> {
         return bad("time range must lie within 1970-01-01 .. 9999-12-31");
     }
     Ok(span_ms)
+}
+
+/// A daily and weekly rhythm: the rate of sales in an hour is proportional to
+/// `(1 + a·cos(2π(h − 20)/24)) · (1 + a/2·cos(2π(d − 5.5)/7))` for the hour of the day h
+/// (UTC; busiest at 20:00, quietest at 08:00) and the weekday d (Monday 0; busiest over
+/// the weekend), with a the strength. Events are placed by the inverse of the rate's
+/// cumulative sum, so the i-th of n falls where that sum reaches i/n of the whole.
+struct Rhythm {
+    start_ms: i64,
+    span_ms: i64,
+    /// The cumulative rate at the start of each hour of the span, and at its end.
+    cumulative: Vec<f64>,
+    /// The hour the last placed event fell in (events come in time order).
+    hour: usize,
+}
+
+impl Rhythm {
+    fn new(start_ms: i64, span_ms: i64, strength: f64) -> Rhythm {
+        let hour_ms = topk_core::HOUR_MS;
+        let hours = (span_ms + hour_ms - 1) / hour_ms;
+        let mut cumulative = Vec::with_capacity(hours as usize + 1);
+        let mut sum = 0.0;
+        cumulative.push(sum);
+        for h in 0..hours {
+            let t = start_ms + h * hour_ms;
+            let hour_of_day = t.div_euclid(hour_ms).rem_euclid(24) as f64;
+            // 1970-01-01 was a Thursday (weekday 3 counting from Monday).
+            let weekday = (t.div_euclid(DAY_MS) + 3).rem_euclid(7) as f64;
+            let tau = std::f64::consts::TAU;
+            let rate = (1.0 + strength * (tau * (hour_of_day - 20.0) / 24.0).cos())
+                * (1.0 + strength / 2.0 * (tau * (weekday - 5.5) / 7.0).cos());
+            // The last hour may be cut short by the span's end.
+            let length = (span_ms - h * hour_ms).min(hour_ms) as f64 / hour_ms as f64;
+            sum += rate.max(1e-9) * length;
+            cumulative.push(sum);
+        }
+        Rhythm { start_ms, span_ms, cumulative, hour: 0 }
+    }
+
+    /// Where a share `q` (0 ≤ q < 1) of the whole rate has passed.
+    fn at(&mut self, q: f64) -> i64 {
+        let hour_ms = topk_core::HOUR_MS;
+        let target = q * self.cumulative[self.cumulative.len() - 1];
+        while self.hour + 2 < self.cumulative.len() && self.cumulative[self.hour + 1] <= target {
+            self.hour += 1;
+        }
+        let (lo, hi) = (self.cumulative[self.hour], self.cumulative[self.hour + 1]);
+        let within = if hi > lo { (target - lo) / (hi - lo) } else { 0.0 };
+        let begins = self.hour as i64 * hour_ms;
+        let length = (self.span_ms - begins).min(hour_ms);
+        self.start_ms + begins + ((within * length as f64) as i64).min(length - 1)
+    }
 }
 
 /// Live demo traffic: an endless stream of events with ts = the given clock time.

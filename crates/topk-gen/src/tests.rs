@@ -238,6 +238,8 @@ fn invalid_configs_are_rejected() {
         GenConfig { refund_rate: 1.5, ..small() },
         GenConfig { refund_rate: 0.6, duplicate_rate: 0.6, ..small() },
         GenConfig { start_ms: -1, ..small() },
+        GenConfig { seasonality: 1.5, ..small() },
+        GenConfig { seasonality: -0.1, ..small() },
     ];
     for cfg in &bad {
         let err = generate(cfg, &mut Vec::new()).unwrap_err();
@@ -289,4 +291,40 @@ fn live_traffic_lines_and_spikes() {
         started += u32::from(live.spike_left > was);
     }
     assert!((5..=40).contains(&started), "started = {started}");
+}
+
+#[test]
+fn seasonality_gives_a_daily_and_weekly_rhythm_in_time_order() {
+    // 14 days from Sunday 2026-11-01, no late events: sales by hour of day and by weekday.
+    let cfg =
+        GenConfig { events: 400_000, days: 14.0, seasonality: 0.8, duplicate_rate: 0.0, refund_rate: 0.0, ..small() };
+    let (text, _) = gen(&cfg);
+    let (start, end) = (cfg.start_ms, cfg.start_ms + 14 * DAY_MS);
+    let (mut by_hour, mut by_weekday) = ([0u64; 24], [0u64; 7]);
+    let mut newest = start;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let ts = parse_ts(v["ts"].as_str().unwrap());
+        assert!((start..end).contains(&ts), "{line}");
+        // Jitter aside (under a minute), events come in time order.
+        assert!(ts > newest - MAX_JITTER_MS as i64, "{line}");
+        newest = newest.max(ts);
+        by_hour[(ts / topk_core::HOUR_MS).rem_euclid(24) as usize] += 1;
+        by_weekday[((ts / DAY_MS) + 3).rem_euclid(7) as usize] += 1;
+    }
+    // Busiest at 20:00, quietest at 08:00: (1 + 0.8) / (1 - 0.8) = 9 times, give or take.
+    let (peak, trough) = (by_hour[20] as f64, by_hour[8] as f64);
+    assert!(peak / trough > 6.0 && peak / trough < 12.0, "{by_hour:?}");
+    assert_eq!(by_hour.iter().enumerate().max_by_key(|(_, n)| **n).unwrap().0, 20, "{by_hour:?}");
+    // Saturday and Sunday above Tuesday and Wednesday (weekday 0 is Monday).
+    assert!(by_weekday[5].min(by_weekday[6]) as f64 > 1.4 * by_weekday[1].max(by_weekday[2]) as f64, "{by_weekday:?}");
+    // Even spread without it: every hour of the day within 5 % of the mean.
+    let (flat, _) = gen(&GenConfig { seasonality: 0.0, ..cfg.clone() });
+    let mut flat_by_hour = [0u64; 24];
+    for line in flat.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        flat_by_hour[(parse_ts(v["ts"].as_str().unwrap()) / topk_core::HOUR_MS).rem_euclid(24) as usize] += 1;
+    }
+    let mean = cfg.events as f64 / 24.0;
+    assert!(flat_by_hour.iter().all(|&n| (n as f64 - mean).abs() < 0.05 * mean), "{flat_by_hour:?}");
 }

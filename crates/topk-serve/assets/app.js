@@ -6,7 +6,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { answer: null, selected: null, chart: null, requests: 0, moverRequests: 0, following: null, failing: false };
+const state = { answer: null, selected: null, chart: null, requests: 0, moverRequests: 0, following: null, failing: false, projection: null, trends: null };
 const nf = new Intl.NumberFormat("en-US");
 const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
 const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 });
@@ -252,8 +252,14 @@ async function loadTop() {
     const a = await getJson(`/api/v1/top?${query}`);
     if (mine !== state.requests) return;
     clearError();
+    if (!state.answer || state.answer.from !== a.from || state.answer.k !== a.k || state.answer.by !== a.by) {
+      state.projection = null;
+      state.trends = null;
+    }
     state.answer = a;
     renderTop(a);
+    loadProjection(a, mine);
+    loadTrends(a, mine);
   } catch (e) {
     if (mine !== state.requests) return;
     clearAnswer();
@@ -303,6 +309,110 @@ async function loadMovers(topQueryString) {
     $("movers-up").innerHTML = "";
     $("movers-down").innerHTML = "";
     $("movers-sub").textContent = e.message;
+  }
+}
+
+// An open period's projected end (one bucket, best sellers): a column of its own,
+// labelled projected, and the projected total beside the counted one.
+async function loadProjection(a, mine) {
+  const g = $("granularity").value;
+  const projectable = g !== "custom" && a.open && a.order === "desc" && a.buckets.length === 1;
+  $("projected-head").hidden = !projectable;
+  $("projection-csv").hidden = !projectable;
+  if (!projectable) {
+    state.projection = null;
+    return decorate();
+  }
+  const q = new URLSearchParams({ granularity: g, start: a.buckets[0].label, k: a.k, by: a.by });
+  $("projection-csv").href = `/api/v1/projection?${q}&format=csv`;
+  try {
+    const p = await getJson(`/api/v1/projection?${q}`);
+    if (mine !== state.requests) return;
+    state.projection = p;
+  } catch (e) {
+    state.projection = { error: e.message, rows: [] };
+  }
+  decorate();
+}
+
+// The last 12 buckets of each row's product, up to the period's: a sparkline per row.
+async function loadTrends(a, mine) {
+  const g = $("granularity").value;
+  if (!a.rows.length) return;
+  const q = new URLSearchParams({
+    ids: a.rows.slice(0, 100).map((r) => r.product_id).join(","),
+    granularity: g === "custom" ? "day" : g,
+    to: a.to,
+  });
+  try {
+    const t = await getJson(`/api/v1/trends?${q}`);
+    if (mine !== state.requests) return;
+    state.trends = t;
+  } catch (e) {
+    state.trends = null;
+  }
+  decorate();
+}
+
+function sparkline(t, trend) {
+  const w = 80, h = 18;
+  const values = trend.counts;
+  const max = Math.max(1, ...values.filter((v) => v != null));
+  const x = (i) => ((i * w) / Math.max(1, values.length - 1)).toFixed(1);
+  const y = (v) => (h - (h * Math.max(0, v)) / max).toFixed(1);
+  // Exact stretches solid, approximate ones dashed; an unknown value breaks the line.
+  let lines = "", points = [], approx = null;
+  const flush = () => {
+    if (points.length > 1) lines += `<polyline class="${approx ? "approx" : ""}" points="${points.join(" ")}"/>`;
+    points = [];
+  };
+  values.forEach((v, i) => {
+    const isApprox = t.buckets[i].source === "speed";
+    if (v == null) return flush();
+    if (approx !== null && isApprox !== approx) {
+      const last = points[points.length - 1];
+      flush();
+      if (last) points.push(last);
+    }
+    approx = isApprox;
+    points.push(`${x(i)},${y(v)}`);
+  });
+  flush();
+  const lastIndex = values.length - 1;
+  const dot = values[lastIndex] != null ? `<circle cx="${x(lastIndex)}" cy="${y(values[lastIndex])}" r="1.8"/>` : "";
+  const title = t.buckets.map((b, i) => `${b.label}: ${values[i] == null ? "?" : nf.format(values[i])}`).join("\n");
+  return `<svg width="${w}" height="${h}" role="img" aria-label="trend"><title>${escapeHtml(title)}</title>${lines}${dot}</svg>`;
+}
+
+// Fills the projection and trend cells of the rows shown, from the latest answers.
+function decorate() {
+  const p = state.projection;
+  const projected = new Map((p && p.rows ? p.rows : []).map((r) => [r.product_id, r]));
+  const trends = new Map((state.trends ? state.trends.products : []).map((t) => [t.product_id, t]));
+  for (const tr of $("top-table").tBodies[0].rows) {
+    const id = tr.dataset.product;
+    if (!id) continue;
+    const cell = tr.querySelector("td.projected");
+    if (cell) {
+      cell.hidden = $("projected-head").hidden;
+      const r = projected.get(id);
+      cell.innerHTML = r
+        ? `≈ ${nf.format(r.projected)}<span class="range"> (${nf.format(r.projected_low)}–${nf.format(r.projected_high)})</span>`
+        : "–";
+      cell.title = r ? `projected, not counted: ${Math.round(p.interval * 100)} % interval ${nf.format(r.projected_low)}–${nf.format(r.projected_high)}` : "";
+    }
+    const spark = tr.querySelector("td.spark");
+    const t = trends.get(id);
+    if (spark) spark.innerHTML = t ? sparkline(state.trends, t) : "";
+  }
+  const sub = $("projection-sub");
+  if (p && p.projected_total != null) {
+    sub.hidden = false;
+    sub.textContent = `projected end: ≈ ${nf.format(p.projected_total)} units (${nf.format(p.projected_total_low)}–${nf.format(p.projected_total_high)}, ${Math.round(p.interval * 100)} %)`;
+    sub.title = p.notes.join(" · ");
+  } else {
+    sub.hidden = true;
+    sub.textContent = p && p.error ? p.error : "";
   }
 }
 
@@ -366,12 +476,14 @@ function renderTop(a) {
       const sel = r.product_id === state.selected ? ' class="selected"' : "";
       return `<tr data-product="${escapeHtml(r.product_id)}"${sel}><td class="num"><span${uncertain}>${r.rank}</span>${rankChange(r, a)}</td>` +
         `<td class="product">${escapeHtml(r.name || r.product_id)}<span class="id">${r.name ? escapeHtml(r.product_id) : ""}</span></td>` +
-        `<td class="num">${shown}</td><td class="num muted">${boundText(r, revenue, exact)}</td><td class="num">${share}</td><td>${badge}</td>` +
+        `<td class="num">${shown}</td><td class="num muted">${boundText(r, revenue, exact)}</td>` +
+        `<td class="num projected"${$("projected-head").hidden ? " hidden" : ""}></td><td class="num">${share}</td><td class="spark"></td><td>${badge}</td>` +
         `<td class="bar-cell"><div class="bar${exact ? "" : " approx"}" style="width:${width}%"></div></td></tr>`;
     })
     .join("");
   const empty = a.order === "asc" ? "No products in the catalog yet." : "No sales in this period yet.";
-  $("top-table").tBodies[0].innerHTML = body || `<tr><td colspan="7" class="muted">${empty}</td></tr>`;
+  $("top-table").tBodies[0].innerHTML = body || `<tr><td colspan="9" class="muted">${empty}</td></tr>`;
+  decorate();
 }
 
 // --- The product's history ------------------------------------------------------------
@@ -448,6 +560,17 @@ async function loadDetail() {
     return next && open(next) ? closed[i] : null;
   });
   const ranks = h.points.map((p) => (p.rank == null ? null : p.rank));
+  // The open bucket's projected end, dotted from the last count to it: what the
+  // product's count so far comes to if it keeps the shop's usual shape (projected, not
+  // counted; the projection endpoint's share of the period's volume expected by now).
+  const openIndex = h.points.findIndex(open);
+  let projectedEnd = null;
+  if (openIndex >= 0 && value(h.points[openIndex]) != null) {
+    const p = await getJson(`/api/v1/projection?granularity=${w.g}&k=1`).catch(() => null);
+    if (p && p.expected_share > 0 && id === state.selected) projectedEnd = Math.round(h.points[openIndex].count / p.expected_share);
+  }
+  const projected = h.points.map((p, i) => (i === openIndex ? projectedEnd : null));
+  if (projectedEnd != null && openIndex > 0) projected[openIndex - 1] = closed[openIndex - 1];
   const el = $("chart");
   const width = Math.max(300, el.clientWidth);
   if (state.chart) state.chart.destroy();
@@ -468,6 +591,7 @@ async function loadDetail() {
         { value: (u, v) => (v == null ? "" : timeText(w.g, v * 1000)) },
         { label: "Units", stroke: "#2f6fed", width: 2, fill: "rgba(47,111,237,0.08)", points: { show: true } },
         { label: "So far (open)", stroke: "#2f6fed", width: 2, dash: [4, 4], points: { show: true, fill: "#fff" } },
+        { label: "Projected end", stroke: "#7b3fb8", width: 2, dash: [2, 3], points: { show: true, fill: "#7b3fb8" }, spanGaps: false },
         { label: "Rank", stroke: "#c27803", width: 1.5, dash: [6, 4], scale: "rank", points: { show: true } },
       ],
       axes: [
@@ -488,9 +612,10 @@ async function loadDetail() {
         }],
       },
     },
-    [xs, closed, partial, ranks],
+    [xs, closed, partial, projected, ranks],
     el,
   );
+  el.dataset.projected = projectedEnd == null ? "" : String(projectedEnd);
   el.dataset.from = new Date(w.from).toISOString();
   el.dataset.to = new Date(w.to).toISOString();
 }

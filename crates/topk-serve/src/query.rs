@@ -20,10 +20,14 @@ use utoipa::ToSchema;
 mod bottom;
 mod history;
 mod movers;
+mod projection;
 
 pub use bottom::bottom;
-pub use history::{buckets, history, HistoryPoint, ProductHistory};
+pub use history::{buckets, history, trends, HistoryPoint, ProductHistory, Trend, Trends};
 pub use movers::{movers, Change, Direction, MoverRow, MoversAnswer, MoversRequest};
+pub use projection::{
+    backtest, median, project, project_counted, Backtest, ProjectedRow, ProjectionAnswer, ProjectionMethod,
+};
 
 /// Largest K an answer may ask for (the depth of the stored top lists by default).
 pub const MAX_K: usize = topk_core::DEFAULT_TOP_K;

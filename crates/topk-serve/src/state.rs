@@ -68,6 +68,8 @@ pub struct AppState {
     pub(crate) sources: Mutex<()>,
     /// The store's exact generation as last read, and when.
     pub(crate) generation: Mutex<Option<((i64, i64), Instant)>>,
+    /// The last ended day's projection backtests (for `/metrics`), once it was exact.
+    pub(crate) projection_scores: Mutex<Option<(i64, Vec<crate::query::Backtest>)>>,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
             ingests: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INGESTS)),
             sources: Mutex::new(()),
             generation: Mutex::new(None),
+            projection_scores: Mutex::new(None),
         }
     }
 

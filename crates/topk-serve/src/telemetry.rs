@@ -57,6 +57,8 @@ pub struct Scrape<'a> {
     pub runs: Vec<RunStats>,
     /// Scored speed-layer buckets, newest first.
     pub accuracy: Vec<AccuracyRecord>,
+    /// The last ended day's projection, scored at points of it.
+    pub projections: &'a [crate::query::Backtest],
 }
 
 /// The live metrics of a process.
@@ -183,6 +185,27 @@ impl Telemetry {
                 }
             }
             r.register(format!("topk_speed_{name}"), format!("{help}, latest scored bucket"), f);
+        }
+        type Score = fn(&crate::query::Backtest) -> f64;
+        let projection: [(&str, &str, Score); 3] = [
+            ("top10_held", "share of the day's final top 10 in its projected top 10", |b| b.top_overlap),
+            ("median_ape", "median absolute percentage error of the projected top 10's counts", |b| b.median_ape),
+            ("interval_coverage", "share of the projected top 10 whose final count lay in its 80 % interval", |b| {
+                b.coverage
+            }),
+        ];
+        for (name, help, score) in projection {
+            let f = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+            for b in scrape.projections {
+                let labels =
+                    vec![("granularity", b.bucket.granularity.as_str().to_string()), ("at", format!("{:.2}", b.at))];
+                f.get_or_create(&labels).set(score(b));
+            }
+            r.register(
+                format!("topk_projection_{name}"),
+                format!("{help}, projected at `at` of the last ended day"),
+                f,
+            );
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String");

@@ -138,6 +138,13 @@ pub enum Command {
         /// One JSON object per line instead of a table
         #[arg(long)]
         json: bool,
+        /// Score projections instead: each closed, exact bucket of `--granularity` projected
+        /// at 25, 50 and 75 % of its time from the exact hours before, against its end
+        #[arg(long)]
+        projections: bool,
+        /// The buckets whose projections are scored
+        #[arg(long, default_value = "day", requires = "projections")]
+        granularity: Granularity,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -170,6 +177,10 @@ pub enum Command {
         /// Share of events arriving 1-3 hours late
         #[arg(long, default_value_t = GenConfig::default().late_rate)]
         late_rate: f64,
+        /// Strength of a daily and weekly rhythm of sales, 0 (even) to 1: busiest at 20:00
+        /// UTC and at weekends
+        #[arg(long, default_value_t = GenConfig::default().seasonality)]
+        seasonality: f64,
         /// Output format
         #[arg(long, value_parser = format_arg(), default_value = "ndjson")]
         format: Format,

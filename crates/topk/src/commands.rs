@@ -265,3 +265,94 @@ pub fn accuracy(mut store: topk_store::SqlStore, limit: usize, json: bool) -> an
     )?;
     Ok(())
 }
+
+/// `topk accuracy --projections`: the newest `limit` closed, exact buckets of
+/// `granularity`, each projected at 25, 50 and 75 % of its time and scored (see
+/// `topk_serve::query::backtest`), then a summary per point over the buckets with at
+/// least a week of history.
+pub fn projection_accuracy(
+    mut store: topk_store::SqlStore,
+    granularity: topk_core::time::Granularity,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    use topk_serve::query::{backtest, median, Backtest};
+    const POINTS: [f64; 3] = [0.25, 0.5, 0.75];
+    const K: usize = 10;
+    let now = topk_core::clock::now_ms();
+    let mut buckets: Vec<_> =
+        store.exact_buckets(granularity, 0, now)?.into_iter().map(|e| e.bucket).filter(|b| b.end_ms() <= now).collect();
+    buckets.sort_by_key(|b| std::cmp::Reverse(b.start_ms));
+    buckets.truncate(limit);
+    let mut scored: Vec<Backtest> = Vec::new();
+    for &b in &buckets {
+        for at in POINTS {
+            match backtest(&mut store, b, at, K) {
+                Ok(Some(t)) => scored.push(t),
+                Ok(None) => {}
+                Err(e) => anyhow::bail!("{} {b}: {e}", granularity.as_str()),
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        for t in &scored {
+            let line = serde_json::json!({
+                "granularity": granularity.as_str(),
+                "bucket": t.bucket.to_string(),
+                "at": t.at,
+                "history_weeks": t.history_weeks,
+                "top10_held": t.top_overlap,
+                "median_ape": t.median_ape,
+                "coverage": t.coverage,
+            });
+            writeln!(out, "{line}")?;
+        }
+        return Ok(());
+    }
+    if scored.is_empty() {
+        writeln!(out, "no closed, exact {} to score yet", granularity.as_str())?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<20} {:>5} {:>8} {:>10} {:>11} {:>9}",
+        "bucket", "at", "history", "top10 held", "median APE", "in 80 %"
+    )?;
+    for t in &scored {
+        writeln!(
+            out,
+            "{:<20} {:>4.0}% {:>7}w {:>10.1} {:>10.1}% {:>8.0}%",
+            format!("{} {}", granularity.as_str(), t.bucket),
+            t.at * 100.0,
+            t.history_weeks,
+            t.top_overlap * K as f64,
+            t.median_ape * 100.0,
+            t.coverage * 100.0
+        )?;
+    }
+    writeln!(out, "with at least a week of history:")?;
+    for at in POINTS {
+        let of: Vec<&Backtest> = scored.iter().filter(|t| t.history_weeks >= 1 && (t.at - at).abs() < 0.05).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let mut apes: Vec<f64> = of.iter().flat_map(|t| t.errors.iter().map(|e| e.0)).collect();
+        apes.sort_by(f64::total_cmp);
+        let rows = of.iter().map(|t| t.errors.len()).sum::<usize>().max(1);
+        let covered = of.iter().flat_map(|t| &t.errors).filter(|e| e.1).count();
+        writeln!(
+            out,
+            "  at {:>2.0} %: {} buckets, top 10 held {:.1} of 10 on average (least {:.0}), median APE {:.1} %, \
+             80 % interval held {:.1} % of {} rows",
+            at * 100.0,
+            of.len(),
+            of.iter().map(|t| t.top_overlap * K as f64).sum::<f64>() / of.len() as f64,
+            of.iter().map(|t| t.top_overlap * K as f64).fold(f64::INFINITY, f64::min),
+            median(&apes) * 100.0,
+            100.0 * covered as f64 / rows as f64,
+            rows
+        )?;
+    }
+    Ok(())
+}

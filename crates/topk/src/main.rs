@@ -62,9 +62,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api { settings } => commands::role(settings, config, None),
         Command::Source { settings } => commands::role(settings, config, Some(Role::Source)),
         Command::Resume { server, auth_token } => commands::resume(&server, auth_token.as_deref()),
-        Command::Accuracy { limit, json, store } => {
+        Command::Accuracy { limit, json, projections, granularity, store } => {
             init_logging("warn");
-            commands::accuracy(store.open(config)?, limit, json)
+            if projections {
+                commands::projection_accuracy(store.open(config)?, granularity, limit, json)
+            } else {
+                commands::accuracy(store.open(config)?, limit, json)
+            }
         }
         Command::Gen {
             events,
@@ -76,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             refund_rate,
             duplicate_rate,
             late_rate,
+            seasonality,
             format,
             output,
         } => {
@@ -89,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 refund_rate,
                 duplicate_rate,
                 late_rate,
+                seasonality,
                 format: commands::gen_format(format),
             };
             commands::generate(cfg, output.as_deref())

@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium`, driven by
 //! playwright-core from `tests/browser/`) opens a running `topk serve --demo`, changes the
-//! period, and checks that the table shows the API's top 10; then a past day of the
+//! period, and checks that the table shows the API's top 10 (and the open day's
+//! projected column, sparklines and the chart's projected end); then a past day of the
 //! demo's history (exact, the product chart centred on it), a reload from the URL, its
 //! rank changes and biggest movers as the API gives them, its worst sellers (and the current day's refusal of them), the
 //! error states, the hour rollover under a controlled clock, a 420 px screen and the dark
@@ -80,6 +81,7 @@ fn dashboard_table_matches_the_api_after_changing_the_period() {
     assert!(out.status.success(), "browser test failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.matches("table matches the API").count(), 7, "{stdout}");
     for step in [
+        "projection: ",
         "search: ",
         "chart: ",
         "reload: ",

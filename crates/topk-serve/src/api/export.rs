@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use axum::http::{header, HeaderMap};
 
 use super::{bad, ApiError};
-use crate::query::{MoversAnswer, TopAnswer};
+use crate::query::{MoversAnswer, ProjectionAnswer, TopAnswer};
 
 /// How an answer is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,41 @@ pub(super) fn movers_csv(a: &MoversAnswer) -> Vec<u8> {
                 cell(r.rank_then),
                 r.entered.to_string(),
                 r.left.to_string(),
+                r.source.as_str().to_string(),
+            ]
+        }),
+    )
+}
+
+/// A projection: the counted numbers and the projected ones, each named so.
+pub(super) fn projection_csv(a: &ProjectionAnswer) -> Vec<u8> {
+    let header = [
+        "rank",
+        "product_id",
+        "name",
+        "counted",
+        "counted_error_bound",
+        "counted_revenue_cents",
+        "projected",
+        "projected_low",
+        "projected_high",
+        "projected_revenue_cents",
+        "source",
+    ];
+    write(
+        &header,
+        a.rows.iter().map(|r| {
+            vec![
+                r.rank.to_string(),
+                r.product_id.clone(),
+                cell(r.name.as_ref()),
+                r.counted.to_string(),
+                r.counted_error_bound.to_string(),
+                r.counted_revenue_cents.to_string(),
+                r.projected.to_string(),
+                r.projected_low.to_string(),
+                r.projected_high.to_string(),
+                r.projected_revenue_cents.to_string(),
                 r.source.as_str().to_string(),
             ]
         }),

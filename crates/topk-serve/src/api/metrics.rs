@@ -4,11 +4,50 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use topk_core::time::{Bucket, Granularity};
+
 use super::{ApiError, ErrorReply, Shared};
+use crate::query::{self, Backtest, QueryError};
+use crate::state::AppState;
 use crate::telemetry::{Scrape, CONTENT_TYPE};
 
+/// Where in an ended day its projection is scored for the metrics.
+const SCORED_AT: [f64; 3] = [0.25, 0.5, 0.75];
+
+impl AppState {
+    /// How the projection of the last ended day did at 25, 50 and 75 % of it (see
+    /// `query::backtest`): computed once the day is exact, then kept until the next day.
+    async fn projection_scores(&self) -> Result<Vec<Backtest>, ApiError> {
+        let day = Bucket::containing(Granularity::Day, topk_core::clock::now_ms()).prev();
+        if let Some((d, scores)) = &*self.projection_scores.lock().unwrap_or_else(|e| e.into_inner()) {
+            if *d == day.start_ms {
+                return Ok(scores.clone());
+            }
+        }
+        let scores = self
+            .stores
+            .with(move |s| {
+                let mut scores = Vec::new();
+                for at in SCORED_AT {
+                    match query::backtest(s, day, at, 10) {
+                        Ok(Some(b)) => scores.push(b),
+                        Ok(None) | Err(QueryError::Refused(_)) => {}
+                        Err(QueryError::Store(e)) => return Err(e),
+                    }
+                }
+                Ok(scores)
+            })
+            .await?;
+        if !scores.is_empty() {
+            *self.projection_scores.lock().unwrap_or_else(|e| e.into_inner()) = Some((day.start_ms, scores.clone()));
+        }
+        Ok(scores)
+    }
+}
+
 /// OpenMetrics text: ingest and API counters, each role's lag, the batch layer's runs,
-/// and the speed layer's accuracy per granularity (latest scored bucket).
+/// the speed layer's accuracy per granularity (latest scored bucket) and how the last
+/// ended day's projection did.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -27,6 +66,14 @@ pub(super) async fn metrics(State(state): State<Shared>) -> Result<Response, Api
         Ok(Err(e)) => return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("reading log positions: {e}"))),
         Err(e) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("reading log positions: {e}"))),
     };
-    let scrape = Scrape { ingest: state.process.ingest_stats(), lags, source: state.process.source(), runs, accuracy };
+    let projections = state.projection_scores().await?;
+    let scrape = Scrape {
+        ingest: state.process.ingest_stats(),
+        lags,
+        source: state.process.source(),
+        runs,
+        accuracy,
+        projections: &projections,
+    };
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], state.telemetry.render(&scrape)).into_response())
 }

@@ -13,6 +13,7 @@ mod health;
 mod metrics;
 mod movers;
 mod products;
+mod projection;
 mod sources;
 mod top;
 
@@ -63,8 +64,10 @@ pub fn router(state: Shared) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(top::top))
         .routes(routes!(movers::movers))
+        .routes(routes!(projection::projection))
         .routes(routes!(products::search_products))
         .routes(routes!(products::product))
+        .routes(routes!(products::trends))
         .routes(routes!(buckets::buckets))
         .routes(routes!(events::ingest))
         .routes(routes!(sources::source))

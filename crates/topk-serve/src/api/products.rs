@@ -8,7 +8,7 @@ use axum::Json;
 use topk_core::time::{Bucket, Granularity};
 
 use super::{bad, check_order, params, parse_granularity, parse_instant, ApiError, ErrorReply, Shared};
-use crate::query::{self, ProductHistory};
+use crate::query::{self, ProductHistory, Trends};
 
 /// A catalog entry: the product, with the newest name and category its events carried.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -113,4 +113,50 @@ pub(super) async fn product(
             format!("product {shown:?} was never seen: no event named it (ids are exact, case included)"),
         )),
     }
+}
+
+/// Most ids and buckets one trends query may ask for.
+const MAX_TREND_IDS: usize = 100;
+const MAX_TREND_BUCKETS: i64 = 200;
+
+/// Several products' units per bucket over a range, one read per bucket: the sparklines
+/// beside a list's rows.
+#[utoipa::path(
+    get,
+    path = "/api/v1/trends",
+    tag = "products",
+    params(
+        ("ids" = String, Query, description = "Product ids, comma-separated (at most 100)"),
+        ("granularity" = Option<String>, Query, description = "hour, day (default), week, month or year"),
+        ("from" = Option<String>, Query, description = "Range start (default: 12 buckets before to)"),
+        ("to" = Option<String>, Query, description = "Range end (default: the end of the current bucket); at most 200 buckets"),
+    ),
+    responses(
+        (status = 200, description = "Each product's units per bucket", body = Trends),
+        (status = 400, description = "Bad parameter: the message names it and says why", body = ErrorReply),
+    )
+)]
+pub(super) async fn trends(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let p = params(query, &["ids", "granularity", "from", "to"])?;
+    let ids: Vec<String> =
+        p.get("ids").map_or("", String::as_str).split(',').filter(|s| !s.is_empty()).map(String::from).collect();
+    if ids.is_empty() || ids.len() > MAX_TREND_IDS {
+        return Err(bad(format!("ids: give 1 to {MAX_TREND_IDS} product ids, comma-separated")));
+    }
+    for id in &ids {
+        topk_core::event::check_id("ids", id).map_err(bad)?;
+    }
+    let g = parse_granularity(&p)?.unwrap_or(Granularity::Day);
+    let to = parse_instant(&p, "to")?.unwrap_or_else(|| Bucket::containing(g, topk_core::clock::now_ms()).end_ms());
+    let from = match parse_instant(&p, "from")? {
+        Some(from) => from,
+        None => (0..12).fold(Bucket::containing(g, to - 1), |b, _| b.prev()).next().start_ms,
+    };
+    check_order(from, to)?;
+    let buckets = (to - from) / Bucket::containing(g, from).duration_ms().max(1);
+    if buckets > MAX_TREND_BUCKETS {
+        return Err(bad(format!("about {buckets} {g} buckets; at most {MAX_TREND_BUCKETS} per query")));
+    }
+    let rules = state.rules();
+    Ok(Json(state.stores.with(move |s| query::trends(s, &ids, g, from, to, rules)).await?).into_response())
 }

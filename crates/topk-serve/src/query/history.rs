@@ -1,7 +1,7 @@
 //! One product over time: its count, source and rank in every bucket of a range, and
 //! which source each bucket of a range answers from.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use topk_core::time::{Bucket, Granularity};
@@ -47,13 +47,7 @@ pub fn history(
     to_ms: i64,
     rules: Rules,
 ) -> Result<Option<ProductHistory>, StoreError> {
-    let mut buckets = Vec::new();
-    let mut b = Bucket::containing(granularity, from_ms);
-    while b.start_ms < to_ms {
-        buckets.push(b);
-        b = b.next();
-    }
-    let period = Period::load(store, buckets, rules)?;
+    let period = Period::load(store, every(granularity, from_ms, to_ms), rules)?;
     let mut points = Vec::with_capacity(period.buckets.len());
     for &b in &period.buckets {
         let source = period.source(b);
@@ -93,6 +87,70 @@ pub fn history(
     }
     let (name, category) = known.map_or((None, None), |p| (p.name, p.category));
     Ok(Some(ProductHistory { product_id: product_id.to_string(), name, category, granularity, points }))
+}
+
+/// Every `granularity` bucket that overlaps `[from_ms, to_ms)`, in order.
+fn every(granularity: Granularity, from_ms: i64, to_ms: i64) -> Vec<Bucket> {
+    let mut buckets = Vec::new();
+    let mut b = Bucket::containing(granularity, from_ms);
+    while b.start_ms < to_ms {
+        buckets.push(b);
+        b = b.next();
+    }
+    buckets
+}
+
+/// Some products' counts over a run of buckets: the sparklines beside a list's rows.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Trends {
+    #[schema(value_type = String, example = "day")]
+    pub granularity: Granularity,
+    /// The buckets, oldest first, and where each one's numbers come from.
+    pub buckets: Vec<BucketState>,
+    pub products: Vec<Trend>,
+}
+
+/// One product's count per bucket of [`Trends::buckets`].
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Trend {
+    pub product_id: String,
+    /// Net units per bucket (an estimate in a `speed` bucket); null where the speed layer
+    /// did not list the product, so that nothing more is known than the bucket's bound.
+    pub counts: Vec<Option<i64>>,
+}
+
+/// The counts of `ids` in every `granularity` bucket of `[from_ms, to_ms)`: one read per
+/// bucket for all of them.
+pub fn trends(
+    store: &mut dyn ServingStore,
+    ids: &[String],
+    granularity: Granularity,
+    from_ms: i64,
+    to_ms: i64,
+    rules: Rules,
+) -> Result<Trends, StoreError> {
+    let period = Period::load(store, every(granularity, from_ms, to_ms), rules)?;
+    let wanted: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut counts: Vec<Vec<Option<i64>>> = vec![Vec::with_capacity(period.buckets.len()); ids.len()];
+    for &b in &period.buckets {
+        let known: HashMap<String, i64> = match period.source(b) {
+            Source::Batch | Source::Pending => {
+                store.product_sums(b, &wanted)?.into_iter().map(|p| (p.product_id, p.count)).collect()
+            }
+            Source::Speed => store.speed_rows(b)?.into_iter().map(|r| (r.product_id, r.count)).collect(),
+            Source::None => HashMap::new(),
+        };
+        // Only the speed layer leaves a product unknown: elsewhere not found is no sale.
+        let unknown = period.source(b) == Source::Speed;
+        for (id, series) in ids.iter().zip(&mut counts) {
+            series.push(known.get(id).copied().or((!unknown).then_some(0)));
+        }
+    }
+    Ok(Trends {
+        granularity,
+        buckets: period.states(),
+        products: ids.iter().cloned().zip(counts).map(|(product_id, counts)| Trend { product_id, counts }).collect(),
+    })
 }
 
 /// `GET /api/v1/buckets`: every bucket of a granularity in a range, and its source.
