@@ -136,8 +136,11 @@ impl FlushBatch {
         for p in &self.products {
             out.push(p.product_id.len() as u8);
             out.extend_from_slice(p.product_id.as_bytes());
-            // Validation caps both at 256 bytes.
-            for text in [&p.name, &p.category] {
+            // Validation caps both at 256 bytes. An unfenced batch has version 2's layout,
+            // names only (aggregators always write a slot; this keeps encode and decode
+            // inverse for the old layout too — the fuzz target `flush_batch` found it).
+            let texts: &[&Option<String>] = if self.slot.is_some() { &[&p.name, &p.category] } else { &[&p.name] };
+            for text in texts {
                 let t = text.as_deref().unwrap_or("");
                 out.extend_from_slice(&(t.len() as u16).to_le_bytes());
                 out.extend_from_slice(t.as_bytes());
@@ -250,6 +253,13 @@ mod tests {
         let unfenced = FlushBatch { slot: None, products: Vec::new(), ..b.clone() };
         assert_eq!(unfenced.encode()[0], VERSION_UNFENCED);
         assert_eq!(FlushBatch::decode(&unfenced.encode()).unwrap(), unfenced);
+        // Version 2 carries names, not categories: what it decodes encodes back the same.
+        let named = FlushBatch {
+            slot: None,
+            products: vec![ProductInfo { product_id: "p1".into(), name: Some("Widget".into()), category: None }],
+            ..b.clone()
+        };
+        assert_eq!(FlushBatch::decode(&named.encode()).unwrap(), named);
         // A version 3 batch (names, no categories) written before categories travelled here.
         let mut v3 = vec![VERSION_NAMES];
         let mut tail = FlushBatch { products: Vec::new(), ..b }.encode();
@@ -263,6 +273,20 @@ mod tests {
             old.products,
             [ProductInfo { product_id: "p1".into(), name: Some("Widget".into()), category: None }]
         );
+    }
+
+    /// Found by the fuzz target `flush_batch`: a version 2 batch with a product decoded,
+    /// but its encoding wrote a category version 2 does not have, and did not decode.
+    #[test]
+    fn a_decoded_batch_encodes_to_bytes_that_decode_to_it() {
+        let found = [
+            2u8, 0, 0, 0, 2, 46, 46, 254, 254, 254, 156, 156, 156, 156, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+        ];
+        let b = FlushBatch::decode(&found).unwrap();
+        assert_eq!(b.products.len(), 1);
+        assert_eq!(FlushBatch::decode(&b.encode()).unwrap(), b);
     }
 
     #[test]
