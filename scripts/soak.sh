@@ -14,12 +14,14 @@ server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 until curl -sf "127.0.0.1:$port/healthz" >/dev/null; do sleep 0.2; done
 start=$(date +%s)
-echo "minute,rss_mb,events_ingested,duplicates_dropped"
+echo "minute,rss_mb,events_ingested,duplicates_dropped,dedup_mb"
 while (( $(date +%s) - start <= minutes * 60 )); do
     rss=$(awk '/VmRSS/ {print int($2 / 1024)}' /proc/$server/status)
     m=$(curl -sf "127.0.0.1:$port/metrics")
     ingested=$(awk '/^topk_ingest_events_total / {print $2}' <<<"$m")
     dups=$(awk '/^topk_duplicate_events_total/ {s += $2} END {print s + 0}' <<<"$m")
-    echo "$(( ($(date +%s) - start) / 60 )),$rss,$ingested,$dups"
+    # The dedup windows' tables (builds that export it; empty otherwise).
+    dedup=$(awk '/^topk_dedup_window_bytes/ {s += $2; n++} END {if (n) print int(s / 1048576)}' <<<"$m")
+    echo "$(( ($(date +%s) - start) / 60 )),$rss,$ingested,$dups,$dedup"
     sleep "$step"
 done

@@ -366,6 +366,7 @@ impl PartitionAggregator {
         progress.late.fetch_add(batch.late, Ordering::Relaxed);
         progress.flushes.fetch_add(1, Ordering::Relaxed);
         progress.watermark_ms.store(batch.watermark_ms as u64, Ordering::Relaxed);
+        progress.dedup_bytes.store(self.dedup.memory_bytes() as u64, Ordering::Relaxed);
         tracing::debug!(
             partition = batch.partition,
             first = batch.first_offset,

@@ -24,6 +24,8 @@ pub struct Progress {
     pub flushes: AtomicU64,
     /// Current watermark (ms), for lag metrics.
     pub watermark_ms: AtomicU64,
+    /// Bytes the dedup window's table has allocated, as of the last flush.
+    pub dedup_bytes: AtomicU64,
 }
 
 /// Shared between the aggregators of a process and the code that drives them.

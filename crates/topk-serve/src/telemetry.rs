@@ -46,6 +46,8 @@ pub struct PartitionLag {
     pub aggregated_events: Option<u64>,
     pub duplicate_events: Option<u64>,
     pub late_events: Option<u64>,
+    /// Bytes the partition's dedup window has allocated.
+    pub dedup_bytes: Option<u64>,
 }
 
 /// What one scrape reads.
@@ -99,7 +101,7 @@ impl Telemetry {
         r.register("topk_api_request_duration_seconds", "API request latency, by route and status", self.api.clone());
 
         type Pick = fn(&PartitionLag) -> Option<f64>;
-        let per_partition: [(&str, &str, bool, Pick); 7] = [
+        let per_partition: [(&str, &str, bool, Pick); 8] = [
             (
                 "topk_flush_lag_events",
                 "events (Kafka: messages) in the log not yet covered by a durable flush",
@@ -124,6 +126,12 @@ impl Telemetry {
             ("topk_late_events", "events behind the watermark (counted as corrections)", true, |l| {
                 l.late_events.map(|v| v as f64)
             }),
+            (
+                "topk_dedup_window_bytes",
+                "bytes the dedup window's table has allocated, as of the last flush",
+                false,
+                |l| l.dedup_bytes.map(|v| v as f64),
+            ),
         ];
         for (name, help, is_counter, pick) in per_partition {
             let samples =

@@ -410,6 +410,7 @@ impl topk_serve::Process for Pipeline {
                 aggregated_events: counter(&progress.accepted),
                 duplicate_events: counter(&progress.duplicates),
                 late_events: counter(&progress.late),
+                dedup_bytes: counter(&progress.dedup_bytes),
             });
         }
         Ok(out)
