@@ -6,7 +6,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { answer: null, selected: null, chart: null, requests: 0, moverRequests: 0, following: null, failing: false, projection: null, trends: null };
+const state = { answer: null, selected: null, chart: null, requests: 0, moverRequests: 0, detailRequests: 0, following: null, failing: false, projection: null, trends: null };
 const nf = new Intl.NumberFormat("en-US");
 const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
 const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 });
@@ -523,15 +523,19 @@ function axisValues(g) {
   });
 }
 
+// Only the latest request's chart is drawn: a slower, older one must not replace it.
 async function loadDetail() {
   const id = state.selected;
   if (!id) return;
+  const mine = ++state.detailRequests;
   const w = historyWindow();
   const q = new URLSearchParams({ granularity: w.g, from: new Date(w.from).toISOString(), to: new Date(w.to).toISOString() });
   let h;
   try {
     h = await getJson(`/api/v1/products/${encodeURIComponent(id)}?${q}`);
+    if (mine !== state.detailRequests) return;
   } catch (e) {
+    if (mine !== state.detailRequests) return;
     $("detail-title").textContent = id;
     $("detail-sub").textContent = e.message;
     if (state.chart) state.chart.destroy();
@@ -567,7 +571,8 @@ async function loadDetail() {
   let projectedEnd = null;
   if (openIndex >= 0 && value(h.points[openIndex]) != null) {
     const p = await getJson(`/api/v1/projection?granularity=${w.g}&k=1`).catch(() => null);
-    if (p && p.expected_share > 0 && id === state.selected) projectedEnd = Math.round(h.points[openIndex].count / p.expected_share);
+    if (mine !== state.detailRequests) return;
+    if (p && p.expected_share > 0) projectedEnd = Math.round(h.points[openIndex].count / p.expected_share);
   }
   const projected = h.points.map((p, i) => (i === openIndex ? projectedEnd : null));
   if (projectedEnd != null && openIndex > 0) projected[openIndex - 1] = closed[openIndex - 1];

@@ -84,26 +84,14 @@ pub(super) async fn product(
 ) -> Result<Response, ApiError> {
     let p = params(query, &["granularity", "from", "to"])?;
     topk_core::event::check_id("product id", &id).map_err(bad)?;
-    let g = parse_granularity(&p)?.unwrap_or(Granularity::Day);
-    let to = parse_instant(&p, "to")?.unwrap_or_else(|| Bucket::containing(g, topk_core::clock::now_ms()).end_ms());
-    let from = match parse_instant(&p, "from")? {
-        Some(from) => from,
-        None => {
-            let span = match g {
-                Granularity::Hour => 48,
-                Granularity::Day => 30,
-                Granularity::Week => 26,
-                Granularity::Month => 24,
-                Granularity::Year => 10,
-            };
-            (0..span).fold(Bucket::containing(g, to - 1), |b, _| b.prev()).next().start_ms
-        }
+    let span = |g| match g {
+        Granularity::Hour => 48,
+        Granularity::Day => 30,
+        Granularity::Week => 26,
+        Granularity::Month => 24,
+        Granularity::Year => 10,
     };
-    check_order(from, to)?;
-    let buckets = (to - from) / Bucket::containing(g, from).duration_ms().max(1);
-    if buckets > 2000 {
-        return Err(bad(format!("about {buckets} {g} buckets; at most 2000 per query: use a coarser granularity")));
-    }
+    let (g, from, to) = window(&p, span, 2000)?;
     let rules = state.rules();
     let shown = id.clone();
     match state.stores.with(move |s| query::history(s, &id, g, from, to, rules)).await? {
@@ -146,17 +134,28 @@ pub(super) async fn trends(State(state): State<Shared>, RawQuery(query): RawQuer
     for id in &ids {
         topk_core::event::check_id("ids", id).map_err(bad)?;
     }
-    let g = parse_granularity(&p)?.unwrap_or(Granularity::Day);
-    let to = parse_instant(&p, "to")?.unwrap_or_else(|| Bucket::containing(g, topk_core::clock::now_ms()).end_ms());
-    let from = match parse_instant(&p, "from")? {
+    let (g, from, to) = window(&p, |_| 12, MAX_TREND_BUCKETS)?;
+    let rules = state.rules();
+    Ok(Json(state.stores.with(move |s| query::trends(s, &ids, g, from, to, rules)).await?).into_response())
+}
+
+/// `granularity` (default day), `to` (default the end of the current bucket) and `from`
+/// (default `span(granularity)` buckets before `to`), checked: at most `max` buckets.
+fn window(
+    p: &std::collections::HashMap<String, String>,
+    span: impl Fn(Granularity) -> usize,
+    max: i64,
+) -> Result<(Granularity, i64, i64), ApiError> {
+    let g = parse_granularity(p)?.unwrap_or(Granularity::Day);
+    let to = parse_instant(p, "to")?.unwrap_or_else(|| Bucket::containing(g, topk_core::clock::now_ms()).end_ms());
+    let from = match parse_instant(p, "from")? {
         Some(from) => from,
-        None => (0..12).fold(Bucket::containing(g, to - 1), |b, _| b.prev()).next().start_ms,
+        None => (0..span(g)).fold(Bucket::containing(g, to - 1), |b, _| b.prev()).next().start_ms,
     };
     check_order(from, to)?;
     let buckets = (to - from) / Bucket::containing(g, from).duration_ms().max(1);
-    if buckets > MAX_TREND_BUCKETS {
-        return Err(bad(format!("about {buckets} {g} buckets; at most {MAX_TREND_BUCKETS} per query")));
+    if buckets > max {
+        return Err(bad(format!("about {buckets} {g} buckets; at most {max} per query: use a coarser granularity")));
     }
-    let rules = state.rules();
-    Ok(Json(state.stores.with(move |s| query::trends(s, &ids, g, from, to, rules)).await?).into_response())
+    Ok((g, from, to))
 }
