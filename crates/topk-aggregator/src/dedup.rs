@@ -23,6 +23,8 @@ pub struct DedupWindow {
     table: hashbrown::HashTable<Seen>,
     /// The slice of the newest arrival, when the table was last swept.
     swept: Option<i64>,
+    /// Ids have expired: the window has been full at least once.
+    full: bool,
     /// `window_ms <= 0`: no id is remembered.
     off: bool,
 }
@@ -42,7 +44,14 @@ impl DedupWindow {
     pub fn new(window_ms: i64) -> Self {
         let slice_ms = (window_ms / DEDUP_SLICES).max(1);
         let slices = (window_ms.max(0) + slice_ms - 1).div_euclid(slice_ms).min(i64::from(u32::MAX / 2)) as u32;
-        DedupWindow { slice_ms, slices, table: hashbrown::HashTable::new(), swept: None, off: window_ms <= 0 }
+        DedupWindow {
+            slice_ms,
+            slices,
+            table: hashbrown::HashTable::new(),
+            swept: None,
+            full: false,
+            off: window_ms <= 0,
+        }
     }
 
     fn slice(&self, ts_ms: i64) -> i64 {
@@ -112,9 +121,15 @@ impl DedupWindow {
     /// every several slices, costs about what the erasing does (dedup_bench).
     fn sweep(&mut self, now: i64) {
         let (slice, window) = (now as u32, self.slices);
+        let before = self.table.len();
         self.table.retain(|s| slice.wrapping_sub(s.slice) <= window);
         let len = self.table.len();
-        if self.table.capacity() - len < len / 8 + 64 {
+        // The first ids to expire mean the window is full: its table is sized for it now,
+        // rather than whenever its room first runs low (one to two windows later, when a
+        // size class up could still be taken: the soak's late steps).
+        let first_full = !self.full && len < before;
+        self.full |= first_full;
+        if first_full || self.table.capacity() - len < len / 8 + 64 {
             let mut fresh = hashbrown::HashTable::with_capacity(len + len / 2 + 64);
             for s in std::mem::take(&mut self.table) {
                 fresh.insert_unique(s.digest, s, |s| s.digest);

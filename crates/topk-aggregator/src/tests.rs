@@ -379,3 +379,25 @@ fn the_dedup_table_stops_growing_once_its_window_is_full() {
         assert!(settled[0].1 <= settled[0].0 * 4 * 13, "{rate}/s: {} bytes for {} ids", settled[0].1, settled[0].0);
     }
 }
+
+#[test]
+fn a_dedup_table_takes_its_size_when_its_window_first_fills() {
+    // Sized only when its room ran low, a table at 1,250, 2,500 or 5,000 ids/s took its
+    // size class up two windows after the window was full (the soak's steps at 20k
+    // events/s came at minutes 36 to 49 with a 10-minute window). Sized when ids first
+    // expire, it keeps one size from then on, at every rate.
+    let digest = |i: u64| xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes());
+    for rate in (1_000u64..8_000).step_by(250) {
+        let mut window = DedupWindow::new(16_000);
+        let mut sizes = Vec::new();
+        for i in 0..rate * 16 * 8 {
+            let ts = 1_800_000_000_000 + (i * 1000 / rate) as i64;
+            assert!(!window.is_duplicate(digest(i), ts));
+            if i % (rate * 16) == 0 {
+                sizes.push(window.memory_bytes());
+            }
+        }
+        let settled = &sizes[2..];
+        assert!(settled.iter().all(|s| *s == settled[0]), "{rate}/s: {sizes:?}");
+    }
+}
