@@ -210,6 +210,10 @@ fn the_projection_of_today_scales_what_is_counted_by_the_shape_of_the_same_hours
     for name in ["topk_projection_median_ape", "topk_projection_interval_coverage"] {
         assert!(exports(&metrics, name), "{name} missing:\n{metrics}");
     }
+    // The sample Grafana board's projection panel uses only these.
+    for name in SAMPLE_MONITORING.into_iter().flat_map(metric_names_used).filter(|n| projection_only(n)) {
+        assert!(exports(&metrics, &name), "the sample monitoring uses {name}, not exported:\n{metrics}");
+    }
 
     // As CSV: the same rows, counted and projected columns named so.
     let csv = reqwest::blocking::get(format!("{}/api/v1/projection?granularity=day&k=10&format=csv", s.url))

@@ -337,6 +337,11 @@ impl Drop for Serve {
 /// The sample Grafana dashboard and Prometheus alert rules (paths from the repository root).
 pub const SAMPLE_MONITORING: [&str; 2] = ["deploy/grafana/topk-dashboard.json", "deploy/prometheus/alerts.yml"];
 
+/// Metrics exported once the last ended day is exact (the projection test checks them).
+pub fn projection_only(name: &str) -> bool {
+    name.starts_with("topk_projection_")
+}
+
 /// Metrics that only a process running the Kafka source (`topk source`) exports.
 pub fn source_only(name: &str) -> bool {
     name.starts_with("topk_source_") || name == "topk_dead_letters_total"
