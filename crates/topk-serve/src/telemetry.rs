@@ -143,11 +143,7 @@ impl Telemetry {
                 }
                 r.register(name, help, f);
             } else {
-                let f = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-                for (labels, v) in samples {
-                    f.get_or_create(&labels).set(v);
-                }
-                r.register(name, help, f);
+                r.register(name, help, gauges(samples));
             }
         }
 
@@ -185,14 +181,12 @@ impl Telemetry {
             }),
         ];
         for (name, help, field) in scores {
-            let f = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-            for g in Granularity::ALL {
-                // Newest first: the first record of a granularity is its latest.
-                if let Some(rec) = scrape.accuracy.iter().find(|rec| rec.bucket.granularity == g) {
-                    f.get_or_create(&vec![("granularity", g.as_str().to_string())]).set(field(&rec.accuracy));
-                }
-            }
-            r.register(format!("topk_speed_{name}"), format!("{help}, latest scored bucket"), f);
+            // Newest first: the first record of a granularity is its latest.
+            let latest = Granularity::ALL.into_iter().filter_map(|g| {
+                let rec = scrape.accuracy.iter().find(|rec| rec.bucket.granularity == g)?;
+                Some((vec![("granularity", g.as_str().to_string())], field(&rec.accuracy)))
+            });
+            r.register(format!("topk_speed_{name}"), format!("{help}, latest scored bucket"), gauges(latest));
         }
         type Score = fn(&crate::query::Backtest) -> f64;
         let projection: [(&str, &str, Score); 3] = [
@@ -203,20 +197,28 @@ impl Telemetry {
             }),
         ];
         for (name, help, score) in projection {
-            let f = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-            for b in scrape.projections {
+            let samples = scrape.projections.iter().map(|b| {
                 let labels =
                     vec![("granularity", b.bucket.granularity.as_str().to_string()), ("at", format!("{:.2}", b.at))];
-                f.get_or_create(&labels).set(score(b));
-            }
+                (labels, score(b))
+            });
             r.register(
                 format!("topk_projection_{name}"),
                 format!("{help}, projected at `at` of the last ended day"),
-                f,
+                gauges(samples),
             );
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String");
         out
     }
+}
+
+/// A gauge family with one sample per labelled value.
+fn gauges(samples: impl Iterator<Item = (Labels, f64)>) -> Family<Labels, Gauge<f64, AtomicU64>> {
+    let f = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for (labels, v) in samples {
+        f.get_or_create(&labels).set(v);
+    }
+    f
 }
