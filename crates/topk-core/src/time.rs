@@ -34,6 +34,13 @@ use label::fmt_ts;
 use label::{parse_label, YearFmt};
 pub use range::{decompose, RangeError};
 
+/// The hour of the week of an instant, UTC: 0 is Monday 00:00–01:00, 167 Sunday 23:00.
+pub fn hour_of_week(ts_ms: i64) -> usize {
+    let hour = ts_ms.div_euclid(HOUR_MS);
+    let day = hour.div_euclid(24);
+    ((day - week_start_day(day)) * 24 + hour.rem_euclid(24)) as usize
+}
+
 /// The same instant of the same calendar date a year earlier (29 February: the 28th).
 pub fn year_earlier_ms(ts_ms: i64) -> i64 {
     let (y, m, d) = civil_from_days(ts_ms.div_euclid(DAY_MS));

@@ -93,6 +93,14 @@ fn small_range() -> impl Strategy<Value = (i64, i64)> {
 
 proptest! {
     #[test]
+    fn hour_of_week_agrees_with_chrono(t in Y1900..Y2200) {
+        use chrono::{Datelike, Timelike};
+        let c = chrono::DateTime::from_timestamp_millis(t).unwrap();
+        let want = c.weekday().num_days_from_monday() * 24 + c.hour();
+        prop_assert_eq!(hour_of_week(t), want as usize);
+    }
+
+    #[test]
     fn containing_is_aligned_and_contains(g in any_granularity(), t in -WIDE..WIDE) {
         let c = Bucket::containing(g, t);
         prop_assert!(Bucket::is_aligned(g, c.start_ms));

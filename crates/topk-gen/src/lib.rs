@@ -254,10 +254,8 @@ impl Rhythm {
         let mut sum = 0.0;
         cumulative.push(sum);
         for h in 0..hours {
-            let t = start_ms + h * hour_ms;
-            let hour_of_day = t.div_euclid(hour_ms).rem_euclid(24) as f64;
-            // 1970-01-01 was a Thursday (weekday 3 counting from Monday).
-            let weekday = (t.div_euclid(DAY_MS) + 3).rem_euclid(7) as f64;
+            let hour_of_week = topk_core::time::hour_of_week(start_ms + h * hour_ms);
+            let (weekday, hour_of_day) = ((hour_of_week / 24) as f64, (hour_of_week % 24) as f64);
             let tau = std::f64::consts::TAU;
             let rate = (1.0 + strength * (tau * (hour_of_day - 20.0) / 24.0).cos())
                 * (1.0 + strength / 2.0 * (tau * (weekday - 5.5) / 7.0).cos());

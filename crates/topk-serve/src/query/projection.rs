@@ -24,7 +24,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
-use topk_core::time::{decompose, Bucket, Granularity};
+use topk_core::time::{decompose, hour_of_week, Bucket, Granularity};
 use topk_core::timestamp::format_rfc3339;
 use topk_core::{DAY_MS, HOUR_MS};
 use topk_store::{By, ServingStore, StoreError};
@@ -252,14 +252,6 @@ pub fn project_counted(
         freshness: counted.freshness,
         notes,
     })
-}
-
-/// The hour of the week (Monday 00:00 UTC is 0) of an instant.
-fn hour_of_week(ts_ms: i64) -> usize {
-    let hour = ts_ms.div_euclid(HOUR_MS);
-    // 1970-01-01 was a Thursday: day 0 is weekday 3 counting from Monday.
-    let weekday = (hour.div_euclid(24) + 3).rem_euclid(7);
-    (weekday * 24 + hour.rem_euclid(24)) as usize
 }
 
 /// The volume of each hour of the week, as history has it.
