@@ -163,6 +163,7 @@ pub fn project_counted(
 ) -> Result<ProjectionAnswer, StoreError> {
     let (start, end) = (bucket.start_ms, bucket.end_ms());
     let as_of = as_of.clamp(start + 1, end);
+    let elapsed = (as_of - start) as f64 / (end - start) as f64;
     let day_start = as_of.div_euclid(DAY_MS) * DAY_MS;
     let shape = Shape::learn(store, day_start)?;
     let dispersion = dispersion(store, Bucket::containing(Granularity::Day, day_start).prev())?;
@@ -204,14 +205,14 @@ pub fn project_counted(
             "projected: {:.0} % of the period's time has passed and history expects {:.0} % of its volume by now, so \
              each count so far is scaled by {:.2}; the projected top K is the counted one, assuming every product \
              follows the shop's shape",
-            100.0 * (as_of - start) as f64 / (end - start) as f64,
+            100.0 * elapsed,
             100.0 * s,
             1.0 / s
         ),
     );
     if shape.weeks == 0 {
         notes.push("no exact hourly history before this day: the shape is flat, the run rate alone".into());
-    } else if shape.complete < 2 {
+    } else if shape.complete_weeks.len() < 2 {
         notes.push(format!(
             "fewer than two complete weeks of hourly history ({} with data): the interval leaves out how much the \
              shape varies",
@@ -231,7 +232,7 @@ pub fn project_counted(
         from: format_rfc3339(start),
         to: format_rfc3339(end),
         as_of: format_rfc3339(as_of),
-        elapsed: (as_of - start) as f64 / (end - start) as f64,
+        elapsed,
         expected_share: s,
         k: counted.k,
         by: by.as_str(),
@@ -245,7 +246,7 @@ pub fn project_counted(
         rows,
         method: ProjectionMethod {
             history_weeks: shape.weeks,
-            complete_weeks: shape.complete,
+            complete_weeks: shape.complete_weeks.len(),
             shape_spread: spread,
             dispersion,
         },
@@ -260,8 +261,8 @@ struct Shape {
     mean: Vec<f64>,
     /// The complete weeks, each on its own.
     complete_weeks: Vec<Vec<f64>>,
+    /// The weeks with any data.
     weeks: usize,
-    complete: usize,
 }
 
 impl Shape {
@@ -277,32 +278,18 @@ impl Shape {
                 week[hour_of_week(e.bucket.start_ms)] = Some(e.count.max(0) as f64);
             }
         }
-        let mut mean: Vec<Option<f64>> = (0..WEEK_HOURS)
-            .map(|h| {
-                let seen: Vec<f64> = weeks.iter().filter_map(|w| w[h]).collect();
-                (!seen.is_empty()).then(|| seen.iter().sum::<f64>() / seen.len() as f64)
-            })
-            .collect();
-        let known: Vec<f64> = mean.iter().flatten().copied().collect();
-        let overall = if known.is_empty() { 1.0 } else { known.iter().sum::<f64>() / known.len() as f64 };
-        let by_hour_of_day: Vec<Option<f64>> = (0..24)
-            .map(|hd| {
-                let seen: Vec<f64> = (0..7).filter_map(|wd| mean[wd * 24 + hd]).collect();
-                (!seen.is_empty()).then(|| seen.iter().sum::<f64>() / seen.len() as f64)
-            })
-            .collect();
-        for (h, m) in mean.iter_mut().enumerate() {
-            m.get_or_insert(by_hour_of_day[h % 24].unwrap_or(overall));
-        }
+        let slots: Vec<Option<f64>> = (0..WEEK_HOURS).map(|h| average(weeks.iter().filter_map(|w| w[h]))).collect();
+        let overall = average(slots.iter().flatten().copied()).unwrap_or(1.0);
+        let by_hour_of_day: Vec<Option<f64>> =
+            (0..24).map(|hd| average((0..7).filter_map(|wd| slots[wd * 24 + hd]))).collect();
         let complete_weeks: Vec<Vec<f64>> = weeks
             .iter()
             .filter(|w| w.iter().all(Option::is_some))
             .map(|w| w.iter().map(|v| v.unwrap_or(0.0)).collect())
             .collect();
         Ok(Shape {
-            mean: mean.into_iter().map(|m| m.unwrap_or(overall)).collect(),
+            mean: slots.iter().enumerate().map(|(h, m)| m.or(by_hour_of_day[h % 24]).unwrap_or(overall)).collect(),
             weeks: weeks.iter().filter(|w| w.iter().any(Option::is_some)).count(),
-            complete: complete_weeks.len(),
             complete_weeks,
         })
     }
@@ -440,6 +427,12 @@ pub fn backtest(
         coverage: errors.iter().filter(|e| e.1).count() as f64 / errors.len().max(1) as f64,
         errors,
     }))
+}
+
+/// The mean of some values, `None` of none.
+fn average(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(sum, n), v| (sum + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
 }
 
 /// The median of sorted values (0 when there are none).
