@@ -248,6 +248,7 @@ async function loadTop() {
   const mine = ++state.requests;
   const query = topQuery();
   saveView();
+  let extras;
   try {
     const a = await getJson(`/api/v1/top?${query}`);
     if (mine !== state.requests) return;
@@ -258,8 +259,7 @@ async function loadTop() {
     }
     state.answer = a;
     renderTop(a);
-    loadProjection(a, mine);
-    loadTrends(a, mine);
+    extras = Promise.all([loadProjection(a, mine), loadTrends(a, mine)]);
   } catch (e) {
     if (mine !== state.requests) return;
     clearAnswer();
@@ -268,6 +268,8 @@ async function loadTop() {
   document.body.dataset.query = query;
   $("csv").href = `/api/v1/top?${query}&format=csv`;
   loadMovers(query);
+  // The product chart (drawn after this) reads the projection.
+  await extras;
 }
 
 // The period's biggest gains and drops against the previous period (top 5 each).
@@ -570,7 +572,10 @@ async function loadDetail() {
   const openIndex = h.points.findIndex(open);
   let projectedEnd = null;
   if (openIndex >= 0 && value(h.points[openIndex]) != null) {
-    const p = await getJson(`/api/v1/projection?granularity=${w.g}&k=1`).catch(() => null);
+    // The table's projection when it is of the same bucket, else the chart's own.
+    const shown = state.projection;
+    const same = shown && shown.granularity === w.g && Date.parse(shown.from) === Date.parse(h.points[openIndex].start);
+    const p = same ? shown : await getJson(`/api/v1/projection?granularity=${w.g}&k=1`).catch(() => null);
     if (mine !== state.detailRequests) return;
     if (p && p.expected_share > 0) projectedEnd = Math.round(h.points[openIndex].count / p.expected_share);
   }
