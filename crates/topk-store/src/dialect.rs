@@ -1,8 +1,9 @@
 //! What differs between SQLite and PostgreSQL, written out: nothing here rewrites SQL
-//! text. Statements are either the same on both (most of them: `$n` parameters,
+//! text (the SQLite backend only writes the `$n` parameters `?n`, which it numbers the
+//! same). Statements are either the same on both (most of them: `$n` parameters,
 //! `ON CONFLICT`, `RETURNING`) or given once per dialect ([`PerDialect`]); bulk inserts
 //! are described ([`Insert`]) and each backend builds its statement from the description:
-//! SQLite one row per statement, PostgreSQL `COPY … FROM STDIN BINARY` or multi-row
+//! SQLite multi-row `INSERT`s, PostgreSQL `COPY … FROM STDIN BINARY` or multi-row
 //! `INSERT`s.
 
 /// A SQL backend's dialect.

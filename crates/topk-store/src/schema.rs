@@ -9,7 +9,7 @@ use crate::dialect::Dialect;
 pub const EXACT_COLUMNS: &[&str] = &["granularity", "bucket_start", "product_id", "count", "revenue_cents"];
 
 /// `(version, statements)` in `dialect`.
-pub fn migrations(dialect: Dialect) -> [(i64, String); 4] {
+pub fn migrations(dialect: Dialect) -> [(i64, String); 5] {
     let (text, id, blob) = (dialect.text(), dialect.id_column(), dialect.blob());
     [
         (
@@ -145,6 +145,44 @@ pub fn migrations(dialect: Dialect) -> [(i64, String); 4] {
         min_revenue_cents = (SELECT MIN(b.revenue_cents) FROM batch_table b
             WHERE b.granularity = bucket_totals.granularity AND b.bucket_start = bucket_totals.bucket_start);"
                 .to_string(),
+        ),
+        (
+            // SQLite: the exact rows and the top lists stored in their primary key's B-tree
+            // (`WITHOUT ROWID`) rather than in a rowid table plus an index of the key: one
+            // B-tree to write per row instead of two, and reads by key go straight to the
+            // row. PostgreSQL has no such choice.
+            5,
+            match dialect {
+                Dialect::Sqlite => "CREATE TABLE batch_table_v5 (
+        granularity TEXT NOT NULL,
+        bucket_start BIGINT NOT NULL,
+        product_id TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        revenue_cents BIGINT NOT NULL,
+        PRIMARY KEY (granularity, bucket_start, product_id)
+    ) WITHOUT ROWID;
+    INSERT INTO batch_table_v5 SELECT granularity, bucket_start, product_id, count, revenue_cents FROM batch_table;
+    DROP TABLE batch_table;
+    ALTER TABLE batch_table_v5 RENAME TO batch_table;
+    CREATE TABLE top_lists_v5 (
+        granularity TEXT NOT NULL,
+        bucket_start BIGINT NOT NULL,
+        ranked_by TEXT NOT NULL,
+        rank BIGINT NOT NULL,
+        product_id TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        revenue_cents BIGINT NOT NULL,
+        error_bound BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        PRIMARY KEY (granularity, bucket_start, ranked_by, rank)
+    ) WITHOUT ROWID;
+    INSERT INTO top_lists_v5 SELECT granularity, bucket_start, ranked_by, rank, product_id, count,
+        revenue_cents, error_bound, source FROM top_lists;
+    DROP TABLE top_lists;
+    ALTER TABLE top_lists_v5 RENAME TO top_lists;"
+                    .to_string(),
+                Dialect::Postgres => "SELECT 1".to_string(),
+            },
         ),
     ]
 }

@@ -17,6 +17,18 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Statements kept prepared per connection: more than the queries in `schema`.
 const STATEMENT_CACHE: usize = 128;
 
+/// Rows per multi-row `INSERT`: fewer statements to step through than one per row.
+const ROWS_PER_INSERT: usize = 64;
+
+/// The statement with `$n` parameters written `?n`, which SQLite numbers n (a `$n` would
+/// be a name, looked up on every bind).
+fn numbered(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('$') {
+        return sql.into();
+    }
+    sql.replace('$', "?").into()
+}
+
 pub(crate) struct SqliteConn {
     conn: Connection,
 }
@@ -36,14 +48,15 @@ impl ToSql for Value<'_> {
 crate::sql::impl_sql_row!(Row<'_>, get);
 
 impl SqliteConn {
-    /// Prepares (once per connection) and binds `$1`, `$2`, … by name, so a query may use
-    /// its parameters in any order.
+    /// Prepares (once per connection) and binds `$1`, `$2`, … by number, so a query may
+    /// use its parameters in any order and more than once.
     fn prepare<'c>(&'c self, sql: &str, params: &[Value<'_>]) -> Result<rusqlite::CachedStatement<'c>> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        for (i, p) in params.iter().enumerate() {
-            if let Some(idx) = stmt.parameter_index(&format!("${}", i + 1))? {
-                stmt.raw_bind_parameter(idx, p)?;
-            }
+        let mut stmt = self.conn.prepare_cached(&numbered(sql))?;
+        // `?NNN` is parameter NNN, and the statement has as many as its largest NNN: the
+        // parameters past it are not used by the query.
+        let used = stmt.parameter_count();
+        for (i, p) in params.iter().enumerate().take(used) {
+            stmt.raw_bind_parameter(i + 1, p)?;
         }
         Ok(stmt)
     }
@@ -58,11 +71,19 @@ impl Conn for SqliteConn {
         Ok(self.prepare(sql, params)?.raw_execute()? as u64)
     }
 
-    /// One prepared one-row statement per row: in-process, a statement costs no round trip.
+    /// Prepared statements of [`ROWS_PER_INSERT`] rows, then one per row for the rest.
     fn insert(&mut self, insert: &Insert, rows: &[Value<'_>]) -> Result<u64> {
-        let sql = insert.values(1);
+        let width = insert.width();
         let mut n = 0;
-        for row in rows.chunks(insert.width()) {
+        let mut chunks = rows.chunks_exact(width * ROWS_PER_INSERT);
+        if chunks.len() > 0 {
+            let sql = insert.values(ROWS_PER_INSERT);
+            for chunk in &mut chunks {
+                n += self.exec(&sql, chunk)?;
+            }
+        }
+        let sql = insert.values(1);
+        for row in chunks.remainder().chunks(width) {
             n += self.exec(&sql, row)?;
         }
         Ok(n)
