@@ -1,75 +1,87 @@
-//! Rollup benchmark: one day of N products × 24 hours, and a year from 12 months of N
-//! products, on the embedded SQLite store or on PostgreSQL.
+//! The batch layer at the chapter's scale: a day of N products in each of its 24 hours,
+//! archived as the archive role writes it, then rolled up by one scheduler pass (24 hour
+//! rollups, the day rollup, their top lists and totals), on the embedded SQLite store or
+//! on PostgreSQL. Prints the time of the archive fill and of the pass; run it under
+//! `/usr/bin/time -v` for the peak RSS.
 //!
-//! `cargo run --release -p topk-batch --example rollup_bench -- [N] [DIR | postgres://…]`
-//! (PostgreSQL: the tables of the database's search path are emptied first.)
+//! `cargo run --release -p topk-batch --example rollup_bench -- [N] [DIR] [postgres://…]`
+//! (`TOPK_LOG=topk_batch=debug` prints each bucket's time summing, scoring and committing.)
+//! (DIR holds the archive, and the SQLite store unless a PostgreSQL URL is given, whose
+//! tables in the search path are emptied first.)
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use topk_archive::{Archive, Root};
+use topk_batch::{Batch, BatchConfig};
+use topk_core::flush::{AggRow, FlushBatch};
 use topk_core::time::{Bucket, Granularity};
-use topk_store::{vals, BatchStore, ProductSum, SqlStore, Value, EXACT_ROW};
+use topk_core::HOUR_MS;
+use topk_store::SqlStore;
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("TOPK_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().map_or(1_000_000, |a| a.parse().expect("N is a number"));
-    let at = args.next().unwrap_or_else(|| std::env::temp_dir().display().to_string());
-    let mut store = if at.starts_with("postgres") {
-        let mut store = SqlStore::open(&at).expect("store");
-        store
-            .execute_script("DELETE FROM batch_table; DELETE FROM top_lists; DELETE FROM bucket_totals")
-            .expect("empty");
-        store
-    } else {
-        let path = std::path::Path::new(&at).join("rollup_bench.db");
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    let n: i64 = args.next().map_or(1_000_000, |a| a.parse().expect("N is a number"));
+    let dir = std::path::PathBuf::from(args.next().unwrap_or_else(|| std::env::temp_dir().display().to_string()))
+        .join("rollup_bench");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench directory");
+    let store = match args.next() {
+        Some(url) => {
+            let mut store = SqlStore::open(&url).expect("store");
+            store
+                .execute_script(
+                    "DELETE FROM batch_table; DELETE FROM top_lists; DELETE FROM bucket_totals;
+                     DELETE FROM batch_pending; DELETE FROM batch_hour_versions; DELETE FROM pipeline_runs",
+                )
+                .expect("empty");
+            store
         }
-        SqlStore::open_sqlite(&path).expect("store")
+        None => SqlStore::open_sqlite(dir.join("store.db")).expect("store"),
     };
-    let day = Bucket::containing(Granularity::Day, 1_796_083_200_000); // 2026-12-01
-    let rows = |salt: i64| -> Vec<ProductSum> {
-        (0..n as i64)
-            .map(|p| ProductSum { product_id: format!("p{p:07}"), count: 1 + (p * 7 + salt) % 13, revenue_cents: 100 })
-            .collect()
-    };
+    // 2026-12-01, a Tuesday: its week and month are not over when the watermark passes it,
+    // so the pass rolls up the day's hours and the day.
+    let day = Bucket::containing(Granularity::Day, 1_796_083_200_000);
+    let root = Root::Dir(dir.join("archive"));
     let t = Instant::now();
+    let mut archive = Archive::open(root.clone(), 1).expect("archive");
     for (i, hour) in day.children().into_iter().enumerate() {
-        store.replace_hour(hour, &rows(i as i64), 1, &[]).expect("hour");
+        let i = i as i64;
+        let rows = (0..n)
+            .map(|p| AggRow {
+                product_id: format!("p{p:07}"),
+                hour_ms: hour.start_ms,
+                count: 1 + (p * 7 + i) % 13,
+                revenue_cents: 100 * (1 + (p * 7 + i) % 13),
+                earliest_ts_ms: hour.start_ms,
+                latest_ts_ms: hour.start_ms,
+            })
+            .collect();
+        let watermark_ms = if i == 23 { day.end_ms() + HOUR_MS } else { hour.end_ms() };
+        let batch = FlushBatch {
+            partition: 0,
+            first_offset: i as u64 * 10,
+            end_offset: i as u64 * 10 + 10,
+            watermark_ms,
+            rows,
+            ..FlushBatch::default()
+        };
+        archive.apply(i as u64, &batch).expect("archive");
+        archive.save().expect("archive state");
     }
-    println!("fill: {} hour rows in {:.1} s", 24 * n, t.elapsed().as_secs_f64());
+    println!("fill: {} hourly rows archived in {:.1} s", 24 * n, t.elapsed().as_secs_f64());
 
+    let cfg = BatchConfig { hour_retention: None, max_backoff: Duration::from_secs(1), ..BatchConfig::default() };
+    let mut batch = Batch::new(store, root, cfg);
     let t = Instant::now();
-    let written = store.rollup(day).expect("rollup");
-    let rollup = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    store.regenerate_top_lists(day, 1000).expect("top lists");
+    let report = batch.run_pending().expect("pass");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.ran.len(), 25, "24 hours and the day: {:?}", report.ran);
     println!(
-        "day: rollup of {written} products from 24 hours in {rollup:.2} s, top lists in {:.2} s",
-        t.elapsed().as_secs_f64()
-    );
-
-    let year = Bucket::containing(Granularity::Year, day.start_ms);
-    let t = Instant::now();
-    let ids: Vec<String> = (0..n).map(|p| format!("p{p:07}")).collect();
-    store
-        .transaction(|c| {
-            for month in year.children() {
-                let rows: Vec<Value<'_>> = (0..n as i64)
-                    .flat_map(|p| vals!["month", month.start_ms, &ids[p as usize], 1 + p % 17, 100])
-                    .collect();
-                c.insert(&EXACT_ROW, &rows)?;
-            }
-            Ok(())
-        })
-        .expect("month rows");
-    println!("fill: {} month rows in {:.1} s", 12 * n, t.elapsed().as_secs_f64());
-    let t = Instant::now();
-    let written = store.rollup(year).expect("rollup");
-    let rollup = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    store.regenerate_top_lists(year, 1000).expect("top lists");
-    println!(
-        "year: rollup of {written} products from 12 months in {rollup:.2} s, top lists in {:.2} s",
+        "pass: 24 hour rollups of {n} products, the day rollup, top lists and totals in {:.1} s",
         t.elapsed().as_secs_f64()
     );
 }

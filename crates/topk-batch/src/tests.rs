@@ -182,27 +182,55 @@ fn late_data_and_refunds_re_run_exactly_the_buckets_they_touch() {
 }
 
 #[test]
-fn past_retention_a_late_hour_re_rolls_its_whole_day_from_the_archive() {
+fn past_retention_a_late_hour_re_rolls_its_day_from_the_archive() {
     let mut f =
         Fixture::new(BatchConfig { hour_retention: Some(Duration::from_secs(86_400)), ..BatchConfig::default() });
     f.archive(vec![row("a", 0, 3), row("b", 0, 2), row("a", 5, 4)], YEAR_END);
     f.batch.run_pending().unwrap();
-    // The hours are past retention: their rows are gone, the day's stay.
+    // The hours are past retention: their rows are not kept, the day's are.
     assert!(f.batch.store().bucket_rows(hour(0)).unwrap().is_empty());
     assert!(f.batch.store().top_list(hour(0), By::Quantity, 10).unwrap().is_empty());
     assert_eq!(f.top(day()), pairs(&[("a", 7), ("b", 2)]));
 
-    // A late sale of hour 5: summing the day from the hours left in the store would lose
-    // hour 0, so every hour of the day is rolled up again from the archive first.
+    // A late sale of hour 5, in a later pass: the store has no rows of hour 0, so the day
+    // reads its other hours from the archive.
     f.archive(vec![row("b", 5, 1)], YEAR_END);
     let report = f.batch.run_pending().unwrap();
-    let mut expected: Vec<Bucket> = day().children();
-    expected.push(day());
+    let mut expected = vec![hour(5), day()];
     expected.extend(above_day());
     assert_eq!(report.ran, expected);
     assert_eq!(f.top(day()), pairs(&[("a", 7), ("b", 3)]));
     assert_eq!(f.top(Bucket::containing(Granularity::Year, T0)), pairs(&[("a", 7), ("b", 3)]));
     assert!(f.batch.store().bucket_rows(hour(5)).unwrap().is_empty(), "deleted again after the pass");
+}
+
+#[test]
+fn a_day_sums_its_hours_in_memory_in_one_pass_and_from_the_store_in_a_later_one() {
+    let mut f = Fixture::new(no_retention());
+    // Hour 24 is the next day's first: it must not leak into the day.
+    f.archive(vec![row("a", 0, 5), row("b", 0, 1), row("b", 23, 7), row("c", 23, 2), row("a", 24, 100)], YEAR_END);
+    let report = f.batch.run_pending().unwrap();
+    let next_day = Bucket::containing(Granularity::Day, T0 + 24 * HOUR_MS);
+    let order: Vec<Bucket> = report.ran.iter().copied().filter(|b| b.granularity <= Granularity::Day).collect();
+    assert_eq!(order, [hour(0), hour(23), day(), hour(24), next_day], "each day right after its last hour");
+    let day_rows = [("a", 5), ("b", 8), ("c", 2)]
+        .map(|(p, n)| ProductSum { product_id: p.into(), count: n, revenue_cents: n * 100 })
+        .to_vec();
+    assert_eq!(f.batch.store().bucket_rows(day()).unwrap(), day_rows);
+    let totals = f.batch.store().exact_buckets(Granularity::Day, T0, T0 + 1).unwrap();
+    assert_eq!((totals[0].count, totals[0].products, totals[0].min_count), (15, 3, Some(2)));
+    let week = Bucket::containing(Granularity::Week, T0);
+    assert_eq!(f.top(week), pairs(&[("a", 105), ("b", 8), ("c", 2)]));
+
+    // A late sale of hour 23 in a later pass: the day reads hour 0 back from the store.
+    f.archive(vec![row("c", 23, 9)], YEAR_END);
+    let report = f.batch.run_pending().unwrap();
+    assert_eq!(report.ran[..2], [hour(23), day()]);
+    assert_eq!(f.top(day()), pairs(&[("c", 11), ("b", 8), ("a", 5)]));
+    assert_eq!(f.top(week), pairs(&[("a", 105), ("c", 11), ("b", 8)]));
+    // Re-running replaces rather than adds.
+    f.batch.run_range(Granularity::Day, T0, T0 + 1, true).unwrap();
+    assert_eq!(f.top(day()), pairs(&[("c", 11), ("b", 8), ("a", 5)]));
 }
 
 #[test]

@@ -20,8 +20,8 @@ pub struct Accuracy {
 
 /// `exact`: every product's true count, largest first. `approx`: the reported rows as
 /// (product, estimate, error bound), largest estimate first.
-pub fn score(exact: &[(String, i64)], approx: &[(String, i64, i64)]) -> Accuracy {
-    let truth: HashMap<&str, i64> = exact.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+pub fn score<E: AsRef<str>, A: AsRef<str>>(exact: &[(E, i64)], approx: &[(A, i64, i64)]) -> Accuracy {
+    let truth: HashMap<&str, i64> = exact.iter().map(|(p, c)| (p.as_ref(), *c)).collect();
     let precision = |k: usize| {
         let k = k.min(exact.len());
         if k == 0 {
@@ -30,22 +30,22 @@ pub fn score(exact: &[(String, i64)], approx: &[(String, i64, i64)]) -> Accuracy
         // Products tied with the k-th count may fill the places the strictly larger leave.
         let floor = exact[k - 1].1;
         let above = exact.iter().take_while(|(_, c)| *c > floor).count();
-        let true_counts = approx.iter().take(k).map(|(p, _, _)| truth.get(p.as_str()).copied().unwrap_or(i64::MIN));
+        let true_counts = approx.iter().take(k).map(|(p, _, _)| truth.get(p.as_ref()).copied().unwrap_or(i64::MIN));
         let (hits_above, hits_tied) =
             true_counts.fold((0, 0), |(a, t), c| (a + usize::from(c > floor), t + usize::from(c == floor)));
         (hits_above + hits_tied.min(k - above)) as f64 / k as f64
     };
-    let reported: HashMap<&str, i64> = approx.iter().map(|(p, c, _)| (p.as_str(), *c)).collect();
+    let reported: HashMap<&str, i64> = approx.iter().map(|(p, c, _)| (p.as_ref(), *c)).collect();
     let errors: Vec<f64> = exact
         .iter()
         .take(10)
         .filter(|(_, c)| *c > 0)
-        .map(|(p, c)| (reported.get(p.as_str()).copied().unwrap_or(0) - c).abs() as f64 / *c as f64)
+        .map(|(p, c)| (reported.get(p.as_ref()).copied().unwrap_or(0) - c).abs() as f64 / *c as f64)
         .collect();
     let inside = approx
         .iter()
         .filter(|(p, c, e)| {
-            let t = truth.get(p.as_str()).copied().unwrap_or(0);
+            let t = truth.get(p.as_ref()).copied().unwrap_or(0);
             c - e <= t && t <= c + e
         })
         .count();

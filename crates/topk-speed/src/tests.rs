@@ -3,7 +3,7 @@ use std::collections::{HashMap, HashSet};
 use topk_core::flush::AggRow;
 use topk_core::partition::partition_of;
 use topk_core::random::{Rng, Zipf};
-use topk_store::{BatchStore, ServingStore, SqlStore};
+use topk_store::{BatchStore, BucketRun, ServingStore, SqlStore};
 
 use super::*;
 
@@ -85,8 +85,7 @@ fn exact_batch_rows_replace_the_speed_rows() {
     speed.absorb(0, &batch(0, MONDAY, vec![row("a", MONDAY, 2)])).unwrap();
     speed.write(Instant::now()).unwrap();
     let sum = ProductSum { product_id: "a".into(), count: 2, revenue_cents: 200 };
-    speed.store().replace_hour(hour, &[sum], 1, &[]).unwrap();
-    speed.store().regenerate_top_lists(hour, 10).unwrap();
+    speed.store().commit_bucket(&BucketRun::rows(hour, &[sum], 10)).unwrap();
     speed.absorb(1, &batch(0, MONDAY, vec![row("a", MONDAY, 1)])).unwrap();
     speed.write(Instant::now()).unwrap();
     assert!(speed.store().speed_rows(hour).unwrap().is_empty());

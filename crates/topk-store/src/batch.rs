@@ -10,18 +10,68 @@ use crate::serving::ServingStore;
 use crate::sql::{query_int, Conn, SqlStore, Value};
 use crate::{speed, top_lists, vals, ProductSum, Result, RunStatus, StoreError};
 
+/// One task of a bucket's run, recorded in `pipeline_runs` once it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskRun<'a> {
+    pub task: &'a str,
+    pub attempt: i64,
+    pub started_ms: i64,
+    pub finished_ms: i64,
+    pub status: RunStatus,
+    pub rows: Option<i64>,
+    pub error: Option<&'a str>,
+}
+
+/// What one run of a bucket's DAG commits ([`BatchStore::commit_bucket`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BucketRun<'a> {
+    pub bucket: Bucket,
+    /// Its exact rows in product-id order; `None` for an hour past retention, whose rows,
+    /// lists and totals are deleted rather than written.
+    pub rows: Option<&'a [ProductSum]>,
+    /// The length of its top lists.
+    pub top_k: usize,
+    /// For an hour: the archive version its rows were summed from.
+    pub hour_version: Option<u64>,
+    /// Buckets to mark pending (an hour's ancestors).
+    pub mark_pending: &'a [Bucket],
+    /// The speed layer's score against these rows, where it had rows for the bucket.
+    pub accuracy: Option<&'a Accuracy>,
+    pub runs: &'a [TaskRun<'a>],
+    /// The pending generation the run started from: cleared if it is still the current one.
+    pub generation: Option<i64>,
+    pub now_ms: i64,
+}
+
+impl<'a> BucketRun<'a> {
+    /// A bucket's exact rows with their lists and totals, and nothing else.
+    pub fn rows(bucket: Bucket, rows: &'a [ProductSum], top_k: usize) -> BucketRun<'a> {
+        BucketRun {
+            bucket,
+            rows: Some(rows),
+            top_k,
+            hour_version: None,
+            mark_pending: &[],
+            accuracy: None,
+            runs: &[],
+            generation: None,
+            now_ms: 0,
+        }
+    }
+}
+
 /// The store as the batch layer sees it: the reads, and its writes. Each method that
 /// writes runs in one transaction: after a crash it has happened entirely or not at all.
 pub trait BatchStore: ServingStore {
-    /// Replaces the hour's exact rows, records which archive version they came from, and
-    /// marks `pending` (the buckets above) for re-computation — all atomically.
-    fn replace_hour(&mut self, hour: Bucket, rows: &[ProductSum], version: u64, pending: &[Bucket]) -> Result<u64>;
-    /// Replaces a bucket's rows with the sums of its children's rows (rollup lineage).
-    fn rollup(&mut self, bucket: Bucket) -> Result<u64>;
-    /// Deletes the bucket's approximate rows once the exact ones exist.
-    fn delete_speed_rows(&mut self, bucket: Bucket) -> Result<u64>;
-    /// Rebuilds the bucket's top lists (by quantity and by revenue) from its exact rows.
-    fn regenerate_top_lists(&mut self, bucket: Bucket, k: usize) -> Result<u64>;
+    /// Commits everything one run of a bucket's DAG produced, in one transaction: its
+    /// exact rows, top lists and totals (or their deletion, for an hour past retention),
+    /// the archive version an hour came from, the pending marks of the buckets above, the
+    /// speed layer's score and the deletion of its rows, the task runs, and the clearing
+    /// of the bucket's pending mark at the generation the run started from. After a crash
+    /// the run has happened entirely or not at all. Returns the top-list rows written.
+    fn commit_bucket(&mut self, run: &BucketRun<'_>) -> Result<u64>;
+    /// Records task runs that did not end in a commit (a failure, a bucket not ready).
+    fn record_runs(&mut self, bucket: Bucket, runs: &[TaskRun<'_>]) -> Result<()>;
     /// The archive version an hour was last rolled up from.
     fn hour_version(&mut self, hour: Bucket) -> Result<Option<u64>>;
     /// Marks buckets pending; one already pending gets a new generation.
@@ -53,11 +103,6 @@ pub trait BatchStore: ServingStore {
 const DELETE_BUCKET_ROWS: &str = "DELETE FROM batch_table WHERE granularity = $1 AND bucket_start = $2";
 /// Exact rows of a bucket whose rows were just deleted.
 pub const EXACT_ROW: Insert = Insert { table: "batch_table", columns: EXACT_COLUMNS, on_conflict: None };
-/// Sums the child granularity's rows inside [start, end) into the bucket.
-const ROLLUP: &str = "INSERT INTO batch_table (granularity, bucket_start, product_id, count, revenue_cents)
-    SELECT $1, $2, product_id, SUM(count), SUM(revenue_cents) FROM batch_table
-    WHERE granularity = $3 AND bucket_start >= $2 AND bucket_start < $4
-    GROUP BY product_id";
 const HOUR_VERSION: &str = "SELECT archive_version FROM batch_hour_versions WHERE bucket_start = $1";
 const SET_HOUR_VERSION: &str = "INSERT INTO batch_hour_versions (bucket_start, archive_version) VALUES ($1, $2)
     ON CONFLICT (bucket_start) DO UPDATE SET archive_version = excluded.archive_version";
@@ -69,6 +114,9 @@ const REMOVE_PENDING: &str =
 const PENDING_GENERATION: &str = "SELECT generation FROM batch_pending WHERE granularity = $1 AND bucket_start = $2";
 const START_RUN: &str = "INSERT INTO pipeline_runs (task, granularity, bucket_start, status, attempt, started_at)
     VALUES ($1, $2, $3, 'running', $4, $5) RETURNING id";
+const INSERT_RUN: &str = "INSERT INTO pipeline_runs
+    (task, granularity, bucket_start, status, attempt, started_at, finished_at, rows_written, error)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 const FINISH_RUN: &str =
     "UPDATE pipeline_runs SET status = $1, rows_written = $2, error = $3, finished_at = $4 WHERE id = $5";
 const FAIL_INTERRUPTED: &str = "UPDATE pipeline_runs SET status = 'failed',
@@ -86,6 +134,38 @@ const UPSERT_ACCURACY: &str = "INSERT INTO accuracy (granularity, bucket_start, 
     mean_relative_error = excluded.mean_relative_error, bound_coverage = excluded.bound_coverage,
     scored_at = excluded.scored_at";
 
+fn upsert_accuracy(c: &mut dyn Conn, bucket: Bucket, a: &Accuracy, now_ms: i64) -> Result<()> {
+    let params = vals![
+        bucket.granularity.as_str(),
+        bucket.start_ms,
+        a.precision_at_10,
+        a.precision_at_100,
+        a.max_relative_error,
+        a.mean_relative_error,
+        a.bound_coverage,
+        now_ms,
+    ];
+    c.exec(UPSERT_ACCURACY, &params).map(drop)
+}
+
+fn insert_runs(c: &mut dyn Conn, bucket: Bucket, runs: &[TaskRun<'_>]) -> Result<()> {
+    for r in runs {
+        let params = vals![
+            r.task,
+            bucket.granularity.as_str(),
+            bucket.start_ms,
+            r.status.as_str(),
+            r.attempt,
+            r.started_ms,
+            r.finished_ms,
+            r.rows,
+            r.error,
+        ];
+        c.exec(INSERT_RUN, &params)?;
+    }
+    Ok(())
+}
+
 fn add_pending(c: &mut dyn Conn, buckets: &[Bucket]) -> Result<()> {
     for b in buckets {
         c.exec(ADD_PENDING, &vals![b.granularity.as_str(), b.start_ms])?;
@@ -94,37 +174,40 @@ fn add_pending(c: &mut dyn Conn, buckets: &[Bucket]) -> Result<()> {
 }
 
 impl BatchStore for SqlStore {
-    fn replace_hour(&mut self, hour: Bucket, rows: &[ProductSum], version: u64, pending: &[Bucket]) -> Result<u64> {
+    fn commit_bucket(&mut self, run: &BucketRun<'_>) -> Result<u64> {
         self.transaction(|c| {
-            let g = hour.granularity.as_str();
-            c.exec(DELETE_BUCKET_ROWS, &vals![g, hour.start_ms])?;
-            let params: Vec<Value<'_>> =
-                rows.iter().flat_map(|r| vals![g, hour.start_ms, &r.product_id, r.count, r.revenue_cents]).collect();
-            c.insert(&EXACT_ROW, &params)?;
-            c.exec(SET_HOUR_VERSION, &vals![hour.start_ms, version as i64])?;
-            add_pending(c, pending)?;
-            Ok(rows.len() as u64)
+            let b = run.bucket;
+            let g = b.granularity.as_str();
+            c.exec(DELETE_BUCKET_ROWS, &vals![g, b.start_ms])?;
+            let lists = match run.rows {
+                Some(rows) => {
+                    let params: Vec<Value<'_>> = rows
+                        .iter()
+                        .flat_map(|r| vals![g, b.start_ms, &r.product_id, r.count, r.revenue_cents])
+                        .collect();
+                    c.insert(&EXACT_ROW, &params)?;
+                    top_lists::write(c, b, rows, run.top_k)?
+                }
+                None => top_lists::delete(c, b).map(|()| 0)?,
+            };
+            if let Some(version) = run.hour_version {
+                c.exec(SET_HOUR_VERSION, &vals![b.start_ms, version as i64])?;
+            }
+            add_pending(c, run.mark_pending)?;
+            if let Some(a) = run.accuracy {
+                upsert_accuracy(c, b, a, run.now_ms)?;
+            }
+            speed::delete_bucket(c, b)?;
+            insert_runs(c, b, run.runs)?;
+            if let Some(generation) = run.generation {
+                c.exec(REMOVE_PENDING, &vals![g, b.start_ms, generation])?;
+            }
+            Ok(lists)
         })
     }
 
-    fn rollup(&mut self, bucket: Bucket) -> Result<u64> {
-        let child = bucket
-            .granularity
-            .child()
-            .ok_or_else(|| StoreError::Corrupt(format!("{bucket} has no finer granularity to roll up from")))?;
-        self.transaction(|c| {
-            let g = bucket.granularity.as_str();
-            c.exec(DELETE_BUCKET_ROWS, &vals![g, bucket.start_ms])?;
-            c.exec(ROLLUP, &vals![g, bucket.start_ms, child.as_str(), bucket.end_ms()])
-        })
-    }
-
-    fn delete_speed_rows(&mut self, bucket: Bucket) -> Result<u64> {
-        self.transaction(|c| speed::delete_bucket(c, bucket))
-    }
-
-    fn regenerate_top_lists(&mut self, bucket: Bucket, k: usize) -> Result<u64> {
-        self.transaction(|c| top_lists::regenerate(c, bucket, k))
+    fn record_runs(&mut self, bucket: Bucket, runs: &[TaskRun<'_>]) -> Result<()> {
+        self.transaction(|c| insert_runs(c, bucket, runs))
     }
 
     fn hour_version(&mut self, hour: Bucket) -> Result<Option<u64>> {
@@ -179,16 +262,6 @@ impl BatchStore for SqlStore {
     }
 
     fn record_accuracy(&mut self, bucket: Bucket, a: &Accuracy, now_ms: i64) -> Result<()> {
-        let params = vals![
-            bucket.granularity.as_str(),
-            bucket.start_ms,
-            a.precision_at_10,
-            a.precision_at_100,
-            a.max_relative_error,
-            a.mean_relative_error,
-            a.bound_coverage,
-            now_ms,
-        ];
-        self.conn.exec(UPSERT_ACCURACY, &params).map(drop)
+        upsert_accuracy(&mut *self.conn, bucket, a, now_ms)
     }
 }

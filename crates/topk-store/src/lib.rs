@@ -33,11 +33,12 @@ mod sqlite;
 pub mod testing;
 mod top_lists;
 
-pub use batch::{BatchStore, EXACT_ROW};
+pub use batch::{BatchStore, BucketRun, TaskRun, EXACT_ROW};
 pub use postgres::redact;
 pub use serving::{ServingStore, EXACT_GENERATION};
 pub use speed::SpeedStore;
 pub use sql::{Conn, SqlRow, SqlStore, Value};
+pub use top_lists::best;
 use topk_core::accuracy::Accuracy;
 use topk_core::time::Bucket;
 

@@ -41,27 +41,35 @@ fn sum(p: &str, count: i64) -> ProductSum {
     ProductSum { product_id: p.into(), count, revenue_cents: count * 10 }
 }
 
-fn hours_roll_up_into_a_day_and_top_lists_rank_it(b: &dyn Backend) {
+fn a_bucket_run_commits_rows_lists_totals_and_marks_and_top_lists_rank_it(b: &dyn Backend) {
     let mut s = b.open();
     let day = Bucket::containing(Granularity::Day, DAY0);
     for (h, rows) in [(0, vec![sum("a", 5), sum("b", 1)]), (23, vec![sum("b", 7), sum("c", 2)])] {
         let hour = Bucket::containing(Granularity::Hour, DAY0 + h * H);
-        s.replace_hour(hour, &rows, 1, &hour.ancestors()).unwrap();
+        let ancestors = hour.ancestors();
+        let run = BucketRun { hour_version: Some(1), mark_pending: &ancestors, ..BucketRun::rows(hour, &rows, 10) };
+        assert_eq!(s.commit_bucket(&run).unwrap(), 4, "two lists of two rows");
     }
-    // An hour of the next day must not leak in.
-    let next = Bucket::containing(Granularity::Hour, DAY0 + 24 * H);
-    s.replace_hour(next, &[sum("a", 100)], 1, &[]).unwrap();
-    assert_eq!(s.rollup(day).unwrap(), 3);
-    assert_eq!(s.bucket_rows(day).unwrap(), vec![sum("a", 5), sum("b", 8), sum("c", 2)]);
-    // Re-running replaces rather than adds.
-    assert_eq!(s.rollup(day).unwrap(), 3);
-    assert_eq!(s.bucket_rows(day).unwrap()[1], sum("b", 8));
-    s.regenerate_top_lists(day, 2).unwrap();
+    assert!(s.pending().unwrap().contains(&day));
+    // The batch layer sums the day; the store keeps what it is given.
+    s.commit_bucket(&BucketRun::rows(day, &[sum("a", 5), sum("b", 9), sum("c", 2)], 2)).unwrap();
+    // Committing again replaces rather than adds.
+    let rows = [sum("a", 5), sum("b", 8), sum("c", 2)];
+    s.commit_bucket(&BucketRun::rows(day, &rows, 2)).unwrap();
+    assert_eq!(s.bucket_rows(day).unwrap(), rows);
     let top: Vec<_> =
         s.top_list(day, By::Quantity, 10).unwrap().into_iter().map(|r| (r.rank, r.product_id, r.count)).collect();
     assert_eq!(top, [(1, "b".to_string(), 8), (2, "a".to_string(), 5)]);
     assert_eq!(s.top_list(day, By::Revenue, 1).unwrap()[0].source, "batch");
-    assert_eq!(s.exact_buckets(Granularity::Day, DAY0, DAY0 + 1).unwrap()[0].count, 15);
+    let totals = ExactBucket {
+        bucket: day,
+        count: 15,
+        revenue_cents: 150,
+        products: 3,
+        min_count: Some(2),
+        min_revenue_cents: Some(20),
+    };
+    assert_eq!(s.exact_buckets(Granularity::Day, DAY0, DAY0 + 1).unwrap(), [totals]);
     assert!(s.has_exact(day).unwrap());
     assert_eq!(s.rank_of(day, By::Quantity, "a").unwrap(), Some(2));
     assert_eq!(s.rank_of(day, By::Quantity, "c").unwrap(), None, "beyond the list");
@@ -78,6 +86,82 @@ fn hours_roll_up_into_a_day_and_top_lists_rank_it(b: &dyn Backend) {
     assert_eq!(s.delete_hours_before(DAY0 + H).unwrap(), 2);
     assert!(s.bucket_rows(Bucket::containing(Granularity::Hour, DAY0)).unwrap().is_empty());
     assert_eq!(s.bucket_rows(day).unwrap().len(), 3);
+    // An hour past retention commits no rows: it deletes those it had, and its lists.
+    let hour = Bucket::containing(Granularity::Hour, DAY0 + 23 * H);
+    let mut gone = BucketRun::rows(hour, &[], 10);
+    gone.rows = None;
+    assert_eq!(s.commit_bucket(&gone).unwrap(), 0);
+    assert!(s.bucket_rows(hour).unwrap().is_empty());
+    assert!(!s.has_exact(hour).unwrap());
+}
+
+/// Everything a run commits lands together, or (on an error half-way) not at all.
+fn a_bucket_run_records_its_tasks_score_and_pending_mark_with_its_rows(b: &dyn Backend) {
+    let mut s = b.open();
+    let hour = Bucket::containing(Granularity::Hour, DAY0);
+    let speed = SpeedWrite {
+        bucket: hour,
+        rows: vec![SpeedRow { product_id: "a".into(), count: 4, error: 1, revenue_cents: 40, updated_ms: 1 }],
+        sketches: vec![],
+        finished: false,
+        unlisted_bound: 0,
+        total_count: 4,
+    };
+    s.write_speed("speed", &[speed], &[], &[]).unwrap();
+    s.add_pending(&[hour]).unwrap();
+    let generation = s.pending_generation(hour).unwrap();
+    let a = Accuracy {
+        precision_at_10: 1.0,
+        precision_at_100: 1.0,
+        max_relative_error: 0.0,
+        mean_relative_error: 0.0,
+        bound_coverage: 1.0,
+    };
+    let task = |task, status, error| TaskRun {
+        task,
+        attempt: 1,
+        started_ms: 10,
+        finished_ms: 12,
+        status,
+        rows: Some(1),
+        error,
+    };
+    let runs = [task("check", RunStatus::Success, None), task("rollup", RunStatus::Success, None)];
+    let ancestors = hour.ancestors();
+    let rows = [sum("a", 5)];
+    let run = BucketRun {
+        hour_version: Some(3),
+        mark_pending: &ancestors,
+        accuracy: Some(&a),
+        runs: &runs,
+        generation,
+        now_ms: 20,
+        ..BucketRun::rows(hour, &rows, 10)
+    };
+    // The same product twice violates the primary key half-way through: nothing lands.
+    let twice = [sum("a", 5), sum("a", 6)];
+    s.commit_bucket(&BucketRun { rows: Some(&twice), ..run }).unwrap_err();
+    assert!(s.bucket_rows(hour).unwrap().is_empty());
+    assert_eq!(s.speed_rows(hour).unwrap().len(), 1);
+    assert_eq!(s.pending().unwrap(), [hour]);
+    assert!(s.runs(10).unwrap().is_empty());
+    assert_eq!(s.hour_version(hour).unwrap(), None);
+
+    s.commit_bucket(&run).unwrap();
+    assert_eq!(s.bucket_rows(hour).unwrap(), rows);
+    assert!(s.speed_rows(hour).unwrap().is_empty(), "exact rows replace the estimates");
+    assert_eq!(s.accuracy(10).unwrap(), [AccuracyRecord { bucket: hour, accuracy: a, scored_ms: 20 }]);
+    assert_eq!(s.hour_version(hour).unwrap(), Some(3));
+    let mut pending = s.pending().unwrap();
+    pending.sort();
+    assert_eq!(pending, ancestors, "the hour is done, the buckets above it are stale");
+    let recorded: Vec<_> = s.runs(10).unwrap().into_iter().map(|r| (r.task, r.status, r.finished_ms)).collect();
+    assert_eq!(
+        recorded,
+        [("rollup".to_string(), RunStatus::Success, Some(12)), ("check".to_string(), RunStatus::Success, Some(12))]
+    );
+    s.record_runs(hour, &[task("top_lists", RunStatus::Failed, Some("disk full"))]).unwrap();
+    assert_eq!(s.runs(1).unwrap()[0].error.as_deref(), Some("disk full"));
 }
 
 /// Ties rank by product id in byte order on every backend ('B' < 'a'), whatever the
@@ -160,8 +244,8 @@ fn speed_writes_replace_rows_and_keep_sketches_until_finished(b: &dyn Backend) {
     assert!(s.speed_sketches().unwrap().is_empty(), "finished buckets drop their sketches");
     assert!(s.speed_buckets(Granularity::Hour, DAY0, DAY0 + H).unwrap().is_empty());
     s.write_speed("speed", &[write(vec![row("c", 1)], false)], &[], &[]).unwrap();
-    assert_eq!(s.delete_speed_rows(hour).unwrap(), 1);
-    assert!(s.speed_rows(hour).unwrap().is_empty());
+    s.commit_bucket(&BucketRun::rows(hour, &[], 10)).unwrap();
+    assert!(s.speed_rows(hour).unwrap().is_empty(), "the exact answer deletes the estimates");
     // The catalog entries of the absorbed flushes land in the same transaction, many at
     // once (PostgreSQL: more than one multi-row statement).
     let products: Vec<Product> = (0..2500)
@@ -223,13 +307,16 @@ fn accuracy_is_kept_per_bucket(b: &dyn Backend) {
 fn a_failed_transaction_leaves_nothing_behind(b: &dyn Backend) {
     let mut s = b.open();
     let hour = Bucket::containing(Granularity::Hour, DAY0);
-    s.replace_hour(hour, &[sum("a", 1)], 1, &[]).unwrap();
+    let commit = |s: &mut SqlStore, rows: &[ProductSum], version| {
+        s.commit_bucket(&BucketRun { hour_version: Some(version), ..BucketRun::rows(hour, rows, 10) })
+    };
+    commit(&mut s, &[sum("a", 1)], 1).unwrap();
     // The same product twice violates the primary key half-way through the transaction.
-    s.replace_hour(hour, &[sum("b", 1), sum("b", 2)], 2, &[]).unwrap_err();
+    commit(&mut s, &[sum("b", 1), sum("b", 2)], 2).unwrap_err();
     assert_eq!(s.bucket_rows(hour).unwrap(), [sum("a", 1)]);
     assert_eq!(s.hour_version(hour).unwrap(), Some(1));
     // And the connection is usable afterwards.
-    s.replace_hour(hour, &[sum("c", 3)], 3, &[]).unwrap();
+    commit(&mut s, &[sum("c", 3)], 3).unwrap();
     assert_eq!(s.bucket_rows(hour).unwrap(), [sum("c", 3)]);
 }
 
@@ -281,7 +368,7 @@ fn large_writes_arrive_whole(b: &dyn Backend) {
     let mut s = b.open();
     let hour = Bucket::containing(Granularity::Hour, DAY0);
     let rows: Vec<ProductSum> = (0..2501).map(|i| sum(&format!("p{i:05}"), i + 1)).collect();
-    assert_eq!(s.replace_hour(hour, &rows, 1, &[]).unwrap(), 2501);
+    assert_eq!(s.commit_bucket(&BucketRun::rows(hour, &rows, 1200)).unwrap(), 2400);
     assert_eq!(s.bucket_rows(hour).unwrap(), rows);
     let day = Bucket::containing(Granularity::Day, DAY0);
     s.write_exact("kappa", &[(day, rows.clone())], 1500, &[(0, 9)], &[]).unwrap();
@@ -340,7 +427,8 @@ macro_rules! store_suite {
 }
 
 store_suite!(
-    hours_roll_up_into_a_day_and_top_lists_rank_it,
+    a_bucket_run_commits_rows_lists_totals_and_marks_and_top_lists_rank_it,
+    a_bucket_run_records_its_tasks_score_and_pending_mark_with_its_rows,
     ties_and_searches_follow_byte_order,
     the_catalog_pages_in_byte_order_after_a_cursor,
     speed_writes_replace_rows_and_keep_sketches_until_finished,

@@ -1,12 +1,17 @@
 //! An exact bucket's top lists (`top_lists`, by quantity and by revenue) and its totals
-//! (`bucket_totals`), rebuilt from its exact rows: by the batch layer after a rollup, by
-//! Kappa after each write.
+//! (`bucket_totals`): computed from the rows in memory by the batch layer, which has them
+//! at hand after a rollup ([`write`]); rebuilt from the stored rows by Kappa after each
+//! write ([`regenerate`]). Both rank the same way: by the measure, largest first, ties by
+//! product id in byte order.
 
 use crate::dialect::Insert;
+use topk_core::time::Bucket;
+
 use crate::sql::{product_sum, query, Conn, Value};
-use crate::{vals, By, Result};
+use crate::{vals, By, ProductSum, Result};
 
 const DELETE: &str = "DELETE FROM top_lists WHERE granularity = $1 AND bucket_start = $2";
+const DELETE_TOTALS: &str = "DELETE FROM bucket_totals WHERE granularity = $1 AND bucket_start = $2";
 /// A bucket's best `$3` rows by quantity; ties break by product id so lists are
 /// deterministic. `ORDER BY … LIMIT` lets both databases keep a top-N heap instead of
 /// sorting the whole bucket (5–10× faster than numbering every row with a window function).
@@ -38,8 +43,62 @@ const UPSERT_TOTALS: &str = "INSERT INTO bucket_totals
     revenue_cents = excluded.revenue_cents, products = excluded.products, min_count = excluded.min_count,
     min_revenue_cents = excluded.min_revenue_cents";
 
-/// Rebuilds the lists (`k` long) and totals of `bucket`; returns the rows written.
-pub(crate) fn regenerate(c: &mut dyn Conn, bucket: topk_core::time::Bucket, k: usize) -> Result<u64> {
+/// The totals of a bucket's rows, as [`UPSERT_TOTALS`] computes them in SQL.
+const SET_TOTALS: &str = "INSERT INTO bucket_totals
+    (granularity, bucket_start, count, revenue_cents, products, min_count, min_revenue_cents)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (granularity, bucket_start) DO UPDATE SET count = excluded.count,
+    revenue_cents = excluded.revenue_cents, products = excluded.products, min_count = excluded.min_count,
+    min_revenue_cents = excluded.min_revenue_cents";
+
+/// The best `k` of `rows` by `by`, best first; ties by product id in byte order (the
+/// order of [`BEST_BY_QUANTITY`] and [`BEST_BY_REVENUE`]).
+pub fn best(rows: &[ProductSum], by: By, k: usize) -> Vec<&ProductSum> {
+    let key = |r: &ProductSum| match by {
+        By::Quantity => r.count,
+        By::Revenue => r.revenue_cents,
+    };
+    let order = |a: &&ProductSum, b: &&ProductSum| key(b).cmp(&key(a)).then_with(|| a.product_id.cmp(&b.product_id));
+    let mut top: Vec<&ProductSum> = rows.iter().collect();
+    if top.len() > k {
+        top.select_nth_unstable_by(k, order);
+        top.truncate(k);
+    }
+    top.sort_unstable_by(order);
+    top
+}
+
+/// Replaces the lists (`k` long) and totals of `bucket` with those of `rows`, all of its
+/// exact rows; returns the list rows written.
+pub(crate) fn write(c: &mut dyn Conn, bucket: Bucket, rows: &[ProductSum], k: usize) -> Result<u64> {
+    let g = bucket.granularity.as_str();
+    c.exec(DELETE, &vals![g, bucket.start_ms])?;
+    let mut n = 0;
+    for by in By::ALL {
+        n += insert(c, bucket, by, &best(rows, by, k))?;
+    }
+    let (mut count, mut revenue) = (0i64, 0i64);
+    for r in rows {
+        count = count.saturating_add(r.count);
+        revenue = revenue.saturating_add(r.revenue_cents);
+    }
+    let min_count = rows.iter().map(|r| r.count).min();
+    let min_revenue = rows.iter().map(|r| r.revenue_cents).min();
+    let params = vals![g, bucket.start_ms, count, revenue, rows.len() as i64, min_count, min_revenue];
+    c.exec(SET_TOTALS, &params)?;
+    Ok(n)
+}
+
+/// Deletes the bucket's lists and totals (an hour whose rows are not kept).
+pub(crate) fn delete(c: &mut dyn Conn, bucket: Bucket) -> Result<()> {
+    let params = vals![bucket.granularity.as_str(), bucket.start_ms];
+    c.exec(DELETE, &params)?;
+    c.exec(DELETE_TOTALS, &params).map(drop)
+}
+
+/// Rebuilds the lists (`k` long) and totals of `bucket` from its stored rows; returns
+/// the rows written.
+pub(crate) fn regenerate(c: &mut dyn Conn, bucket: Bucket, k: usize) -> Result<u64> {
     let g = bucket.granularity.as_str();
     c.exec(DELETE, &vals![g, bucket.start_ms])?;
     let mut n = 0;
@@ -49,24 +108,20 @@ pub(crate) fn regenerate(c: &mut dyn Conn, bucket: topk_core::time::Bucket, k: u
             By::Revenue => BEST_BY_REVENUE,
         };
         let top = query(c, best, &vals![g, bucket.start_ms, k as i64], product_sum)?;
-        let params: Vec<Value<'_>> = (1i64..)
-            .zip(&top)
-            .flat_map(|(rank, row)| {
-                vals![
-                    g,
-                    bucket.start_ms,
-                    by.as_str(),
-                    rank,
-                    &row.product_id,
-                    row.count,
-                    row.revenue_cents,
-                    0i64,
-                    "batch"
-                ]
-            })
-            .collect();
-        n += c.insert(&ROW, &params)?;
+        n += insert(c, bucket, by, &top.iter().collect::<Vec<_>>())?;
     }
     c.exec(UPSERT_TOTALS, &vals![g, bucket.start_ms])?;
     Ok(n)
+}
+
+/// Inserts one list, best first.
+fn insert(c: &mut dyn Conn, bucket: Bucket, by: By, top: &[&ProductSum]) -> Result<u64> {
+    let g = bucket.granularity.as_str();
+    let params: Vec<Value<'_>> = (1i64..)
+        .zip(top)
+        .flat_map(|(rank, row)| {
+            vals![g, bucket.start_ms, by.as_str(), rank, &row.product_id, row.count, row.revenue_cents, 0i64, "batch"]
+        })
+        .collect();
+    c.insert(&ROW, &params)
 }

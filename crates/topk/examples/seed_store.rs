@@ -7,12 +7,12 @@
 //! `cargo run --release -p topk --example seed_store -- DATA_DIR [--products 1000000]
 //! [--days 120] [--sales-per-day 1000000] [--end 2026-11-01]`
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use topk_core::random::{Rng, Zipf};
 use topk_core::time::{Bucket, Granularity};
-use topk_store::{BatchStore, Product, ProductSum, SpeedStore, SqlStore};
+use topk_store::{BatchStore, BucketRun, Product, ProductSum, SpeedStore, SqlStore};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
@@ -20,6 +20,16 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
         .and_then(|i| args.get(i + 1))
         .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: cannot parse {v:?}")))
         .unwrap_or(default)
+}
+
+/// Rows in product-id order, as the batch layer commits them.
+fn rows_of(sums: HashMap<u64, (i64, i64)>) -> Vec<ProductSum> {
+    let mut rows: Vec<ProductSum> = sums
+        .into_iter()
+        .map(|(id, (count, revenue_cents))| ProductSum { product_id: format!("p{id:07}"), count, revenue_cents })
+        .collect();
+    rows.sort_unstable_by(|a, b| a.product_id.cmp(&b.product_id));
+    rows
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,7 +54,9 @@ fn main() -> anyhow::Result<()> {
 
     let zipf = Zipf::new(products, 1.0);
     let mut rng = Rng::new(42);
-    let mut parents = BTreeSet::new();
+    // The whole weeks and months in range, summed from their days as the batch layer does.
+    let first = end.start_ms - days * 86_400_000;
+    let mut parents: BTreeMap<Bucket, HashMap<u64, (i64, i64)>> = BTreeMap::new();
     let mut rows_written = 0usize;
     for d in 0..days {
         let day = Bucket::containing(Granularity::Day, end.start_ms - (days - d) * 86_400_000);
@@ -58,22 +70,25 @@ fn main() -> anyhow::Result<()> {
             e.0 += 1;
             e.1 += price;
         }
-        let rows: Vec<ProductSum> = sums
-            .into_iter()
-            .map(|(id, (count, revenue_cents))| ProductSum { product_id: format!("p{id:07}"), count, revenue_cents })
-            .collect();
+        for parent in [Granularity::Week, Granularity::Month].map(|g| day.parent(g)) {
+            if parent.start_ms >= first && parent.end_ms() <= end.start_ms {
+                let p = parents.entry(parent).or_default();
+                for (&id, &(count, revenue)) in &sums {
+                    let e = p.entry(id).or_default();
+                    e.0 += count;
+                    e.1 += revenue;
+                }
+            }
+        }
+        let rows = rows_of(sums);
         rows_written += rows.len();
         store.write_exact("seed", &[(day, rows)], 1000, &[], &[])?;
-        parents.insert(day.parent(Granularity::Week));
-        parents.insert(day.parent(Granularity::Month));
         eprintln!("{day}: {rows_written} rows so far, {:.0?}", started.elapsed());
-    }
-    // Weeks and months from their days, as the batch layer rolls them up (whole ones only).
-    let first = end.start_ms - days * 86_400_000;
-    for b in parents {
-        if b.start_ms >= first && b.end_ms() <= end.start_ms {
-            store.rollup(b)?;
-            store.regenerate_top_lists(b, 1000)?;
+        // A week or month whose last day this was is complete.
+        let done: Vec<Bucket> = parents.keys().copied().filter(|b| b.end_ms() <= day.end_ms()).collect();
+        for b in done {
+            let rows = rows_of(parents.remove(&b).unwrap_or_default());
+            store.commit_bucket(&BucketRun::rows(b, &rows, 1000))?;
             eprintln!("{b}: rolled up");
         }
     }
