@@ -42,7 +42,7 @@ use topk_archive::{ArchiveError, ArchiveState, Root};
 use topk_core::clock::now_ms;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::Shutdown;
-use topk_store::{BatchStore, BucketRun, ProductSum, RunStatus, StoreError, TaskRun};
+use topk_store::{BatchStore, BucketRun, By, ProductSum, RunStatus, StoreError, TaskRun};
 
 pub const TASKS: [&str; 4] = ["check", "rollup", "clean_speed", "top_lists"];
 
@@ -429,10 +429,12 @@ fn feed_parents(state: &ArchiveState, bucket: Bucket, rows: &[ProductSum], parti
 /// Scores the speed layer's rows of a bucket against its exact rows (the seed's
 /// supervisor audit).
 fn score(bucket: Bucket, rows: &[ProductSum], speed: &[topk_store::SpeedRow]) -> topk_core::accuracy::Accuracy {
-    let mut exact: Vec<(&str, i64)> = rows.iter().map(|r| (r.product_id.as_str(), r.count)).collect();
-    exact.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let exact: Vec<(&str, i64)> =
+        topk_store::best(rows, By::Quantity, 100).into_iter().map(|r| (r.product_id.as_str(), r.count)).collect();
+    // `rows` are in product-id order.
+    let truth = |p: &str| rows.binary_search_by(|r| r.product_id.as_str().cmp(p)).ok().map(|i| rows[i].count);
     let approx: Vec<(&str, i64, i64)> = speed.iter().map(|r| (r.product_id.as_str(), r.count, r.error)).collect();
-    let a = topk_core::accuracy::score(&exact, &approx);
+    let a = topk_core::accuracy::score_with(&exact, truth, &approx);
     tracing::info!(
         %bucket,
         precision_at_10 = a.precision_at_10,

@@ -22,6 +22,18 @@ pub struct Accuracy {
 /// (product, estimate, error bound), largest estimate first.
 pub fn score<E: AsRef<str>, A: AsRef<str>>(exact: &[(E, i64)], approx: &[(A, i64, i64)]) -> Accuracy {
     let truth: HashMap<&str, i64> = exact.iter().map(|(p, c)| (p.as_ref(), *c)).collect();
+    score_with(exact, |p| truth.get(p).copied(), approx)
+}
+
+/// [`score`] given only the true top 100 (`exact_top`, largest first; all products if
+/// fewer) and a product's true count by `truth` (`None`: it did not sell): what a
+/// bucket of a million products is scored with, without a map of all of them.
+pub fn score_with<E: AsRef<str>, A: AsRef<str>>(
+    exact_top: &[(E, i64)],
+    truth: impl Fn(&str) -> Option<i64>,
+    approx: &[(A, i64, i64)],
+) -> Accuracy {
+    let exact = exact_top;
     let precision = |k: usize| {
         let k = k.min(exact.len());
         if k == 0 {
@@ -30,7 +42,7 @@ pub fn score<E: AsRef<str>, A: AsRef<str>>(exact: &[(E, i64)], approx: &[(A, i64
         // Products tied with the k-th count may fill the places the strictly larger leave.
         let floor = exact[k - 1].1;
         let above = exact.iter().take_while(|(_, c)| *c > floor).count();
-        let true_counts = approx.iter().take(k).map(|(p, _, _)| truth.get(p.as_ref()).copied().unwrap_or(i64::MIN));
+        let true_counts = approx.iter().take(k).map(|(p, _, _)| truth(p.as_ref()).unwrap_or(i64::MIN));
         let (hits_above, hits_tied) =
             true_counts.fold((0, 0), |(a, t), c| (a + usize::from(c > floor), t + usize::from(c == floor)));
         (hits_above + hits_tied.min(k - above)) as f64 / k as f64
@@ -45,7 +57,7 @@ pub fn score<E: AsRef<str>, A: AsRef<str>>(exact: &[(E, i64)], approx: &[(A, i64
     let inside = approx
         .iter()
         .filter(|(p, c, e)| {
-            let t = truth.get(p.as_ref()).copied().unwrap_or(0);
+            let t = truth(p.as_ref()).unwrap_or(0);
             c - e <= t && t <= c + e
         })
         .count();
@@ -97,6 +109,19 @@ mod tests {
         assert!((s.max_relative_error - 1.0).abs() < 1e-9, "p1 missing counts as error 1");
         assert_eq!(s.bound_coverage, (a.len() - 1) as f64 / a.len() as f64);
         assert_eq!(s.precision_at_10, 0.9);
+    }
+
+    #[test]
+    fn the_true_top_100_and_a_lookup_score_as_every_product_does() {
+        let e = exact(300);
+        // Estimates off by a little, a few swapped and missing, some from beyond the top 100.
+        let mut a: Vec<_> = e.iter().skip(3).map(|(p, c)| (p.clone(), c + 2, 1)).collect();
+        a.swap(50, 150);
+        a.truncate(200);
+        let truth: HashMap<&str, i64> = e.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+        let whole = score(&e, &a);
+        assert_eq!(score_with(&e[..100], |p| truth.get(p).copied(), &a), whole);
+        assert!(whole.precision_at_100 < 1.0 && whole.bound_coverage < 1.0, "{whole:?}");
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub trait BatchStore: ServingStore {
     fn record_accuracy(&mut self, bucket: Bucket, accuracy: &Accuracy, now_ms: i64) -> Result<()>;
 }
 
+/// Rows handed to one [`Conn::insert`] when a bucket's rows are written.
+const INSERT_SLICE: usize = 16_384;
 const DELETE_BUCKET_ROWS: &str = "DELETE FROM batch_table WHERE granularity = $1 AND bucket_start = $2";
 /// Exact rows of a bucket whose rows were just deleted.
 pub const EXACT_ROW: Insert = Insert { table: "batch_table", columns: EXACT_COLUMNS, on_conflict: None };
@@ -181,11 +183,15 @@ impl BatchStore for SqlStore {
             c.exec(DELETE_BUCKET_ROWS, &vals![g, b.start_ms])?;
             let lists = match run.rows {
                 Some(rows) => {
-                    let params: Vec<Value<'_>> = rows
-                        .iter()
-                        .flat_map(|r| vals![g, b.start_ms, &r.product_id, r.count, r.revenue_cents])
-                        .collect();
-                    c.insert(&EXACT_ROW, &params)?;
+                    // In slices, so the parameters of a bucket of a million rows are never
+                    // all in memory at once.
+                    for slice in rows.chunks(INSERT_SLICE) {
+                        let params: Vec<Value<'_>> = slice
+                            .iter()
+                            .flat_map(|r| vals![g, b.start_ms, &r.product_id, r.count, r.revenue_cents])
+                            .collect();
+                        c.insert(&EXACT_ROW, &params)?;
+                    }
                     top_lists::write(c, b, rows, run.top_k)?
                 }
                 None => top_lists::delete(c, b).map(|()| 0)?,
