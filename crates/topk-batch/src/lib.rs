@@ -527,10 +527,16 @@ pub fn hour_from_archive(archive: &Root, hour_ms: i64) -> Result<Vec<ProductSum>
 }
 
 /// The scheduler loop of `topk serve`: a pass every `pass_interval` until shutdown.
-pub fn run<S: BatchStore>(mut batch: Batch<S>, shutdown: &Shutdown) -> Result<(), BatchError> {
+/// `on_pass` sees every pass's report.
+pub fn run<S: BatchStore>(
+    mut batch: Batch<S>,
+    shutdown: &Shutdown,
+    mut on_pass: impl FnMut(&PassReport),
+) -> Result<(), BatchError> {
     let interval = batch.cfg.pass_interval;
     while !shutdown.is_triggered() {
         let report = batch.run_pending()?;
+        on_pass(&report);
         if !report.ran.is_empty() {
             tracing::info!(
                 ran = report.ran.len(),

@@ -6,7 +6,7 @@
 //! the events log to ingest into, health, and each role's positions for the metrics.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -141,6 +141,8 @@ pub struct Pipeline {
     membership: Mutex<Option<Membership>>,
     running: Mutex<Vec<Running>>,
     failures: Arc<Failures>,
+    /// Buckets the batch scheduler role has rolled up.
+    batch_ran: Arc<AtomicUsize>,
 }
 
 fn open_batch(cfg: &Config) -> anyhow::Result<Batch<SqlStore>> {
@@ -150,11 +152,11 @@ fn open_batch(cfg: &Config) -> anyhow::Result<Batch<SqlStore>> {
 }
 
 impl Pipeline {
-    /// Opens the data directory (recovering from any crash) and starts every role but the
-    /// batch scheduler; role errors stop it (a replay).
+    /// Opens the data directory (recovering from any crash) and starts every role; role
+    /// errors stop it (a replay). The batch scheduler rolls up the hours a replay has
+    /// closed while it still reads; [`Pipeline::catch_up_batch`] stops it and finishes.
     pub fn start(cfg: Config) -> anyhow::Result<Pipeline> {
-        let roles: Vec<Role> = Role::ALL.into_iter().filter(|r| *r != Role::Batch).collect();
-        Pipeline::start_roles(cfg, &roles, false)
+        Pipeline::start_roles(cfg, &Role::ALL, false)
     }
 
     /// Opens the logs and the store and starts `roles`; with `retry`, a role that fails
@@ -187,6 +189,7 @@ impl Pipeline {
             membership: Mutex::new(None),
             running: Mutex::default(),
             failures,
+            batch_ran: Arc::default(),
             cfg,
         };
         for &role in roles {
@@ -251,7 +254,13 @@ impl Pipeline {
             // Kappa has no batch layer.
             Role::Batch if cfg.speed.architecture == Architecture::Kappa => return Ok(()),
             Role::Batch => {
-                spawn_role("batch".into(), &self.failures, &stop, move || Ok(topk_batch::run(open_batch(&cfg)?, &s)?))
+                let ran = self.batch_ran.clone();
+                spawn_role("batch".into(), &self.failures, &stop, move || {
+                    let count = |pass: &topk_batch::PassReport| {
+                        ran.fetch_add(pass.ran.len(), Ordering::Relaxed);
+                    };
+                    Ok(topk_batch::run(open_batch(&cfg)?, &s, count)?)
+                })
             }
             Role::Source => {
                 let (Some(kafka), Some(settings)) = (cfg.kafka.clone(), cfg.source.clone()) else { return Ok(()) };
@@ -268,12 +277,16 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Runs batch passes until nothing more is ready (`topk replay`); Kappa has none.
+    /// Stops the batch scheduler role, then runs batch passes until nothing more is
+    /// ready (`topk replay`); Kappa has none.
     pub fn catch_up_batch(&self) -> anyhow::Result<BatchSummary> {
         let mut summary = BatchSummary::default();
         if self.cfg.speed.architecture == Architecture::Kappa {
             return Ok(summary);
         }
+        self.stop_roles(&[Role::Batch]);
+        self.check()?;
+        summary.ran = self.batch_ran.load(Ordering::Relaxed);
         let mut batch = open_batch(&self.cfg)?;
         loop {
             let pass = batch.run_pending()?;
@@ -327,19 +340,25 @@ impl Pipeline {
     /// Stops every role in order: the source first (what it appended is aggregated), then
     /// the aggregators flush what they hold, the archive and the speed layer record it,
     /// and the batch scheduler stops.
+    /// Stops `roles` (those running) and waits for their threads.
+    fn stop_roles(&self, roles: &[Role]) {
+        let now: Vec<Running> = {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            let (now, later) = std::mem::take(&mut *running).into_iter().partition(|r| roles.contains(&r.role));
+            *running = later;
+            now
+        };
+        for r in &now {
+            r.stop.trigger();
+        }
+        for r in now {
+            let _ = r.thread.join();
+        }
+    }
+
     pub fn shutdown(&self) -> anyhow::Result<()> {
         let started = Instant::now();
-        let mut running = std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut stop = |roles: &[Role]| {
-            let (now, later): (Vec<Running>, Vec<Running>) = running.drain(..).partition(|r| roles.contains(&r.role));
-            running = later;
-            for r in &now {
-                r.stop.trigger();
-            }
-            for r in now {
-                let _ = r.thread.join();
-            }
-        };
+        let stop = |roles: &[Role]| self.stop_roles(roles);
         stop(&[Role::Source]);
         if let Some(m) = self.membership.lock().unwrap_or_else(|e| e.into_inner()).take() {
             m.leave();
