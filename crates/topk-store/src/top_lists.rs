@@ -4,9 +4,9 @@
 //! write ([`regenerate`]). Both rank the same way: by the measure, largest first, ties by
 //! product id in byte order.
 
-use crate::dialect::Insert;
 use topk_core::time::Bucket;
 
+use crate::dialect::Insert;
 use crate::sql::{product_sum, query, Conn, Value};
 use crate::{vals, By, ProductSum, Result};
 
