@@ -148,20 +148,15 @@ impl<S: BatchStore> Batch<S> {
         })
     }
 
+    /// Whether the bucket's rows are kept in the store: all but those of an hour past
+    /// retention (they would only be deleted; its day reads it from the archive).
+    fn kept(&self, bucket: Bucket) -> bool {
+        bucket.granularity != Granularity::Hour || bucket.start_ms >= self.retention_cutoff()
+    }
+
     /// `Ok` if the bucket's inputs are final, else why not.
     pub fn check(&self, state: &ArchiveState, pending: &[Bucket], bucket: Bucket) -> Result<(), String> {
-        if bucket.end_ms() > now_ms() {
-            return Err(format!(
-                "it has not ended yet (it ends {}): an open bucket is never exact",
-                topk_core::timestamp::format_rfc3339(bucket.end_ms())
-            ));
-        }
-        if !state.complete(bucket.start_ms, bucket.end_ms()) {
-            return Err(format!(
-                "not every hour of it is complete yet (partitions' low watermark is {})",
-                topk_core::timestamp::format_rfc3339(state.low_watermark())
-            ));
-        }
+        ended_and_complete(state, bucket)?;
         if let Some(p) = pending.iter().find(|p| {
             p.granularity.feeds(bucket.granularity) && p.start_ms < bucket.end_ms() && p.end_ms() > bucket.start_ms
         }) {
@@ -172,21 +167,22 @@ impl<S: BatchStore> Batch<S> {
 
     /// Runs the whole DAG of one bucket and clears it from the pending set.
     pub fn run_bucket(&mut self, state: &ArchiveState, bucket: Bucket) -> Result<u64, BatchError> {
-        self.run_bucket_with(state, bucket, &mut Partials::default())
+        let pending = self.store.pending()?;
+        self.run_bucket_with(state, &pending, bucket, &mut Partials::default())
     }
 
-    /// [`Batch::run_bucket`], taking the bucket's sums so far from `partials` and adding
-    /// its own to those of the buckets above it.
+    /// [`Batch::run_bucket`] given the pending buckets, taking the bucket's sums so far from
+    /// `partials` and adding its own to those of the buckets above it.
     fn run_bucket_with(
         &mut self,
         state: &ArchiveState,
+        pending: &[Bucket],
         bucket: Bucket,
         partials: &mut Partials,
     ) -> Result<u64, BatchError> {
-        let pending = self.store.pending()?;
         let generation = self.store.pending_generation(bucket)?;
         let mut runs = Runs::new(&mut self.store, bucket)?;
-        if let Err(reason) = self.check(state, &pending, bucket) {
+        if let Err(reason) = self.check(state, pending, bucket) {
             runs.fail(&mut self.store, "check", reason.clone());
             return Err(BatchError::NotReady { bucket, reason });
         }
@@ -202,10 +198,9 @@ impl<S: BatchStore> Batch<S> {
         };
         let accuracy = (!speed.is_empty()).then(|| score(bucket, &rows, &speed));
         runs.ok("clean_speed", speed.len() as i64);
-        // An hour past retention keeps no rows: they would only be deleted.
-        let keep = bucket.granularity != Granularity::Hour || bucket.start_ms >= self.retention_cutoff();
+        let keep = self.kept(bucket);
         let k = self.cfg.top_k;
-        let list_rows = if keep { 2 * rows.len().min(k) } else { 0 };
+        let list_rows = if keep { By::ALL.len() * rows.len().min(k) } else { 0 };
         runs.ok("top_lists", list_rows as i64);
         let hour = bucket.granularity == Granularity::Hour;
         let ancestors = if hour { bucket.ancestors() } else { Vec::new() };
@@ -243,15 +238,14 @@ impl<S: BatchStore> Batch<S> {
             return hour_from_archive(&self.archive, bucket.start_ms);
         }
         let mut partial = partial.unwrap_or_default();
-        let cutoff = self.retention_cutoff();
         for child in bucket.children() {
             if partial.children.contains(&child) {
                 continue;
             }
-            let rows = if child.granularity == Granularity::Hour && child.start_ms < cutoff {
-                hour_from_archive(&self.archive, child.start_ms)?
-            } else {
+            let rows = if self.kept(child) {
                 self.store.bucket_rows(child)?
+            } else {
+                hour_from_archive(&self.archive, child.start_ms)?
             };
             partial.sums.add_rows(&rows);
         }
@@ -279,7 +273,7 @@ impl<S: BatchStore> Batch<S> {
                 report.waiting = pending.len();
                 break;
             };
-            match self.run_bucket_with(&state, bucket, &mut partials) {
+            match self.run_bucket_with(&state, &pending, bucket, &mut partials) {
                 Ok(_) => {
                     self.backoff.remove(&bucket);
                     report.ran.push(bucket);
@@ -406,14 +400,31 @@ fn add_to(sum: &mut ProductSum, count: i64, revenue_cents: i64) {
     sum.revenue_cents = sum.revenue_cents.saturating_add(revenue_cents);
 }
 
+/// `Ok` if the bucket has ended and every hour of it is complete, else why not: the
+/// inputs of [`Batch::check`] that do not depend on other pending buckets.
+fn ended_and_complete(state: &ArchiveState, bucket: Bucket) -> Result<(), String> {
+    if bucket.end_ms() > now_ms() {
+        return Err(format!(
+            "it has not ended yet (it ends {}): an open bucket is never exact",
+            topk_core::timestamp::format_rfc3339(bucket.end_ms())
+        ));
+    }
+    if !state.complete(bucket.start_ms, bucket.end_ms()) {
+        return Err(format!(
+            "not every hour of it is complete yet (partitions' low watermark is {})",
+            topk_core::timestamp::format_rfc3339(state.low_watermark())
+        ));
+    }
+    Ok(())
+}
+
 /// Adds a bucket's rows to the partial sums of the buckets above it that can run in this
 /// pass (ended, and their hours complete). A bucket run twice in one pass (late data)
 /// would be counted twice: its parents then drop their partial sums and read the store.
 fn feed_parents(state: &ArchiveState, bucket: Bucket, rows: &[ProductSum], partials: &mut Partials) {
-    let now = now_ms();
     for &g in bucket.granularity.rollup_parents() {
         let parent = bucket.parent(g);
-        if parent.end_ms() > now || !state.complete(parent.start_ms, parent.end_ms()) {
+        if ended_and_complete(state, parent).is_err() {
             continue;
         }
         let partial = partials.entry(parent).or_default();
