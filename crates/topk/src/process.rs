@@ -358,15 +358,14 @@ impl Pipeline {
 
     pub fn shutdown(&self) -> anyhow::Result<()> {
         let started = Instant::now();
-        let stop = |roles: &[Role]| self.stop_roles(roles);
-        stop(&[Role::Source]);
+        self.stop_roles(&[Role::Source]);
         if let Some(m) = self.membership.lock().unwrap_or_else(|e| e.into_inner()).take() {
             m.leave();
         }
         let all: Vec<u32> = (0..self.cfg.log.partitions).collect();
         self.aggregators.revoked(&all);
-        stop(&[Role::Archive, Role::Speed]);
-        stop(&[Role::Batch]);
+        self.stop_roles(&[Role::Archive, Role::Speed]);
+        self.stop_roles(&[Role::Batch]);
         tracing::info!("pipeline stopped");
         // A role that failed and recovered earlier does not fail the stop; one that failed
         // while stopping (say, its last flush) does.
