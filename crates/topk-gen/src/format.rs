@@ -4,7 +4,7 @@
 use topk_core::time::civil_from_days;
 use topk_core::DAY_MS;
 
-use crate::{price_cents, COUNTRIES};
+use crate::{category, price_cents, CITIES, COUNTRIES};
 
 /// One event to print; `sale_ts` is set only for refunds.
 pub(crate) struct Event {
@@ -13,6 +13,8 @@ pub(crate) struct Event {
     pub(crate) rank: u64,
     pub(crate) quantity: i64,
     pub(crate) country: u8,
+    /// Index into the country's [`CITIES`].
+    pub(crate) city: u8,
     pub(crate) sale_ts: Option<i64>,
 }
 
@@ -48,6 +50,10 @@ impl LineFormatter {
         push_u64(price_cents(ev.rank), 1, buf);
         buf.extend_from_slice(b",\"country\":\"");
         buf.extend_from_slice(COUNTRIES[ev.country as usize].as_bytes());
+        buf.extend_from_slice(b"\",\"city\":\"");
+        buf.extend_from_slice(CITIES[ev.country as usize][ev.city as usize].as_bytes());
+        buf.extend_from_slice(b"\",\"category\":\"");
+        buf.extend_from_slice(category(ev.rank).as_bytes());
         buf.extend_from_slice(b"\",\"product_name\":\"Product ");
         push_u64(ev.rank, 1, buf);
         buf.extend_from_slice(b"\"}\n");
@@ -73,8 +79,11 @@ impl LineFormatter {
         }
         buf.push(b',');
         buf.extend_from_slice(COUNTRIES[ev.country as usize].as_bytes());
-        // city and category are not generated: empty cells.
-        buf.extend_from_slice(b",,,Product ");
+        buf.push(b',');
+        buf.extend_from_slice(CITIES[ev.country as usize][ev.city as usize].as_bytes());
+        buf.push(b',');
+        buf.extend_from_slice(category(ev.rank).as_bytes());
+        buf.extend_from_slice(b",Product ");
         push_u64(ev.rank, 1, buf);
         buf.push(b'\n');
     }

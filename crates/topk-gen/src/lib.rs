@@ -19,8 +19,54 @@ pub const DEFAULT_START: &str = "2026-11-01T00:00:00Z";
 /// Demo and `topk gen` products unless told: ids `p0000001`… ranked by popularity.
 pub const DEFAULT_PRODUCTS: u64 = 100_000;
 
-/// Small fixed list of ISO country codes; plain ASCII so no JSON/CSV escaping is needed.
+/// Small fixed list of ISO country codes, most sales first; plain ASCII so no JSON/CSV
+/// escaping is needed.
 const COUNTRIES: [&str; 10] = ["US", "DE", "GB", "FR", "JP", "BR", "IN", "CA", "AU", "NL"];
+/// Each country's cities, most sales first.
+const CITIES: [[&str; 3]; 10] = [
+    ["New York", "Los Angeles", "Chicago"],
+    ["Berlin", "Hamburg", "Munich"],
+    ["London", "Manchester", "Birmingham"],
+    ["Paris", "Lyon", "Marseille"],
+    ["Tokyo", "Osaka", "Nagoya"],
+    ["Sao Paulo", "Rio de Janeiro", "Brasilia"],
+    ["Mumbai", "Delhi", "Bangalore"],
+    ["Toronto", "Montreal", "Vancouver"],
+    ["Sydney", "Melbourne", "Brisbane"],
+    ["Amsterdam", "Rotterdam", "Utrecht"],
+];
+/// A product's category: a fixed function of its rank.
+const CATEGORIES: [&str; 8] = ["books", "toys", "electronics", "fashion", "home", "garden", "sports", "beauty"];
+
+/// The category of the product of `rank`.
+fn category(rank: u64) -> &'static str {
+    CATEGORIES[(rank.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) as usize]
+}
+
+/// Where a sale happens. Countries and their cities are Zipf-skewed (s = 1); half of a
+/// product's sales are in its home country (a fixed function of its rank), the rest spread
+/// over all countries. So each country has its own favourites — its top list differs from
+/// the global one — while products' global popularity stays exactly the configured Zipf.
+struct Geo {
+    countries: Zipf,
+    cities: Zipf,
+}
+
+impl Geo {
+    fn new() -> Geo {
+        Geo { countries: Zipf::new(COUNTRIES.len() as u64, 1.0), cities: Zipf::new(3, 1.0) }
+    }
+
+    /// (country, city) of a sale of the product of `rank`.
+    fn place(&self, rng: &mut Rng, rank: u64) -> (u8, u8) {
+        let country = if rng.below(2) == 0 {
+            ((rank.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % COUNTRIES.len() as u64) as u8
+        } else {
+            (self.countries.sample(rng) - 1) as u8
+        };
+        (country, (self.cities.sample(rng) - 1) as u8)
+    }
+}
 
 /// Events are at most this far (exclusive) behind the newest one, unless made late.
 const MAX_JITTER_MS: u64 = 60_000;
@@ -109,6 +155,7 @@ pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> io::Result<GenStats> {
     let span_ms = validate(cfg)?;
     let mut rng = Rng::new(cfg.seed);
     let zipf = Zipf::new(cfg.products, cfg.zipf);
+    let geo = Geo::new();
     let mut fmt = LineFormatter::new(format!("e{}-", cfg.seed));
     let mut stats = GenStats::default();
 
@@ -163,17 +210,20 @@ pub fn generate(cfg: &GenConfig, out: &mut dyn Write) -> io::Result<GenStats> {
                     ts: ts.max(sale.ts),
                     rank: sale.rank,
                     quantity: -(1 + rng.below(sale.quantity as u64) as i64),
+                    // A refund carries its sale's country and city (its category is the
+                    // product's): it counts against the same breakdowns.
                     country: sale.country,
+                    city: sale.city,
                     sale_ts: Some(sale.ts),
                 }
             }
             None => {
                 stats.sales += 1;
                 let rank = zipf.sample(&mut rng);
+                let (country, city) = geo.place(&mut rng, rank);
                 let quantity = sample_quantity(&mut rng);
-                let country = rng.below(COUNTRIES.len() as u64) as u8;
-                sales.push(SaleRec { ts, rank, quantity, country });
-                Event { seq, ts, rank, quantity: quantity as i64, country, sale_ts: None }
+                sales.push(SaleRec { ts, rank, quantity, country, city });
+                Event { seq, ts, rank, quantity: quantity as i64, country, city, sale_ts: None }
             }
         };
         seq += 1;
@@ -289,6 +339,7 @@ impl Rhythm {
 pub struct LiveTraffic {
     rng: Rng,
     zipf: Zipf,
+    geo: Geo,
     fmt: LineFormatter,
     products: u64,
     seq: u64,
@@ -305,6 +356,7 @@ impl LiveTraffic {
         LiveTraffic {
             rng: Rng::new(seed),
             zipf: Zipf::new(products, zipf),
+            geo: Geo::new(),
             fmt: LineFormatter::new(format!("live{seed}-")),
             products,
             seq: 0,
@@ -322,22 +374,19 @@ impl LiveTraffic {
             self.spike_left = SPIKE_EVENTS;
             self.spike_rank = 1 + self.rng.below(self.products);
         }
-        let rank = if self.spike_left > 0 {
+        let spiking = self.spike_left > 0 && {
             self.spike_left -= 1;
-            if self.rng.below(SPIKE_SHARE_ONE_IN) == 0 {
-                self.spike_rank
-            } else {
-                self.zipf.sample(&mut self.rng)
-            }
-        } else {
-            self.zipf.sample(&mut self.rng)
+            self.rng.below(SPIKE_SHARE_ONE_IN) == 0
         };
+        let rank = if spiking { self.spike_rank } else { self.zipf.sample(&mut self.rng) };
+        let (country, city) = self.geo.place(&mut self.rng, rank);
         let ev = Event {
             seq: self.seq,
             ts: now_ms.clamp(0, MAX_TS_MS),
             rank,
             quantity: sample_quantity(&mut self.rng) as i64,
-            country: self.rng.below(COUNTRIES.len() as u64) as u8,
+            country,
+            city,
             sale_ts: None,
         };
         self.seq += 1;
@@ -368,6 +417,7 @@ struct SaleRec {
     rank: u64,
     quantity: u32,
     country: u8,
+    city: u8,
 }
 
 /// Ring of recent sales; a taken slot is emptied so a sale is refunded at most once.

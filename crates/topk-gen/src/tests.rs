@@ -48,9 +48,21 @@ fn lines_are_json_with_expected_keys() {
     assert_eq!(text.lines().count(), 50_000);
     assert_eq!(stats.lines, stats.sales + stats.refunds + stats.duplicates);
     assert!(stats.refunds > 0 && stats.duplicates > 0);
-    let sale_keys = ["event_id", "ts", "product_id", "quantity", "price_cents", "country", "product_name"];
-    let refund_keys =
-        ["event_id", "kind", "ts", "sale_ts", "product_id", "quantity", "price_cents", "country", "product_name"];
+    let sale_keys =
+        ["event_id", "ts", "product_id", "quantity", "price_cents", "country", "city", "category", "product_name"];
+    let refund_keys = [
+        "event_id",
+        "kind",
+        "ts",
+        "sale_ts",
+        "product_id",
+        "quantity",
+        "price_cents",
+        "country",
+        "city",
+        "category",
+        "product_name",
+    ];
     let mut prices = HashMap::new();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -63,7 +75,11 @@ fn lines_are_json_with_expected_keys() {
             let at = line[pos..].find(&format!("\"{k}\":")).unwrap() + pos;
             pos = at + 1;
         }
-        assert_eq!(line.matches(' ').count(), 1, "only in the product name");
+        let city = obj["city"].as_str().unwrap();
+        assert_eq!(line.matches(' ').count(), 1 + city.matches(' ').count(), "only in the product and city names");
+        let country = COUNTRIES.iter().position(|c| *c == obj["country"].as_str().unwrap()).unwrap();
+        assert!(CITIES[country].contains(&city), "{city} is in {}", COUNTRIES[country]);
+        assert!(CATEGORIES.contains(&obj["category"].as_str().unwrap()));
         let pid = obj["product_id"].as_str().unwrap();
         assert!(pid.len() == 8 && pid.starts_with('p'));
         let rank: u64 = pid[1..].parse().unwrap();
@@ -215,7 +231,7 @@ fn csv_has_header_and_same_events() {
         assert_eq!(cells[5], v.get("kind").and_then(|k| k.as_str()).unwrap_or(""));
         assert_eq!(cells[6], v.get("sale_ts").and_then(|k| k.as_str()).unwrap_or(""));
         assert_eq!(cells[7], v["country"]);
-        assert_eq!((cells[8], cells[9]), ("", ""));
+        assert_eq!((cells[8], cells[9]), (v["city"].as_str().unwrap(), v["category"].as_str().unwrap()));
         assert_eq!(cells[10], v["product_name"]);
     }
 }
@@ -327,4 +343,30 @@ fn seasonality_gives_a_daily_and_weekly_rhythm_in_time_order() {
     }
     let mean = cfg.events as f64 / 24.0;
     assert!(flat_by_hour.iter().all(|&n| (n as f64 - mean).abs() < 0.05 * mean), "{flat_by_hour:?}");
+}
+
+#[test]
+fn each_country_has_its_own_favourites_and_cities_are_skewed() {
+    let cfg = GenConfig { events: 100_000, products: 1_000, refund_rate: 0.0, duplicate_rate: 0.0, ..small() };
+    let (text, _) = gen(&cfg);
+    let mut global: HashMap<String, u64> = HashMap::new();
+    let mut by_country: HashMap<String, HashMap<String, u64>> = HashMap::new();
+    let mut cities: HashMap<String, u64> = HashMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (p, c) = (v["product_id"].as_str().unwrap().to_string(), v["country"].as_str().unwrap().to_string());
+        *global.entry(p.clone()).or_default() += 1;
+        *by_country.entry(c).or_default().entry(p).or_default() += 1;
+        *cities.entry(v["city"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let top = |counts: &HashMap<String, u64>| {
+        let mut v: Vec<(&String, &u64)> = counts.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        v.into_iter().take(5).map(|(p, _)| p.clone()).collect::<Vec<_>>()
+    };
+    let global_top = top(&global);
+    assert_eq!(global_top[0], "p0000001", "global popularity is still the configured Zipf");
+    let differ = by_country.values().filter(|c| top(c) != global_top).count();
+    assert!(differ >= 8, "{differ} of 10 countries have a top 5 of their own");
+    assert!(cities["Berlin"] > cities["Munich"], "a country's first city sells most");
 }
