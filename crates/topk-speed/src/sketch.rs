@@ -76,6 +76,9 @@ type Slot = u16;
 const EMPTY: Slot = Slot::MAX;
 pub const MAX_CAPACITY: usize = 32_767;
 
+/// Cells of a new sketch's key index (it doubles as candidates come).
+const MIN_INDEX: usize = 16;
+
 /// A fixed number of candidate products, each counted exactly from its admission on, with
 /// a deterministic bound for what it did before.
 ///
@@ -130,21 +133,22 @@ impl TopSketch {
         if !(1..=MAX_CAPACITY).contains(&capacity) {
             return Err(SketchError::Params(format!("capacity must be in 1..={MAX_CAPACITY}, got {capacity}")));
         }
-        let index_len = (capacity * 2).next_power_of_two();
+        // Everything grows with the candidates, up to the capacity: a sketch of a bucket
+        // or breakdown with few products stays small (the index doubles as it fills).
         Ok(TopSketch {
             admission,
             capacity,
-            keys: Vec::with_capacity(capacity),
-            counts: Vec::with_capacity(capacity),
-            errors: Vec::with_capacity(capacity),
-            revenue: Vec::with_capacity(capacity),
-            id_start: Vec::with_capacity(capacity),
-            id_len: Vec::with_capacity(capacity),
+            keys: Vec::new(),
+            counts: Vec::new(),
+            errors: Vec::new(),
+            revenue: Vec::new(),
+            id_start: Vec::new(),
+            id_len: Vec::new(),
             ids: String::new(),
             live_id_bytes: 0,
-            heap: Vec::with_capacity(capacity),
-            pos: Vec::with_capacity(capacity),
-            index: vec![EMPTY; index_len],
+            heap: Vec::new(),
+            pos: Vec::new(),
+            index: vec![EMPTY; (capacity * 2).next_power_of_two().min(MIN_INDEX)],
             evicted: 0,
             missed: 0,
             missed_refunds: 0,
@@ -186,9 +190,22 @@ impl TopSketch {
     pub fn memory_bytes(&self) -> usize {
         let per_slot = 8 * 4 + 4 + 1 + 2 * std::mem::size_of::<Slot>();
         std::mem::size_of::<Self>()
-            + self.capacity * per_slot
+            + self.keys.capacity() * per_slot
             + self.index.capacity() * std::mem::size_of::<Slot>()
             + self.ids.capacity()
+            + match &self.admission {
+                Admission::CountMin(c) => c.memory_bytes(),
+                Admission::SpaceSaving => 0,
+            }
+    }
+
+    /// The most bytes this sketch can come to, with candidate ids of `id_bytes` bytes on
+    /// average: what [`TopSketch::memory_bytes`] reaches once it is full.
+    pub fn full_memory_bytes(&self, id_bytes: usize) -> usize {
+        let per_slot = 8 * 4 + 4 + 1 + 2 * std::mem::size_of::<Slot>();
+        std::mem::size_of::<Self>()
+            + self.capacity * (per_slot + id_bytes)
+            + (self.capacity * 2).next_power_of_two() * std::mem::size_of::<Slot>()
             + match &self.admission {
                 Admission::CountMin(c) => c.memory_bytes(),
                 Admission::SpaceSaving => 0,
@@ -509,10 +526,21 @@ impl TopSketch {
         self.id_start.push(0);
         self.id_len.push(0);
         self.store_id(slot, product_id);
+        if 2 * self.keys.len() > self.index.len() {
+            self.grow_index(slot);
+        }
         self.index_insert(key, slot);
         self.heap.push(slot as Slot);
         self.pos.push((self.heap.len() - 1) as Slot);
         self.sift_up(self.heap.len() - 1);
+    }
+
+    /// Doubles the index, and indexes the candidates in slots `..slots` again.
+    fn grow_index(&mut self, slots: usize) {
+        self.index = vec![EMPTY; self.index.len() * 2];
+        for s in 0..slots {
+            self.index_insert(self.keys[s], s);
+        }
     }
 
     fn replace(&mut self, slot: usize, product_id: &str, key: u64, count: i64, error: i64, revenue: i64) {
