@@ -117,6 +117,42 @@ try {
   await second.click();
   await page.waitForFunction((id) => document.getElementById("detail-title").textContent.includes(id), id);
 
+  // Breakdowns: a country and a category picked (type-ahead offers the values) make the
+  // table that combination's list; grouping by country shows small multiples.
+  await page.selectOption("#granularity", "day");
+  await page.waitForFunction(() => document.querySelectorAll("#values-country option").length >= 5, null, { timeout: 15000 });
+  const offered = await page.evaluate(() => [...document.querySelectorAll("#values-country option")].map((o) => o.value));
+  check(offered.includes("DE"), `the country picker offers ${offered}`);
+  for (const [d, v] of [["country", "DE"], ["category", "toys"]]) {
+    await page.fill(`#filter-${d}`, v);
+    await page.dispatchEvent(`#filter-${d}`, "change");
+  }
+  await sameAsApi("country DE, category toys", "country=DE&category=toys");
+  check((await text("#title")).includes("country,category DE|toys"), `title ${await text("#title")}`);
+  check(new URL(page.url()).searchParams.get("country") === "DE", `the filters are in the URL: ${page.url()}`);
+  for (const d of ["country", "category"]) {
+    await page.fill(`#filter-${d}`, "");
+    await page.dispatchEvent(`#filter-${d}`, "change");
+  }
+  await page.selectOption("#group-by", "country");
+  await page.waitForFunction(() => document.querySelectorAll("#breakdown-grid .multiple li[data-product]").length >= 15, null, { timeout: 15000 });
+  let groupsSeen;
+  for (let attempt = 0; attempt < 10 && !groupsSeen; attempt++) {
+    const shown = await page.evaluate(() => [...document.querySelectorAll("#breakdown-grid .multiple")].map((m) => ({
+      value: m.dataset.value,
+      products: [...m.querySelectorAll("li[data-product]")].map((li) => li.dataset.product),
+    })));
+    const q = await page.evaluate(() => document.body.dataset.groups);
+    const api = await (await fetch(`${base}/api/v1/top?${q}`)).json();
+    const want = api.groups.map((g) => ({ value: g.value, products: g.top.rows.map((r) => r.product_id) }));
+    if (JSON.stringify(shown) === JSON.stringify(want)) groupsSeen = shown;
+    else await page.waitForTimeout(700);
+  }
+  check(groupsSeen, "the small multiples never matched the API's group_by answer");
+  await page.locator("#breakdown").screenshot({ path: shot.replace(/\.png$/, "-breakdown.png") });
+  console.log(`breakdown view: ${groupsSeen.length} countries (${groupsSeen.map((g) => g.value).join(", ")}), each its top 5 as the API gives them`);
+  await page.selectOption("#group-by", "");
+
   // A past day of the demo's history: exact, and the product chart is centred on it (a
   // chart ending today shows it where it fits; the future holds nothing to draw).
   await page.selectOption("#granularity", "day");

@@ -36,6 +36,7 @@ use std::time::Duration;
 pub use dedup::{DedupWindow, DEDUP_SLICES};
 use foldhash::fast::RandomState;
 pub use role::{run, Control, Progress};
+use topk_core::breakdown::{DimSet, DimValues, Dimension};
 use topk_core::codec::{CorruptRecord, Decoder, EventRef};
 pub use topk_core::flush::{AggRow, CorruptFlush, FlushBatch, ProductInfo};
 use topk_core::hour_floor;
@@ -57,6 +58,10 @@ pub struct AggregatorConfig {
     /// With no events for this long, a partition's watermark follows the wall clock, so
     /// an idle partition does not hold every hour open. `None` in file replays.
     pub idle_timeout: Option<Duration>,
+    /// The dimensions rows are kept apart by: those of the configured breakdowns
+    /// ([`Breakdowns::kept`](topk_core::breakdown::Breakdowns::kept)). Empty: one row per
+    /// (product, hour), as without breakdowns.
+    pub dims: DimSet,
 }
 
 impl Default for AggregatorConfig {
@@ -67,6 +72,7 @@ impl Default for AggregatorConfig {
             allowed_lateness_ms: 5 * 60_000,
             dedup_window_ms: 10 * 60_000,
             idle_timeout: Some(Duration::from_secs(30)),
+            dims: topk_core::breakdown::Breakdowns::default().kept(),
         }
     }
 }
@@ -118,7 +124,14 @@ pub struct PartitionAggregator {
     product_ids: Vec<Box<[u8]>>,
     /// Per product, the newest (name, category) its events carried since the last flush.
     info: HashMap<u32, NameAndCategory, RandomState>,
-    table: HashMap<(u32, i64), Acc, RandomState>,
+    /// The distinct dimension values since the last flush, each as the kept dimensions'
+    /// values, length-prefixed (index 0: none kept).
+    dim_ids: HashMap<Box<[u8]>, u32, RandomState>,
+    dim_values: Vec<DimValues>,
+    /// Scratch space for a dimension lookup's key.
+    dim_key: Vec<u8>,
+    /// Per (product, hour, dimension values).
+    table: HashMap<(u32, i64, u32), Acc, RandomState>,
     dedup: DedupWindow,
     /// (first consumed offset, newest event time before it, after it) of each consumed
     /// log batch whose ids may still be in the dedup window.
@@ -148,6 +161,9 @@ impl PartitionAggregator {
             products: HashMap::default(),
             product_ids: Vec::new(),
             info: HashMap::default(),
+            dim_ids: HashMap::default(),
+            dim_values: Vec::new(),
+            dim_key: Vec::new(),
             table: HashMap::default(),
             dedup: DedupWindow::new(cfg.dedup_window_ms),
             batches: VecDeque::new(),
@@ -274,7 +290,8 @@ impl PartitionAggregator {
                 }
             }
         }
-        let acc = self.table.entry((product, hour_floor(ev.bucket_ts_ms))).or_insert(Acc {
+        let dims = if self.cfg.dims.is_empty() { 0 } else { self.dims_of(ev) };
+        let acc = self.table.entry((product, hour_floor(ev.bucket_ts_ms), dims)).or_insert(Acc {
             count: 0,
             revenue: 0,
             earliest: i64::MAX,
@@ -285,6 +302,35 @@ impl PartitionAggregator {
         acc.revenue = acc.revenue.saturating_add(ev.revenue_cents());
         acc.earliest = acc.earliest.min(ev.bucket_ts_ms);
         acc.latest = acc.latest.max(ev.bucket_ts_ms);
+    }
+
+    /// The id of the event's values of the kept dimensions, since the last flush.
+    fn dims_of(&mut self, ev: &EventRef<'_>) -> u32 {
+        let kept = self.cfg.dims;
+        self.dim_key.clear();
+        for (d, v) in Dimension::ALL.into_iter().zip([ev.country, ev.city, ev.category]) {
+            let v = if kept.contains(d) { v } else { b"" };
+            self.dim_key.extend_from_slice(&(v.len() as u16).to_le_bytes());
+            self.dim_key.extend_from_slice(v);
+        }
+        if let Some(&id) = self.dim_ids.get(&self.dim_key[..]) {
+            return id;
+        }
+        let id = self.dim_values.len() as u32;
+        let text = |d: Dimension, v: &[u8]| {
+            if kept.contains(d) {
+                String::from_utf8_lossy(v).into_owned()
+            } else {
+                String::new()
+            }
+        };
+        self.dim_values.push([
+            text(Dimension::Country, ev.country),
+            text(Dimension::City, ev.city),
+            text(Dimension::Category, ev.category),
+        ]);
+        self.dim_ids.insert(self.dim_key.as_slice().into(), id);
+        id
     }
 
     /// Takes everything since the last flush as a flush batch and starts a new one.
@@ -299,17 +345,18 @@ impl PartitionAggregator {
         let mut rows: Vec<AggRow> = self
             .table
             .drain()
-            .map(|((p, hour_ms), a)| AggRow {
+            .map(|((p, hour_ms, dims), a)| AggRow {
                 product_id: string(&self.product_ids[p as usize]),
                 hour_ms,
                 count: a.count,
                 revenue_cents: a.revenue,
                 earliest_ts_ms: a.earliest,
                 latest_ts_ms: a.latest,
+                dims: self.dim_values.get(dims as usize).cloned().unwrap_or_default(),
             })
             .collect();
         // Sorted, so the same events always give byte-identical flushes and files.
-        rows.sort_unstable_by(|a, b| (a.hour_ms, &a.product_id).cmp(&(b.hour_ms, &b.product_id)));
+        rows.sort_unstable_by(|a, b| (a.hour_ms, &a.product_id, &a.dims).cmp(&(b.hour_ms, &b.product_id, &b.dims)));
         let text = |b: &[u8]| (!b.is_empty()).then(|| string(b));
         let mut products: Vec<ProductInfo> = self
             .info
@@ -339,6 +386,8 @@ impl PartitionAggregator {
         };
         self.products.clear();
         self.product_ids.clear();
+        self.dim_ids.clear();
+        self.dim_values.clear();
         self.first = self.next;
         batch
     }

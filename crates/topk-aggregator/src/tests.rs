@@ -1,5 +1,6 @@
 use super::*;
 use std::collections::BTreeMap;
+use topk_core::breakdown::{DimSet, Dimension};
 use topk_core::codec::encode;
 use topk_core::event::{Event, Kind};
 use topk_core::Shutdown;
@@ -37,8 +38,14 @@ fn append(log: &dyn Log, events: &[Event<'_>]) {
     log.append(0, events.len() as u32, &buf, SourcePos::default()).unwrap();
 }
 
+/// Without breakdowns: one row per (product, hour).
 fn cfg() -> AggregatorConfig {
-    AggregatorConfig { idle_timeout: None, flush_interval: Duration::from_secs(3600), ..AggregatorConfig::default() }
+    AggregatorConfig {
+        idle_timeout: None,
+        flush_interval: Duration::from_secs(3600),
+        dims: DimSet::EMPTY,
+        ..AggregatorConfig::default()
+    }
 }
 
 /// Consumes everything available without running the loop.
@@ -81,6 +88,29 @@ fn sums_per_product_and_hour_with_refund_in_sale_hour() {
     assert_eq!(batch.watermark_ms, T0 + H + 10 - 5 * 60_000);
     let info = |id: &str| ProductInfo { product_id: id.into(), name: Some("Name".into()), category: None };
     assert_eq!(batch.products, [info("a"), info("b")]);
+}
+
+#[test]
+fn rows_are_kept_apart_by_the_dimensions_breakdowns_use_and_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, flush_log) = logs(dir.path());
+    let at = |id: &str, country: Option<&'static str>, city: Option<&'static str>, qty| {
+        let mut e = ev(id, T0 + 1, "a", qty);
+        e.country = country.map(Into::into);
+        e.city = city.map(Into::into);
+        e.category = Some("toys".into());
+        e
+    };
+    append(
+        &events,
+        &[at("1", Some("DE"), Some("Berlin"), 1), at("2", Some("DE"), Some("Hamburg"), 2), at("3", None, None, 4)],
+    );
+    let dims = DimSet::of(&[Dimension::Country]);
+    let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, AggregatorConfig { dims, ..cfg() }).unwrap();
+    catch_up(&mut agg, &events);
+    let rows: Vec<_> = agg.take_flush(false).rows.into_iter().map(|r| (r.dims, r.count)).collect();
+    let kept = |country: &str| [country.to_string(), String::new(), String::new()];
+    assert_eq!(rows, [(kept(""), 4), (kept("DE"), 3)], "one row per country; city and category are not kept");
 }
 
 #[test]

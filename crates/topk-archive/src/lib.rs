@@ -25,6 +25,11 @@
 //! | revenue_cents | INT64, required |
 //! | earliest_ts | TIMESTAMP(MILLIS, UTC), required |
 //! | latest_ts | TIMESTAMP(MILLIS, UTC), required |
+//! | country, city, category | UTF8, optional: the events' values of the dimensions a configured breakdown uses; null otherwise (and in files written before breakdowns) |
+//!
+//! A row is one (product, hour, country, city, category): the global count of a product
+//! is `SELECT product_id, SUM(count) … GROUP BY product_id`, its count per country
+//! `… GROUP BY country, product_id`.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -41,6 +46,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
+use topk_core::breakdown::Dimension;
 use topk_core::flush::{AggRow, CorruptFlush, FlushBatch};
 use topk_core::time::{Bucket, Granularity};
 use topk_core::{Shutdown, HOUR_MS};
@@ -182,6 +188,11 @@ pub fn schema() -> SchemaRef {
         Field::new("revenue_cents", DataType::Int64, false),
         Field::new("earliest_ts", ts(), false),
         Field::new("latest_ts", ts(), false),
+        // The breakdowns' dimensions (null where not kept or not carried); files written
+        // before breakdowns lack them, and read as null.
+        Field::new("country", DataType::Utf8, true),
+        Field::new("city", DataType::Utf8, true),
+        Field::new("category", DataType::Utf8, true),
     ]))
 }
 
@@ -312,6 +323,13 @@ fn write_parquet(root: &Root, rel: &str, rows: &[AggRow]) -> Result<Option<Optio
         ts(|r| r.earliest_ts_ms),
         ts(|r| r.latest_ts_ms),
     ];
+    let columns: Vec<ArrayRef> = columns
+        .into_iter()
+        .chain(Dimension::ALL.map(|d| {
+            let values = rows.iter().map(|r| Some(r.dims[d.index()].as_str()).filter(|v| !v.is_empty()));
+            Arc::new(StringArray::from_iter(values)) as ArrayRef
+        }))
+        .collect();
     let pq = |source| ArchiveError::Parquet { path: path.clone(), source };
     let batch = RecordBatch::try_new(schema(), columns).map_err(|e| pq(e.into()))?;
     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_dictionary_enabled(false).build();
@@ -366,7 +384,13 @@ pub fn read_file(root: &Root, rel: &str) -> Result<Vec<AggRow>, ArchiveError> {
         };
         let (hour, count, revenue, earliest, latest) =
             (int("hour")?, int("count")?, int("revenue_cents")?, int("earliest_ts")?, int("latest_ts")?);
+        let dims =
+            Dimension::ALL.map(|d| col(d.name()).and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned()));
         for i in 0..batch.num_rows() {
+            let value = |c: &Option<StringArray>| match c {
+                Some(c) if c.is_valid(i) => c.value(i).to_string(),
+                _ => String::new(),
+            };
             rows.push(AggRow {
                 product_id: ids.value(i).to_string(),
                 hour_ms: hour.value(i),
@@ -374,6 +398,7 @@ pub fn read_file(root: &Root, rel: &str) -> Result<Vec<AggRow>, ArchiveError> {
                 revenue_cents: revenue.value(i),
                 earliest_ts_ms: earliest.value(i),
                 latest_ts_ms: latest.value(i),
+                dims: [value(&dims[0]), value(&dims[1]), value(&dims[2])],
             });
         }
     }

@@ -45,6 +45,7 @@ fn row(product: &str, hour_ms: i64, count: i64) -> AggRow {
         revenue_cents: count * 100,
         earliest_ts_ms: hour_ms + 1,
         latest_ts_ms: hour_ms + 2,
+        dims: Default::default(),
     }
 }
 

@@ -58,6 +58,7 @@ fn main() {
                 revenue_cents: 100 * (1 + (p * 7 + i) % 13),
                 earliest_ts_ms: hour.start_ms,
                 latest_ts_ms: hour.start_ms,
+                dims: Default::default(),
             })
             .collect();
         let watermark_ms = if i == 23 { day.end_ms() + HOUR_MS } else { hour.end_ms() };

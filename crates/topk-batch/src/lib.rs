@@ -24,6 +24,15 @@
 //! except hours past retention: their rows are not kept (they would only be deleted), so
 //! a day past retention reads those hours from the archive.
 //!
+//! # Breakdowns
+//! A bucket's run sums the global rows and, beside them, the rows of every value of each
+//! configured breakdown set (`country=DE`, …), all committed in the same transaction, so
+//! a value's lists are exactly as exact as the global ones. An hour maps the values its
+//! archive rows carry through the sets' admitted values (`Admission`: the first
+//! `breakdown_max_values` of a set, for good; later ones count under `(other)`); the
+//! buckets above only merge their children's sums per value. When the configured sets
+//! change, every hour runs again (`Batch::prepare`).
+//!
 //! # What runs when
 //! Work is a durable set of pending buckets (`batch_pending`). An hour becomes pending
 //! when it is complete and its archive version (which grows with every file written for
@@ -34,15 +43,16 @@
 //! first among those ending together (a day right after its last hour), each once
 //! nothing finer below it is pending.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
 use topk_archive::{ArchiveError, ArchiveState, Root};
+use topk_core::breakdown::{Breakdowns, NONE, OTHER};
 use topk_core::clock::now_ms;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::Shutdown;
-use topk_store::{BatchStore, BucketRun, By, ProductSum, RunStatus, StoreError, TaskRun};
+use topk_store::{BatchStore, BucketRun, By, ProductSum, RunStatus, Slice, StoreError, TaskRun};
 
 pub const TASKS: [&str; 4] = ["check", "rollup", "clean_speed", "top_lists"];
 
@@ -56,6 +66,8 @@ pub struct BatchConfig {
     pub max_backoff: Duration,
     /// Time between two passes of the scheduler loop ([`run`]).
     pub pass_interval: Duration,
+    /// The dimension sets that get their own rows and lists.
+    pub breakdowns: Breakdowns,
 }
 
 impl Default for BatchConfig {
@@ -65,6 +77,7 @@ impl Default for BatchConfig {
             hour_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             max_backoff: Duration::from_secs(300),
             pass_interval: Duration::from_secs(2),
+            breakdowns: Breakdowns::default(),
         }
     }
 }
@@ -101,11 +114,39 @@ pub struct Batch<S: BatchStore> {
     cfg: BatchConfig,
     /// Per failing bucket: consecutive failures and when to try again.
     backoff: HashMap<Bucket, (u32, Instant), RandomState>,
+    /// The values each breakdown set has admitted; loaded from the store by [`Batch::prepare`].
+    admission: Option<Admission>,
 }
 
 impl<S: BatchStore> Batch<S> {
     pub fn new(store: S, archive: Root, cfg: BatchConfig) -> Self {
-        Batch { store, archive, cfg, backoff: HashMap::default() }
+        Batch { store, archive, cfg, backoff: HashMap::default(), admission: None }
+    }
+
+    /// Loads the admitted breakdown values, once; the first time, also compares the
+    /// configured breakdown sets with those the stored rows were computed for. If they
+    /// differ, every hour is marked to run again (and with it every bucket above), so the
+    /// new sets are filled from the archive and dropped ones disappear.
+    fn prepare(&mut self) -> Result<(), BatchError> {
+        if self.admission.is_some() {
+            return Ok(());
+        }
+        let mut names = self.cfg.breakdowns.names();
+        names.sort();
+        let recorded = self.store.breakdown_sets()?;
+        if recorded.as_ref() != Some(&names) {
+            let recompute = recorded.clone().unwrap_or_default() != names;
+            if recompute {
+                tracing::info!(
+                    from = ?recorded.unwrap_or_default(),
+                    to = ?names,
+                    "breakdowns changed: every archived hour, and every bucket above it, runs again"
+                );
+            }
+            self.store.set_breakdown_sets(&names, recompute)?;
+        }
+        self.admission = Some(Admission::load(&mut self.store, self.cfg.breakdowns.max_values)?);
+        Ok(())
     }
 
     /// Marks runs left `running` by a stopped process as failed. Only the process that
@@ -167,6 +208,7 @@ impl<S: BatchStore> Batch<S> {
 
     /// Runs the whole DAG of one bucket and clears it from the pending set.
     pub fn run_bucket(&mut self, state: &ArchiveState, bucket: Bucket) -> Result<u64, BatchError> {
+        self.prepare()?;
         let pending = self.store.pending()?;
         self.run_bucket_with(state, &pending, bucket, &mut Partials::default())
     }
@@ -187,26 +229,29 @@ impl<S: BatchStore> Batch<S> {
             return Err(BatchError::NotReady { bucket, reason });
         }
         runs.ok("check", 0);
-        let rows = match self.sum(bucket, partials.remove(&bucket)) {
-            Ok(rows) => rows,
+        let slices = match self.sum(bucket, partials.remove(&bucket)) {
+            Ok(slices) => slices,
             Err(e) => return Err(runs.fail(&mut self.store, "rollup", e.to_string())),
         };
-        runs.ok("rollup", rows.len() as i64);
+        let rows = global(&slices);
+        runs.ok("rollup", slices.iter().map(|(_, r)| r.len() as i64).sum());
         let speed = match self.store.speed_rows(bucket) {
             Ok(speed) => speed,
             Err(e) => return Err(runs.fail(&mut self.store, "clean_speed", e.to_string())),
         };
-        let accuracy = (!speed.is_empty()).then(|| score(bucket, &rows, &speed));
+        let accuracy = (!speed.is_empty()).then(|| score(bucket, rows, &speed));
         runs.ok("clean_speed", speed.len() as i64);
         let keep = self.kept(bucket);
         let k = self.cfg.top_k;
-        let list_rows = if keep { By::ALL.len() * rows.len().min(k) } else { 0 };
+        let list_rows: usize = if keep { slices.iter().map(|(_, r)| By::ALL.len() * r.len().min(k)).sum() } else { 0 };
         runs.ok("top_lists", list_rows as i64);
         let hour = bucket.granularity == Granularity::Hour;
         let ancestors = if hour { bucket.ancestors() } else { Vec::new() };
+        let admitted = self.admission.as_mut().map(Admission::take_new).unwrap_or_default();
         let run = BucketRun {
             bucket,
-            rows: keep.then_some(&rows[..]),
+            rows: keep.then_some(&slices[..]),
+            admitted: &admitted,
             top_k: k,
             hour_version: hour.then(|| state.hours.get(&bucket.to_string()).map_or(0, |h| h.files)),
             mark_pending: &ancestors,
@@ -216,14 +261,17 @@ impl<S: BatchStore> Batch<S> {
             now_ms: now_ms(),
         };
         if let Err(e) = self.store.commit_bucket(&run) {
+            // What it admitted was not recorded: the next run reloads the admitted values.
+            self.admission = None;
             runs.done.truncate(1);
             return Err(runs.fail(&mut self.store, "rollup", e.to_string()));
         }
-        feed_parents(state, bucket, &rows, partials);
+        feed_parents(state, bucket, &slices, partials);
         let r = run.runs;
         tracing::debug!(
             %bucket,
             rows = rows.len(),
+            breakdowns = slices.len() - 1,
             sum_ms = r[1].finished_ms - r[1].started_ms,
             score_ms = r[2].finished_ms - r[2].started_ms,
             commit_ms = now_ms() - r[3].finished_ms,
@@ -232,30 +280,35 @@ impl<S: BatchStore> Batch<S> {
         Ok(rows.len() as u64)
     }
 
-    /// The bucket's exact sums per product, in product-id order.
-    fn sum(&mut self, bucket: Bucket, partial: Option<Partial>) -> Result<Vec<ProductSum>, BatchError> {
+    /// The bucket's exact sums per breakdown and product: the global ones first (under
+    /// `""`), then each breakdown's, each in product-id order.
+    fn sum(&mut self, bucket: Bucket, partial: Option<Partial>) -> Result<Vec<Slice>, BatchError> {
+        self.prepare()?;
         if bucket.granularity == Granularity::Hour {
-            return hour_from_archive(&self.archive, bucket.start_ms);
+            let admission = self.admission.as_mut().expect("prepared");
+            return hour_from_archive(&self.archive, bucket.start_ms, &self.cfg.breakdowns, admission);
         }
         let mut partial = partial.unwrap_or_default();
         for child in bucket.children() {
             if partial.children.contains(&child) {
                 continue;
             }
-            let rows = if self.kept(child) {
-                self.store.bucket_rows(child)?
+            let slices = if self.kept(child) {
+                self.store.bucket_slices(child)?
             } else {
-                hour_from_archive(&self.archive, child.start_ms)?
+                let admission = self.admission.as_mut().expect("prepared");
+                hour_from_archive(&self.archive, child.start_ms, &self.cfg.breakdowns, admission)?
             };
-            partial.sums.add_rows(&rows);
+            partial.add(&slices);
         }
-        Ok(partial.sums.into_rows())
+        Ok(partial.into_slices())
     }
 
     /// One scheduler pass: discovers changed hours, then runs every ready pending bucket,
     /// finest first, until none is ready. Failures are retried in later passes with
     /// exponential backoff.
     pub fn run_pending(&mut self) -> Result<PassReport, BatchError> {
+        self.prepare()?;
         let state = ArchiveState::load(&self.archive)?;
         self.discover(&state)?;
         let mut report = PassReport::default();
@@ -315,6 +368,7 @@ impl<S: BatchStore> Batch<S> {
         to_ms: i64,
         force: bool,
     ) -> Result<Vec<RangeResult>, BatchError> {
+        self.prepare()?;
         let state = ArchiveState::load(&self.archive)?;
         self.discover(&state)?;
         let pending = self.store.pending()?;
@@ -331,12 +385,80 @@ impl<S: BatchStore> Batch<S> {
     }
 }
 
-/// A bucket's sums per product so far, from those of its children computed in the same
-/// pass.
+/// A bucket's sums per breakdown and product so far, from those of its children computed
+/// in the same pass.
 #[derive(Default)]
 struct Partial {
-    sums: Sums,
+    sums: BTreeMap<String, Sums>,
     children: Vec<Bucket>,
+}
+
+impl Partial {
+    fn add(&mut self, slices: &[Slice]) {
+        for (breakdown, rows) in slices {
+            match self.sums.get_mut(breakdown) {
+                Some(sums) => sums.add_rows(rows),
+                None => {
+                    self.sums.insert(breakdown.clone(), Sums(rows.clone()));
+                }
+            }
+        }
+    }
+
+    /// The sums, the global ones first (`""` sorts first), present even when empty.
+    fn into_slices(mut self) -> Vec<Slice> {
+        self.sums.entry(String::new()).or_default();
+        self.sums.into_iter().map(|(b, s)| (b, s.into_rows())).collect()
+    }
+}
+
+/// The global rows of a bucket's slices (the first, see [`Partial::into_slices`]).
+fn global(slices: &[Slice]) -> &[ProductSum] {
+    slices.first().filter(|(b, _)| b.is_empty()).map_or(&[], |(_, rows)| rows)
+}
+
+/// The values admitted to each breakdown set (`breakdown_values`): a set admits values
+/// until it has `max_values` of them, and counts every later one under
+/// [`OTHER`](topk_core::breakdown::OTHER). Since a set only ever grows, and stops growing
+/// once full, a value is either admitted for good before any hour with it runs, or never:
+/// every bucket counts it the same way, and a day's sums of its hours stay exact.
+struct Admission {
+    max_values: usize,
+    admitted: HashMap<String, HashSet<String, RandomState>, RandomState>,
+    /// Admitted since the last [`Admission::take_new`]: recorded with the bucket's run.
+    new: Vec<(String, String)>,
+}
+
+impl Admission {
+    fn load<S: BatchStore>(store: &mut S, max_values: usize) -> Result<Admission, BatchError> {
+        let mut admitted: HashMap<String, HashSet<String, RandomState>, RandomState> = HashMap::default();
+        for (set, value) in store.admitted_values()? {
+            admitted.entry(set).or_default().insert(value);
+        }
+        Ok(Admission { max_values, admitted, new: Vec::new() })
+    }
+
+    /// Whether `value` counts as itself in `set`, admitting it if the set has room. Events
+    /// without any of the set's dimensions always count under their own value, `(none)`.
+    fn admit(&mut self, set: &str, value: &str) -> bool {
+        if value.split('|').all(|v| v == NONE) {
+            return true;
+        }
+        let values = self.admitted.entry(set.to_string()).or_default();
+        if values.contains(value) {
+            return true;
+        }
+        if values.len() >= self.max_values {
+            return false;
+        }
+        values.insert(value.to_string());
+        self.new.push((set.to_string(), value.to_string()));
+        true
+    }
+
+    fn take_new(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.new)
+    }
 }
 
 type Partials = HashMap<Bucket, Partial, RandomState>;
@@ -421,7 +543,7 @@ fn ended_and_complete(state: &ArchiveState, bucket: Bucket) -> Result<(), String
 /// Adds a bucket's rows to the partial sums of the buckets above it that can run in this
 /// pass (ended, and their hours complete). A bucket run twice in one pass (late data)
 /// would be counted twice: its parents then drop their partial sums and read the store.
-fn feed_parents(state: &ArchiveState, bucket: Bucket, rows: &[ProductSum], partials: &mut Partials) {
+fn feed_parents(state: &ArchiveState, bucket: Bucket, slices: &[Slice], partials: &mut Partials) {
     for &g in bucket.granularity.rollup_parents() {
         let parent = bucket.parent(g);
         if ended_and_complete(state, parent).is_err() {
@@ -433,7 +555,7 @@ fn feed_parents(state: &ArchiveState, bucket: Bucket, rows: &[ProductSum], parti
             continue;
         }
         partial.children.push(bucket);
-        partial.sums.add_rows(rows);
+        partial.add(slices);
     }
 }
 
@@ -525,16 +647,47 @@ impl Runs {
     }
 }
 
-/// Sums every archive file of one hour per product.
-pub fn hour_from_archive(archive: &Root, hour_ms: i64) -> Result<Vec<ProductSum>, BatchError> {
+/// Sums every archive file of one hour per product: globally, and per value of each
+/// breakdown set (admitting values to their sets, biggest first, in `admission`).
+fn hour_from_archive(
+    archive: &Root,
+    hour_ms: i64,
+    breakdowns: &Breakdowns,
+    admission: &mut Admission,
+) -> Result<Vec<Slice>, BatchError> {
     let mut rows = Vec::new();
     for f in topk_archive::hour_files(archive, hour_ms)? {
         for r in topk_archive::read_file(archive, &f)? {
             debug_assert_eq!(r.hour_ms, hour_ms);
-            rows.push(ProductSum { product_id: r.product_id, count: r.count, revenue_cents: r.revenue_cents });
+            rows.push(r);
         }
     }
-    Ok(Sums::from_unsorted(rows).into_rows())
+    let mut slices: Vec<Slice> = Vec::with_capacity(1 + breakdowns.sets.len());
+    for &set in &breakdowns.sets {
+        let name = set.to_string();
+        // Per value: its rows, and its volume (what admits the biggest values first).
+        let mut values: HashMap<String, (i64, Vec<ProductSum>), RandomState> = HashMap::default();
+        for r in &rows {
+            let v = values.entry(set.value_of(&r.dims)).or_default();
+            v.0 = v.0.saturating_add(r.count.saturating_abs());
+            v.1.push(ProductSum { product_id: r.product_id.clone(), count: r.count, revenue_cents: r.revenue_cents });
+        }
+        let mut values: Vec<(String, (i64, Vec<ProductSum>))> = values.into_iter().collect();
+        values.sort_unstable_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
+        let mut by_key: BTreeMap<String, Vec<ProductSum>> = BTreeMap::new();
+        for (value, (_, sums)) in values {
+            let value = if admission.admit(&name, &value) { value } else { OTHER.to_string() };
+            by_key.entry(set.key(&value)).or_default().extend(sums);
+        }
+        slices.extend(by_key.into_iter().map(|(key, sums)| (key, Sums::from_unsorted(sums).into_rows())));
+    }
+    let all = rows
+        .into_iter()
+        .map(|r| ProductSum { product_id: r.product_id, count: r.count, revenue_cents: r.revenue_cents })
+        .collect();
+    slices.push((String::new(), Sums::from_unsorted(all).into_rows()));
+    slices.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(slices)
 }
 
 /// The scheduler loop of `topk serve`: a pass every `pass_interval` until shutdown.

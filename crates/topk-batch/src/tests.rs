@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use topk_archive::Archive;
+use topk_core::breakdown::DimSet;
 use topk_core::flush::{AggRow, FlushBatch};
 use topk_core::HOUR_MS;
 use topk_store::{By, ServingStore, SpeedRow, SpeedStore, SpeedWrite, SqlStore};
@@ -38,6 +39,7 @@ fn row(product: &str, h: i64, count: i64) -> AggRow {
         revenue_cents: count * 100,
         earliest_ts_ms: hour_ms,
         latest_ts_ms: hour_ms,
+        dims: Default::default(),
     }
 }
 
@@ -126,6 +128,7 @@ fn hours_roll_up_finest_first_and_the_speed_rows_are_scored_then_replaced() {
     let speed =
         |p: &str, count, error| SpeedRow { product_id: p.into(), count, error, revenue_cents: 0, updated_ms: T0 };
     let write = SpeedWrite {
+        breakdown: String::new(),
         bucket: day(),
         rows: vec![speed("a", 6, 2), speed("b", 2, 0)],
         sketches: vec![],
@@ -265,4 +268,68 @@ fn a_failing_bucket_is_retried_after_a_backoff_and_waits_for_nothing_else() {
     assert_eq!(report.ran, expected);
     assert_eq!(f.top(hour(0)), pairs(&[("a", 3)]));
     assert_eq!(f.top(day()), pairs(&[("a", 3), ("b", 1)]));
+}
+
+fn sold_in(product: &str, h: i64, count: i64, country: &str, category: &str) -> AggRow {
+    AggRow { dims: [country.into(), String::new(), category.into()], ..row(product, h, count) }
+}
+
+/// The rows of one breakdown of a bucket, as (product, count).
+fn slice(f: &mut Fixture, bucket: Bucket, breakdown: &str) -> Vec<(String, i64)> {
+    let store = f.batch.store();
+    store.set_breakdown(breakdown);
+    let rows = store.bucket_rows(bucket).unwrap();
+    store.set_breakdown("");
+    rows.into_iter().map(|r| (r.product_id, r.count)).collect()
+}
+
+#[test]
+fn breakdowns_are_summed_per_value_up_the_dag_and_values_past_the_cap_count_under_other() {
+    let country = DimSet::parse("country").unwrap();
+    let both = DimSet::parse("country,category").unwrap();
+    let breakdowns = Breakdowns { sets: vec![country, both], max_values: 2 };
+    let mut f = Fixture::new(BatchConfig { breakdowns, ..no_retention() });
+    // DE and FR are the first two countries (hour 0); IT comes later and counts under (other).
+    f.archive(
+        vec![
+            sold_in("a", 0, 5, "DE", "toys"),
+            sold_in("b", 0, 2, "FR", "toys"),
+            sold_in("a", 0, 1, "", "toys"),
+            sold_in("a", 3, 4, "IT", "toys"),
+            sold_in("b", 3, 3, "DE", "books"),
+            sold_in("b", 3, -1, "DE", "books"),
+        ],
+        YEAR_END,
+    );
+    f.batch.run_pending().unwrap();
+    for bucket in [hour(0), day(), Bucket::containing(Granularity::Year, T0)] {
+        let g = bucket.granularity;
+        let want_de = if g == Granularity::Hour { pairs(&[("a", 5)]) } else { pairs(&[("a", 5), ("b", 2)]) };
+        assert_eq!(slice(&mut f, bucket, "country=DE"), want_de, "{bucket}");
+        assert_eq!(slice(&mut f, bucket, "country=FR"), pairs(&[("b", 2)]), "{bucket}");
+        assert_eq!(slice(&mut f, bucket, "country=(none)"), pairs(&[("a", 1)]), "{bucket}");
+    }
+    assert_eq!(slice(&mut f, day(), "country=(other)"), pairs(&[("a", 4)]), "IT came after the cap");
+    assert_eq!(slice(&mut f, day(), "country=IT"), pairs(&[]));
+    assert_eq!(slice(&mut f, day(), "country,category=DE|books"), pairs(&[]), "the set's two values were taken");
+    assert_eq!(slice(&mut f, day(), "country,category=DE|toys"), pairs(&[("a", 5)]));
+    // (none)|toys is a value of its own here, and came third.
+    assert_eq!(slice(&mut f, day(), "country,category=(other)"), pairs(&[("a", 5), ("b", 2)]));
+    // Every breakdown set partitions the global counts.
+    assert_eq!(f.top(day()), pairs(&[("a", 10), ("b", 4)]));
+    for prefix in ["country=", "country,category="] {
+        let values = f.batch.store().breakdown_values(day(), prefix).unwrap();
+        assert_eq!(values.iter().map(|v| v.1).sum::<i64>(), 14, "{prefix}");
+    }
+
+    // Another set of breakdowns: every hour, and what is above, runs again from the archive.
+    let category = DimSet::parse("category").unwrap();
+    f.batch.cfg.breakdowns = Breakdowns { sets: vec![category], max_values: 2 };
+    f.batch.admission = None;
+    let report = f.batch.run_pending().unwrap();
+    assert!(report.ran.contains(&hour(0)) && report.ran.contains(&day()), "{report:?}");
+    assert_eq!(slice(&mut f, day(), "category=books"), pairs(&[("b", 2)]));
+    assert_eq!(slice(&mut f, day(), "category=toys"), pairs(&[("a", 10), ("b", 2)]));
+    assert_eq!(slice(&mut f, day(), "country=DE"), pairs(&[]), "a dropped set's rows are gone");
+    assert!(f.batch.run_pending().unwrap().ran.is_empty(), "and then nothing is left to do");
 }

@@ -3,19 +3,24 @@
 //! contract between the roles, kept here beside the event codec.
 //!
 //! Binary little-endian layout (version byte first, so the format can evolve; version 2
-//! lacks `slot`; versions 2 and 3 carry names without categories):
+//! lacks `slot`; versions 2 and 3 carry names without categories; versions 2 to 4 carry
+//! rows without dimensions):
 //! ```text
-//! u8 version=4 | u64 slot | u32 partition | u64 first_offset | u64 end_offset | i64 watermark
+//! u8 version=5 | u64 slot | u32 partition | u64 first_offset | u64 end_offset | i64 watermark
 //! i64 max_event_ts | u64 dedup_from | i64 dedup_from_max_ts | u8 end_of_input
 //! u64 accepted | u64 duplicates | u64 late
 //! u32 rows, each: u8 len + product_id | i64 hour | i64 count | i64 revenue | i64 earliest | i64 latest
+//!     | u8 has_dims, then if 1: (u16 len + value) for country, city, category
 //! u32 products, each: u8 len + product_id | u16 len + product_name | u16 len + category
 //! ```
 //! (an empty name or category: the events carried none.)
 
+use crate::breakdown::DimValues;
 use crate::bytes::{ReadError, Reader};
 
-const VERSION: u8 = 4;
+const VERSION: u8 = 5;
+/// Rows without dimensions: read.
+const VERSION_NO_DIMS: u8 = 4;
 /// With `slot`, names without categories: read.
 const VERSION_NAMES: u8 = 3;
 /// Without `slot`: read, and never taken for a superseded aggregator's.
@@ -29,7 +34,7 @@ pub struct ProductInfo {
     pub category: Option<String>,
 }
 
-/// Sums for one (product, hour).
+/// Sums for one (product, hour) — and values of the dimensions that breakdowns use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggRow {
     pub product_id: String,
@@ -40,6 +45,9 @@ pub struct AggRow {
     pub revenue_cents: i64,
     pub earliest_ts_ms: i64,
     pub latest_ts_ms: i64,
+    /// The events' country, city and category, where a configured breakdown uses them
+    /// (empty otherwise, or where the events carried none).
+    pub dims: DimValues,
 }
 
 /// One flush of one partition's aggregates; `(partition, first_offset, end_offset)` is its
@@ -131,6 +139,15 @@ impl FlushBatch {
             for v in [r.hour_ms, r.count, r.revenue_cents, r.earliest_ts_ms, r.latest_ts_ms] {
                 out.extend_from_slice(&v.to_le_bytes());
             }
+            if self.slot.is_some() {
+                // Only the current version has dimensions (see the products below).
+                let has_dims = r.dims.iter().any(|d| !d.is_empty());
+                out.push(u8::from(has_dims));
+                for d in r.dims.iter().filter(|_| has_dims) {
+                    out.extend_from_slice(&(d.len() as u16).to_le_bytes());
+                    out.extend_from_slice(d.as_bytes());
+                }
+            }
         }
         out.extend_from_slice(&(self.products.len() as u32).to_le_bytes());
         for p in &self.products {
@@ -153,7 +170,7 @@ impl FlushBatch {
         let mut c = Reader::new(buf);
         let version = c.u8()?;
         let slot = match version {
-            VERSION | VERSION_NAMES => Some(c.u64()?),
+            VERSION | VERSION_NO_DIMS | VERSION_NAMES => Some(c.u64()?),
             VERSION_UNFENCED => None,
             version => return Err(CorruptFlush(format!("unknown flush batch version {version}"))),
         };
@@ -176,14 +193,22 @@ impl FlushBatch {
         b.rows.reserve(rows.min(buf.len() / 41));
         for _ in 0..rows {
             let n = c.u8()? as usize;
-            b.rows.push(AggRow {
+            let mut row = AggRow {
                 product_id: c.str(n)?.to_string(),
                 hour_ms: c.i64()?,
                 count: c.i64()?,
                 revenue_cents: c.i64()?,
                 earliest_ts_ms: c.i64()?,
                 latest_ts_ms: c.i64()?,
-            });
+                dims: DimValues::default(),
+            };
+            if version == VERSION && c.u8()? != 0 {
+                for d in &mut row.dims {
+                    let n = c.u16()? as usize;
+                    *d = c.str(n)?.to_string();
+                }
+            }
+            b.rows.push(row);
         }
         let text = |c: &mut Reader<'_>| -> Result<Option<String>, CorruptFlush> {
             let n = c.u16()? as usize;
@@ -193,7 +218,7 @@ impl FlushBatch {
             let n = c.u8()? as usize;
             let product_id = c.str(n)?.to_string();
             let name = text(&mut c)?;
-            let category = if version == VERSION { text(&mut c)? } else { None };
+            let category = if matches!(version, VERSION | VERSION_NO_DIMS) { text(&mut c)? } else { None };
             b.products.push(ProductInfo { product_id, name, category });
         }
         c.end()?;
@@ -238,6 +263,7 @@ mod tests {
                 revenue_cents: -500,
                 earliest_ts_ms: 3_600_001,
                 latest_ts_ms: 3_700_000,
+                dims: ["DE".into(), String::new(), "toys".into()],
             }],
             products: vec![
                 ProductInfo { product_id: "p1".into(), name: Some("Widget".into()), category: Some("tools".into()) },
@@ -250,19 +276,29 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(FlushBatch::decode(&bytes[..cut]).is_err());
         }
-        let unfenced = FlushBatch { slot: None, products: Vec::new(), ..b.clone() };
+        let no_dims = |b: &FlushBatch| {
+            let rows = b.rows.iter().map(|r| AggRow { dims: Default::default(), ..r.clone() }).collect();
+            FlushBatch { rows, ..b.clone() }
+        };
+        let unfenced = FlushBatch { slot: None, products: Vec::new(), ..no_dims(&b) };
         assert_eq!(unfenced.encode()[0], VERSION_UNFENCED);
         assert_eq!(FlushBatch::decode(&unfenced.encode()).unwrap(), unfenced);
         // Version 2 carries names, not categories: what it decodes encodes back the same.
         let named = FlushBatch {
             slot: None,
             products: vec![ProductInfo { product_id: "p1".into(), name: Some("Widget".into()), category: None }],
-            ..b.clone()
+            ..no_dims(&b)
         };
         assert_eq!(FlushBatch::decode(&named.encode()).unwrap(), named);
         // A version 3 batch (names, no categories) written before categories travelled here.
+        // A version 4 batch (categories, rows without dimensions).
+        let mut v4 = no_dims(&b).encode();
+        v4[0] = VERSION_NO_DIMS;
+        let at = 1 + 8 + 4 + 8 * 6 + 1 + 8 * 3 + 4 + 3 + 8 * 5;
+        assert_eq!(v4.remove(at), 0, "the has_dims byte of the row");
+        assert_eq!(FlushBatch::decode(&v4).unwrap(), no_dims(&b));
         let mut v3 = vec![VERSION_NAMES];
-        let mut tail = FlushBatch { products: Vec::new(), ..b }.encode();
+        let mut tail = FlushBatch { products: Vec::new(), rows: Vec::new(), ..b }.encode();
         tail.truncate(tail.len() - 4);
         v3.extend_from_slice(&tail[1..]);
         v3.extend_from_slice(&1u32.to_le_bytes());

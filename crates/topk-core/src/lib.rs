@@ -14,9 +14,11 @@
 //! - [`clock`]: the wall clock, read in one place.
 //! - [`bytes`]: the little-endian reader of the other binary records (flush batches, sketches).
 //! - [`accuracy`]: how an approximate top list scores against the exact one.
+//! - [`breakdown`]: the dimension sets (country, city, category) that get their own lists.
 //! - [`random`]: seeded random numbers and a Zipf sampler for generated data.
 
 pub mod accuracy;
+pub mod breakdown;
 pub mod bytes;
 pub mod clock;
 pub mod codec;

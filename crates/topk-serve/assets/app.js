@@ -6,7 +6,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { answer: null, selected: null, chart: null, requests: 0, moverRequests: 0, detailRequests: 0, following: null, failing: false, projection: null, trends: null };
+const state = { groupRequests: 0, answer: null, selected: null, chart: null, requests: 0, moverRequests: 0, detailRequests: 0, following: null, failing: false, projection: null, trends: null };
 const nf = new Intl.NumberFormat("en-US");
 const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
 const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 });
@@ -118,6 +118,8 @@ function view() {
     k: $("k").value,
     by: $("by").value,
     order: $("order").value,
+    filters: filterValues(),
+    groupBy: $("group-by").value,
     from: rangeEnd("from"),
     to: rangeEnd("to"),
     product: state.selected,
@@ -142,6 +144,7 @@ function topQuery() {
   p.set("k", v.k);
   p.set("by", v.by);
   if (v.order === "asc") p.set("order", "asc");
+  for (const [d, value] of Object.entries(v.filters)) p.set(d, value);
   return p.toString();
 }
 
@@ -158,6 +161,8 @@ function saveView() {
   if (v.k !== "10") p.set("k", v.k);
   if (v.by !== "quantity") p.set("by", v.by);
   if (v.order !== "desc") p.set("order", v.order);
+  for (const [d, value] of Object.entries(v.filters)) p.set(d, value);
+  if (v.groupBy) p.set("group_by", v.groupBy);
   if (v.product) p.set("product", v.product);
   history.replaceState(null, "", `${location.pathname}?${p}`);
 }
@@ -180,6 +185,106 @@ function restoreView() {
   }
   state.wantedPeriod = p.get("period");
   state.selected = p.get("product");
+  state.wantedFilters = Object.fromEntries(DIMENSIONS.filter((d) => p.get(d)).map((d) => [d, p.get(d)]));
+  state.wantedGroupBy = p.get("group_by");
+}
+
+// --- Breakdowns: filter pickers (type-ahead on the dimension's values) ----------------
+
+const DIMENSIONS = ["country", "city", "category"];
+
+// The filters set in the pickers: { country: "DE", … }.
+function filterValues() {
+  const out = {};
+  for (const d of DIMENSIONS) {
+    const input = $(`filter-${d}`);
+    if (input && input.value.trim()) out[d] = input.value.trim();
+  }
+  return out;
+}
+
+// The query string of the filters alone ("" without any), to add to other requests.
+function filterQuery() {
+  const p = new URLSearchParams(filterValues());
+  return p.toString() ? `&${p}` : "";
+}
+
+// One picker per dimension that some configured set uses; "Break down by" offers the
+// dimensions configured alone.
+async function loadBreakdowns() {
+  let configured = { sets: [] };
+  try {
+    configured = await getJson("/api/v1/breakdowns");
+  } catch (e) {
+    showError(e);
+  }
+  const used = DIMENSIONS.filter((d) => configured.sets.some((s) => s.split(",").includes(d)));
+  $("filters").innerHTML = used
+    .map((d) => `<label>${d[0].toUpperCase() + d.slice(1)}
+      <input id="filter-${d}" type="search" list="values-${d}" placeholder="all" autocomplete="off"
+        title="Only sales with this ${d} (a configured breakdown)"><datalist id="values-${d}"></datalist></label>`)
+    .join("");
+  for (const d of used) {
+    const input = $(`filter-${d}`);
+    input.value = (state.wantedFilters || {})[d] || "";
+    let timer;
+    input.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => suggest(d, input.value.trim()), 150);
+    });
+    input.addEventListener("change", () => loadTop().then(loadDetail));
+    suggest(d, "");
+  }
+  const alone = DIMENSIONS.filter((d) => configured.sets.includes(d));
+  $("group-label").hidden = alone.length === 0;
+  for (const d of alone) $("group-by").add(new Option(d, d));
+  if (alone.includes(state.wantedGroupBy)) $("group-by").value = state.wantedGroupBy;
+}
+
+// The values of a dimension starting with `q`, biggest first, as the picker's suggestions.
+async function suggest(d, q) {
+  const found = await getJson(`/api/v1/dimensions/${d}?limit=50&q=${encodeURIComponent(q)}`).catch(() => ({ values: [] }));
+  $(`values-${d}`).innerHTML = found.values
+    .map((v) => `<option value="${escapeHtml(v.value)}">${nf.format(v.count)} units</option>`)
+    .join("");
+}
+
+// The breakdown view: the top 5 of each of the period's 12 biggest values, side by side.
+async function loadGroups(query) {
+  const d = $("group-by").value;
+  $("breakdown").hidden = !d;
+  if (!d) return;
+  const mine = ++state.groupRequests;
+  const p = new URLSearchParams(query);
+  p.delete("order");
+  p.delete(d);
+  p.set("k", "5");
+  p.set("group_by", d);
+  p.set("groups", "12");
+  $("breakdown-title").textContent = `By ${d}`;
+  try {
+    const a = await getJson(`/api/v1/top?${p}`);
+    if (mine !== state.groupRequests) return;
+    const revenue = p.get("by") === "revenue";
+    const fmt = (v) => (revenue ? money.format(v / 100) : nf.format(v));
+    $("breakdown-sub").textContent = `the top 5 of the ${a.groups.length} biggest values`;
+    $("breakdown-grid").innerHTML = a.groups
+      .map((g) => {
+        const badge = g.top.exact ? '<span class="badge exact">exact</span>' : '<span class="badge approx">approx</span>';
+        const rows = g.top.rows
+          .map((r) => `<li data-product="${escapeHtml(r.product_id)}"><span>${escapeHtml(r.name || r.product_id)}</span>` +
+            `<span class="num">${fmt(revenue ? r.revenue_cents : r.count)}${r.error_bound ? ` ±${fmt(r.error_bound)}` : ""}</span></li>`)
+          .join("");
+        return `<div class="multiple" data-value="${escapeHtml(g.value)}"><h3><span>${escapeHtml(g.value)}</span>${badge}</h3>` +
+          `<ol>${rows || '<li class="muted">no sales</li>'}</ol></div>`;
+      })
+      .join("");
+    document.body.dataset.groups = p.toString();
+  } catch (e) {
+    if (mine !== state.groupRequests) return;
+    $("breakdown-grid").innerHTML = "";
+    $("breakdown-sub").textContent = e.message;
+  }
 }
 
 // --- Periods --------------------------------------------------------------------------
@@ -268,6 +373,7 @@ async function loadTop() {
   document.body.dataset.query = query;
   $("csv").href = `/api/v1/top?${query}&format=csv`;
   loadMovers(query);
+  loadGroups(query);
   // The product chart (drawn after this) reads the projection.
   await extras;
 }
@@ -325,7 +431,7 @@ async function loadProjection(a, mine) {
     state.projection = null;
     return decorate();
   }
-  const q = new URLSearchParams({ granularity: g, start: a.buckets[0].label, k: a.k, by: a.by });
+  const q = new URLSearchParams({ granularity: g, start: a.buckets[0].label, k: a.k, by: a.by, ...filterValues() });
   $("projection-csv").href = `/api/v1/projection?${q}&format=csv`;
   try {
     const p = await getJson(`/api/v1/projection?${q}`);
@@ -345,6 +451,7 @@ async function loadTrends(a, mine) {
     ids: a.rows.slice(0, 100).map((r) => r.product_id).join(","),
     granularity: g === "custom" ? "day" : g,
     to: a.to,
+    ...filterValues(),
   });
   try {
     const t = await getJson(`/api/v1/trends?${q}`);
@@ -441,7 +548,8 @@ function renderTop(a) {
   $("value-head").textContent = revenue ? "Revenue" : "Units";
   const g = $("granularity").value;
   const period = g === "custom" ? `${timeText("hour", Date.parse(a.from))} – ${timeText("hour", Date.parse(a.to))} UTC` : (a.buckets[0] && a.buckets[0].label);
-  $("title").textContent = `${a.order === "asc" ? "Worst" : "Top"} ${a.k} by ${a.by} · ${period || ""}`;
+  const within = a.breakdown ? ` · ${a.breakdown.replace("=", " ")}` : "";
+  $("title").textContent = `${a.order === "asc" ? "Worst" : "Top"} ${a.k} by ${a.by} · ${period || ""}${within}`;
   $("title").dataset.period = period || "";
   const exactBuckets = a.buckets.filter((b) => b.source === "batch").length;
   $("summary").textContent =
@@ -531,7 +639,12 @@ async function loadDetail() {
   if (!id) return;
   const mine = ++state.detailRequests;
   const w = historyWindow();
-  const q = new URLSearchParams({ granularity: w.g, from: new Date(w.from).toISOString(), to: new Date(w.to).toISOString() });
+  const q = new URLSearchParams({
+    granularity: w.g,
+    from: new Date(w.from).toISOString(),
+    to: new Date(w.to).toISOString(),
+    ...filterValues(),
+  });
   let h;
   try {
     h = await getJson(`/api/v1/products/${encodeURIComponent(id)}?${q}`);
@@ -671,7 +784,7 @@ $("period").addEventListener("change", () => {
   state.following = $("period").value === "current" ? currentLabel($("granularity").value) : null;
   loadTop().then(loadDetail);
 });
-for (const id of ["k", "by", "order", "from-date", "from-hour", "to-date", "to-hour"]) {
+for (const id of ["k", "by", "order", "group-by", "from-date", "from-hour", "to-date", "to-hour"]) {
   $(id).addEventListener("change", () => loadTop().then(loadDetail));
 }
 for (const id of ["movers-up", "movers-down"]) {
@@ -705,4 +818,4 @@ for (let h = 0; h < 24; h++) {
   for (const which of ["from", "to"]) $(`${which}-hour`).add(new Option(`${pad(h)}:00`, pad(h)));
 }
 restoreView();
-refreshAll();
+loadBreakdowns().then(refreshAll);

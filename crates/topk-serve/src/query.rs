@@ -163,6 +163,9 @@ pub struct TopAnswer {
     /// Why the answer is not exact, in words.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The breakdown the lists are of (`country=DE`), when filtered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<String>,
 }
 
 /// How the serving layer judges what the store holds.
@@ -387,6 +390,7 @@ pub fn top(
         },
         buckets: period.states(),
         notes,
+        breakdown: None,
     })
 }
 

@@ -40,7 +40,7 @@ fn exact_days(
             .iter()
             .map(|(id, &(count, revenue_cents))| ProductSum { product_id: id.clone(), count, revenue_cents })
             .collect();
-        store.write_exact("test", &[(b, rows)], depth, &[], &[]).unwrap();
+        store.write_exact("test", &[(b, String::new(), rows)], depth, &[], &[]).unwrap();
         for (id, (c, r)) in sums {
             let t = truth.entry(id).or_default();
             t.0 += c;
@@ -128,6 +128,7 @@ fn half_exact_half_approximate_ranges_carry_the_speed_bounds() {
             }
         }
         writes.push(SpeedWrite {
+            breakdown: String::new(),
             bucket: b,
             rows,
             sketches: Vec::new(),
@@ -183,7 +184,7 @@ fn half_exact_half_approximate_ranges_carry_the_speed_bounds() {
     assert!(h.points[2].rank.is_some() && h.points[0].rank.is_some());
     // Batch wins: once a speed day has exact rows, they answer for it.
     let rows = vec![ProductSum { product_id: "p00001".into(), count: 7, revenue_cents: 70 }];
-    store.write_exact("test", &[(day(2), rows)], 1000, &[], &[]).unwrap();
+    store.write_exact("test", &[(day(2), String::new(), rows)], 1000, &[], &[]).unwrap();
     let h = history(&mut store, "p00001", Granularity::Day, DAY0, DAY0 + 5 * DAY, kappa(5_000)).unwrap().unwrap();
     assert_eq!((h.points[2].source, h.points[2].count, h.points[2].error_bound), (Source::Batch, 7, 0));
 }
@@ -231,8 +232,15 @@ fn a_bucket_waiting_for_a_reroll_or_not_ended_is_not_served_as_exact() {
     assert_eq!(top_of(&mut store, vec![day(1)], during).buckets[0].source, Source::Pending);
     // ... and the speed layer's estimates of it win over them.
     let rows = vec![SpeedRow { product_id: "p00001".into(), count: 5, error: 1, revenue_cents: 0, updated_ms: 1 }];
-    let write =
-        SpeedWrite { bucket: day(1), rows, sketches: Vec::new(), finished: false, unlisted_bound: 1, total_count: 5 };
+    let write = SpeedWrite {
+        breakdown: String::new(),
+        bucket: day(1),
+        rows,
+        sketches: Vec::new(),
+        finished: false,
+        unlisted_bound: 1,
+        total_count: 5,
+    };
     store.write_speed("speed", &[write], &[], &[]).unwrap();
     let a = top_of(&mut store, vec![day(1)], during);
     assert_eq!((a.buckets[0].source, a.rows[0].count, a.total), (Source::Speed, 5, Some(5)));
@@ -264,7 +272,7 @@ fn worst_sellers_count_unsold_catalog_products_as_zero_and_equal_brute_force() {
         ProductSum { product_id: "p00001".into(), count: -(sold.0 + 5), revenue_cents: -(sold.1 + 700) },
         ProductSum { product_id: "p01500-net-zero".into(), count: 0, revenue_cents: 0 },
     ];
-    store.write_exact("test", &[(day(3), rows)], 1000, &[], &[]).unwrap();
+    store.write_exact("test", &[(day(3), String::new(), rows)], 1000, &[], &[]).unwrap();
     truth.insert("p00001".into(), (-5, -700));
     truth.insert("p01500-net-zero".into(), (0, 0));
     // The catalog knows 4,000 products; about a quarter never sold in the period.
@@ -452,7 +460,7 @@ fn exact_movers_come_from_the_lists_unless_a_product_below_them_could_move_more(
         .map(|(id, &(c, r))| ProductSum { product_id: id.clone(), count: c, revenue_cents: r })
         .collect::<Vec<_>>();
     day0.extend(rows);
-    store.write_exact("test", &[(day(0), day0)], 1000, &[], &[]).unwrap();
+    store.write_exact("test", &[(day(0), String::new(), day0)], 1000, &[], &[]).unwrap();
     then.insert("zz-refunded".into(), (-5_000, -1));
     let mut now = now;
     let mut day1 = now
@@ -460,7 +468,7 @@ fn exact_movers_come_from_the_lists_unless_a_product_below_them_could_move_more(
         .map(|(id, &(c, r))| ProductSum { product_id: id.clone(), count: c, revenue_cents: r })
         .collect::<Vec<_>>();
     day1.push(ProductSum { product_id: "zz-refunded".into(), count: 1, revenue_cents: 1 });
-    store.write_exact("test", &[(day(1), day1)], 1000, &[], &[]).unwrap();
+    store.write_exact("test", &[(day(1), String::new(), day1)], 1000, &[], &[]).unwrap();
     now.insert("zz-refunded".into(), (1, 1));
     let (n, t) = load(&mut store);
     assert!(movers::through_lists(&mut store, &n, &t, &req(Direction::Up, 10)).unwrap().is_none());
@@ -492,8 +500,15 @@ fn movers_over_approximate_periods_hold_every_true_change_within_its_bound() {
             rows.push(SpeedRow { product_id: id, count: shown, error, revenue_cents: 0, updated_ms: 1 });
         }
     }
-    let write =
-        SpeedWrite { bucket: day(1), rows, sketches: Vec::new(), finished: false, unlisted_bound: 6, total_count: 1 };
+    let write = SpeedWrite {
+        breakdown: String::new(),
+        bucket: day(1),
+        rows,
+        sketches: Vec::new(),
+        finished: false,
+        unlisted_bound: 6,
+        total_count: 1,
+    };
     store.write_speed("speed", &[write], &[], &[]).unwrap();
     let during = Rules { now_ms: day(1).start_ms + 12 * topk_core::HOUR_MS, lambda: true };
     for direction in [Direction::Up, Direction::Down] {

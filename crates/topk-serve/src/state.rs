@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use topk_core::breakdown::Breakdowns;
 use topk_ingest::kafka_source::SourceState;
 use topk_ingest::{IngestStats, Ingestor};
 use topk_log::{Log, LogError};
@@ -46,11 +47,20 @@ pub struct ServeConfig {
     pub store: String,
     /// Lambda (exact rows come from the batch layer, only for ended buckets) or Kappa.
     pub lambda: bool,
+    /// The dimension sets with lists: what filters and `group_by` accept.
+    pub breakdowns: Breakdowns,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        ServeConfig { max_body_bytes: 64 << 20, auth_token: None, api_cache: true, store: String::new(), lambda: true }
+        ServeConfig {
+            max_body_bytes: 64 << 20,
+            auth_token: None,
+            api_cache: true,
+            store: String::new(),
+            lambda: true,
+            breakdowns: Breakdowns::default(),
+        }
     }
 }
 

@@ -29,9 +29,18 @@ impl StorePool {
         StorePool { location, idle: Mutex::default(), running: tokio::sync::Semaphore::new(2 * cores) }
     }
 
-    /// Runs `f` on a pooled connection, on the blocking thread pool.
+    /// Runs `f` on a pooled connection, on the blocking thread pool, reading the global lists.
     pub async fn with<T: Send + 'static>(
         self: &Arc<Self>,
+        f: impl FnOnce(&mut dyn ServingStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, PoolError> {
+        self.with_breakdown(String::new(), f).await
+    }
+
+    /// [`StorePool::with`], reading the lists of one breakdown (its key; `""`: global).
+    pub async fn with_breakdown<T: Send + 'static>(
+        self: &Arc<Self>,
+        breakdown: String,
         f: impl FnOnce(&mut dyn ServingStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, PoolError> {
         let Ok(_running) = self.running.acquire().await else { return Err(PoolError::Closed) };
@@ -42,6 +51,7 @@ impl StorePool {
                 Some(s) => s,
                 None => SqlStore::open(&pool.location)?,
             };
+            store.set_breakdown(&breakdown);
             let out = f(&mut store);
             pool.idle.lock().unwrap_or_else(|e| e.into_inner()).push(store);
             out

@@ -61,6 +61,8 @@ pub struct Scrape<'a> {
     pub accuracy: Vec<AccuracyRecord>,
     /// The last ended day's projection, scored at points of it.
     pub projections: &'a [crate::query::Backtest],
+    /// Per configured breakdown set: the values it has admitted, and at most how many.
+    pub breakdowns: Vec<(String, i64, usize)>,
 }
 
 /// The live metrics of a process.
@@ -208,6 +210,19 @@ impl Telemetry {
                 gauges(samples),
             );
         }
+        let values = scrape.breakdowns.iter().map(|(set, n, _)| (vec![("set", set.clone())], *n as f64));
+        r.register(
+            "topk_breakdown_values",
+            "values with lists of their own, per breakdown set (later values count under (other))",
+            gauges(values),
+        );
+        let full =
+            scrape.breakdowns.iter().map(|(set, n, max)| (vec![("set", set.clone())], f64::from(*n >= *max as i64)));
+        r.register(
+            "topk_breakdown_full",
+            "1 once a breakdown set has breakdown_max_values values: new values then count under (other)",
+            gauges(full),
+        );
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String");
         out

@@ -18,6 +18,7 @@
 //! once, however the process stops.
 
 mod catalog;
+pub mod simulate;
 pub mod sketch;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,6 +30,7 @@ use catalog::Catalog;
 use foldhash::fast::RandomState;
 use sketch::{Admission, CountMin, Row, SketchError, TopSketch};
 pub use topk_core::accuracy::{score, Accuracy};
+use topk_core::breakdown::{parse_key, Breakdowns, DimSet, OTHER};
 use topk_core::flush::{CorruptFlush, FlushBatch};
 use topk_core::partition::sketch_key;
 use topk_core::time::{Bucket, Granularity};
@@ -113,6 +115,12 @@ pub struct SpeedConfig {
     /// A bucket is written a last time this long after the watermark passed its end, then
     /// dropped from memory.
     pub final_delay: Duration,
+    /// The dimension sets that get their own lists.
+    pub breakdowns: Breakdowns,
+    /// The most memory the breakdowns' sketches may take, in bytes: past it, a value new
+    /// to an open bucket is counted under its set's `(other)` there (the batch layer still
+    /// counts it exactly once the bucket ends).
+    pub breakdown_memory_bytes: usize,
 }
 
 impl Default for SpeedConfig {
@@ -122,6 +130,8 @@ impl Default for SpeedConfig {
             architecture: Architecture::Lambda,
             write_interval: Duration::from_millis(500),
             final_delay: Duration::from_secs(60),
+            breakdowns: Breakdowns::default(),
+            breakdown_memory_bytes: 64 << 20,
         }
     }
 }
@@ -159,6 +169,16 @@ enum Counts {
     Exact { sums: HashMap<String, (i64, i64), RandomState>, changed: HashSet<String, RandomState> },
 }
 
+impl Counts {
+    /// Bytes of its sketches (0 for Kappa's exact sums).
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Counts::Sketches(parts) => parts.iter().map(TopSketch::memory_bytes).sum(),
+            Counts::Exact { .. } => 0,
+        }
+    }
+}
+
 struct Open {
     counts: Counts,
     dirty: bool,
@@ -175,7 +195,17 @@ pub struct Speed<S: SpeedStore> {
     next: Vec<u64>,
     /// Effective watermark per partition, from its latest flush batch.
     watermarks: Vec<i64>,
-    open: BTreeMap<Bucket, Open>,
+    /// Per open bucket and breakdown key (`""`: the global list).
+    open: BTreeMap<(Bucket, String), Open>,
+    /// Open breakdown (not global) buckets, and how many may be open at once: as many as
+    /// fit `breakdown_memory_bytes` full (their sketches grow with their candidates, so
+    /// most take less).
+    breakdowns_open: usize,
+    max_breakdowns_open: usize,
+    /// The (bucket, set) pairs that have refused a value for want of memory: they open no
+    /// new value after that, so a value either has its own sketches in a bucket from its
+    /// first sale there, or counts under `(other)` there throughout.
+    closed: HashSet<(Bucket, DimSet), RandomState>,
     catalog: Catalog,
 }
 
@@ -195,15 +225,25 @@ impl<S: SpeedStore> Speed<S> {
             next,
             watermarks: vec![i64::MIN; partitions as usize],
             open: BTreeMap::new(),
+            breakdowns_open: 0,
+            max_breakdowns_open: 0,
+            closed: HashSet::default(),
             catalog: Catalog::default(),
         };
         if speed.cfg.architecture == Architecture::Lambda {
-            for (bucket, partition, bytes) in speed.store.speed_sketches()? {
+            // Product ids of ~32 bytes.
+            let bucket_bytes = speed.new_sketch()?.full_memory_bytes(32) * partitions as usize;
+            speed.max_breakdowns_open = speed.cfg.breakdown_memory_bytes / bucket_bytes.max(1);
+            for (bucket, key, partition, bytes) in speed.store.speed_sketches()? {
                 if partition >= partitions {
                     return Err(SpeedError::Partitions { bucket, partition, partitions });
                 }
                 let sketch = TopSketch::decode(&bytes)?;
-                let open = speed.open_bucket(bucket)?;
+                // Sketches of (other) mean the set refused values in the bucket: it still does.
+                if let Some((set, OTHER)) = parse_key(&key) {
+                    speed.closed.insert((bucket, set));
+                }
+                let open = speed.open_bucket(bucket, key)?;
                 if let Counts::Sketches(parts) = &mut open.counts {
                     parts[partition as usize] = sketch;
                 }
@@ -221,16 +261,32 @@ impl<S: SpeedStore> Speed<S> {
         &self.next
     }
 
-    /// Bytes held by one open bucket's sketches (all partitions).
-    pub fn bucket_memory(&self, bucket: Bucket) -> Option<usize> {
-        match &self.open.get(&bucket)?.counts {
+    /// Bytes held by one open bucket's sketches of one breakdown (all partitions).
+    pub fn bucket_memory(&self, bucket: Bucket, breakdown: &str) -> Option<usize> {
+        match &self.open.get(&(bucket, breakdown.to_string()))?.counts {
             Counts::Sketches(parts) => Some(parts.iter().map(TopSketch::memory_bytes).sum()),
             Counts::Exact { .. } => None,
         }
     }
 
+    /// Bytes held by every open sketch (Lambda): of the global lists, and of the
+    /// breakdowns'.
+    pub fn memory_bytes(&self) -> (usize, usize) {
+        let of = |breakdowns: bool| {
+            let open = self.open.iter().filter(move |((_, key), _)| key.is_empty() != breakdowns);
+            open.map(|(_, o)| o.counts.memory_bytes()).sum()
+        };
+        (of(false), of(true))
+    }
+
+    /// The open buckets (of the global lists).
     pub fn open_buckets(&self) -> Vec<Bucket> {
-        self.open.keys().copied().collect()
+        self.open.keys().filter(|(_, k)| k.is_empty()).map(|(b, _)| *b).collect()
+    }
+
+    /// The open breakdowns' keys of a bucket.
+    pub fn open_breakdowns(&self, bucket: Bucket) -> Vec<String> {
+        self.open.keys().filter(|(b, k)| *b == bucket && !k.is_empty()).map(|(_, k)| k.clone()).collect()
     }
 
     fn new_sketch(&self) -> Result<TopSketch, SketchError> {
@@ -238,26 +294,49 @@ impl<S: SpeedStore> Speed<S> {
         TopSketch::new(s.capacity(self.partitions), Admission::CountMin(s.count_min(self.partitions)?))
     }
 
-    fn open_bucket(&mut self, bucket: Bucket) -> Result<&mut Open, SpeedError> {
-        if !self.open.contains_key(&bucket) {
+    /// The key a breakdown's rows of `bucket` are counted under: its own while memory
+    /// allows (or it is open already), else its set's `(other)`.
+    fn admit(&mut self, bucket: Bucket, key: String) -> String {
+        let Some((set, _)) = parse_key(&key) else { return key };
+        if self.open.contains_key(&(bucket, key.clone())) {
+            return key;
+        }
+        let full = self.breakdowns_open >= self.max_breakdowns_open;
+        if !full && !self.closed.contains(&(bucket, set)) {
+            return key;
+        }
+        self.closed.insert((bucket, set));
+        let other = set.key(OTHER);
+        if full && !self.open.contains_key(&(bucket, other.clone())) {
+            tracing::warn!(%bucket, set = %set, "breakdown sketches at their memory cap: new values count under (other)");
+        }
+        other
+    }
+
+    fn open_bucket(&mut self, bucket: Bucket, key: String) -> Result<&mut Open, SpeedError> {
+        let id = (bucket, key);
+        if !self.open.contains_key(&id) {
             let counts = match self.cfg.architecture {
                 Architecture::Lambda => {
                     Counts::Sketches((0..self.partitions).map(|_| self.new_sketch()).collect::<Result<_, _>>()?)
                 }
                 // The store holds everything absorbed before the saved offsets: continue from it.
-                Architecture::Kappa => Counts::Exact {
-                    sums: self
-                        .store
-                        .bucket_rows(bucket)?
-                        .into_iter()
-                        .map(|r| (r.product_id, (r.count, r.revenue_cents)))
-                        .collect(),
-                    changed: HashSet::default(),
-                },
+                Architecture::Kappa => {
+                    self.store.set_breakdown(&id.1);
+                    let rows = self.store.bucket_rows(bucket);
+                    self.store.set_breakdown("");
+                    Counts::Exact {
+                        sums: rows?.into_iter().map(|r| (r.product_id, (r.count, r.revenue_cents))).collect(),
+                        changed: HashSet::default(),
+                    }
+                }
             };
-            self.open.insert(bucket, Open { counts, dirty: false, ended_at: None });
+            if !id.1.is_empty() {
+                self.breakdowns_open += 1;
+            }
+            self.open.insert(id.clone(), Open { counts, dirty: false, ended_at: None });
         }
-        Ok(self.open.get_mut(&bucket).expect("inserted above"))
+        Ok(self.open.get_mut(&id).expect("inserted above"))
     }
 
     fn low_watermark(&self) -> i64 {
@@ -272,31 +351,60 @@ impl<S: SpeedStore> Speed<S> {
         }
         self.watermarks[p] = batch.watermark_ms;
         self.catalog.absorb(batch);
-        // Sum per bucket first: a day bucket receives one row per hour of the same product.
-        let mut per_bucket: HashMap<Bucket, HashMap<&str, Row<'_>, RandomState>, RandomState> = HashMap::default();
+        // Sum per bucket first: a day bucket receives one row per hour of the same product,
+        // and a breakdown's bucket one row per value of the other dimensions.
+        type Sums<'a> = HashMap<&'a str, Row<'a>, RandomState>;
+        let mut per_bucket: HashMap<(Bucket, String), Sums<'_>, RandomState> = HashMap::default();
+        let sets = &self.cfg.breakdowns.sets;
         for r in &batch.rows {
             // Hashed once per row, not once per granularity.
             let key = sketch_key(r.product_id.as_bytes());
+            let breakdowns: Vec<String> =
+                std::iter::once(String::new()).chain(sets.iter().map(|s| s.key(&s.value_of(&r.dims)))).collect();
             for g in Granularity::ALL {
-                let e = per_bucket
-                    .entry(Bucket::containing(g, r.hour_ms))
-                    .or_default()
-                    .entry(&r.product_id)
-                    .or_insert(Row { product_id: &r.product_id, key, quantity: 0, revenue_cents: 0 });
-                e.quantity = e.quantity.saturating_add(r.count);
-                e.revenue_cents = e.revenue_cents.saturating_add(r.revenue_cents);
+                let bucket = Bucket::containing(g, r.hour_ms);
+                for breakdown in &breakdowns {
+                    let e = per_bucket
+                        .entry((bucket, breakdown.clone()))
+                        .or_default()
+                        .entry(&r.product_id)
+                        .or_insert(Row { product_id: &r.product_id, key, quantity: 0, revenue_cents: 0 });
+                    e.quantity = e.quantity.saturating_add(r.count);
+                    e.revenue_cents = e.revenue_cents.saturating_add(r.revenue_cents);
+                }
             }
         }
         let low = self.low_watermark();
-        for (bucket, sums) in per_bucket {
+        let high = self.watermarks.iter().copied().max().unwrap_or(i64::MIN);
+        let mut per_bucket: Vec<((Bucket, String), Sums<'_>)> = per_bucket.into_iter().collect();
+        // Biggest first, so that the values that get their own sketches when memory runs
+        // short are the ones with the most volume.
+        per_bucket.sort_by_cached_key(|((b, k), sums)| {
+            (k.is_empty(), std::cmp::Reverse(sums.values().map(|r| r.quantity.saturating_abs()).sum::<i64>()), *b)
+        });
+        for ((bucket, breakdown), sums) in per_bucket {
             // Lambda leaves a bucket that had ended before it opened here to the batch layer.
             if self.cfg.architecture == Architecture::Lambda
-                && !self.open.contains_key(&bucket)
+                && !self.open.contains_key(&(bucket, String::new()))
                 && bucket.end_ms() <= low
             {
                 continue;
             }
-            let open = self.open_bucket(bucket)?;
+            let breakdown = match self.cfg.architecture {
+                // A breakdown's bucket that has ended for some partition before it opened
+                // here (history, a replay) is left to the batch layer: it would only take
+                // the memory of the values still selling.
+                Architecture::Lambda
+                    if !breakdown.is_empty()
+                        && bucket.end_ms() <= high
+                        && !self.open.contains_key(&(bucket, breakdown.clone())) =>
+                {
+                    continue
+                }
+                Architecture::Lambda => self.admit(bucket, breakdown),
+                Architecture::Kappa => breakdown,
+            };
+            let open = self.open_bucket(bucket, breakdown)?;
             open.dirty = true;
             match &mut open.counts {
                 Counts::Sketches(parts) => {
@@ -324,16 +432,20 @@ impl<S: SpeedStore> Speed<S> {
         let final_delay = self.cfg.final_delay;
         let mut finished = Vec::new();
         let mut due = Vec::new();
-        for (bucket, open) in self.open.iter_mut() {
-            if open.ended_at.is_none() && bucket.end_ms() <= low {
+        for (id, open) in self.open.iter_mut() {
+            if open.ended_at.is_none() && id.0.end_ms() <= low {
                 open.ended_at = Some(now);
             }
-            let last = open.ended_at.is_some_and(|at| now >= at + final_delay);
+            // A breakdown's bucket is written a last time as soon as it ends: its memory is
+            // shared by every value (see `breakdown_memory_bytes`), and the batch layer's
+            // exact answer follows.
+            let delay = if id.1.is_empty() { final_delay } else { Duration::ZERO };
+            let last = open.ended_at.is_some_and(|at| now >= at + delay);
             if last {
-                finished.push(*bucket);
+                finished.push(id.clone());
             }
             if open.dirty || last {
-                due.push(*bucket);
+                due.push(id.clone());
             }
         }
         let now_ms = topk_core::clock::now_ms();
@@ -342,19 +454,23 @@ impl<S: SpeedStore> Speed<S> {
         match self.cfg.architecture {
             Architecture::Lambda => {
                 let mut writes = Vec::with_capacity(due.len());
-                for bucket in &due {
+                let mut exact_buckets: HashMap<Bucket, bool, RandomState> = HashMap::default();
+                for id in &due {
+                    let bucket = &id.0;
                     // Once the batch layer has the exact answer, approximate rows only mislead.
-                    let exact = self.store.has_exact(*bucket)?;
-                    let Counts::Sketches(parts) = &self.open[bucket].counts else {
-                        unreachable!("lambda holds sketches")
+                    let exact = match exact_buckets.get(bucket) {
+                        Some(&exact) => exact,
+                        None => *exact_buckets.entry(*bucket).or_insert(self.store.has_exact(*bucket)?),
                     };
-                    let done = exact || finished.contains(bucket);
+                    let Counts::Sketches(parts) = &self.open[id].counts else { unreachable!("lambda holds sketches") };
+                    let done = exact || finished.contains(id);
                     if exact {
-                        finished.push(*bucket);
+                        finished.push(id.clone());
                     }
                     let (rows, unlisted_bound) = if exact { (Vec::new(), 0) } else { merged_top(parts, top_n, now_ms) };
                     writes.push(SpeedWrite {
                         bucket: *bucket,
+                        breakdown: id.1.clone(),
                         rows,
                         unlisted_bound,
                         total_count: parts.iter().map(TopSketch::total).sum(),
@@ -371,8 +487,8 @@ impl<S: SpeedStore> Speed<S> {
             }
             Architecture::Kappa => {
                 let mut rows = Vec::with_capacity(due.len());
-                for bucket in &due {
-                    let open = self.open.get_mut(bucket).expect("due buckets are open");
+                for id in &due {
+                    let open = self.open.get_mut(id).expect("due buckets are open");
                     let Counts::Exact { sums, changed } = &mut open.counts else {
                         unreachable!("kappa counts exactly")
                     };
@@ -383,21 +499,24 @@ impl<S: SpeedStore> Speed<S> {
                             ProductSum { product_id: id, count, revenue_cents }
                         })
                         .collect();
-                    rows.push((*bucket, changed));
+                    rows.push((id.0, id.1.clone(), changed));
                 }
                 let offsets = self.offsets();
                 self.store.write_exact(self.cfg.architecture.consumer(), &rows, top_n, &offsets, &products)?;
             }
         }
         self.catalog.wrote(&products);
-        for bucket in &due {
-            if let Some(open) = self.open.get_mut(bucket) {
+        for id in &due {
+            if let Some(open) = self.open.get_mut(id) {
                 open.dirty = false;
             }
         }
-        for bucket in finished {
-            self.open.remove(&bucket);
+        for id in finished {
+            if self.open.remove(&id).is_some() && !id.1.is_empty() {
+                self.breakdowns_open -= 1;
+            }
         }
+        self.closed.retain(|(b, _)| self.open.contains_key(&(*b, String::new())));
         Ok(due.len())
     }
 

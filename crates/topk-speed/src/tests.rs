@@ -1,5 +1,6 @@
 use std::collections::{HashMap, HashSet};
 
+use topk_core::breakdown::DimSet;
 use topk_core::flush::AggRow;
 use topk_core::partition::partition_of;
 use topk_core::random::{Rng, Zipf};
@@ -19,6 +20,7 @@ fn row(p: &str, hour_ms: i64, count: i64) -> AggRow {
         revenue_cents: count * 100,
         earliest_ts_ms: hour_ms,
         latest_ts_ms: hour_ms,
+        dims: Default::default(),
     }
 }
 
@@ -71,7 +73,7 @@ fn buckets_end_with_a_last_write_and_leave_memory() {
     speed.write(t0 + Duration::from_secs(61)).unwrap();
     assert!(!speed.open_buckets().contains(&hour));
     assert_eq!(speed.store().speed_rows(hour).unwrap().len(), 1, "rows stay until the batch layer replaces them");
-    assert!(speed.store().speed_sketches().unwrap().iter().all(|(b, _, _)| *b != hour), "its sketches are gone");
+    assert!(speed.store().speed_sketches().unwrap().iter().all(|(b, _, _, _)| *b != hour), "its sketches are gone");
     // A late row for the ended hour is the batch layer's business.
     speed.absorb(2, &batch(0, MONDAY + H, vec![row("z", MONDAY, 9)])).unwrap();
     assert!(!speed.open_buckets().contains(&hour));
@@ -85,7 +87,7 @@ fn exact_batch_rows_replace_the_speed_rows() {
     speed.absorb(0, &batch(0, MONDAY, vec![row("a", MONDAY, 2)])).unwrap();
     speed.write(Instant::now()).unwrap();
     let sum = ProductSum { product_id: "a".into(), count: 2, revenue_cents: 200 };
-    speed.store().commit_bucket(&BucketRun::rows(hour, &[sum], 10)).unwrap();
+    speed.store().commit_bucket(&BucketRun::rows(hour, &[(String::new(), vec![sum])], 10)).unwrap();
     speed.absorb(1, &batch(0, MONDAY, vec![row("a", MONDAY, 1)])).unwrap();
     speed.write(Instant::now()).unwrap();
     assert!(speed.store().speed_rows(hour).unwrap().is_empty());
@@ -186,7 +188,7 @@ fn precision_on_a_week_of_zipf(s: f64, events: u64) {
     flush(&mut speed, &mut pending, &mut offsets);
     speed.write(Instant::now()).unwrap();
     for (bucket, t) in truth {
-        let memory = speed.bucket_memory(bucket).unwrap();
+        let memory = speed.bucket_memory(bucket, "").unwrap();
         assert!(memory <= 64 * 1024, "{bucket}: {memory} bytes of sketches");
         let mut exact: Vec<(String, i64)> = t.into_iter().map(|(i, c)| (ids[i as usize].clone(), c)).collect();
         exact.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -214,4 +216,87 @@ fn daily_and_weekly_top_lists_are_right_at_zipf_1_1_in_64_kib() {
 #[test]
 fn daily_and_weekly_top_lists_are_right_at_zipf_0_8_in_64_kib() {
     precision_on_a_week_of_zipf(0.8, 2_000_000);
+}
+
+/// Per country, on a day of 1M products over 50 countries each with its own popularity:
+/// every country with at least 1 % of the volume has its exact top 10, every listed count
+/// lies within its bound, and the breakdowns' sketches stay under their memory cap.
+#[test]
+fn each_country_with_a_percent_of_the_volume_has_its_exact_top_10_within_the_memory_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = simulate::Day {
+        products: 1_000_000,
+        countries: 50,
+        events: 1_000_000,
+        partitions: 4,
+        flush_events: 5_000,
+        start_ms: MONDAY,
+        seed: 7,
+    };
+    let cap = 32 << 20;
+    let cfg = SpeedConfig { breakdown_memory_bytes: cap, ..SpeedConfig::default() };
+    let (scores, memory) = simulate::countries(store(&dir), &day, cfg).unwrap();
+    assert_eq!(scores.len(), 50);
+    let big: Vec<_> = scores.iter().filter(|s| s.share >= 0.01).collect();
+    assert!(big.len() >= 20, "{} countries hold 1 % or more", big.len());
+    for s in big {
+        assert_eq!(s.accuracy.precision_at_10, 1.0, "{}: {s:?}", s.country);
+    }
+    for s in &scores {
+        assert_eq!(s.accuracy.bound_coverage, 1.0, "{}: every listed count within its bound: {s:?}", s.country);
+    }
+    let (global, breakdowns) = memory;
+    assert!(breakdowns <= cap, "{breakdowns} bytes of breakdown sketches, over the {cap} cap");
+    assert!(global < breakdowns, "the global day's sketches: {global} bytes");
+}
+
+#[test]
+fn past_the_memory_cap_new_values_count_under_other_for_the_rest_of_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let in_country = |p: &str, count, country: &str| AggRow {
+        dims: [country.to_string(), String::new(), String::new()],
+        ..row(p, MONDAY, count)
+    };
+    let country = DimSet::parse("country").unwrap();
+    let breakdowns = Breakdowns { sets: vec![country], ..Breakdowns::default() };
+    let cfg = SpeedConfig { breakdowns, ..SpeedConfig::default() };
+    // Room for DE's five buckets (hour to year), not for FR's.
+    let fresh = Speed::open(store(&dir), 1, cfg.clone()).unwrap().new_sketch().unwrap().full_memory_bytes(32);
+    let capped = SpeedConfig { breakdown_memory_bytes: 5 * fresh, ..cfg.clone() };
+    let mut speed = Speed::open(store(&dir), 1, capped).unwrap();
+    speed.absorb(0, &batch(0, MONDAY, vec![in_country("a", 5, "DE"), in_country("b", 2, "FR")])).unwrap();
+    // A later flush of a new value still counts under (other), as does FR.
+    speed.absorb(1, &batch(0, MONDAY, vec![in_country("c", 1, "IT"), in_country("b", 1, "FR")])).unwrap();
+    speed.write(Instant::now()).unwrap();
+    let day = Bucket::containing(Granularity::Day, MONDAY);
+    assert_eq!(speed.open_breakdowns(day), ["country=(other)", "country=DE"]);
+    let rows = |speed: &mut Speed<SqlStore>, key: &str| {
+        speed.store().set_breakdown(key);
+        let rows = counts(&speed.store().speed_rows(day).unwrap());
+        speed.store().set_breakdown("");
+        rows
+    };
+    assert_eq!(rows(&mut speed, "country=DE"), [("a".to_string(), 5)]);
+    assert_eq!(rows(&mut speed, "country=(other)"), [("b".to_string(), 3), ("c".to_string(), 1)]);
+    drop(speed);
+    // After a restart, with memory to spare, the bucket still refuses new values.
+    let mut speed = Speed::open(store(&dir), 1, cfg).unwrap();
+    speed.absorb(2, &batch(0, MONDAY, vec![in_country("d", 4, "ES")])).unwrap();
+    speed.write(Instant::now()).unwrap();
+    assert_eq!(rows(&mut speed, "country=(other)"), [("d".to_string(), 4), ("b".to_string(), 3), ("c".to_string(), 1)]);
+    assert!(rows(&mut speed, "country=ES").is_empty());
+}
+
+#[test]
+fn a_breakdowns_bucket_that_ended_before_it_opened_is_left_to_the_batch_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let breakdowns = Breakdowns { sets: vec![DimSet::parse("country").unwrap()], ..Breakdowns::default() };
+    let mut speed = Speed::open(store(&dir), 2, SpeedConfig { breakdowns, ..SpeedConfig::default() }).unwrap();
+    let de = AggRow { dims: ["DE".to_string(), String::new(), String::new()], ..row("a", MONDAY, 3) };
+    // Partition 0 is past the hour; partition 1 has said nothing yet, so the hour is open.
+    speed.absorb(0, &batch(0, MONDAY + 2 * H, vec![de])).unwrap();
+    let (hour, day) = (Bucket::containing(Granularity::Hour, MONDAY), Bucket::containing(Granularity::Day, MONDAY));
+    assert_eq!(speed.open_buckets()[..2], [hour, day], "the global lists keep the hour");
+    assert!(speed.open_breakdowns(hour).is_empty(), "its breakdowns wait for the batch layer");
+    assert_eq!(speed.open_breakdowns(day), ["country=DE"]);
 }

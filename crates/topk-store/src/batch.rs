@@ -7,8 +7,8 @@ use topk_core::time::Bucket;
 use crate::dialect::Insert;
 use crate::schema::EXACT_COLUMNS;
 use crate::serving::ServingStore;
-use crate::sql::{query_int, Conn, SqlStore, Value};
-use crate::{speed, top_lists, vals, ProductSum, Result, RunStatus, StoreError};
+use crate::sql::{query, query_int, Conn, SqlStore, Value};
+use crate::{speed, top_lists, vals, ProductSum, Result, RunStatus, Slice, StoreError};
 
 /// One task of a bucket's run, recorded in `pipeline_runs` once it is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +26,12 @@ pub struct TaskRun<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct BucketRun<'a> {
     pub bucket: Bucket,
-    /// Its exact rows in product-id order; `None` for an hour past retention, whose rows,
-    /// lists and totals are deleted rather than written.
-    pub rows: Option<&'a [ProductSum]>,
+    /// Its exact rows per breakdown (the global ones under `""`), each in product-id
+    /// order; `None` for an hour past retention, whose rows, lists and totals are deleted
+    /// rather than written.
+    pub rows: Option<&'a [Slice]>,
+    /// Values the run admitted to their sets (`breakdown_values`): (set, value).
+    pub admitted: &'a [(String, String)],
     /// The length of its top lists.
     pub top_k: usize,
     /// For an hour: the archive version its rows were summed from.
@@ -45,10 +48,11 @@ pub struct BucketRun<'a> {
 
 impl<'a> BucketRun<'a> {
     /// A bucket's exact rows with their lists and totals, and nothing else.
-    pub fn rows(bucket: Bucket, rows: &'a [ProductSum], top_k: usize) -> BucketRun<'a> {
+    pub fn rows(bucket: Bucket, rows: &'a [Slice], top_k: usize) -> BucketRun<'a> {
         BucketRun {
             bucket,
             rows: Some(rows),
+            admitted: &[],
             top_k,
             hour_version: None,
             mark_pending: &[],
@@ -98,11 +102,31 @@ pub trait BatchStore: ServingStore {
     /// before `before_ms`.
     fn delete_hours_before(&mut self, before_ms: i64) -> Result<u64>;
     fn record_accuracy(&mut self, bucket: Bucket, accuracy: &Accuracy, now_ms: i64) -> Result<()>;
+    /// A bucket's exact rows of every breakdown, by breakdown then product id.
+    fn bucket_slices(&mut self, bucket: Bucket) -> Result<Vec<Slice>>;
+    /// The values admitted to the breakdown sets so far: (set, value).
+    fn admitted_values(&mut self) -> Result<Vec<(String, String)>>;
+    /// The breakdown sets the stored rows were computed for, by name (`None`: never recorded).
+    fn breakdown_sets(&mut self) -> Result<Option<Vec<String>>>;
+    /// Records `sets` as those the rows are computed for. With `recompute`, forgets which
+    /// archive version each hour was rolled up from, so that every hour, and every bucket
+    /// above, runs again with them.
+    fn set_breakdown_sets(&mut self, sets: &[String], recompute: bool) -> Result<()>;
 }
 
 /// Rows handed to one [`Conn::insert`] when a bucket's rows are written.
 const INSERT_SLICE: usize = 16_384;
 const DELETE_BUCKET_ROWS: &str = "DELETE FROM batch_table WHERE granularity = $1 AND bucket_start = $2";
+const SLICES: &str = "SELECT breakdown, product_id, count, revenue_cents FROM batch_table
+    WHERE granularity = $1 AND bucket_start = $2 ORDER BY breakdown, product_id";
+const ADMIT: &str = "INSERT INTO breakdown_values (dim_set, value) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+const ADMITTED: &str = "SELECT dim_set, value FROM breakdown_values";
+/// `breakdown_sets` holds the sets and a row `-`, which marks that they were recorded (no
+/// sets at all is a configuration too).
+const SETS: &str = "SELECT dim_set FROM breakdown_sets ORDER BY dim_set";
+const CLEAR_SETS: &str = "DELETE FROM breakdown_sets";
+const ADD_SET: &str = "INSERT INTO breakdown_sets (dim_set) VALUES ($1)";
+const FORGET_HOUR_VERSIONS: &str = "DELETE FROM batch_hour_versions";
 /// Exact rows of a bucket whose rows were just deleted.
 pub const EXACT_ROW: Insert = Insert { table: "batch_table", columns: EXACT_COLUMNS, on_conflict: None };
 const HOUR_VERSION: &str = "SELECT archive_version FROM batch_hour_versions WHERE bucket_start = $1";
@@ -181,21 +205,23 @@ impl BatchStore for SqlStore {
             let b = run.bucket;
             let g = b.granularity.as_str();
             c.exec(DELETE_BUCKET_ROWS, &vals![g, b.start_ms])?;
-            let lists = match run.rows {
-                Some(rows) => {
-                    // In slices, so the parameters of a bucket of a million rows are never
-                    // all in memory at once.
-                    for slice in rows.chunks(INSERT_SLICE) {
-                        let params: Vec<Value<'_>> = slice
-                            .iter()
-                            .flat_map(|r| vals![g, b.start_ms, &r.product_id, r.count, r.revenue_cents])
-                            .collect();
-                        c.insert(&EXACT_ROW, &params)?;
-                    }
-                    top_lists::write(c, b, rows, run.top_k)?
+            top_lists::delete(c, b)?;
+            let mut lists = 0;
+            for (breakdown, rows) in run.rows.unwrap_or_default() {
+                // In chunks, so the parameters of a bucket of a million rows are never all
+                // in memory at once.
+                for chunk in rows.chunks(INSERT_SLICE) {
+                    let params: Vec<Value<'_>> = chunk
+                        .iter()
+                        .flat_map(|r| vals![g, b.start_ms, breakdown, &r.product_id, r.count, r.revenue_cents])
+                        .collect();
+                    c.insert(&EXACT_ROW, &params)?;
                 }
-                None => top_lists::delete(c, b).map(|()| 0)?,
-            };
+                lists += top_lists::write(c, b, breakdown, rows, run.top_k)?;
+            }
+            for (set, value) in run.admitted {
+                c.exec(ADMIT, &vals![set, value])?;
+            }
             if let Some(version) = run.hour_version {
                 c.exec(SET_HOUR_VERSION, &vals![b.start_ms, version as i64])?;
             }
@@ -269,5 +295,46 @@ impl BatchStore for SqlStore {
 
     fn record_accuracy(&mut self, bucket: Bucket, a: &Accuracy, now_ms: i64) -> Result<()> {
         upsert_accuracy(&mut *self.conn, bucket, a, now_ms)
+    }
+
+    fn bucket_slices(&mut self, bucket: Bucket) -> Result<Vec<Slice>> {
+        let rows = query(&mut *self.conn, SLICES, &vals![bucket.granularity.as_str(), bucket.start_ms], |r| {
+            Ok((r.text(0)?, ProductSum { product_id: r.text(1)?, count: r.int(2)?, revenue_cents: r.int(3)? }))
+        })?;
+        let mut out: Vec<Slice> = Vec::new();
+        for (breakdown, row) in rows {
+            match out.last_mut() {
+                Some((b, sums)) if *b == breakdown => sums.push(row),
+                _ => out.push((breakdown, vec![row])),
+            }
+        }
+        Ok(out)
+    }
+
+    fn admitted_values(&mut self) -> Result<Vec<(String, String)>> {
+        query(&mut *self.conn, ADMITTED, &[], |r| Ok((r.text(0)?, r.text(1)?)))
+    }
+
+    fn breakdown_sets(&mut self) -> Result<Option<Vec<String>>> {
+        let mut sets = query(&mut *self.conn, SETS, &[], |r| r.text(0))?;
+        if sets.is_empty() {
+            return Ok(None);
+        }
+        sets.retain(|s| s != "-");
+        Ok(Some(sets))
+    }
+
+    fn set_breakdown_sets(&mut self, sets: &[String], recompute: bool) -> Result<()> {
+        self.transaction(|c| {
+            c.exec(CLEAR_SETS, &[])?;
+            c.exec(ADD_SET, &vals!["-"])?;
+            for s in sets {
+                c.exec(ADD_SET, &vals![s])?;
+            }
+            if recompute {
+                c.exec(FORGET_HOUR_VERSIONS, &[])?;
+            }
+            Ok(())
+        })
     }
 }

@@ -17,7 +17,8 @@
 //! and once per dialect where they do not (`dialect.rs`).
 //!
 //! Times are epoch milliseconds (UTC) in `BIGINT` columns; a bucket is
-//! (`granularity`, `bucket_start`).
+//! (`granularity`, `bucket_start`). Rows, lists, totals and sketches carry the
+//! `breakdown` they belong to (`''`: the global lists; see `topk_core::breakdown`).
 
 mod batch;
 mod catalog;
@@ -36,7 +37,7 @@ mod top_lists;
 pub use batch::{BatchStore, BucketRun, TaskRun, EXACT_ROW};
 pub use postgres::redact;
 pub use serving::{ServingStore, EXACT_GENERATION};
-pub use speed::SpeedStore;
+pub use speed::{SavedSketch, SpeedStore};
 pub use sql::{Conn, SqlRow, SqlStore, Value};
 pub use top_lists::best;
 use topk_core::accuracy::Accuracy;
@@ -63,6 +64,10 @@ pub struct ProductSum {
     pub count: i64,
     pub revenue_cents: i64,
 }
+
+/// A bucket's exact rows of one breakdown (its key; `""`: the global rows), in product-id
+/// order.
+pub type Slice = (String, Vec<ProductSum>);
 
 /// What a top list ranks by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,6 +114,8 @@ pub struct SpeedRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpeedWrite {
     pub bucket: topk_core::time::Bucket,
+    /// The breakdown's key (`""`: the global list).
+    pub breakdown: String,
     /// Replaces the bucket's rows in `speed_table`.
     pub rows: Vec<SpeedRow>,
     /// Per partition, the serialised sketch to resume from after a restart.

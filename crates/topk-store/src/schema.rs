@@ -6,10 +6,117 @@
 use crate::dialect::Dialect;
 
 /// The columns of `batch_table`, the exact rows, in the order they are inserted.
-pub const EXACT_COLUMNS: &[&str] = &["granularity", "bucket_start", "product_id", "count", "revenue_cents"];
+pub const EXACT_COLUMNS: &[&str] =
+    &["granularity", "bucket_start", "breakdown", "product_id", "count", "revenue_cents"];
+
+/// The tables that migration 6 gives a `breakdown` column, each with its columns (before
+/// it) and its primary key (after it).
+const BROKEN_DOWN: [(&str, &str, &str); 6] = [
+    (
+        "batch_table",
+        "granularity, bucket_start, product_id, count, revenue_cents",
+        "granularity, bucket_start, breakdown, product_id",
+    ),
+    (
+        "top_lists",
+        "granularity, bucket_start, ranked_by, rank, product_id, count, revenue_cents, error_bound, source",
+        "granularity, bucket_start, breakdown, ranked_by, rank",
+    ),
+    (
+        "bucket_totals",
+        "granularity, bucket_start, count, revenue_cents, products, min_count, min_revenue_cents",
+        "granularity, bucket_start, breakdown",
+    ),
+    (
+        "speed_table",
+        "granularity, bucket_start, product_id, count_estimate, error_bound, revenue_estimate, updated_at",
+        "granularity, bucket_start, breakdown, product_id",
+    ),
+    (
+        "speed_buckets",
+        "granularity, bucket_start, unlisted_bound, total_count, updated_at",
+        "granularity, bucket_start, breakdown",
+    ),
+    (
+        "speed_sketches",
+        "granularity, bucket_start, partition_id, sketch",
+        "granularity, bucket_start, breakdown, partition_id",
+    ),
+];
+
+/// Migration 6: breakdowns. Every table of rows, lists, totals and sketches gets a
+/// `breakdown` column (`''` for the global lists, `country=DE` for Germany's), part of its
+/// primary key after the bucket; `breakdown_values` holds the values each set admitted
+/// (at most `breakdown_max_values`; later ones count under `(other)`), and
+/// `breakdown_sets` the sets the stored rows were computed for.
+fn breakdowns(dialect: Dialect) -> String {
+    let mut sql = String::new();
+    for (table, columns, key) in BROKEN_DOWN {
+        match dialect {
+            // SQLite cannot change a primary key: the rows are copied into a new table.
+            Dialect::Sqlite => sql.push_str(&format!(
+                "ALTER TABLE {table} RENAME TO {table}_v5;
+    CREATE TABLE {table} ({}, PRIMARY KEY ({key})){};
+    INSERT INTO {table} ({columns}, breakdown) SELECT {columns}, '' FROM {table}_v5;
+    DROP TABLE {table}_v5;\n",
+                sqlite_columns(table),
+                if matches!(table, "batch_table" | "top_lists" | "speed_table") { " WITHOUT ROWID" } else { "" },
+            )),
+            Dialect::Postgres => sql.push_str(&format!(
+                "ALTER TABLE {table} ADD COLUMN breakdown TEXT NOT NULL DEFAULT '';
+    ALTER TABLE {table} DROP CONSTRAINT {table}_pkey;
+    ALTER TABLE {table} ADD PRIMARY KEY ({key});\n"
+            )),
+        }
+    }
+    sql.push_str(
+        "CREATE TABLE breakdown_values (
+        dim_set TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (dim_set, value)
+    );
+    CREATE TABLE breakdown_sets (
+        dim_set TEXT PRIMARY KEY
+    );",
+    );
+    sql
+}
+
+/// A broken-down table's columns as SQLite declares them (types as migrations 1–5 made them).
+fn sqlite_columns(table: &str) -> &'static str {
+    match table {
+        "batch_table" => {
+            "granularity TEXT NOT NULL, bucket_start BIGINT NOT NULL, breakdown TEXT NOT NULL DEFAULT '',
+        product_id TEXT NOT NULL, count BIGINT NOT NULL, revenue_cents BIGINT NOT NULL"
+        }
+        "top_lists" => {
+            "granularity TEXT NOT NULL, bucket_start BIGINT NOT NULL, breakdown TEXT NOT NULL DEFAULT '',
+        ranked_by TEXT NOT NULL, rank BIGINT NOT NULL, product_id TEXT NOT NULL, count BIGINT NOT NULL,
+        revenue_cents BIGINT NOT NULL, error_bound BIGINT NOT NULL, source TEXT NOT NULL"
+        }
+        "bucket_totals" => {
+            "granularity TEXT NOT NULL, bucket_start BIGINT NOT NULL, breakdown TEXT NOT NULL DEFAULT '',
+        count BIGINT NOT NULL, revenue_cents BIGINT NOT NULL, products BIGINT NOT NULL, min_count BIGINT,
+        min_revenue_cents BIGINT"
+        }
+        "speed_table" => {
+            "granularity TEXT NOT NULL, bucket_start BIGINT NOT NULL, breakdown TEXT NOT NULL DEFAULT '',
+        product_id TEXT NOT NULL, count_estimate BIGINT NOT NULL, error_bound BIGINT NOT NULL,
+        revenue_estimate BIGINT NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL"
+        }
+        "speed_buckets" => {
+            "granularity TEXT NOT NULL, bucket_start BIGINT NOT NULL, breakdown TEXT NOT NULL DEFAULT '',
+        unlisted_bound BIGINT NOT NULL, total_count BIGINT NOT NULL, updated_at BIGINT NOT NULL"
+        }
+        _ => {
+            "granularity TEXT NOT NULL, bucket_start BIGINT NOT NULL, breakdown TEXT NOT NULL DEFAULT '',
+        partition_id BIGINT NOT NULL, sketch BLOB NOT NULL"
+        }
+    }
+}
 
 /// `(version, statements)` in `dialect`.
-pub fn migrations(dialect: Dialect) -> [(i64, String); 5] {
+pub fn migrations(dialect: Dialect) -> [(i64, String); 6] {
     let (text, id, blob) = (dialect.text(), dialect.id_column(), dialect.blob());
     [
         (
@@ -184,5 +291,6 @@ pub fn migrations(dialect: Dialect) -> [(i64, String); 5] {
                 Dialect::Postgres => "SELECT 1".to_string(),
             },
         ),
+        (6, breakdowns(dialect)),
     ]
 }

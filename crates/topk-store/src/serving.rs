@@ -40,6 +40,16 @@ pub trait ServingStore: Send {
     fn catalog_ids_after(&mut self, after: &str, limit: usize) -> Result<Vec<String>>;
     /// A value that changes whenever exact rows may have (see [`EXACT_GENERATION`]).
     fn exact_generation(&mut self) -> Result<(i64, i64)>;
+    /// Scopes the reads of rows, lists and totals to one breakdown (its key, such as
+    /// `country=DE`; `""`: the global lists, the default).
+    fn set_breakdown(&mut self, key: &str);
+    /// The values of the set whose keys start with `prefix` (`country=`) in `bucket`, with
+    /// their net quantity and revenue: exact where the bucket is, else the speed layer's
+    /// quantities with a revenue of 0.
+    fn breakdown_values(&mut self, bucket: Bucket, prefix: &str) -> Result<Vec<(String, i64, i64)>>;
+    /// How many values the breakdown set `set` (`country`) has admitted, and whether
+    /// `value` is one of them.
+    fn admitted(&mut self, set: &str, value: &str) -> Result<(i64, bool)>;
     /// Scored buckets, newest first.
     fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>>;
     /// Runs, failures first, then newest first.
@@ -48,31 +58,48 @@ pub trait ServingStore: Send {
     fn run_stats(&mut self) -> Result<Vec<RunStats>>;
 }
 
-const BUCKET_ROWS: &str =
-    "SELECT product_id, count, revenue_cents FROM batch_table WHERE granularity = $1 AND bucket_start = $2 ORDER BY product_id";
+// Every read of rows, lists and totals is of the store's current breakdown (the last
+// parameter; `''`: the global lists). Whether a bucket is exact is the global lists'
+// matter: the batch layer writes every breakdown of a bucket in the same transaction, and a
+// value without sales there has no rows, exactly.
+const BUCKET_ROWS: &str = "SELECT product_id, count, revenue_cents FROM batch_table
+    WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $3 ORDER BY product_id";
 const TOP_LIST: &str = "SELECT rank, product_id, count, revenue_cents, error_bound, source FROM top_lists
-    WHERE granularity = $1 AND bucket_start = $2 AND ranked_by = $3 AND rank <= $4 ORDER BY rank";
-const HAS_EXACT: &str = "SELECT COUNT(*) FROM top_lists WHERE granularity = $1 AND bucket_start = $2";
-/// Exact buckets (those with top lists) in a range, with their totals.
-const EXACT_BUCKETS: &str = "SELECT t.bucket_start, t.count, t.revenue_cents, t.products, t.min_count,
-    t.min_revenue_cents FROM bucket_totals t
-    WHERE t.granularity = $1 AND t.bucket_start >= $2 AND t.bucket_start < $3 AND EXISTS (SELECT 1 FROM top_lists l
-    WHERE l.granularity = t.granularity AND l.bucket_start = t.bucket_start) ORDER BY t.bucket_start";
+    WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $5 AND ranked_by = $3 AND rank <= $4 ORDER BY rank";
+const HAS_EXACT: &str =
+    "SELECT COUNT(*) FROM top_lists WHERE granularity = $1 AND bucket_start = $2 AND breakdown = ''";
+/// Exact buckets (those with global top lists) in a range, with the breakdown's totals
+/// (none: it sold nothing there).
+const EXACT_BUCKETS: &str = "SELECT t.bucket_start, COALESCE(b.count, 0), COALESCE(b.revenue_cents, 0),
+    COALESCE(b.products, 0), b.min_count, b.min_revenue_cents FROM bucket_totals t
+    LEFT JOIN bucket_totals b ON b.granularity = t.granularity AND b.bucket_start = t.bucket_start AND b.breakdown = $4
+    WHERE t.granularity = $1 AND t.bucket_start >= $2 AND t.bucket_start < $3 AND t.breakdown = ''
+    AND EXISTS (SELECT 1 FROM top_lists l
+    WHERE l.granularity = t.granularity AND l.bucket_start = t.bucket_start AND l.breakdown = '') ORDER BY t.bucket_start";
 /// Several products' sums in one bucket; `$3` is a JSON array of ids.
 const PRODUCT_SUMS: PerDialect = PerDialect {
     sqlite: "SELECT product_id, count, revenue_cents FROM batch_table
-        WHERE granularity = $1 AND bucket_start = $2 AND product_id IN (SELECT value FROM json_each($3))",
+        WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $4 AND product_id IN (SELECT value FROM json_each($3))",
     postgres: "SELECT product_id, count, revenue_cents FROM batch_table
-        WHERE granularity = $1 AND bucket_start = $2
+        WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $4
         AND product_id IN (SELECT json_array_elements_text(($3::text)::json))",
 };
 const RANK_OF: &str = "SELECT rank FROM top_lists
-    WHERE granularity = $1 AND bucket_start = $2 AND ranked_by = $3 AND product_id = $4";
+    WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $5 AND ranked_by = $3 AND product_id = $4";
 const PENDING: &str = "SELECT granularity, bucket_start FROM batch_pending ORDER BY bucket_start, granularity";
 const SPEED_ROWS: &str = "SELECT product_id, count_estimate, error_bound, revenue_estimate, updated_at FROM speed_table
-    WHERE granularity = $1 AND bucket_start = $2 ORDER BY count_estimate DESC, product_id";
+    WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $3 ORDER BY count_estimate DESC, product_id";
 const SPEED_BUCKETS: &str = "SELECT bucket_start, unlisted_bound, total_count, updated_at FROM speed_buckets
-    WHERE granularity = $1 AND bucket_start >= $2 AND bucket_start < $3 ORDER BY bucket_start";
+    WHERE granularity = $1 AND bucket_start >= $2 AND bucket_start < $3 AND breakdown = $4 ORDER BY bucket_start";
+/// The values of one set (keys starting with `$3`) in an exact bucket, with their totals.
+/// (A prefix by `substr`, not a range: a range's order would depend on the collation.)
+const EXACT_VALUES: &str = "SELECT breakdown, count, revenue_cents FROM bucket_totals
+    WHERE granularity = $1 AND bucket_start = $2 AND substr(breakdown, 1, length($3)) = $3 ORDER BY breakdown";
+const ADMITTED_COUNT: &str = "SELECT COUNT(*) FROM breakdown_values WHERE dim_set = $1";
+const IS_ADMITTED: &str = "SELECT COUNT(*) FROM breakdown_values WHERE dim_set = $1 AND value = $2";
+/// The same of an approximate bucket (net quantities only; revenue is not kept there).
+const SPEED_VALUES: &str = "SELECT breakdown, total_count FROM speed_buckets
+    WHERE granularity = $1 AND bucket_start = $2 AND substr(breakdown, 1, length($3)) = $3 ORDER BY breakdown";
 /// What changes whenever exact rows may have changed: the newest batch run (the batch
 /// layer records a run before it touches rows) and Kappa's position in the flush log.
 /// A cached exact answer is reused only while this stays the same.
@@ -90,11 +117,12 @@ const RUN_STATS: &str = "SELECT task, status, COUNT(*), CAST(COALESCE(SUM(finish
 
 impl ServingStore for SqlStore {
     fn bucket_rows(&mut self, bucket: Bucket) -> Result<Vec<ProductSum>> {
-        query(&mut *self.conn, BUCKET_ROWS, &vals![bucket.granularity.as_str(), bucket.start_ms], product_sum)
+        let params = vals![bucket.granularity.as_str(), bucket.start_ms, &self.breakdown];
+        query(&mut *self.conn, BUCKET_ROWS, &params, product_sum)
     }
 
     fn top_list(&mut self, bucket: Bucket, by: By, k: usize) -> Result<Vec<TopRow>> {
-        let params = vals![bucket.granularity.as_str(), bucket.start_ms, by.as_str(), k as i64];
+        let params = vals![bucket.granularity.as_str(), bucket.start_ms, by.as_str(), k as i64, &self.breakdown];
         query(&mut *self.conn, TOP_LIST, &params, |r| {
             Ok(TopRow {
                 rank: r.int(0)?,
@@ -113,7 +141,8 @@ impl ServingStore for SqlStore {
     }
 
     fn exact_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<ExactBucket>> {
-        query(&mut *self.conn, EXACT_BUCKETS, &vals![granularity.as_str(), from_ms, to_ms], |r| {
+        let params = vals![granularity.as_str(), from_ms, to_ms, &self.breakdown];
+        query(&mut *self.conn, EXACT_BUCKETS, &params, |r| {
             Ok(ExactBucket {
                 bucket: Bucket { granularity, start_ms: r.int(0)? },
                 count: r.int(1)?,
@@ -131,11 +160,12 @@ impl ServingStore for SqlStore {
         }
         let ids = json_array(product_ids);
         let sql = PRODUCT_SUMS.get(self.conn.dialect());
-        query(&mut *self.conn, sql, &vals![bucket.granularity.as_str(), bucket.start_ms, &ids], product_sum)
+        let params = vals![bucket.granularity.as_str(), bucket.start_ms, &ids, &self.breakdown];
+        query(&mut *self.conn, sql, &params, product_sum)
     }
 
     fn rank_of(&mut self, bucket: Bucket, by: By, product_id: &str) -> Result<Option<i64>> {
-        let params = vals![bucket.granularity.as_str(), bucket.start_ms, by.as_str(), product_id];
+        let params = vals![bucket.granularity.as_str(), bucket.start_ms, by.as_str(), product_id, &self.breakdown];
         query_int(&mut *self.conn, RANK_OF, &params)
     }
 
@@ -144,7 +174,8 @@ impl ServingStore for SqlStore {
     }
 
     fn speed_rows(&mut self, bucket: Bucket) -> Result<Vec<SpeedRow>> {
-        query(&mut *self.conn, SPEED_ROWS, &vals![bucket.granularity.as_str(), bucket.start_ms], |r| {
+        let params = vals![bucket.granularity.as_str(), bucket.start_ms, &self.breakdown];
+        query(&mut *self.conn, SPEED_ROWS, &params, |r| {
             Ok(SpeedRow {
                 product_id: r.text(0)?,
                 count: r.int(1)?,
@@ -156,7 +187,8 @@ impl ServingStore for SqlStore {
     }
 
     fn speed_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<SpeedBucket>> {
-        query(&mut *self.conn, SPEED_BUCKETS, &vals![granularity.as_str(), from_ms, to_ms], |r| {
+        let params = vals![granularity.as_str(), from_ms, to_ms, &self.breakdown];
+        query(&mut *self.conn, SPEED_BUCKETS, &params, |r| {
             Ok(SpeedBucket {
                 bucket: Bucket { granularity, start_ms: r.int(0)? },
                 unlisted_bound: r.int(1)?,
@@ -181,6 +213,25 @@ impl ServingStore for SqlStore {
     fn exact_generation(&mut self) -> Result<(i64, i64)> {
         let rows = query(&mut *self.conn, EXACT_GENERATION, &[], |r| Ok((r.int(0)?, r.int(1)?)))?;
         Ok(rows.into_iter().next().unwrap_or_default())
+    }
+
+    fn set_breakdown(&mut self, key: &str) {
+        key.clone_into(&mut self.breakdown);
+    }
+
+    fn breakdown_values(&mut self, bucket: Bucket, prefix: &str) -> Result<Vec<(String, i64, i64)>> {
+        let params = vals![bucket.granularity.as_str(), bucket.start_ms, prefix];
+        if self.has_exact(bucket)? {
+            query(&mut *self.conn, EXACT_VALUES, &params, |r| Ok((r.text(0)?, r.int(1)?, r.int(2)?)))
+        } else {
+            query(&mut *self.conn, SPEED_VALUES, &params, |r| Ok((r.text(0)?, r.int(1)?, 0)))
+        }
+    }
+
+    fn admitted(&mut self, set: &str, value: &str) -> Result<(i64, bool)> {
+        let count = query_int(&mut *self.conn, ADMITTED_COUNT, &vals![set])?.unwrap_or(0);
+        let is = query_int(&mut *self.conn, IS_ADMITTED, &vals![set, value])?.unwrap_or(0) > 0;
+        Ok((count, is))
     }
 
     fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>> {

@@ -10,6 +10,9 @@ use crate::serving::ServingStore;
 use crate::sql::{bucket_at, query, Conn, SqlStore, Value};
 use crate::{catalog, top_lists, vals, Product, ProductSum, Result, SpeedWrite};
 
+/// A saved sketch: (bucket, breakdown, partition, bytes).
+pub type SavedSketch = (Bucket, String, u32, Vec<u8>);
+
 /// The store as the speed role sees it: the reads, and its write cycles.
 pub trait SpeedStore: ServingStore {
     /// The next offset per partition that `consumer` has absorbed into the store.
@@ -24,14 +27,14 @@ pub trait SpeedStore: ServingStore {
         offsets: &[(u32, u64)],
         products: &[Product],
     ) -> Result<()>;
-    /// Every saved sketch: (bucket, partition, bytes).
-    fn speed_sketches(&mut self) -> Result<Vec<(Bucket, u32, Vec<u8>)>>;
+    /// Every saved sketch.
+    fn speed_sketches(&mut self) -> Result<Vec<SavedSketch>>;
     /// Kappa's write cycle: upserts exact rows and catalog entries, regenerates the touched
     /// buckets' top lists and records the offsets, in one transaction.
     fn write_exact(
         &mut self,
         consumer: &str,
-        rows: &[(Bucket, Vec<ProductSum>)],
+        rows: &[(Bucket, String, Vec<ProductSum>)],
         top_k: usize,
         offsets: &[(u32, u64)],
         products: &[Product],
@@ -39,11 +42,14 @@ pub trait SpeedStore: ServingStore {
 }
 
 const DELETE_ROWS: &str = "DELETE FROM speed_table WHERE granularity = $1 AND bucket_start = $2";
+const DELETE_BREAKDOWN_ROWS: &str =
+    "DELETE FROM speed_table WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $3";
 pub(crate) const ROW: Insert = Insert {
     table: "speed_table",
     columns: &[
         "granularity",
         "bucket_start",
+        "breakdown",
         "product_id",
         "count_estimate",
         "error_bound",
@@ -52,18 +58,21 @@ pub(crate) const ROW: Insert = Insert {
     ],
     on_conflict: None,
 };
-const UPSERT_SKETCH: &str = "INSERT INTO speed_sketches (granularity, bucket_start, partition_id, sketch)
-    VALUES ($1, $2, $3, $4)
-    ON CONFLICT (granularity, bucket_start, partition_id) DO UPDATE SET sketch = excluded.sketch";
-const DELETE_SKETCHES: &str = "DELETE FROM speed_sketches WHERE granularity = $1 AND bucket_start = $2";
-const SKETCHES: &str = "SELECT granularity, bucket_start, partition_id, sketch FROM speed_sketches";
+const UPSERT_SKETCH: &str = "INSERT INTO speed_sketches (granularity, bucket_start, breakdown, partition_id, sketch)
+    VALUES ($1, $2, $5, $3, $4)
+    ON CONFLICT (granularity, bucket_start, breakdown, partition_id) DO UPDATE SET sketch = excluded.sketch";
+const DELETE_SKETCHES: &str =
+    "DELETE FROM speed_sketches WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $3";
+const SKETCHES: &str = "SELECT granularity, bucket_start, breakdown, partition_id, sketch FROM speed_sketches";
 /// Per approximate bucket: the most any product missing from its rows can have sold, the
 /// bucket's exact net quantity, and when the speed layer last wrote it.
 const UPSERT_BUCKET: &str =
-    "INSERT INTO speed_buckets (granularity, bucket_start, unlisted_bound, total_count, updated_at)
-    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (granularity, bucket_start) DO UPDATE SET
+    "INSERT INTO speed_buckets (granularity, bucket_start, breakdown, unlisted_bound, total_count, updated_at)
+    VALUES ($1, $2, $6, $3, $4, $5) ON CONFLICT (granularity, bucket_start, breakdown) DO UPDATE SET
     unlisted_bound = excluded.unlisted_bound, total_count = excluded.total_count, updated_at = excluded.updated_at";
 const DELETE_BUCKET: &str = "DELETE FROM speed_buckets WHERE granularity = $1 AND bucket_start = $2";
+const DELETE_BREAKDOWN_BUCKET: &str =
+    "DELETE FROM speed_buckets WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $3";
 const UPSERT_OFFSET: &str = "INSERT INTO consumer_offsets (consumer, partition_id, next_offset) VALUES ($1, $2, $3)
     ON CONFLICT (consumer, partition_id) DO UPDATE SET next_offset = excluded.next_offset";
 const OFFSETS: &str =
@@ -73,13 +82,13 @@ pub(crate) const UPSERT_EXACT_ROW: Insert = Insert {
     table: "batch_table",
     columns: EXACT_COLUMNS,
     on_conflict: Some(
-        "ON CONFLICT (granularity, bucket_start, product_id)
+        "ON CONFLICT (granularity, bucket_start, breakdown, product_id)
         DO UPDATE SET count = excluded.count, revenue_cents = excluded.revenue_cents",
     ),
 };
 
-/// Deletes a bucket's approximate rows and facts (the batch layer, once exact rows
-/// exist); returns the rows deleted.
+/// Deletes a bucket's approximate rows and facts, of every breakdown (the batch layer, once
+/// exact rows exist); returns the rows deleted.
 pub(crate) fn delete_bucket(c: &mut dyn Conn, bucket: Bucket) -> Result<u64> {
     let params = vals![bucket.granularity.as_str(), bucket.start_ms];
     let n = c.exec(DELETE_ROWS, &params)?;
@@ -109,53 +118,56 @@ impl SpeedStore for SqlStore {
         self.transaction(|c| {
             catalog::upsert(c, products)?;
             for w in writes {
-                let (g, start) = (w.bucket.granularity.as_str(), w.bucket.start_ms);
-                c.exec(DELETE_ROWS, &vals![g, start])?;
+                let (g, start, breakdown) = (w.bucket.granularity.as_str(), w.bucket.start_ms, &w.breakdown);
+                c.exec(DELETE_BREAKDOWN_ROWS, &vals![g, start, breakdown])?;
                 let params: Vec<Value<'_>> = w
                     .rows
                     .iter()
-                    .flat_map(|r| vals![g, start, &r.product_id, r.count, r.error, r.revenue_cents, r.updated_ms])
+                    .flat_map(|r| {
+                        vals![g, start, breakdown, &r.product_id, r.count, r.error, r.revenue_cents, r.updated_ms]
+                    })
                     .collect();
                 c.insert(&ROW, &params)?;
                 if w.finished {
-                    c.exec(DELETE_SKETCHES, &vals![g, start])?;
+                    c.exec(DELETE_SKETCHES, &vals![g, start, breakdown])?;
                 }
                 if w.rows.is_empty() && w.finished {
-                    c.exec(DELETE_BUCKET, &vals![g, start])?;
+                    c.exec(DELETE_BREAKDOWN_BUCKET, &vals![g, start, breakdown])?;
                 } else {
                     let updated = w.rows.first().map_or(0, |r| r.updated_ms);
-                    c.exec(UPSERT_BUCKET, &vals![g, start, w.unlisted_bound, w.total_count, updated])?;
+                    let params = vals![g, start, w.unlisted_bound, w.total_count, updated, breakdown];
+                    c.exec(UPSERT_BUCKET, &params)?;
                 }
                 for (p, bytes) in w.sketches.iter().filter(|_| !w.finished) {
-                    c.exec(UPSERT_SKETCH, &vals![g, start, i64::from(*p), bytes.as_slice()])?;
+                    c.exec(UPSERT_SKETCH, &vals![g, start, i64::from(*p), bytes.as_slice(), breakdown])?;
                 }
             }
             upsert_offsets(c, consumer, offsets)
         })
     }
 
-    fn speed_sketches(&mut self) -> Result<Vec<(Bucket, u32, Vec<u8>)>> {
-        query(&mut *self.conn, SKETCHES, &[], |r| Ok((bucket_at(r, 0, 1)?, r.int(2)? as u32, r.bytes(3)?)))
+    fn speed_sketches(&mut self) -> Result<Vec<SavedSketch>> {
+        query(&mut *self.conn, SKETCHES, &[], |r| Ok((bucket_at(r, 0, 1)?, r.text(2)?, r.int(3)? as u32, r.bytes(4)?)))
     }
 
     fn write_exact(
         &mut self,
         consumer: &str,
-        rows: &[(Bucket, Vec<ProductSum>)],
+        rows: &[(Bucket, String, Vec<ProductSum>)],
         top_k: usize,
         offsets: &[(u32, u64)],
         products: &[Product],
     ) -> Result<()> {
         self.transaction(|c| {
             catalog::upsert(c, products)?;
-            for (bucket, sums) in rows {
+            for (bucket, breakdown, sums) in rows {
                 let g = bucket.granularity.as_str();
                 let params: Vec<Value<'_>> = sums
                     .iter()
-                    .flat_map(|r| vals![g, bucket.start_ms, &r.product_id, r.count, r.revenue_cents])
+                    .flat_map(|r| vals![g, bucket.start_ms, breakdown, &r.product_id, r.count, r.revenue_cents])
                     .collect();
                 c.insert(&UPSERT_EXACT_ROW, &params)?;
-                top_lists::regenerate(c, *bucket, top_k)?;
+                top_lists::regenerate(c, *bucket, breakdown, top_k)?;
             }
             upsert_offsets(c, consumer, offsets)
         })

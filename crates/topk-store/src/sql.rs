@@ -115,6 +115,8 @@ pub trait Conn: Send {
 /// The store over any [`Conn`].
 pub struct SqlStore {
     pub(crate) conn: Box<dyn Conn>,
+    /// The breakdown the serving reads are of (`""`: the global lists).
+    pub(crate) breakdown: String,
 }
 
 pub(crate) fn query<T>(
@@ -156,7 +158,7 @@ pub(crate) fn granularity(s: &str) -> Result<Granularity> {
 impl SqlStore {
     /// Wraps a connection and applies pending migrations.
     pub fn new(conn: Box<dyn Conn>) -> Result<SqlStore> {
-        let mut store = SqlStore { conn };
+        let mut store = SqlStore { conn, breakdown: String::new() };
         store.migrate()?;
         Ok(store)
     }
@@ -197,7 +199,7 @@ impl SqlStore {
 
     #[cfg(test)]
     pub(crate) fn unmigrated(conn: Box<dyn Conn>) -> SqlStore {
-        SqlStore { conn }
+        SqlStore { conn, breakdown: String::new() }
     }
 
     #[cfg(test)]

@@ -41,21 +41,27 @@ fn sum(p: &str, count: i64) -> ProductSum {
     ProductSum { product_id: p.into(), count, revenue_cents: count * 10 }
 }
 
+/// Rows as a bucket's global slice.
+fn global(rows: &[ProductSum]) -> [Slice; 1] {
+    [(String::new(), rows.to_vec())]
+}
+
 fn a_bucket_run_commits_rows_lists_totals_and_marks_and_top_lists_rank_it(b: &dyn Backend) {
     let mut s = b.open();
     let day = Bucket::containing(Granularity::Day, DAY0);
     for (h, rows) in [(0, vec![sum("a", 5), sum("b", 1)]), (23, vec![sum("b", 7), sum("c", 2)])] {
         let hour = Bucket::containing(Granularity::Hour, DAY0 + h * H);
         let ancestors = hour.ancestors();
+        let rows = global(&rows);
         let run = BucketRun { hour_version: Some(1), mark_pending: &ancestors, ..BucketRun::rows(hour, &rows, 10) };
         assert_eq!(s.commit_bucket(&run).unwrap(), 4, "two lists of two rows");
     }
     assert!(s.pending().unwrap().contains(&day));
     // The batch layer sums the day; the store keeps what it is given.
-    s.commit_bucket(&BucketRun::rows(day, &[sum("a", 5), sum("b", 9), sum("c", 2)], 2)).unwrap();
+    s.commit_bucket(&BucketRun::rows(day, &global(&[sum("a", 5), sum("b", 9), sum("c", 2)]), 2)).unwrap();
     // Committing again replaces rather than adds.
     let rows = [sum("a", 5), sum("b", 8), sum("c", 2)];
-    s.commit_bucket(&BucketRun::rows(day, &rows, 2)).unwrap();
+    s.commit_bucket(&BucketRun::rows(day, &global(&rows), 2)).unwrap();
     assert_eq!(s.bucket_rows(day).unwrap(), rows);
     let top: Vec<_> =
         s.top_list(day, By::Quantity, 10).unwrap().into_iter().map(|r| (r.rank, r.product_id, r.count)).collect();
@@ -100,6 +106,7 @@ fn a_bucket_run_records_its_tasks_score_and_pending_mark_with_its_rows(b: &dyn B
     let mut s = b.open();
     let hour = Bucket::containing(Granularity::Hour, DAY0);
     let speed = SpeedWrite {
+        breakdown: String::new(),
         bucket: hour,
         rows: vec![SpeedRow { product_id: "a".into(), count: 4, error: 1, revenue_cents: 40, updated_ms: 1 }],
         sketches: vec![],
@@ -128,7 +135,7 @@ fn a_bucket_run_records_its_tasks_score_and_pending_mark_with_its_rows(b: &dyn B
     };
     let runs = [task("check", RunStatus::Success, None), task("rollup", RunStatus::Success, None)];
     let ancestors = hour.ancestors();
-    let rows = [sum("a", 5)];
+    let rows = global(&[sum("a", 5)]);
     let run = BucketRun {
         hour_version: Some(3),
         mark_pending: &ancestors,
@@ -139,7 +146,7 @@ fn a_bucket_run_records_its_tasks_score_and_pending_mark_with_its_rows(b: &dyn B
         ..BucketRun::rows(hour, &rows, 10)
     };
     // The same product twice violates the primary key half-way through: nothing lands.
-    let twice = [sum("a", 5), sum("a", 6)];
+    let twice = global(&[sum("a", 5), sum("a", 6)]);
     s.commit_bucket(&BucketRun { rows: Some(&twice), ..run }).unwrap_err();
     assert!(s.bucket_rows(hour).unwrap().is_empty());
     assert_eq!(s.speed_rows(hour).unwrap().len(), 1);
@@ -148,7 +155,7 @@ fn a_bucket_run_records_its_tasks_score_and_pending_mark_with_its_rows(b: &dyn B
     assert_eq!(s.hour_version(hour).unwrap(), None);
 
     s.commit_bucket(&run).unwrap();
-    assert_eq!(s.bucket_rows(hour).unwrap(), rows);
+    assert_eq!(s.bucket_rows(hour).unwrap(), rows[0].1);
     assert!(s.speed_rows(hour).unwrap().is_empty(), "exact rows replace the estimates");
     assert_eq!(s.accuracy(10).unwrap(), [AccuracyRecord { bucket: hour, accuracy: a, scored_ms: 20 }]);
     assert_eq!(s.hour_version(hour).unwrap(), Some(3));
@@ -170,7 +177,7 @@ fn ties_and_searches_follow_byte_order(b: &dyn Backend) {
     let mut s = b.open();
     let day = Bucket::containing(Granularity::Day, DAY0);
     let rows = vec![sum("a", 5), sum("B", 5), sum("_x", 5), sum("ab", 1)];
-    s.write_exact("batch", &[(day, rows)], 10, &[], &[]).unwrap();
+    s.write_exact("batch", &[(day, String::new(), rows)], 10, &[], &[]).unwrap();
     let ids: Vec<_> = s.top_list(day, By::Quantity, 10).unwrap().into_iter().map(|r| r.product_id).collect();
     assert_eq!(ids, ["B", "_x", "a", "ab"]);
     s.upsert_products(&[
@@ -224,6 +231,7 @@ fn speed_writes_replace_rows_and_keep_sketches_until_finished(b: &dyn Backend) {
     let row =
         |p: &str, count| SpeedRow { product_id: p.into(), count, error: 2, revenue_cents: count * 3, updated_ms: 77 };
     let write = |rows: Vec<SpeedRow>, finished| SpeedWrite {
+        breakdown: String::new(),
         bucket: hour,
         rows,
         sketches: vec![(0, vec![0, 1, 255]), (3, vec![])],
@@ -236,8 +244,8 @@ fn speed_writes_replace_rows_and_keep_sketches_until_finished(b: &dyn Backend) {
     assert_eq!(s.speed_rows(hour).unwrap(), [row("b", 12)]);
     assert_eq!(s.consumer_offsets("speed").unwrap(), [(0, 11), (3, 7)]);
     let mut sketches = s.speed_sketches().unwrap();
-    sketches.sort_by_key(|x| x.1);
-    assert_eq!(sketches, [(hour, 0, vec![0, 1, 255]), (hour, 3, vec![])]);
+    sketches.sort_by_key(|x| x.2);
+    assert_eq!(sketches, [(hour, String::new(), 0, vec![0, 1, 255]), (hour, String::new(), 3, vec![])]);
     let buckets = s.speed_buckets(Granularity::Hour, DAY0, DAY0 + H).unwrap();
     assert_eq!(buckets, [SpeedBucket { bucket: hour, unlisted_bound: 4, total_count: 40, updated_ms: 77 }]);
     s.write_speed("speed", &[write(vec![], true)], &[], &[]).unwrap();
@@ -308,7 +316,8 @@ fn a_failed_transaction_leaves_nothing_behind(b: &dyn Backend) {
     let mut s = b.open();
     let hour = Bucket::containing(Granularity::Hour, DAY0);
     let commit = |s: &mut SqlStore, rows: &[ProductSum], version| {
-        s.commit_bucket(&BucketRun { hour_version: Some(version), ..BucketRun::rows(hour, rows, 10) })
+        let rows = global(rows);
+        s.commit_bucket(&BucketRun { hour_version: Some(version), ..BucketRun::rows(hour, &rows, 10) })
     };
     commit(&mut s, &[sum("a", 1)], 1).unwrap();
     // The same product twice violates the primary key half-way through the transaction.
@@ -331,12 +340,18 @@ fn upgrading_a_store_backfills_the_totals_of_exact_buckets(b: &dyn Backend) {
             c.script(sql).unwrap();
             c.exec("INSERT INTO schema_migrations (version) VALUES ($1)", &vals![*version]).unwrap();
         }
+        // Their columns then: before migration 6 added `breakdown`.
         for (p, n) in [("a", 5), ("b", 3)] {
-            c.insert(&EXACT_ROW, &vals!["day", DAY0, p, n, n * 10]).unwrap();
+            let row = vals!["day", DAY0, p, n, n * 10];
+            let sql = "INSERT INTO batch_table (granularity, bucket_start, product_id, count, revenue_cents)
+                VALUES ($1, $2, $3, $4, $5)";
+            c.exec(sql, &row).unwrap();
         }
         for (rank, p, n) in [(1, "a", 5), (2, "b", 3)] {
             let row = vals!["day", DAY0, "quantity", rank, p, n, n * 10, 0i64, "batch"];
-            c.insert(&crate::top_lists::ROW, &row).unwrap();
+            let sql = "INSERT INTO top_lists (granularity, bucket_start, ranked_by, rank, product_id, count,
+                revenue_cents, error_bound, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+            c.exec(sql, &row).unwrap();
         }
     }
     let mut s = b.open();
@@ -350,6 +365,12 @@ fn upgrading_a_store_backfills_the_totals_of_exact_buckets(b: &dyn Backend) {
         min_revenue_cents: Some(30),
     };
     assert_eq!(exact, [want]);
+    // Migration 6 kept the rows and lists as the global ones.
+    assert_eq!(s.bucket_rows(day).unwrap(), [sum("a", 5), sum("b", 3)]);
+    assert_eq!(s.top_list(day, By::Quantity, 5).unwrap().len(), 2);
+    s.set_breakdown("country=DE");
+    assert!(s.bucket_rows(day).unwrap().is_empty());
+    assert_eq!(s.exact_buckets(Granularity::Day, DAY0, DAY0 + 1).unwrap()[0].count, 0, "exact, and nothing sold");
     drop(s);
     b.open(); // migrations already applied: opening again changes nothing
 }
@@ -368,10 +389,10 @@ fn large_writes_arrive_whole(b: &dyn Backend) {
     let mut s = b.open();
     let hour = Bucket::containing(Granularity::Hour, DAY0);
     let rows: Vec<ProductSum> = (0..2501).map(|i| sum(&format!("p{i:05}"), i + 1)).collect();
-    assert_eq!(s.commit_bucket(&BucketRun::rows(hour, &rows, 1200)).unwrap(), 2400);
+    assert_eq!(s.commit_bucket(&BucketRun::rows(hour, &global(&rows), 1200)).unwrap(), 2400);
     assert_eq!(s.bucket_rows(hour).unwrap(), rows);
     let day = Bucket::containing(Granularity::Day, DAY0);
-    s.write_exact("kappa", &[(day, rows.clone())], 1500, &[(0, 9)], &[]).unwrap();
+    s.write_exact("kappa", &[(day, String::new(), rows.clone())], 1500, &[(0, 9)], &[]).unwrap();
     let top = s.top_list(day, By::Quantity, 2000).unwrap();
     assert_eq!(top.len(), 1500);
     assert_eq!((top[0].product_id.as_str(), top[1499].count), ("p02500", 1002));
@@ -385,8 +406,15 @@ fn large_writes_arrive_whole(b: &dyn Backend) {
             updated_ms: 5,
         })
         .collect();
-    let write =
-        SpeedWrite { bucket: hour, rows: speed, sketches: vec![], finished: false, unlisted_bound: 1, total_count: 9 };
+    let write = SpeedWrite {
+        breakdown: String::new(),
+        bucket: hour,
+        rows: speed,
+        sketches: vec![],
+        finished: false,
+        unlisted_bound: 1,
+        total_count: 9,
+    };
     s.write_speed("speed", &[write], &[], &[]).unwrap();
     assert_eq!(s.speed_rows(hour).unwrap().len(), 2501);
 }
@@ -397,7 +425,7 @@ fn the_exact_generation_moves_with_batch_runs_and_kappa_writes(b: &dyn Backend) 
     assert_eq!(s.exact_generation().unwrap(), (0, 0));
     let run = s.start_run("rollup", day, 1, 5).unwrap();
     assert_eq!(s.exact_generation().unwrap(), (run, 0));
-    s.write_exact("kappa", &[(day, vec![sum("a", 1)])], 10, &[(0, 7), (1, 3)], &[]).unwrap();
+    s.write_exact("kappa", &[(day, String::new(), vec![sum("a", 1)])], 10, &[(0, 7), (1, 3)], &[]).unwrap();
     assert_eq!(s.exact_generation().unwrap(), (run, 10));
     s.write_speed("speed", &[], &[(0, 99)], &[]).unwrap();
     assert_eq!(s.exact_generation().unwrap(), (run, 10), "the speed layer's offsets change nothing exact");
@@ -408,11 +436,57 @@ fn the_exact_generation_moves_with_batch_runs_and_kappa_writes(b: &dyn Backend) 
 fn plain_inserts_go_by_copy_on_postgresql() {
     assert_eq!(
         EXACT_ROW.copy().unwrap(),
-        "COPY batch_table (granularity, bucket_start, product_id, count, revenue_cents) FROM STDIN BINARY"
+        "COPY batch_table (granularity, bucket_start, breakdown, product_id, count, revenue_cents) FROM STDIN BINARY"
     );
     assert!(crate::speed::ROW.copy().unwrap().starts_with("COPY speed_table (granularity, "));
     assert!(crate::top_lists::ROW.copy().unwrap().starts_with("COPY top_lists (granularity, "));
     assert_eq!(crate::speed::UPSERT_EXACT_ROW.copy(), None, "ON CONFLICT");
+}
+
+fn breakdowns_are_stored_and_read_apart_from_the_global_lists(b: &dyn Backend) {
+    let mut s = b.open();
+    let day = Bucket::containing(Granularity::Day, DAY0);
+    let slices: Vec<Slice> = vec![
+        (String::new(), vec![sum("a", 5), sum("b", 4)]),
+        ("country,category=DE|toys".into(), vec![sum("b", 4)]),
+        ("country=DE".into(), vec![sum("b", 4)]),
+        ("country=FR".into(), vec![sum("a", 5)]),
+    ];
+    let admitted = [("country".to_string(), "DE".to_string()), ("country".to_string(), "FR".to_string())];
+    s.commit_bucket(&BucketRun { admitted: &admitted, ..BucketRun::rows(day, &slices, 10) }).unwrap();
+    assert_eq!(s.bucket_slices(day).unwrap(), slices, "by breakdown, the global rows first");
+    assert_eq!(s.top_list(day, By::Quantity, 1).unwrap()[0].product_id, "a");
+    s.set_breakdown("country=DE");
+    assert_eq!(s.bucket_rows(day).unwrap(), [sum("b", 4)]);
+    assert_eq!(s.top_list(day, By::Quantity, 1).unwrap()[0].product_id, "b");
+    assert!(s.has_exact(day).unwrap());
+    s.set_breakdown("country=XX");
+    assert!(s.has_exact(day).unwrap(), "the bucket is exact; the value sold nothing there");
+    assert!(s.top_list(day, By::Quantity, 10).unwrap().is_empty());
+    s.set_breakdown("");
+    let values = s.breakdown_values(day, "country=").unwrap();
+    assert_eq!(values, [("country=DE".into(), 4, 40), ("country=FR".into(), 5, 50)], "not country,category");
+    assert_eq!(s.admitted("country", "DE").unwrap(), (2, true));
+    assert_eq!(s.admitted("country", "IT").unwrap(), (2, false));
+    let mut admitted_values = s.admitted_values().unwrap();
+    admitted_values.sort();
+    assert_eq!(admitted_values, admitted);
+    // Running the bucket again replaces every breakdown's rows.
+    let fewer = [slices[0].clone(), slices[2].clone()];
+    s.commit_bucket(&BucketRun::rows(day, &fewer, 10)).unwrap();
+    assert_eq!(s.bucket_slices(day).unwrap(), fewer);
+    assert!(s.breakdown_values(day, "country,category=").unwrap().is_empty());
+    // The sets the rows were computed for; changing them forgets the hours' versions.
+    let hour = Bucket::containing(Granularity::Hour, DAY0);
+    let one = [(String::new(), vec![sum("a", 1)])];
+    s.commit_bucket(&BucketRun { hour_version: Some(4), ..BucketRun::rows(hour, &one, 10) }).unwrap();
+    assert_eq!(s.breakdown_sets().unwrap(), None);
+    s.set_breakdown_sets(&["country".into()], false).unwrap();
+    assert_eq!(s.breakdown_sets().unwrap(), Some(vec!["country".to_string()]));
+    assert_eq!(s.hour_version(hour).unwrap(), Some(4));
+    s.set_breakdown_sets(&[], true).unwrap();
+    assert_eq!(s.breakdown_sets().unwrap(), Some(vec![]), "none at all is recorded too");
+    assert_eq!(s.hour_version(hour).unwrap(), None, "every hour runs again");
 }
 
 macro_rules! store_suite {
@@ -436,6 +510,7 @@ store_suite!(
     accuracy_is_kept_per_bucket,
     a_failed_transaction_leaves_nothing_behind,
     upgrading_a_store_backfills_the_totals_of_exact_buckets,
+    breakdowns_are_stored_and_read_apart_from_the_global_lists,
     concurrent_opens_migrate_once,
     large_writes_arrive_whole,
     the_exact_generation_moves_with_batch_runs_and_kappa_writes,

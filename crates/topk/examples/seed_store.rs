@@ -82,12 +82,12 @@ fn main() -> anyhow::Result<()> {
         }
         let rows = rows_of(sums);
         rows_written += rows.len();
-        store.write_exact("seed", &[(day, rows)], 1000, &[], &[])?;
+        store.write_exact("seed", &[(day, String::new(), rows)], 1000, &[], &[])?;
         eprintln!("{day}: {rows_written} rows so far, {:.0?}", started.elapsed());
         // A week or month whose last day this was is complete.
         let done: Vec<Bucket> = parents.keys().copied().filter(|b| b.end_ms() <= day.end_ms()).collect();
         for b in done {
-            let rows = rows_of(parents.remove(&b).unwrap_or_default());
+            let rows = [(String::new(), rows_of(parents.remove(&b).unwrap_or_default()))];
             store.commit_bucket(&BucketRun::rows(b, &rows, 1000))?;
             eprintln!("{b}: rolled up");
         }

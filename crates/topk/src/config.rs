@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use topk_aggregator::AggregatorConfig;
 use topk_archive::Root;
 use topk_batch::BatchConfig;
+use topk_core::breakdown::Breakdowns;
 use topk_ingest::kafka_source::SourceConfig;
 use topk_log::{DiskLog, FsyncPolicy, KafkaConfig, KafkaLog, Log, LogConfig};
 use topk_serve::ServeConfig;
@@ -158,6 +159,29 @@ pub struct Settings {
     #[arg(long, env = "TOPK_AGGREGATE_PARTITIONS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aggregate_partitions: Option<String>,
+    /// Dimension sets that get their own top lists, separated by ";": e.g. "country;category;country,category" (dimensions: country, city, category); "" for none
+    #[arg(long, env = "TOPK_BREAKDOWNS", value_parser = parse_breakdown_list)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakdowns: Option<BreakdownList>,
+    /// Distinct values per breakdown set that get their own lists; the rest count under "(other)"
+    #[arg(long, env = "TOPK_BREAKDOWN_MAX_VALUES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakdown_max_values: Option<usize>,
+    /// Speed layer: most memory the breakdowns' sketches may take, in MiB; past it a value new to an open bucket counts under "(other)" there until the batch layer's exact answer
+    #[arg(long, env = "TOPK_SPEED_BREAKDOWN_MEMORY_MB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed_breakdown_memory_mb: Option<usize>,
+}
+
+/// The breakdown sets as a flag gives them, one list (a plain `Vec` would be clap's
+/// "many values").
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct BreakdownList(Vec<String>);
+
+/// `"country;country,category"` → `["country", "country,category"]`; `""` → none.
+fn parse_breakdown_list(s: &str) -> Result<BreakdownList, String> {
+    Ok(BreakdownList(s.split(';').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect()))
 }
 
 /// Every setting with its value: the layers merged. The file format is this, so an
@@ -200,6 +224,9 @@ pub struct FileSettings {
     pub source_max_reject_rate: f64,
     pub source_reject_window: usize,
     pub aggregate_partitions: Option<String>,
+    pub breakdowns: Vec<String>,
+    pub breakdown_max_values: usize,
+    pub speed_breakdown_memory_mb: usize,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -245,6 +272,9 @@ impl Default for FileSettings {
             source_max_reject_rate: source.max_reject_rate,
             source_reject_window: source.window,
             aggregate_partitions: None,
+            breakdowns: batch.breakdowns.names(),
+            breakdown_max_values: batch.breakdowns.max_values,
+            speed_breakdown_memory_mb: speed.breakdown_memory_bytes >> 20,
         }
     }
 }
@@ -346,6 +376,7 @@ impl FileSettings {
             sizing.candidates_per_row
         );
         let auth_token = self.auth_token.filter(|t| !t.is_empty());
+        let breakdowns = Breakdowns::parse(&self.breakdowns, self.breakdown_max_values).map_err(anyhow::Error::msg)?;
         Ok(Config {
             kafka,
             archive: located(self.archive, "archive"),
@@ -365,6 +396,7 @@ impl FileSettings {
                 allowed_lateness_ms: non_negative("allowed_lateness_ms", self.allowed_lateness_ms)?,
                 dedup_window_ms: non_negative("dedup_window_ms", self.dedup_window_ms)?,
                 idle_timeout: Some(Duration::from_millis(self.idle_timeout_ms.max(1))),
+                dims: breakdowns.kept(),
             },
             max_future_ms: non_negative("max_future_ms", self.max_future_ms)?,
             batch: BatchConfig {
@@ -373,12 +405,15 @@ impl FileSettings {
                     0 => None,
                     days => Some(Duration::from_secs(days.saturating_mul(24 * 3600))),
                 },
+                breakdowns: breakdowns.clone(),
                 ..BatchConfig::default()
             },
             speed: SpeedConfig {
                 sizing,
                 architecture: self.architecture,
                 write_interval: Duration::from_millis(self.speed_write_interval_ms.max(10)),
+                breakdowns: breakdowns.clone(),
+                breakdown_memory_bytes: self.speed_breakdown_memory_mb.saturating_mul(1 << 20),
                 ..SpeedConfig::default()
             },
             serve: ServeConfig {
@@ -387,6 +422,7 @@ impl FileSettings {
                 api_cache: self.api_cache,
                 store: store.clone(),
                 lambda: self.architecture == Architecture::Lambda,
+                breakdowns,
             },
             auth_token,
             store,

@@ -27,10 +27,11 @@ fn seed_store(data: &Path) {
         let rows: Vec<ProductSum> = (0..50)
             .map(|n| ProductSum { product_id: format!("p{n:02}"), count: 100 - n, revenue_cents: (100 - n) * 250 })
             .collect();
-        store.write_exact("seed", &[(day(d), rows)], 1000, &[], &[]).unwrap();
+        store.write_exact("seed", &[(day(d), String::new(), rows)], 1000, &[], &[]).unwrap();
     }
     let writes: Vec<SpeedWrite> = (2..4)
         .map(|d| SpeedWrite {
+            breakdown: String::new(),
             bucket: day(d),
             rows: (0..20)
                 .map(|n| SpeedRow {
@@ -279,7 +280,9 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
     assert_eq!(
         listed,
         [
+            "/api/v1/breakdowns",
             "/api/v1/buckets",
+            "/api/v1/dimensions/{name}",
             "/api/v1/events",
             "/api/v1/movers",
             "/api/v1/products",
@@ -296,7 +299,7 @@ fn every_endpoint_answers_and_bad_parameters_get_clear_400s() {
         ]
     );
     for (path, methods) in doc["paths"].as_object().unwrap() {
-        let url = format!("{}{}", s.url, path.replace("{id}", "p01"));
+        let url = format!("{}{}", s.url, path.replace("{id}", "p01").replace("{name}", "country"));
         for method in methods.as_object().unwrap().keys() {
             let r = client.request(method.to_uppercase().parse().unwrap(), &url).send().unwrap();
             let status = r.status();

@@ -19,7 +19,7 @@ fn truth_of(files: &[&Path]) -> BucketSums {
     // Each file's ground truth is computed alone (ids are unique across these files).
     let mut hourly = Sums::new();
     for f in files {
-        for (k, (c, r)) in ground_truth(f) {
+        for (k, (c, r)) in full_truth(f) {
             let e = hourly.entry(k).or_insert((0, 0));
             e.0 += c;
             e.1 += r;
@@ -84,7 +84,7 @@ fn runs(db: &Path, task: &str, granularity: &str) -> Vec<(i64, i64)> {
 fn top(db: &Path, granularity: &str, bucket: i64) -> Vec<(String, i64)> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
-        .prepare("SELECT product_id, count FROM top_lists WHERE granularity = ?1 AND bucket_start = ?2 AND ranked_by = 'quantity' ORDER BY rank LIMIT 3")
+        .prepare("SELECT product_id, count FROM top_lists WHERE granularity = ?1 AND bucket_start = ?2 AND breakdown = '' AND ranked_by = 'quantity' ORDER BY rank LIMIT 3")
         .unwrap();
     stmt.query_map(rusqlite::params![granularity, bucket], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()

@@ -5,7 +5,8 @@
 //! demo's history (exact, the product chart centred on it), a reload from the URL, its
 //! rank changes and biggest movers as the API gives them, its worst sellers (and the current day's refusal of them), the
 //! error states, the hour rollover under a controlled clock, a 420 px screen and the dark
-//! palette. Screenshots are saved as `target/dashboard.png` and
+//! palette; a country and a category picked, and the breakdown view's small multiples.
+//! Screenshots are saved as `target/dashboard.png`, `target/dashboard-breakdown.png` and
 //! `target/dashboard-narrow-dark.png` for people to look at.
 
 mod common;
@@ -43,7 +44,7 @@ fn dashboard_table_matches_the_api_after_changing_the_period() {
     );
     let script = browser_driver();
     let dir = tempfile::tempdir().unwrap();
-    let s = serve(&dir.path().join("data"), &["--demo"]);
+    let s = serve(&dir.path().join("data"), &["--demo", "--breakdowns", "country;category;country,category"]);
     // Wait for the demo's sales to reach the speed layer.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -79,10 +80,11 @@ fn dashboard_table_matches_the_api_after_changing_the_period() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(out.status.success(), "browser test failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.matches("table matches the API").count(), 7, "{stdout}");
+    assert_eq!(stdout.matches("table matches the API").count(), 8, "{stdout}");
     for step in [
         "projection: ",
         "search: ",
+        "breakdown view: ",
         "chart: ",
         "reload: ",
         "rank changes and movers: ",

@@ -23,27 +23,35 @@ fn separate_role_processes_on_kafka_postgres_and_s3_answer_exactly() {
     let file = input(d.dir.path(), "events.ndjson", "60000", "21");
     replay_to(&api, &[&file]);
     let truth = ground_truth(&file);
-    d.assert_exact(&bucket_truth(&truth));
+    // Every (breakdown, granularity, bucket, product) of the store equals the truth.
+    let full = bucket_truth(&full_truth(&file));
+    d.assert_exact(&full);
 
-    // The API's exact answer equals the truth: the day's top 10 by quantity.
-    let day = bucket_truth(&truth);
-    let mut want: Vec<(String, i64)> = day
-        .iter()
-        .filter(|((g, b, _), _)| g == "day" && *b == DAY0_MS)
-        .map(|((_, _, p), (c, _))| (p.clone(), *c))
-        .collect();
-    want.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
-    want.truncate(10);
-    let url = format!("{api}/api/v1/top?granularity=day&start={START}T00:00:00Z&k=10");
-    let a: serde_json::Value = reqwest::blocking::get(&url).unwrap().json().unwrap();
-    assert_eq!(a["exact"], true, "{a}");
-    let got: Vec<(String, i64)> = a["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["product_id"].as_str().unwrap().to_string(), r["count"].as_i64().unwrap()))
-        .collect();
-    assert_eq!(got, want);
+    // The API's exact answers equal the truth: the day's top 10 by quantity, globally and
+    // in Germany.
+    for (filter, breakdown) in [("", ""), ("&country=DE", "country=DE")] {
+        let mut want: Vec<(String, i64)> = full
+            .iter()
+            .filter(|((g, b, _), _)| g == "day" && *b == DAY0_MS)
+            .filter_map(|((_, _, p), (c, _))| {
+                let (in_b, p) = p.split_once('\t').unwrap_or(("", p));
+                (in_b == breakdown).then(|| (p.to_string(), *c))
+            })
+            .collect();
+        want.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+        want.truncate(10);
+        assert_eq!(want.len(), 10, "{breakdown:?}");
+        let url = format!("{api}/api/v1/top?granularity=day&start={START}T00:00:00Z&k=10{filter}");
+        let a: serde_json::Value = reqwest::blocking::get(&url).unwrap().json().unwrap();
+        assert_eq!(a["exact"], true, "{a}");
+        let got: Vec<(String, i64)> = a["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["product_id"].as_str().unwrap().to_string(), r["count"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(got, want, "{breakdown:?}");
+    }
     // The Parquet files are on S3, and nowhere on disk.
     let url = d.archive.as_deref().unwrap();
     let root = topk_archive::Root::parse_with(url, &topk_archive::testing::s3_options()).unwrap();
@@ -219,7 +227,7 @@ fn a_burst_of_bad_events_pauses_the_kafka_source_and_resume_loses_no_good_event(
     assert_eq!(letters, want);
 
     // And every good event is counted exactly once.
-    d.assert_exact(&bucket_truth(&ground_truth(&good)));
+    d.assert_exact(&bucket_truth(&full_truth(&good)));
 }
 
 /// The Kafka source SIGKILLed at random moments while it reads another team's topic:
@@ -265,7 +273,7 @@ fn kafka_source_killed_at_random_moments_loses_and_repeats_nothing() {
         source = d.start("source", "source", &[]);
     }
     assert!(total < lines.len() as u64, "the kills came after the source had read everything");
-    d.assert_exact(&bucket_truth(&ground_truth(&good)));
+    d.assert_exact(&bucket_truth(&full_truth(&good)));
 }
 
 /// `kafka_properties` (and `TOPK_KAFKA_PROPERTY_*`, which win) reach librdkafka: valid ones

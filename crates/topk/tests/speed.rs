@@ -19,7 +19,7 @@ fn kappa_fills_every_bucket_exactly_without_a_batch_layer() {
     replay(&input, &data, &["--architecture", "kappa", "--max-entries", "20000"]);
     let db = data.join("store.db");
     // Kappa counts every bucket exactly, open ones (this year) included.
-    let checked = assert_store_exact(&db, &bucket_truth_ended_by(&ground_truth(&input), i64::MAX), 1000);
+    let checked = assert_store_exact(&db, &bucket_truth_ended_by(&full_truth(&input), i64::MAX), 1000);
     assert!(checked.values().sum::<usize>() > 70, "{checked:?}");
     let conn = rusqlite::Connection::open(&db).unwrap();
     let runs: i64 = conn.query_row("SELECT COUNT(*) FROM pipeline_runs", [], |r| r.get(0)).unwrap();
@@ -37,7 +37,7 @@ fn lambda_speed_rows_are_scored_then_replaced_by_exact_ones() {
     // The year 2026 stays approximate until it ends; every bucket that ended is exact.
     let year_ended = chrono::Utc::now() >= "2027-01-01T00:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap();
     let speed_rows: Vec<(String, i64)> = conn
-        .prepare("SELECT granularity, COUNT(*) FROM speed_table GROUP BY granularity")
+        .prepare("SELECT granularity, COUNT(*) FROM speed_table WHERE breakdown = '' GROUP BY granularity")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use topk_core::time::Granularity;
 
+use super::breakdowns::{parse_filter, FILTERS};
 use super::{bad, check_order, params, parse_granularity, parse_instant, ApiError, ErrorReply, Shared};
 use crate::query::{self, BucketState};
 
@@ -31,7 +32,10 @@ pub(crate) struct BucketList {
     )
 )]
 pub(super) async fn buckets(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let p = params(query, &["granularity", "from", "to"])?;
+    let mut allowed = vec!["granularity", "from", "to"];
+    allowed.extend(FILTERS);
+    let p = params(query, &allowed)?;
+    let breakdown = parse_filter(&p, &state.cfg.breakdowns)?.unwrap_or_default();
     let Some(g) = parse_granularity(&p)? else {
         return Err(bad("granularity: one of hour, day, week, month, year"));
     };
@@ -39,6 +43,6 @@ pub(super) async fn buckets(State(state): State<Shared>, RawQuery(query): RawQue
     let to = parse_instant(&p, "to")?.unwrap_or(i64::MAX);
     check_order(from, to)?;
     let rules = state.rules();
-    let buckets = state.stores.with(move |s| query::buckets(s, g, from, to, rules)).await?;
+    let buckets = state.stores.with_breakdown(breakdown, move |s| query::buckets(s, g, from, to, rules)).await?;
     Ok(Json(BucketList { granularity: g, buckets }).into_response())
 }

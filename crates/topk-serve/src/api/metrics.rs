@@ -58,7 +58,19 @@ impl AppState {
     )
 )]
 pub(super) async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
-    let (accuracy, runs) = state.stores.with(|s| Ok((s.accuracy(1000)?, s.run_stats()?))).await?;
+    let sets = state.cfg.breakdowns.names();
+    let max_values = state.cfg.breakdowns.max_values;
+    let (accuracy, runs, breakdowns) = state
+        .stores
+        .with(move |s| {
+            let mut breakdowns = Vec::with_capacity(sets.len());
+            for set in sets {
+                let (n, _) = s.admitted(&set, "")?;
+                breakdowns.push((set, n, max_values));
+            }
+            Ok((s.accuracy(1000)?, s.run_stats()?, breakdowns))
+        })
+        .await?;
     // Log positions may come over the network (Kafka): off the async workers.
     let st = state.clone();
     let lags = match tokio::task::spawn_blocking(move || st.process.lags()).await {
@@ -74,6 +86,7 @@ pub(super) async fn metrics(State(state): State<Shared>) -> Result<Response, Api
         runs,
         accuracy,
         projections: &projections,
+        breakdowns,
     };
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], state.telemetry.render(&scrape)).into_response())
 }

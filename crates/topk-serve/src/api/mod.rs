@@ -6,6 +6,7 @@
 //! The OpenAPI document (`GET /api/v1/openapi.json`) is generated from the handlers'
 //! annotations and types as the router is built, so it cannot drift from the routes.
 
+mod breakdowns;
 mod buckets;
 mod events;
 mod export;
@@ -47,7 +48,7 @@ pub(crate) type Shared = Arc<AppState>;
         title = "topk",
         description = "Top-K products by sales, for any hour, day, ISO week, month, year or range: exact where the batch layer has spoken, with error bounds elsewhere. Times are UTC."
     ),
-    components(schemas(ErrorReply))
+    components(schemas(ErrorReply, top::GroupedAnswer))
 )]
 struct ApiDoc;
 
@@ -69,6 +70,8 @@ pub fn router(state: Shared) -> Router {
         .routes(routes!(products::product))
         .routes(routes!(products::trends))
         .routes(routes!(buckets::buckets))
+        .routes(routes!(breakdowns::dimension))
+        .routes(routes!(breakdowns::configured_sets))
         .routes(routes!(events::ingest))
         .routes(routes!(sources::source))
         .routes(routes!(sources::kafka_source))

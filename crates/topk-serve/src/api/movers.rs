@@ -7,6 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use topk_core::time::Bucket;
 
+use super::breakdowns::{parse_filter, FILTERS};
 use super::export::{movers_csv, Format};
 use super::top::{cached_answer, parse_by, parse_k, parse_period, range, refusable};
 use super::{bad, instant, params, ApiError, ErrorReply, Shared};
@@ -42,17 +43,18 @@ pub(super) async fn movers(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = params(
-        query,
-        &["granularity", "start", "from", "to", "baseline", "direction", "change", "min_count", "k", "by", "format"],
-    )?;
+    let mut allowed =
+        vec!["granularity", "start", "from", "to", "baseline", "direction", "change", "min_count", "k", "by", "format"];
+    allowed.extend(FILTERS);
+    let p = params(query, &allowed)?;
     let req = parse_movers(&p)?;
     let format = Format::of(&p, &headers)?;
-    let key = format!("movers {req:?}");
+    let breakdown = parse_filter(&p, &state.cfg.breakdowns)?.unwrap_or_default();
+    let key = format!("movers {req:?} {breakdown:?}");
     let rules = state.rules();
     let stores = state.stores.clone();
     cached_answer(&state, key, format, movers_csv, async move {
-        let answer = refusable(&stores, move |s| query::movers(s, req, rules)).await?;
+        let answer = refusable(&stores, breakdown, move |s| query::movers(s, req, rules)).await?;
         let settled = answer.exact && !answer.open;
         Ok((answer, settled))
     })

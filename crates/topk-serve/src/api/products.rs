@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use topk_core::time::{Bucket, Granularity};
 
+use super::breakdowns::{parse_filter, FILTERS};
 use super::{bad, check_order, params, parse_granularity, parse_instant, ApiError, ErrorReply, Shared};
 use crate::query::{self, ProductHistory, Trends};
 
@@ -82,8 +83,11 @@ pub(super) async fn product(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = params(query, &["granularity", "from", "to"])?;
+    let mut allowed = vec!["granularity", "from", "to"];
+    allowed.extend(FILTERS);
+    let p = params(query, &allowed)?;
     topk_core::event::check_id("product id", &id).map_err(bad)?;
+    let breakdown = parse_filter(&p, &state.cfg.breakdowns)?.unwrap_or_default();
     let span = |g| match g {
         Granularity::Hour => 48,
         Granularity::Day => 30,
@@ -94,7 +98,7 @@ pub(super) async fn product(
     let (g, from, to) = window(&p, span, 2000)?;
     let rules = state.rules();
     let shown = id.clone();
-    match state.stores.with(move |s| query::history(s, &id, g, from, to, rules)).await? {
+    match state.stores.with_breakdown(breakdown, move |s| query::history(s, &id, g, from, to, rules)).await? {
         Some(history) => Ok(Json(history).into_response()),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -125,7 +129,10 @@ const MAX_TREND_BUCKETS: i64 = 200;
     )
 )]
 pub(super) async fn trends(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let p = params(query, &["ids", "granularity", "from", "to"])?;
+    let mut allowed = vec!["ids", "granularity", "from", "to"];
+    allowed.extend(FILTERS);
+    let p = params(query, &allowed)?;
+    let breakdown = parse_filter(&p, &state.cfg.breakdowns)?.unwrap_or_default();
     let ids: Vec<String> =
         p.get("ids").map_or("", String::as_str).split(',').filter(|s| !s.is_empty()).map(String::from).collect();
     if ids.is_empty() || ids.len() > MAX_TREND_IDS {
@@ -136,7 +143,8 @@ pub(super) async fn trends(State(state): State<Shared>, RawQuery(query): RawQuer
     }
     let (g, from, to) = window(&p, |_| 12, MAX_TREND_BUCKETS)?;
     let rules = state.rules();
-    Ok(Json(state.stores.with(move |s| query::trends(s, &ids, g, from, to, rules)).await?).into_response())
+    let trends = state.stores.with_breakdown(breakdown, move |s| query::trends(s, &ids, g, from, to, rules)).await?;
+    Ok(Json(trends).into_response())
 }
 
 /// `granularity` (default day), `to` (default the end of the current bucket) and `from`

@@ -5,6 +5,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use topk_core::time::Bucket;
 
+use super::breakdowns::{parse_filter, FILTERS};
 use super::export::{projection_csv, Format};
 use super::top::{cached_answer, parse_by, parse_k, refusable};
 use super::{bad, params, parse_granularity, ApiError, ErrorReply, Shared};
@@ -36,7 +37,9 @@ pub(super) async fn projection(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = params(query, &["granularity", "start", "k", "by", "format"])?;
+    let mut allowed = vec!["granularity", "start", "k", "by", "format"];
+    allowed.extend(FILTERS);
+    let p = params(query, &allowed)?;
     let Some(g) = parse_granularity(&p)? else {
         return Err(bad("granularity: missing; one of hour, day, week, month, year"));
     };
@@ -46,11 +49,12 @@ pub(super) async fn projection(
     };
     let (k, by) = (parse_k(&p)?, parse_by(&p)?);
     let format = Format::of(&p, &headers)?;
-    let key = format!("projection {bucket:?} {k} {}", by.as_str());
+    let breakdown = parse_filter(&p, &state.cfg.breakdowns)?.unwrap_or_default();
+    let key = format!("projection {bucket:?} {k} {} {breakdown:?}", by.as_str());
     let rules = state.rules();
     let stores = state.stores.clone();
     cached_answer(&state, key, format, projection_csv, async move {
-        let answer = refusable(&stores, move |s| query::project(s, bucket, k, by, rules)).await?;
+        let answer = refusable(&stores, breakdown, move |s| query::project(s, bucket, k, by, rules)).await?;
         Ok((answer, false))
     })
     .await

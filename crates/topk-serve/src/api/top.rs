@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use topk_core::time::Bucket;
 use topk_store::{By, ServingStore};
 
+use super::breakdowns::{other_note, parse_filter, parse_group_by, GroupBy, ValueTotal, FILTERS};
 use super::export::{top_csv, Format};
 use super::{bad, check_order, params, parse_granularity, parse_instant, ApiError, ErrorReply, Shared};
 use crate::cache::Cached;
@@ -60,9 +61,14 @@ impl AppState {
         ("by" = Option<String>, Query, description = "quantity (default) or revenue"),
         ("format" = Option<String>, Query, description = "json (default) or csv: the rows as CSV, a header line first (also with Accept: text/csv)"),
         ("order" = Option<String>, Query, description = "desc (default): the top K, best first; asc: the K worst sellers, least first, counting catalog products without a sale in the period as 0 (ties by product id). asc needs every bucket of the period exact: an open or approximate one is a 400"),
+        ("country" = Option<String>, Query, description = "Only this country's sales: the lists of the configured breakdown \"country\" (with city or category too: of that configured combination). \"(none)\": events without a country; \"(other)\": values past breakdown_max_values. A combination that is not configured is a 400 naming the configured ones"),
+        ("city" = Option<String>, Query, description = "Only this city's sales, like country"),
+        ("category" = Option<String>, Query, description = "Only this category's sales, like country"),
+        ("group_by" = Option<String>, Query, description = "country, city or category: the top K of each of the period's biggest values of that dimension (with the other filters given: of the configured combination), as a GroupedAnswer"),
+        ("groups" = Option<usize>, Query, description = "With group_by: how many values, 1 to 50 (default 10)"),
     ),
     responses(
-        (status = 200, description = "The period's top K (or, with format=csv, its rows as text/csv)", body = TopAnswer,
+        (status = 200, description = "The period's top K (or, with format=csv, its rows as text/csv; with group_by, a GroupedAnswer)", body = TopAnswer,
             headers(("x-cache" = String, description = "hit or miss"))),
         (status = 400, description = "Bad parameter (the message names it and says why), or order=asc for a period that is not exact", body = ErrorReply),
         (status = 503, description = "The store cannot be read", body = ErrorReply),
@@ -73,20 +79,79 @@ pub(super) async fn top(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = params(query, &["granularity", "start", "from", "to", "k", "by", "order", "format"])?;
+    let mut allowed = vec!["granularity", "start", "from", "to", "k", "by", "order", "format", "group_by", "groups"];
+    allowed.extend(FILTERS);
+    let p = params(query, &allowed)?;
     let TopRequest { buckets, k, by, ascending } = parse_top(&p)?;
     let format = Format::of(&p, &headers)?;
-    let key = format!("top {buckets:?} {k} {} {ascending}", by.as_str());
+    let breakdowns = &state.cfg.breakdowns;
+    if let Some(group) = parse_group_by(&p, breakdowns)? {
+        if ascending || format != Format::Json {
+            return Err(bad("group_by answers the top K of each group, as JSON: not with order=asc or format=csv"));
+        }
+        return grouped(state, group, buckets, k, by).await;
+    }
+    let filter = parse_filter(&p, breakdowns)?;
+    let key = format!("top {buckets:?} {k} {} {ascending} {filter:?}", by.as_str());
     let rules = state.rules();
     let stores = state.stores.clone();
+    let max_values = breakdowns.max_values;
     cached_answer(&state, key, format, top_csv, async move {
-        let answer = if ascending {
-            refusable(&stores, move |s| query::bottom(s, buckets, k, by, rules)).await?
+        let breakdown = filter.clone().unwrap_or_default();
+        let mut answer = if ascending {
+            refusable(&stores, breakdown.clone(), move |s| query::bottom(s, buckets, k, by, rules)).await?
         } else {
-            stores.with(move |s| query::top(s, buckets, k, by, rules)).await?
+            stores.with_breakdown(breakdown.clone(), move |s| query::top(s, buckets, k, by, rules)).await?
         };
+        if let Some((set, value)) = topk_core::breakdown::parse_key(&breakdown) {
+            let (set, value) = (set.to_string(), value.to_string());
+            let (_, admitted) = stores.with(move |s| s.admitted(&set, &value)).await?;
+            answer.notes.extend(other_note(&breakdown, admitted, max_values));
+        }
+        answer.breakdown = filter;
         let settled = answer.exact && !answer.open;
         Ok((answer, settled))
+    })
+    .await
+}
+
+/// The top K of each of a period's biggest values of a set (`group_by`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct GroupedAnswer {
+    group_by: String,
+    /// The groups, biggest first (by the measure ranked by).
+    groups: Vec<Group>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Group {
+    #[serde(flatten)]
+    value: ValueTotal,
+    top: TopAnswer,
+}
+
+async fn grouped(state: Shared, group: GroupBy, buckets: Vec<Bucket>, k: usize, by: By) -> Result<Response, ApiError> {
+    let key = format!("group {buckets:?} {k} {} {} {:?} {}", by.as_str(), group.set, group.fixed_key(), group.groups);
+    let rules = state.rules();
+    let stores = state.stores.clone();
+    let group_by = group.set.to_string();
+    cached_answer(&state, key, Format::Json, |_| Vec::new(), async move {
+        let groups = stores
+            .with(move |s| {
+                let mut values = group.values(s, &buckets, by)?;
+                values.truncate(group.groups);
+                let mut groups = Vec::with_capacity(values.len());
+                for value in values {
+                    s.set_breakdown(&value.breakdown);
+                    let mut top = query::top(s, buckets.clone(), k, by, rules)?;
+                    top.breakdown = Some(value.breakdown.clone());
+                    groups.push(Group { value, top });
+                }
+                Ok(groups)
+            })
+            .await?;
+        let settled = groups.iter().all(|g| g.top.exact && !g.top.open);
+        Ok((GroupedAnswer { group_by, groups }, settled))
     })
     .await
 }
@@ -95,10 +160,11 @@ pub(super) async fn top(
 /// refusal is the client's 400, not a store failure.
 pub(super) async fn refusable<T: Send + 'static>(
     stores: &Arc<StorePool>,
+    breakdown: String,
     f: impl FnOnce(&mut dyn ServingStore) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let answer = stores
-        .with(move |s| match f(s) {
+        .with_breakdown(breakdown, move |s| match f(s) {
             Ok(a) => Ok(Ok(a)),
             Err(QueryError::Refused(why)) => Ok(Err(why)),
             Err(QueryError::Store(e)) => Err(e),

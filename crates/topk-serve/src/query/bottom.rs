@@ -125,6 +125,7 @@ pub fn bottom(
         freshness: Freshness { approximate_as_of: None, age_ms: None, computed_at: format_rfc3339(rules.now_ms) },
         buckets: period.states(),
         notes: Vec::new(),
+        breakdown: None,
     })
 }
 

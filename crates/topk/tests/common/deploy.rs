@@ -211,7 +211,7 @@ pub fn truth_of(files: &[&Path]) -> Sums {
     }
     let joined = files[0].with_extension("all");
     std::fs::write(&joined, all).unwrap();
-    ground_truth(&joined)
+    full_truth(&joined)
 }
 
 /// The sum of a metric's samples on a role's /metrics (0 if it cannot be read).

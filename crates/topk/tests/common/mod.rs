@@ -50,6 +50,32 @@ fn hour_of(ts: &serde_json::Value) -> i64 {
 /// Computes the expected archive sums from an NDJSON file without any topk code:
 /// every distinct event_id counts once, refunds in the hour of their sale_ts.
 pub fn ground_truth(path: &Path) -> Sums {
+    truth_with(path, &[])
+}
+
+/// The breakdowns `topk` keeps by default (`breakdowns = ["country", "category"]`).
+pub const DEFAULT_BREAKDOWNS: [&str; 2] = ["country", "category"];
+
+/// The key under which a breakdown's sums of a product are kept in [`Sums`] and
+/// [`BucketSums`] beside the global ones (keyed by the product alone): `country=DE\tp1`.
+pub fn in_breakdown(breakdown: &str, product: &str) -> String {
+    if breakdown.is_empty() {
+        product.to_string()
+    } else {
+        format!("{breakdown}\t{product}")
+    }
+}
+
+/// [`ground_truth`], and beside it each default breakdown's sums (see [`truth_with`]).
+pub fn full_truth(path: &Path) -> Sums {
+    truth_with(path, &DEFAULT_BREAKDOWNS)
+}
+
+/// [`ground_truth`], and beside it the sums of each breakdown of `sets` (`"country"`,
+/// `"country,category"`), computed from the file alone: an event counts under the values
+/// it carries (`(none)` for a dimension without one; several joined by `|`), a refund
+/// under the values it carries itself.
+pub fn truth_with(path: &Path, sets: &[&str]) -> Sums {
     let text = std::fs::read_to_string(path).unwrap();
     let mut seen = HashSet::new();
     let mut sums = Sums::new();
@@ -61,9 +87,17 @@ pub fn ground_truth(path: &Path) -> Sums {
         let when = if v["sale_ts"].is_null() { &v["ts"] } else { &v["sale_ts"] };
         let qty = v["quantity"].as_i64().unwrap_or(1);
         let price = v["price_cents"].as_i64().unwrap_or(0);
-        let e = sums.entry((v["product_id"].as_str().unwrap().to_string(), hour_of(when))).or_insert((0, 0));
-        e.0 += qty;
-        e.1 += qty * price;
+        let product = v["product_id"].as_str().unwrap();
+        let breakdowns = sets.iter().map(|set| {
+            let values: Vec<&str> =
+                set.split(',').map(|d| v[d].as_str().filter(|s| !s.is_empty()).unwrap_or("(none)")).collect();
+            format!("{set}={}", values.join("|"))
+        });
+        for breakdown in std::iter::once(String::new()).chain(breakdowns) {
+            let e = sums.entry((in_breakdown(&breakdown, product), hour_of(when))).or_insert((0, 0));
+            e.0 += qty;
+            e.1 += qty * price;
+        }
     }
     sums
 }
@@ -238,14 +272,14 @@ pub fn assert_catalog_eq(
     );
 }
 
-/// Every row of the store's batch_table.
+/// Every row of the store's batch_table, the breakdowns' as [`in_breakdown`] keys them.
 pub fn store_sums(location: &(impl AsRef<std::ffi::OsStr> + ?Sized)) -> BucketSums {
     let mut out = BucketSums::new();
     open_store(location)
         .transaction(|c| {
-            let sql = "SELECT granularity, bucket_start, product_id, count, revenue_cents FROM batch_table";
+            let sql = "SELECT granularity, bucket_start, breakdown, product_id, count, revenue_cents FROM batch_table";
             c.query(sql, &[], &mut |r| {
-                out.insert((r.text(0)?, r.int(1)?, r.text(2)?), (r.int(3)?, r.int(4)?));
+                out.insert((r.text(0)?, r.int(1)?, in_breakdown(&r.text(2)?, &r.text(3)?)), (r.int(4)?, r.int(5)?));
                 Ok(())
             })
         })
@@ -280,14 +314,16 @@ pub fn assert_store_exact(
         diffs[..diffs.len().min(10)].join("\n")
     );
 
-    let mut per_bucket: BTreeMap<(String, i64), Vec<ProductRow>> = BTreeMap::new();
+    let mut per_bucket: BTreeMap<(String, i64, String), Vec<ProductRow>> = BTreeMap::new();
     for ((g, b, p), (c, r)) in truth {
-        per_bucket.entry((g.clone(), *b)).or_default().push((p.clone(), *c, *r));
+        let (breakdown, p) = p.split_once('\t').unwrap_or(("", p));
+        per_bucket.entry((g.clone(), *b, breakdown.to_string())).or_default().push((p.to_string(), *c, *r));
     }
     let mut store = open_store(location);
     let mut checked = BTreeMap::new();
-    for ((g, b), rows) in &per_bucket {
+    for ((g, b, breakdown), rows) in &per_bucket {
         let bucket = topk_core::time::Bucket { granularity: g.parse().unwrap(), start_ms: *b };
+        store.set_breakdown(breakdown);
         for (by, key) in [(topk_store::By::Quantity, 1usize), (topk_store::By::Revenue, 2)] {
             let mut want: Vec<ProductRow> = rows.clone();
             want.sort_by(|x, y| {
@@ -297,9 +333,11 @@ pub fn assert_store_exact(
             let want: Vec<(String, i64)> = want.into_iter().take(k).map(|(p, c, _)| (p, c)).collect();
             let got: Vec<(String, i64)> =
                 store.top_list(bucket, by, k).unwrap().into_iter().map(|r| (r.product_id, r.count)).collect();
-            assert_eq!(got, want, "top list of ({g}, {b}) by {by:?}");
+            assert_eq!(got, want, "top list of ({g}, {b}, {breakdown:?}) by {by:?}");
         }
-        *checked.entry(g.clone()).or_insert(0) += 1;
+        if breakdown.is_empty() {
+            *checked.entry(g.clone()).or_insert(0) += 1;
+        }
     }
     checked
 }
