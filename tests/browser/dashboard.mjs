@@ -89,6 +89,8 @@ try {
     await page.waitForTimeout(700);
   }
   check(projectedSeen, "the projected column never matched the API's projection");
+  // The sparklines come with the trends, a request of their own: give it time on a busy machine.
+  await page.waitForFunction(() => document.querySelectorAll("#top-table td.spark svg polyline").length >= 5, null, { timeout: 15000 }).catch(() => {});
   const sparks = await page.locator("#top-table td.spark svg polyline").count();
   check(sparks >= 5, `only ${sparks} sparklines`);
   const projectionCsv = await (await fetch(new URL(await page.getAttribute("#projection-csv", "href"), base))).text();
@@ -152,6 +154,9 @@ try {
   await page.locator("#breakdown").screenshot({ path: shot.replace(/\.png$/, "-breakdown.png") });
   console.log(`breakdown view: ${groupsSeen.length} countries (${groupsSeen.map((g) => g.value).join(", ")}), each its top 5 as the API gives them`);
   await page.selectOption("#group-by", "");
+  // That reloads the table and the product chart: let it land before the next step's.
+  await page.waitForFunction(() => document.getElementById("breakdown").hidden && !(document.body.dataset.query || "").includes("country="));
+  await page.waitForTimeout(1500);
 
   // A past day of the demo's history: exact, and the product chart is centred on it (a
   // chart ending today shows it where it fits; the future holds nothing to draw).
