@@ -166,10 +166,13 @@ try {
   await page.selectOption("#period", day);
   await sameAsApi(`past day ${day}`, `start=${day}`);
   await page.waitForFunction(() => document.getElementById("status").textContent.includes("exact"), null, { timeout: 60000 });
+  // Wait for the chart of this period: the one before it (today's window) also spans the
+  // day, so a wait for any window around it can end on the old chart.
   await page.waitForFunction((day) => {
     const c = document.getElementById("chart");
-    return c.dataset.from && c.dataset.from < day && c.dataset.to > day;
-  }, `${day}T12`, { timeout: 15000 });
+    const mid = (Date.parse(c.dataset.from) + Date.parse(c.dataset.to)) / 2;
+    return c.dataset.from && Math.abs(mid - Date.parse(`${day}:00:00Z`)) <= 86400000;
+  }, `${day}T12`, { timeout: 15000 }).catch(() => {});
   const window = await page.evaluate(() => ({ ...document.getElementById("chart").dataset }));
   const mid = (Date.parse(window.from) + Date.parse(window.to)) / 2;
   const centred = Math.abs(mid - Date.parse(`${day}T12:00:00Z`)) <= 86400000;

@@ -208,7 +208,6 @@ impl<S: BatchStore> Batch<S> {
 
     /// Runs the whole DAG of one bucket and clears it from the pending set.
     pub fn run_bucket(&mut self, state: &ArchiveState, bucket: Bucket) -> Result<u64, BatchError> {
-        self.prepare()?;
         let pending = self.store.pending()?;
         self.run_bucket_with(state, &pending, bucket, &mut Partials::default())
     }

@@ -30,7 +30,7 @@ use catalog::Catalog;
 use foldhash::fast::RandomState;
 use sketch::{Admission, CountMin, Row, SketchError, TopSketch};
 pub use topk_core::accuracy::{score, Accuracy};
-use topk_core::breakdown::{parse_key, Breakdowns, DimSet, OTHER};
+use topk_core::breakdown::{parse_key, Breakdowns, DimSet, DimValues, OTHER};
 use topk_core::flush::{CorruptFlush, FlushBatch};
 use topk_core::partition::sketch_key;
 use topk_core::time::{Bucket, Granularity};
@@ -354,18 +354,25 @@ impl<S: SpeedStore> Speed<S> {
         // Sum per bucket first: a day bucket receives one row per hour of the same product,
         // and a breakdown's bucket one row per value of the other dimensions.
         type Sums<'a> = HashMap<&'a str, Row<'a>, RandomState>;
-        let mut per_bucket: HashMap<(Bucket, String), Sums<'_>, RandomState> = HashMap::default();
+        // The breakdown keys of each distinct combination of dimension values in the batch
+        // (the global `""` first): built once, not per row and granularity.
         let sets = &self.cfg.breakdowns.sets;
+        let mut keys: HashMap<&DimValues, Vec<String>, RandomState> = HashMap::default();
+        for r in &batch.rows {
+            keys.entry(&r.dims).or_insert_with(|| {
+                std::iter::once(String::new()).chain(sets.iter().map(|s| s.key(&s.value_of(&r.dims)))).collect()
+            });
+        }
+        let mut per_bucket: HashMap<(Bucket, &str), Sums<'_>, RandomState> = HashMap::default();
         for r in &batch.rows {
             // Hashed once per row, not once per granularity.
             let key = sketch_key(r.product_id.as_bytes());
-            let breakdowns: Vec<String> =
-                std::iter::once(String::new()).chain(sets.iter().map(|s| s.key(&s.value_of(&r.dims)))).collect();
+            let breakdowns = &keys[&r.dims];
             for g in Granularity::ALL {
                 let bucket = Bucket::containing(g, r.hour_ms);
-                for breakdown in &breakdowns {
+                for breakdown in breakdowns {
                     let e = per_bucket
-                        .entry((bucket, breakdown.clone()))
+                        .entry((bucket, breakdown.as_str()))
                         .or_default()
                         .entry(&r.product_id)
                         .or_insert(Row { product_id: &r.product_id, key, quantity: 0, revenue_cents: 0 });
@@ -376,7 +383,7 @@ impl<S: SpeedStore> Speed<S> {
         }
         let low = self.low_watermark();
         let high = self.watermarks.iter().copied().max().unwrap_or(i64::MIN);
-        let mut per_bucket: Vec<((Bucket, String), Sums<'_>)> = per_bucket.into_iter().collect();
+        let mut per_bucket: Vec<((Bucket, &str), Sums<'_>)> = per_bucket.into_iter().collect();
         // Biggest first, so that the values that get their own sketches when memory runs
         // short are the ones with the most volume.
         per_bucket.sort_by_cached_key(|((b, k), sums)| {
@@ -390,6 +397,7 @@ impl<S: SpeedStore> Speed<S> {
             {
                 continue;
             }
+            let breakdown = breakdown.to_string();
             let breakdown = match self.cfg.architecture {
                 // A breakdown's bucket that has ended for some partition before it opened
                 // here (history, a replay) is left to the batch layer: it would only take
@@ -431,6 +439,7 @@ impl<S: SpeedStore> Speed<S> {
         let low = self.low_watermark();
         let final_delay = self.cfg.final_delay;
         let mut finished = Vec::new();
+        // The buckets to write, each with whether this is its last write.
         let mut due = Vec::new();
         for (id, open) in self.open.iter_mut() {
             if open.ended_at.is_none() && id.0.end_ms() <= low {
@@ -445,7 +454,7 @@ impl<S: SpeedStore> Speed<S> {
                 finished.push(id.clone());
             }
             if open.dirty || last {
-                due.push(id.clone());
+                due.push((id.clone(), last));
             }
         }
         let now_ms = topk_core::clock::now_ms();
@@ -454,16 +463,19 @@ impl<S: SpeedStore> Speed<S> {
         match self.cfg.architecture {
             Architecture::Lambda => {
                 let mut writes = Vec::with_capacity(due.len());
-                let mut exact_buckets: HashMap<Bucket, bool, RandomState> = HashMap::default();
-                for id in &due {
+                // `due` is in (bucket, breakdown) order: a bucket's breakdowns follow each
+                // other, and share one look at whether it is exact.
+                let mut exact_of: Option<(Bucket, bool)> = None;
+                for (id, last) in &due {
                     let bucket = &id.0;
                     // Once the batch layer has the exact answer, approximate rows only mislead.
-                    let exact = match exact_buckets.get(bucket) {
-                        Some(&exact) => exact,
-                        None => *exact_buckets.entry(*bucket).or_insert(self.store.has_exact(*bucket)?),
+                    let exact = match exact_of {
+                        Some((b, exact)) if b == *bucket => exact,
+                        _ => self.store.has_exact(*bucket)?,
                     };
+                    exact_of = Some((*bucket, exact));
                     let Counts::Sketches(parts) = &self.open[id].counts else { unreachable!("lambda holds sketches") };
-                    let done = exact || finished.contains(id);
+                    let done = exact || *last;
                     if exact {
                         finished.push(id.clone());
                     }
@@ -487,7 +499,7 @@ impl<S: SpeedStore> Speed<S> {
             }
             Architecture::Kappa => {
                 let mut rows = Vec::with_capacity(due.len());
-                for id in &due {
+                for (id, _) in &due {
                     let open = self.open.get_mut(id).expect("due buckets are open");
                     let Counts::Exact { sums, changed } = &mut open.counts else {
                         unreachable!("kappa counts exactly")
@@ -506,7 +518,7 @@ impl<S: SpeedStore> Speed<S> {
             }
         }
         self.catalog.wrote(&products);
-        for id in &due {
+        for (id, _) in &due {
             if let Some(open) = self.open.get_mut(id) {
                 open.dirty = false;
             }

@@ -47,9 +47,10 @@ pub trait ServingStore: Send {
     /// their net quantity and revenue: exact where the bucket is, else the speed layer's
     /// quantities with a revenue of 0.
     fn breakdown_values(&mut self, bucket: Bucket, prefix: &str) -> Result<Vec<(String, i64, i64)>>;
-    /// How many values the breakdown set `set` (`country`) has admitted, and whether
-    /// `value` is one of them.
-    fn admitted(&mut self, set: &str, value: &str) -> Result<(i64, bool)>;
+    /// How many values the breakdown set `set` (`country`) has admitted.
+    fn admitted_count(&mut self, set: &str) -> Result<i64>;
+    /// Whether `set` has admitted `value`.
+    fn is_admitted(&mut self, set: &str, value: &str) -> Result<bool>;
     /// Scored buckets, newest first.
     fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>>;
     /// Runs, failures first, then newest first.
@@ -228,10 +229,12 @@ impl ServingStore for SqlStore {
         }
     }
 
-    fn admitted(&mut self, set: &str, value: &str) -> Result<(i64, bool)> {
-        let count = query_int(&mut *self.conn, ADMITTED_COUNT, &vals![set])?.unwrap_or(0);
-        let is = query_int(&mut *self.conn, IS_ADMITTED, &vals![set, value])?.unwrap_or(0) > 0;
-        Ok((count, is))
+    fn admitted_count(&mut self, set: &str) -> Result<i64> {
+        Ok(query_int(&mut *self.conn, ADMITTED_COUNT, &vals![set])?.unwrap_or(0))
+    }
+
+    fn is_admitted(&mut self, set: &str, value: &str) -> Result<bool> {
+        Ok(query_int(&mut *self.conn, IS_ADMITTED, &vals![set, value])?.unwrap_or(0) > 0)
     }
 
     fn accuracy(&mut self, limit: usize) -> Result<Vec<AccuracyRecord>> {

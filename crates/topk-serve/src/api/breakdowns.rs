@@ -11,7 +11,7 @@ use topk_core::breakdown::{split_value, Breakdowns, DimSet, Dimension, OTHER};
 use topk_core::time::{Bucket, Granularity};
 use topk_store::{By, ServingStore, StoreError};
 
-use super::{bad, params, parse_instant, ApiError, ErrorReply, Shared};
+use super::{bad, params, parse_instant, parse_limit, ApiError, ErrorReply, Shared};
 
 /// The filter parameters, one per dimension.
 pub(super) const FILTERS: [&str; 3] = ["country", "city", "category"];
@@ -48,6 +48,7 @@ fn configured(breakdowns: &Breakdowns, dims: DimSet) -> Result<DimSet, ApiError>
 
 /// `group_by=country&groups=10` (with the other filters, if any): the set, the filters'
 /// values it must match, and how many groups.
+#[derive(Debug)]
 pub(super) struct GroupBy {
     pub set: DimSet,
     /// Per dimension of the set, the value a filter fixes it to.
@@ -131,11 +132,6 @@ pub(super) fn value_totals(
 }
 
 impl GroupBy {
-    /// The filters' values, for a cache key.
-    pub fn fixed_key(&self) -> String {
-        format!("{:?}", self.fixed)
-    }
-
     /// The values of the group's set that the filters fix, over `buckets`.
     pub fn values(&self, s: &mut dyn ServingStore, buckets: &[Bucket], by: By) -> Result<Vec<ValueTotal>, StoreError> {
         value_totals(s, self.set, &self.fixed, buckets, by)
@@ -207,17 +203,13 @@ pub(super) async fn dimension(
     let from = parse_instant(&p, "from")?.unwrap_or(year.start_ms);
     let to = parse_instant(&p, "to")?.unwrap_or(year.end_ms());
     let buckets = super::top::range(from, to)?;
-    let limit = match p.get("limit").map(|l| l.parse::<usize>()) {
-        None => 100,
-        Some(Ok(l)) if (1..=1000).contains(&l) => l,
-        Some(_) => return Err(bad("limit: a whole number from 1 to 1000")),
-    };
+    let limit = parse_limit(&p, 100, 1000)?;
     let q = p.get("q").map(|q| q.trim().to_lowercase()).unwrap_or_default();
     let max_values = state.cfg.breakdowns.max_values;
     let (mut values, admitted) = state
         .stores
         .with(move |s| {
-            Ok((value_totals(s, set, &[None], &buckets, By::Quantity)?, s.admitted(&set.to_string(), "")?.0))
+            Ok((value_totals(s, set, &[None], &buckets, By::Quantity)?, s.admitted_count(&set.to_string())?))
         })
         .await?;
     values.retain(|v| v.value.to_lowercase().starts_with(&q));

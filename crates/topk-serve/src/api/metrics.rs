@@ -65,7 +65,7 @@ pub(super) async fn metrics(State(state): State<Shared>) -> Result<Response, Api
         .with(move |s| {
             let mut breakdowns = Vec::with_capacity(sets.len());
             for set in sets {
-                let (n, _) = s.admitted(&set, "")?;
+                let n = s.admitted_count(&set)?;
                 breakdowns.push((set, n, max_values));
             }
             Ok((s.accuracy(1000)?, s.run_stats()?, breakdowns))

@@ -212,6 +212,15 @@ pub(crate) fn params(query: Option<String>, allowed: &[&str]) -> Result<HashMap<
     Ok(out)
 }
 
+/// `limit`: 1 to `max`, `default` when absent.
+pub(crate) fn parse_limit(p: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match p.get("limit").map(|l| l.parse::<usize>()) {
+        None => Ok(default),
+        Some(Ok(l)) if (1..=max).contains(&l) => Ok(l),
+        Some(_) => Err(bad(format!("limit: a whole number from 1 to {max}"))),
+    }
+}
+
 pub(crate) fn parse_granularity(p: &HashMap<String, String>) -> Result<Option<Granularity>, ApiError> {
     p.get("granularity").map(|g| g.parse::<Granularity>().map_err(|e| bad(format!("granularity: {e}")))).transpose()
 }

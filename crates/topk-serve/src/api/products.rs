@@ -8,7 +8,7 @@ use axum::Json;
 use topk_core::time::{Bucket, Granularity};
 
 use super::breakdowns::{parse_filter, FILTERS};
-use super::{bad, check_order, params, parse_granularity, parse_instant, ApiError, ErrorReply, Shared};
+use super::{bad, check_order, params, parse_granularity, parse_instant, parse_limit, ApiError, ErrorReply, Shared};
 use crate::query::{self, ProductHistory, Trends};
 
 /// A catalog entry: the product, with the newest name and category its events carried.
@@ -47,11 +47,7 @@ pub(super) async fn search_products(
     if q.is_empty() {
         return Err(bad("q: give the start of a product id or name"));
     }
-    let limit = match p.get("limit").map(|l| l.parse::<usize>()) {
-        None => 20,
-        Some(Ok(l)) if (1..=100).contains(&l) => l,
-        Some(_) => return Err(bad("limit: a whole number from 1 to 100")),
-    };
+    let limit = parse_limit(&p, 20, 100)?;
     let found = state.stores.with(move |s| s.search_products(&q, limit)).await?;
     let products = found
         .into_iter()

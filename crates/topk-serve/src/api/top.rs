@@ -105,7 +105,7 @@ pub(super) async fn top(
         };
         if let Some((set, value)) = topk_core::breakdown::parse_key(&breakdown) {
             let (set, value) = (set.to_string(), value.to_string());
-            let (_, admitted) = stores.with(move |s| s.admitted(&set, &value)).await?;
+            let admitted = stores.with(move |s| s.is_admitted(&set, &value)).await?;
             answer.notes.extend(other_note(&breakdown, admitted, max_values));
         }
         answer.breakdown = filter;
@@ -131,7 +131,7 @@ pub(crate) struct Group {
 }
 
 async fn grouped(state: Shared, group: GroupBy, buckets: Vec<Bucket>, k: usize, by: By) -> Result<Response, ApiError> {
-    let key = format!("group {buckets:?} {k} {} {} {:?} {}", by.as_str(), group.set, group.fixed_key(), group.groups);
+    let key = format!("group {buckets:?} {k} {} {group:?}", by.as_str());
     let rules = state.rules();
     let stores = state.stores.clone();
     let group_by = group.set.to_string();
