@@ -4,7 +4,8 @@
 /// less than `window_ms` (rounded up to a whole [`DEDUP_SLICES`]th of it: an id is
 /// remembered at least that long, at most a slice longer). Keying ids
 /// by the newest event time *when they arrived* (not by their own, possibly late,
-/// timestamp) also catches redeliveries of late or backfilled events.
+/// timestamp) also catches redeliveries of late or backfilled events; an id is kept from
+/// the newest time of its whole log batch, so a retried batch is caught whole.
 ///
 /// Compact and bounded: one 12-byte entry per id in one open-addressing table (13 bytes
 /// with its control byte, ~20 at the table's mean load), against ~70 for a set of
@@ -58,9 +59,9 @@ impl DedupWindow {
         ts_ms.div_euclid(self.slice_ms)
     }
 
-    /// The earliest arrival time (newest event time when an id came) still remembered
-    /// once the newest event time is `max_ts_ms`; replaying the log from a point before
-    /// every later arrival rebuilds the window exactly.
+    /// The earliest time an id is kept from (the newest event time of the batch it came
+    /// in) still remembered once the newest event time is `max_ts_ms`; replaying the log
+    /// from a point before every later batch rebuilds the window exactly.
     pub(crate) fn horizon(&self, max_ts_ms: i64) -> i64 {
         (self.slice(max_ts_ms) - i64::from(self.slices)).saturating_mul(self.slice_ms)
     }
@@ -82,9 +83,19 @@ impl DedupWindow {
     }
 
     /// Records an event that arrived when the newest event time was `max_ts_ms`;
-    /// `true` if its id was already seen within the window.
+    /// `true` if its id was already seen within the window (of its latest copy).
     /// A window of 0 ms (or less) turns dedup off: nothing is remembered or dropped.
     pub fn is_duplicate(&mut self, digest: u128, max_ts_ms: i64) -> bool {
+        self.is_duplicate_in_batch(digest, max_ts_ms, max_ts_ms)
+    }
+
+    /// [`Self::is_duplicate`] for an event of a log batch whose newest event time is
+    /// `batch_max_ts_ms` (at least `max_ts_ms`): it is looked up as of `max_ts_ms`, and
+    /// remembered until the window has passed `batch_max_ts_ms`. A retried batch then finds
+    /// every id of its first copy, however much event time the batch spans, and a copy of
+    /// an event in the next batch still finds it (an id kept only from the batch's newest
+    /// time would have expired for it when batches span more than the window).
+    pub fn is_duplicate_in_batch(&mut self, digest: u128, max_ts_ms: i64, batch_max_ts_ms: i64) -> bool {
         if self.off {
             return false;
         }
@@ -93,17 +104,26 @@ impl DedupWindow {
             self.sweep(now);
         }
         let key = digest as u64;
-        let slice = now as u32;
+        let (slice, keep) = (now as u32, self.slice(batch_max_ts_ms.max(max_ts_ms)) as u32);
         let window = self.slices;
-        let live = |s: &Seen| slice.wrapping_sub(s.slice) <= window;
         match self.table.find_mut(key, |s| s.digest == key) {
-            Some(seen) if live(seen) => true,
+            Some(seen) if live(slice, seen.slice, window) => {
+                // Remembered from its latest copy: so the window holds, for each id, what
+                // the batches since the oldest live one say, and a rebuild from there
+                // (after a crash) decides as an uninterrupted run does. Kept from the
+                // first copy only, an id seen at t, t + 6 and t + 12 minutes was dropped
+                // the third time by a rebuild that began after t, and counted otherwise.
+                if ahead(keep, seen.slice) {
+                    seen.slice = keep;
+                }
+                true
+            }
             Some(seen) => {
-                seen.slice = slice;
+                seen.slice = keep;
                 false
             }
             None => {
-                self.table.insert_unique(key, Seen { digest: key, slice }, |s| s.digest);
+                self.table.insert_unique(key, Seen { digest: key, slice: keep }, |s| s.digest);
                 false
             }
         }
@@ -122,7 +142,7 @@ impl DedupWindow {
     fn sweep(&mut self, now: i64) {
         let (slice, window) = (now as u32, self.slices);
         let before = self.table.len();
-        self.table.retain(|s| slice.wrapping_sub(s.slice) <= window);
+        self.table.retain(|s| live(slice, s.slice, window));
         let len = self.table.len();
         // The first ids to expire mean the window is full: its table is sized for it now,
         // rather than whenever its room first runs low (one to two windows later, when a
@@ -140,4 +160,16 @@ impl DedupWindow {
         }
         self.swept = Some(now);
     }
+}
+
+/// Whether an id kept from slice `kept` is still in a window of `window` slices at slice
+/// `now` (both mod 2^32): not more than `window` behind, or ahead (kept for the newest
+/// time of a batch still being read).
+fn live(now: u32, kept: u32, window: u32) -> bool {
+    ahead(kept, now) || now.wrapping_sub(kept) <= window
+}
+
+/// Whether slice `a` is after slice `b` (mod 2^32: less than half the circle ahead).
+fn ahead(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < u32::MAX / 2
 }

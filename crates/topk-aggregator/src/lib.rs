@@ -236,27 +236,44 @@ impl PartitionAggregator {
 
     /// Consumes the events of `batch` from the current position up to `until` (exclusive).
     /// With `count == false` only the dedup window and watermark are updated (recovery).
+    ///
+    /// Every id of a log batch (one ingest request's events for this partition, or one
+    /// poll of a source topic) is remembered until the window has passed the batch's
+    /// newest event time, not its own arrival's: a client that retries a request then
+    /// finds all of its ids still remembered, however much event time the request spans
+    /// (a backfill's batch of 36 minutes against a 10-minute window was counted twice,
+    /// less its last 10 minutes: the fault campaign). It is a function of the batch and
+    /// the newest time before it, so a rebuild after a crash keeps the same ids as long.
     fn consume(&mut self, batch: &topk_log::Batch, count: bool, until: u64) -> Result<(), AggregatorError> {
         let (before, start) = (self.max_ts, self.next);
+        let partition = self.partition;
+        let decode_error = |source| AggregatorError::Record { partition, source };
+        let mut batch_max = self.max_ts;
+        for ev in Decoder::new(&batch.payload) {
+            batch_max = batch_max.max(ev.map_err(decode_error)?.ts_ms);
+        }
         for (offset, ev) in (batch.base_offset..).zip(Decoder::new(&batch.payload)) {
-            let ev = ev.map_err(|source| AggregatorError::Record { partition: self.partition, source })?;
+            let ev = ev.map_err(decode_error)?;
             if offset >= self.next && offset < until {
-                self.observe(&ev, count);
+                self.observe(&ev, count, batch_max);
                 self.next = offset + 1;
             }
         }
         if self.next > start {
             // From where consumption started (a batch may be consumed in two parts across a
-            // restart), so a rebuild starting there begins at exactly the recorded max.
-            self.batches.push_back((start, before, self.max_ts));
+            // restart), so a rebuild starting there begins at exactly the recorded max; its
+            // ids stay in the window until the window passes `batch_max`.
+            self.batches.push_back((start, before, batch_max));
         }
         Ok(())
     }
 
-    fn observe(&mut self, ev: &EventRef<'_>, count: bool) {
+    /// Counts one event of a batch whose newest event time is `batch_max` (its id is
+    /// remembered until the window has passed that).
+    fn observe(&mut self, ev: &EventRef<'_>, count: bool, batch_max: i64) {
         let watermark = self.watermark_ms();
         self.max_ts = self.max_ts.max(ev.ts_ms);
-        if self.dedup.is_duplicate(ev.id_digest, self.max_ts) {
+        if self.dedup.is_duplicate_in_batch(ev.id_digest, self.max_ts, batch_max) {
             if count {
                 self.duplicates += 1;
             }

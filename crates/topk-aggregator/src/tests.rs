@@ -138,26 +138,78 @@ fn duplicates_inside_the_window_are_dropped_outside_counted() {
     let (events, flush_log) = logs(dir.path());
     let window = 10 * 60_000;
     // Expiry goes by sixteenths of the window: an id is remembered at least a window
-    // (of the newest event time), at most a slice more.
+    // (of the newest event time) after its latest copy, at most a slice more.
     let slice = window / DEDUP_SLICES;
-    append(
-        &events,
-        &[
-            ev("x", T0, "a", 1),
-            ev("x", T0 + 1000, "a", 1),               // redelivery: dropped
-            ev("z", T0 + slice - 1, "a", 1),          // arrives at the end of the first slice
-            ev("y", T0 + window - 1, "a", 1),         // not yet a window later
-            ev("x", T0 + window - 1, "a", 1),         // inside the window: dropped
-            ev("w", T0 + window + slice, "a", 1),     // pushes "x" out (a window and a slice)
-            ev("z", T0 + window + slice + 1, "a", 1), // "z" came later, and is gone too: counted
-            ev("x", T0 + window + slice + 2, "a", 1), // same id, but outside the window: counted
-        ],
-    );
+    // One event per log batch: each id arrives at its own time.
+    let arrivals = [
+        ev("x", T0, "a", 1),
+        ev("x", T0 + 1000, "a", 1),                       // redelivery: dropped
+        ev("z", T0 + slice - 1, "a", 1),                  // arrives at the end of the first slice
+        ev("y", T0 + window - 1, "a", 1),                 // not yet a window later
+        ev("x", T0 + window - 1, "a", 1),                 // inside the window: dropped, remembered anew
+        ev("w", T0 + window + slice, "a", 1),             // a window and a slice after the first "x"
+        ev("z", T0 + window + slice + 1, "a", 1),         // "z" is gone: counted
+        ev("x", T0 + window + slice + 2, "a", 1),         // a window after its first copy, not its latest: dropped
+        ev("v", T0 + 2 * window + 2 * slice, "a", 1),     // a window and a slice after the latest "x"
+        ev("x", T0 + 2 * window + 2 * slice + 1, "a", 1), // outside the window of every copy: counted
+    ];
+    for e in arrivals {
+        append(&events, &[e]);
+    }
     let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
     catch_up(&mut agg, &events);
     let b = agg.take_flush(false);
-    assert_eq!((b.accepted, b.duplicates), (6, 2));
-    assert_eq!(b.rows.iter().map(|r| r.count).sum::<i64>(), 6);
+    assert_eq!((b.accepted, b.duplicates), (7, 3));
+    assert_eq!(b.rows.iter().map(|r| r.count).sum::<i64>(), 7);
+}
+
+/// A retried request whose events span more event time than the window: every id of the
+/// first copy is still remembered when the copy comes again, also after a crash between
+/// the two (the ids of a log batch arrive together, at the batch's newest event time).
+#[test]
+fn a_retried_batch_spanning_more_than_the_window_is_dropped_whole_also_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, flush_log) = logs(dir.path());
+    // 36 minutes of event time in one request, as in a backfill; the window is 10 minutes.
+    let request: Vec<_> = (0..36).map(|i| ev(&format!("e{i}"), T0 + i * 60_000, "a", 1)).collect();
+    append(&events, &[ev("before", T0 - 1, "b", 1)]);
+    append(&events, &request);
+    {
+        let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+        catch_up(&mut agg, &events);
+        agg.flush(&events, &flush_log, false, &Progress::default()).unwrap();
+        // The reply was lost: the client sends the request again.
+        append(&events, &request);
+        catch_up(&mut agg, &events);
+        let b = agg.take_flush(false);
+        assert_eq!((b.accepted, b.duplicates), (0, 36), "the whole retry is a duplicate");
+        // Crash before that flush is written; the client, still without a reply, retries once more.
+    }
+    append(&events, &request);
+    let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+    catch_up(&mut agg, &events);
+    let b = agg.take_flush(false);
+    assert_eq!((b.accepted, b.duplicates), (0, 72), "both retries are duplicates after the rebuild");
+    agg.write(&events, &flush_log, &b, &Progress::default()).unwrap();
+    assert_eq!(flushed_sums(&flush_log)[&("a".to_string(), T0)], (36, 3600));
+}
+
+/// Batches that each span more event time than the window: a redelivery of the last
+/// event of one batch at the start of the next is still dropped (an id looked up as of
+/// its own arrival, not as of its batch's newest time).
+#[test]
+fn a_copy_at_the_start_of_the_next_long_batch_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, flush_log) = logs(dir.path());
+    let first: Vec<_> = (0..36).map(|i| ev(&format!("a{i}"), T0 + i * 60_000, "a", 1)).collect();
+    let mut second = vec![ev("a35", T0 + 35 * 60_000, "a", 1)];
+    second.extend((36..72).map(|i| ev(&format!("a{i}"), T0 + i * 60_000, "a", 1)));
+    append(&events, &first);
+    append(&events, &second);
+    let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+    catch_up(&mut agg, &events);
+    let b = agg.take_flush(false);
+    assert_eq!((b.accepted, b.duplicates), (72, 1));
 }
 
 #[test]
@@ -265,8 +317,9 @@ fn redeliveries_of_late_events_and_events_after_a_future_one_are_dropped() {
 
 #[test]
 fn a_restart_drops_exactly_what_an_uninterrupted_run_drops() {
-    // The same stream, once straight through and once with a flush and restart after
-    // every event: the dedup decisions must be identical.
+    // The same stream in the same log batches (of one event, and of three), once straight
+    // through and once with a flush and restart after every batch: the dedup decisions
+    // must be identical.
     let window = 10 * 60_000;
     let stream: Vec<Event<'static>> = (0..60)
         .map(|i: i64| {
@@ -275,27 +328,31 @@ fn a_restart_drops_exactly_what_an_uninterrupted_run_drops() {
             ev(&id, T0 + i * window / 9 - (i % 5) * 60_000, "a", 1)
         })
         .collect();
-    let straight = {
+    for per_batch in [1, 3] {
+        let straight = {
+            let dir = tempfile::tempdir().unwrap();
+            let (events, flush_log) = logs(dir.path());
+            for batch in stream.chunks(per_batch) {
+                append(&events, batch);
+            }
+            let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+            catch_up(&mut agg, &events);
+            agg.take_flush(false).duplicates
+        };
         let dir = tempfile::tempdir().unwrap();
         let (events, flush_log) = logs(dir.path());
-        append(&events, &stream);
-        let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
-        catch_up(&mut agg, &events);
-        agg.take_flush(false).duplicates
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let (events, flush_log) = logs(dir.path());
-    let mut duplicates = 0;
-    for e in &stream {
-        append(&events, std::slice::from_ref(e));
-        let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
-        catch_up(&mut agg, &events);
-        let b = agg.take_flush(false);
-        duplicates += b.duplicates;
-        agg.write(&events, &flush_log, &b, &Progress::default()).unwrap();
+        let mut duplicates = 0;
+        for batch in stream.chunks(per_batch) {
+            append(&events, batch);
+            let mut agg = PartitionAggregator::recover(&events, &flush_log, 0, cfg()).unwrap();
+            catch_up(&mut agg, &events);
+            let b = agg.take_flush(false);
+            duplicates += b.duplicates;
+            agg.write(&events, &flush_log, &b, &Progress::default()).unwrap();
+        }
+        assert!(straight > 5, "the stream should contain duplicates inside the window");
+        assert_eq!(duplicates, straight, "batches of {per_batch}");
     }
-    assert!(straight > 5, "the stream should contain duplicates inside the window");
-    assert_eq!(duplicates, straight);
 }
 
 /// Two aggregators on one partition (a stalled one woken after the consumer group moved
@@ -357,19 +414,14 @@ fn the_compact_dedup_window_agrees_with_a_plain_set() {
         let window = 600_000;
         let mut compact = DedupWindow::new(window);
         let slice = window / DEDUP_SLICES;
-        let mut plain: HashMap<u8, i64> = HashMap::default(); // id -> arrival slice
+        let mut plain: HashMap<u8, i64> = HashMap::default(); // id -> slice of its latest copy
         let mut max_ts = T0;
         for (id, advance) in steps {
             max_ts += advance;
             let now = max_ts.div_euclid(slice);
             let digest = xxhash_rust::xxh3::xxh3_128(&[id]);
-            let want = match plain.get(&id) {
-                Some(&at) if now - at <= DEDUP_SLICES => true,
-                _ => {
-                    plain.insert(id, now);
-                    false
-                }
-            };
+            let want = plain.get(&id).is_some_and(|&at| now - at <= DEDUP_SLICES);
+            plain.insert(id, now);
             prop_assert_eq!(compact.is_duplicate(digest, max_ts), want);
             prop_assert_eq!(compact.len(), plain.values().filter(|&&at| now - at <= DEDUP_SLICES).count());
         }
