@@ -53,16 +53,25 @@ fn tansu() -> Option<PathBuf> {
 const TANSU_HINT: &str =
     "install tansu (cargo install tansu --version 0.6.0 --features dynostore,libsql --locked) or set TOPK_TEST_KAFKA";
 
+/// The arguments of a `tansu` broker listening on `addr` and storing in `storage` (a tansu
+/// URL), after its program: the program is [`tansu_bin`].
+pub fn tansu_args(addr: &str, storage: &str) -> Vec<String> {
+    let url = format!("tcp://{addr}");
+    ["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", storage]
+        .map(str::to_string)
+        .to_vec()
+}
+
+/// The `tansu` program (panics, saying how to install it, where there is none).
+pub fn tansu_bin() -> PathBuf {
+    tansu().unwrap_or_else(|| panic!("the Kafka tests need a broker: {TANSU_HINT}"))
+}
+
 /// A `tansu` broker listening on `addr`, storing in `storage` (a tansu URL), started in
 /// `dir` (where a relative `sqlite://` store lives).
 fn start_tansu(addr: &str, storage: &str, dir: &Path) -> Child {
-    let bin = tansu().unwrap_or_else(|| panic!("the Kafka tests need a broker on {addr}: {TANSU_HINT}"));
-    let url = format!("tcp://{addr}");
-    let mut tansu = Command::new(&bin);
-    tansu
-        .current_dir(dir)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-        .args(["--storage-engine", storage]);
+    let mut tansu = Command::new(tansu_bin());
+    tansu.current_dir(dir).args(tansu_args(addr, storage));
     start_server("tansu", tansu, addr, TANSU_HINT)
 }
 

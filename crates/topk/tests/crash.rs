@@ -57,7 +57,8 @@ fn replay_killed_at_random_moments_still_archives_exact_sums() {
 
     // CI uses the defaults; TOPK_CRASH_KILLS / TOPK_CRASH_SEED run longer stress locally.
     let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-    let (want_kills, mut rng) = (env("TOPK_CRASH_KILLS", 10), env("TOPK_CRASH_SEED", 0x5eed));
+    let (want_kills, seed) = (env("TOPK_CRASH_KILLS", 10), env("TOPK_CRASH_SEED", 0x5eed));
+    let mut rng = seed;
     let mut kills = 0;
     let mut attempts = 0;
     while kills < want_kills {
@@ -91,7 +92,13 @@ fn replay_killed_at_random_moments_still_archives_exact_sums() {
     // were once written off to the side and lost for the lines a kill cut short).
     assert_catalog_eq(&data.join("store.db"), &catalog_truth(&input));
     // Kills also landed in the middle of rollups: no bucket may be half written.
-    let checked = assert_store_exact(&data.join("store.db"), &bucket_truth(&full_truth(&input)), 1000);
+    let store = data.join("store.db");
+    let truth = bucket_truth(&full_truth(&input));
+    let injected = format!("{kills} SIGKILLs in {attempts} runs");
+    let events = std::fs::read_to_string(&input).unwrap().lines().count() as u64;
+    let fields = ["kill", "replay", "embedded", &injected, "one file, resumed after each kill"];
+    campaign_line(&fields, seed, events, lost_and_twice(&store_sums(&store), &truth));
+    let checked = assert_store_exact(&store, &truth, 1000);
     assert_eq!(checked["hour"], 48);
     assert_eq!(checked["day"], 2);
 }

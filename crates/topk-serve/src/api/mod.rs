@@ -184,10 +184,8 @@ impl FromRequestParts<Shared> for Authorized {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim());
-        // Compared in constant time so the token cannot be guessed byte by byte.
-        let same = given.is_some_and(|g| {
-            g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-        });
+        // Compared in constant time (`subtle`) so the token cannot be guessed byte by byte.
+        let same = given.is_some_and(|g| bool::from(subtle::ConstantTimeEq::ct_eq(g.as_bytes(), token.as_bytes())));
         if same {
             Ok(Authorized)
         } else {

@@ -28,6 +28,7 @@ pub(crate) struct SourcePosition {
     params(("id" = u64, Path, description = "The file's source id (topk replay computes it)")),
     responses(
         (status = 200, description = "Where to resume", body = SourcePosition),
+        (status = 400, description = "The id is not a whole number (0 to 2^64 - 1)", body = ErrorReply),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorReply),
         (status = 503, description = "The events log cannot be read", body = ErrorReply),
     ),

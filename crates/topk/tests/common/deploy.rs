@@ -19,7 +19,10 @@ pub const DAY0_MS: i64 = 1_748_822_400_000; // 2025-06-02T00:00:00Z
 pub struct Deployment {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
-    pub pg: Postgres,
+    /// The store's URL: a schema of its own in the test database, unless given.
+    pub store: String,
+    /// The schema behind `store`, dropped with the deployment (none for a given store).
+    _pg: Option<Postgres>,
     /// Of the topics and groups (`kafka_prefix`).
     pub prefix: String,
     /// The `s3://` archive, when there is one.
@@ -43,8 +46,16 @@ impl Deployment {
 
     /// On the Kafka `brokers`, with `extra` lines of configuration.
     pub fn on(brokers: &str, partitions: u32, extra: &str) -> Deployment {
-        let dir = tempfile::tempdir().unwrap();
         let pg = Postgres::new();
+        let mut d = Deployment::on_store(brokers, &pg.url.clone(), partitions, extra);
+        d._pg = Some(pg);
+        d
+    }
+
+    /// On the Kafka `brokers` and the PostgreSQL `store` (a URL), with `extra` lines of
+    /// configuration.
+    pub fn on_store(brokers: &str, store: &str, partitions: u32, extra: &str) -> Deployment {
+        let dir = tempfile::tempdir().unwrap();
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let prefix = format!("e2e-{nanos}.");
         let config = dir.path().join("prod.toml");
@@ -55,14 +66,14 @@ impl Deployment {
                  partitions = {partitions}\nflush_interval_ms = 200\nmax_entries = 5000\nidle_timeout_ms = 2000\n\
                  speed_write_interval_ms = 200\nhour_retention_days = 0\n{extra}",
                 data = dir.path().join("shared").display().to_string(),
-                store = pg.url,
             ),
         )
         .unwrap();
         Deployment {
             dir,
             config,
-            pg,
+            store: store.to_string(),
+            _pg: None,
             prefix,
             archive: None,
             brokers: brokers.into(),
@@ -105,6 +116,16 @@ impl Deployment {
         let (_, mut child) = self.roles.remove(i);
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+    }
+
+    /// Sets an environment variable of every role started from now on.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.push((name.into(), value.into()));
+    }
+
+    /// A running role's process id.
+    pub fn pid(&self, role: &str) -> u32 {
+        self.roles.iter().find(|(n, _)| n == role).expect("role is running").1.id()
     }
 
     /// Sends a role the signal `name` (`STOP`, `CONT`, …).
@@ -161,16 +182,27 @@ impl Deployment {
 
     /// Waits until the store holds exactly `truth`, then checks every top list.
     pub fn assert_exact(&self, truth: &BucketSums) {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while store_sums(&self.pg.url) != *truth {
-            if Instant::now() > deadline {
-                eprintln!("the store did not reach the ground truth; role logs:\n{}", self.tails());
-                assert_store_exact(&self.pg.url, truth, 1000); // shows the differences
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let checked = assert_store_exact(&self.pg.url, truth, 1000);
+        wait_exact(&self.store, truth, || self.tails());
+        let checked = assert_store_exact(&self.store, truth, 1000);
         assert_eq!((checked["hour"], checked["day"], checked["year"]), (48, 2, 1), "{checked:?}");
+    }
+}
+
+/// Waits up to 3 minutes for the store at `location` to hold exactly `truth` and returns
+/// what it holds then (equal or not: the caller tallies and asserts); `logs` are printed
+/// if it never does.
+pub fn wait_exact(location: &str, truth: &BucketSums, logs: impl Fn() -> String) -> BucketSums {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let got = store_sums(location);
+        if got == *truth {
+            return got;
+        }
+        if Instant::now() > deadline {
+            eprintln!("the store did not reach the ground truth; logs:\n{}", logs());
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 

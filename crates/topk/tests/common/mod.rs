@@ -342,6 +342,43 @@ pub fn assert_store_exact(
     checked
 }
 
+/// Units (quantity) the store lacks and units it holds beyond the truth, over the global
+/// hourly rows (every sale is in exactly one): what a fault lost and counted twice.
+pub fn lost_and_twice(got: &BucketSums, truth: &BucketSums) -> (i64, i64) {
+    let hourly = |s: &BucketSums| -> BTreeMap<(i64, String), i64> {
+        s.iter()
+            .filter(|((g, _, p), _)| g == "hour" && !p.contains('\t'))
+            .map(|((_, b, p), (c, _))| ((*b, p.clone()), *c))
+            .collect()
+    };
+    let (got, truth) = (hourly(got), hourly(truth));
+    let keys: std::collections::BTreeSet<_> = got.keys().chain(truth.keys()).collect();
+    let (mut lost, mut twice) = (0, 0);
+    for key in keys {
+        let d = got.get(key).copied().unwrap_or(0) - truth.get(key).copied().unwrap_or(0);
+        lost += (-d).max(0);
+        twice += d.max(0);
+    }
+    (lost, twice)
+}
+
+/// One line of the fault campaign's tally (RELIABILITY.md): `fields` (the fault's kind,
+/// target, backend, what was injected, the traffic), its `seed`, the events acknowledged and
+/// the units `(lost, counted twice)`. Printed, and appended to the file
+/// `TOPK_CAMPAIGN_REPORT` names, if any.
+pub fn campaign_line(fields: &[&str], seed: u64, acknowledged: u64, (lost, twice): (i64, i64)) {
+    let line = format!(
+        "CAMPAIGN | {} | seed {seed} | {acknowledged} acknowledged | {lost} lost | {twice} counted twice",
+        fields.join(" | ")
+    );
+    eprintln!("{line}");
+    if let Ok(path) = std::env::var("TOPK_CAMPAIGN_REPORT") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        writeln!(f, "{line}").unwrap();
+    }
+}
+
 /// A `topk serve` child process on a free port.
 pub struct Serve {
     pub child: Child,
@@ -349,13 +386,22 @@ pub struct Serve {
 }
 
 pub fn serve(data: &Path, extra: &[&str]) -> Serve {
+    serve_logged(data, extra, None)
+}
+
+/// [`serve`], its log appended to `log` (discarded if none).
+pub fn serve_logged(data: &Path, extra: &[&str], log: Option<&Path>) -> Serve {
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()),
+        None => Stdio::null(),
+    };
     let mut child = topk_cmd()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data)
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut first = String::new();
