@@ -232,3 +232,36 @@ fn a_hundred_thousand_cities_get_at_most_max_values_lists_and_the_rest_count_und
     assert_eq!(sample(&metrics, "topk_breakdown_values{set=\"city\"}"), Some(1000.0), "{metrics}");
     assert_eq!(sample(&metrics, "topk_breakdown_full{set=\"city\"}"), Some(1.0));
 }
+
+/// At the speed layer's memory cap for breakdown sketches, a value new to an open bucket
+/// counts under `(other)` there; its own answer says so instead of "no sales yet".
+#[test]
+fn a_value_counted_under_other_at_the_speed_memory_cap_is_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1 MiB holds the sketches of a few (bucket, value) pairs: most categories are refused.
+    let args = ["--demo", "--demo-rate", "2000", "--demo-history-days", "0", "--speed-breakdown-memory-mb", "1"];
+    let s = serve(
+        &dir.path().join("data"),
+        &[&args[..], &["--breakdowns", "category", "--flush-interval-ms", "200"]].concat(),
+    );
+    let categories = ["books", "toys", "electronics", "fashion", "home", "garden", "sports", "beauty"];
+    let top = |category: &str| get_json(&format!("{}/api/v1/top?granularity=day&k=5&category={category}", s.url)).1;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (told, counted) = loop {
+        let answers: Vec<serde_json::Value> = categories.iter().map(|c| top(c)).collect();
+        let counted = answers.iter().filter(|a| a["rows"].as_array().is_some_and(|r| !r.is_empty())).count();
+        let told: Vec<&serde_json::Value> = answers
+            .iter()
+            .filter(|a| a["notes"].to_string().contains("the speed layer counts this value under (other)"))
+            .collect();
+        // Each category has its own list, or is told why not; some of each.
+        if counted > 0 && !told.is_empty() && counted + told.len() == categories.len() {
+            break (told.len(), counted);
+        }
+        assert!(std::time::Instant::now() < deadline, "a category was neither listed nor told why: {answers:?}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    // The refused values' sales are in (other)'s list.
+    let other = top("(other)");
+    assert!(other["rows"].as_array().is_some_and(|r| !r.is_empty()), "{told} told, {counted} listed: {other}");
+}

@@ -8,14 +8,15 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
+use topk_core::breakdown::OTHER;
 use topk_core::time::Bucket;
-use topk_store::{By, ServingStore};
+use topk_store::{By, ServingStore, StoreError};
 
 use super::breakdowns::{other_note, parse_filter, parse_group_by, GroupBy, ValueTotal, FILTERS};
 use super::export::{top_csv, Format};
 use super::{bad, check_order, params, parse_granularity, parse_instant, ApiError, ErrorReply, Shared};
 use crate::cache::Cached;
-use crate::query::{self, QueryError, TopAnswer};
+use crate::query::{self, QueryError, Source, TopAnswer};
 use crate::state::AppState;
 use crate::stores::StorePool;
 
@@ -98,21 +99,47 @@ pub(super) async fn top(
     let max_values = breakdowns.max_values;
     cached_answer(&state, key, format, top_csv, async move {
         let breakdown = filter.clone().unwrap_or_default();
+        let asked = buckets.clone();
         let mut answer = if ascending {
             refusable(&stores, breakdown.clone(), move |s| query::bottom(s, buckets, k, by, rules)).await?
         } else {
             stores.with_breakdown(breakdown.clone(), move |s| query::top(s, buckets, k, by, rules)).await?
         };
         if let Some((set, value)) = topk_core::breakdown::parse_key(&breakdown) {
+            let other = set.key(OTHER);
             let (set, value) = (set.to_string(), value.to_string());
             let admitted = stores.with(move |s| s.is_admitted(&set, &value)).await?;
             answer.notes.extend(other_note(&breakdown, admitted, max_values));
+            // A bucket without this value's numbers may hold them under the set's (other):
+            // the speed layer's sketches for breakdowns were at their memory cap.
+            let missing: Vec<Bucket> =
+                asked.iter().zip(&answer.buckets).filter(|(_, b)| b.source == Source::None).map(|(b, _)| *b).collect();
+            if !missing.is_empty() && other != breakdown {
+                let total = answer.buckets.len();
+                let in_other = stores.with_breakdown(other, move |s| in_speed(s, &missing)).await?;
+                if in_other > 0 {
+                    answer.notes.push(format!(
+                        "in {in_other} of {total} buckets the speed layer counts this value under {OTHER}: its breakdown \
+                         sketches were at their memory cap (speed_breakdown_memory_mb) when the value first sold there; \
+                         the exact lists will have it once the batch layer has the bucket"
+                    ));
+                }
+            }
         }
         answer.breakdown = filter;
         let settled = answer.exact && !answer.open;
         Ok((answer, settled))
     })
     .await
+}
+
+/// How many of `buckets` the speed layer wrote for the breakdown the store is scoped to.
+fn in_speed(store: &mut dyn ServingStore, buckets: &[Bucket]) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for b in buckets {
+        n += store.speed_buckets(b.granularity, b.start_ms, b.start_ms + 1)?.len();
+    }
+    Ok(n)
 }
 
 /// The top K of each of a period's biggest values of a set (`group_by`).
