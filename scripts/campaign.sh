@@ -6,6 +6,7 @@
 # Usage: scripts/campaign.sh [SEED]   (as root: namespaces, tc, mount; tansu installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/topk-target}"
 seed=${1:-20261207}
 report=${REPORT:-$PWD/target/campaign-$seed.txt}
 mkdir -p "$(dirname "$report")" && : >"$report"
