@@ -206,8 +206,9 @@ impl<S: BatchStore> Batch<S> {
         Ok(())
     }
 
-    /// Runs the whole DAG of one bucket and clears it from the pending set.
-    pub fn run_bucket(&mut self, state: &ArchiveState, bucket: Bucket) -> Result<u64, BatchError> {
+    /// Runs the whole DAG of one bucket and clears it from the pending set (after
+    /// [`Self::prepare`], which its caller runs).
+    fn run_bucket(&mut self, state: &ArchiveState, bucket: Bucket) -> Result<u64, BatchError> {
         let pending = self.store.pending()?;
         self.run_bucket_with(state, &pending, bucket, &mut Partials::default())
     }

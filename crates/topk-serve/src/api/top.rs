@@ -9,7 +9,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use topk_core::breakdown::OTHER;
-use topk_core::time::Bucket;
+use topk_core::time::{Bucket, Granularity};
 use topk_store::{By, ServingStore, StoreError};
 
 use super::breakdowns::{other_note, parse_filter, parse_group_by, GroupBy, ValueTotal, FILTERS};
@@ -107,23 +107,25 @@ pub(super) async fn top(
         };
         if let Some((set, value)) = topk_core::breakdown::parse_key(&breakdown) {
             let other = set.key(OTHER);
-            let (set, value) = (set.to_string(), value.to_string());
-            let admitted = stores.with(move |s| s.is_admitted(&set, &value)).await?;
-            answer.notes.extend(other_note(&breakdown, admitted, max_values));
             // A bucket without this value's numbers may hold them under the set's (other):
             // the speed layer's sketches for breakdowns were at their memory cap.
-            let missing: Vec<Bucket> =
-                asked.iter().zip(&answer.buckets).filter(|(_, b)| b.source == Source::None).map(|(b, _)| *b).collect();
-            if !missing.is_empty() && other != breakdown {
-                let total = answer.buckets.len();
-                let in_other = stores.with_breakdown(other, move |s| in_speed(s, &missing)).await?;
-                if in_other > 0 {
-                    answer.notes.push(format!(
-                        "in {in_other} of {total} buckets the speed layer counts this value under {OTHER}: its breakdown \
-                         sketches were at their memory cap (speed_breakdown_memory_mb) when the value first sold there; \
-                         the exact lists will have it once the batch layer has the bucket"
-                    ));
-                }
+            let missing: Vec<Bucket> = if other == breakdown {
+                Vec::new()
+            } else {
+                asked.iter().zip(&answer.buckets).filter(|(_, b)| b.source == Source::None).map(|(b, _)| *b).collect()
+            };
+            let (set, value) = (set.to_string(), value.to_string());
+            let (admitted, in_other) = stores
+                .with_breakdown(other, move |s| Ok((s.is_admitted(&set, &value)?, in_speed(s, &missing)?)))
+                .await?;
+            answer.notes.extend(other_note(&breakdown, admitted, max_values));
+            if in_other > 0 {
+                answer.notes.push(format!(
+                    "in {in_other} of {} buckets the speed layer counts this value under {OTHER}: its breakdown \
+                     sketches were at their memory cap (speed_breakdown_memory_mb) when the value first sold there; \
+                     the exact lists will have it once the batch layer has the bucket",
+                    answer.buckets.len()
+                ));
             }
         }
         answer.breakdown = filter;
@@ -133,11 +135,15 @@ pub(super) async fn top(
     .await
 }
 
-/// How many of `buckets` the speed layer wrote for the breakdown the store is scoped to.
+/// How many of `buckets` the speed layer wrote for the breakdown the store is scoped to:
+/// one read per granularity, over the span of that granularity's buckets.
 fn in_speed(store: &mut dyn ServingStore, buckets: &[Bucket]) -> Result<usize, StoreError> {
     let mut n = 0;
-    for b in buckets {
-        n += store.speed_buckets(b.granularity, b.start_ms, b.start_ms + 1)?.len();
+    for g in Granularity::ALL {
+        let starts: Vec<i64> = buckets.iter().filter(|b| b.granularity == g).map(|b| b.start_ms).collect();
+        let (Some(&from), Some(&last)) = (starts.iter().min(), starts.iter().max()) else { continue };
+        let written = store.speed_buckets(g, from, last + 1)?;
+        n += written.iter().filter(|w| starts.contains(&w.bucket.start_ms)).count();
     }
     Ok(n)
 }

@@ -183,9 +183,13 @@ impl Deployment {
     /// Waits until the store holds exactly `truth`, then checks every top list.
     pub fn assert_exact(&self, truth: &BucketSums) {
         wait_exact(&self.store, truth, || self.tails());
-        let checked = assert_store_exact(&self.store, truth, 1000);
-        assert_eq!((checked["hour"], checked["day"], checked["year"]), (48, 2, 1), "{checked:?}");
+        assert_two_days(&assert_store_exact(&self.store, truth, 1000));
     }
+}
+
+/// That the buckets checked (of [`assert_store_exact`]) are those of [`input`]'s two days.
+pub fn assert_two_days(checked: &std::collections::BTreeMap<String, usize>) {
+    assert_eq!((checked["hour"], checked["day"], checked["year"]), (48, 2, 1), "{checked:?}");
 }
 
 /// Waits up to 3 minutes for the store at `location` to hold exactly `truth` and returns
