@@ -44,11 +44,12 @@
 //! nothing finer below it is pending.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
 use topk_archive::{ArchiveError, ArchiveState, Root};
-use topk_core::breakdown::{Breakdowns, NONE, OTHER};
+use topk_core::breakdown::{Breakdowns, DimSet, NONE, OTHER};
 use topk_core::clock::now_ms;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::Shutdown;
@@ -498,19 +499,6 @@ impl Sums {
         self.0 = out;
     }
 
-    /// Sums rows in any order, a product possibly more than once.
-    fn from_unsorted(mut rows: Vec<ProductSum>) -> Sums {
-        rows.sort_unstable_by(|a, b| a.product_id.cmp(&b.product_id));
-        let mut out: Vec<ProductSum> = Vec::with_capacity(rows.len());
-        for r in rows {
-            match out.last_mut() {
-                Some(last) if last.product_id == r.product_id => add_to(last, r.count, r.revenue_cents),
-                _ => out.push(r),
-            }
-        }
-        Sums(out)
-    }
-
     /// The rows, in product-id order.
     fn into_rows(self) -> Vec<ProductSum> {
         self.0
@@ -518,8 +506,9 @@ impl Sums {
 }
 
 fn add_to(sum: &mut ProductSum, count: i64, revenue_cents: i64) {
-    sum.count = sum.count.saturating_add(count);
-    sum.revenue_cents = sum.revenue_cents.saturating_add(revenue_cents);
+    let mut pair = (sum.count, sum.revenue_cents);
+    add_pair(&mut pair, count, revenue_cents);
+    (sum.count, sum.revenue_cents) = pair;
 }
 
 /// `Ok` if the bucket has ended and every hour of it is complete, else why not: the
@@ -655,39 +644,215 @@ fn hour_from_archive(
     breakdowns: &Breakdowns,
     admission: &mut Admission,
 ) -> Result<Vec<Slice>, BatchError> {
-    let mut rows = Vec::new();
+    let mut hour = HourSums::new(&breakdowns.sets);
     for f in topk_archive::hour_files(archive, hour_ms)? {
-        for r in topk_archive::read_file(archive, &f)? {
+        topk_archive::visit_file(archive, &f, |r| {
             debug_assert_eq!(r.hour_ms, hour_ms);
-            rows.push(r);
+            hour.add(&r);
+        })?;
+    }
+    Ok(hour.into_slices(admission))
+}
+
+/// Count and revenue.
+type Pair = (i64, i64);
+
+/// An hour's sums while its archive files are read, row by row: each product id stored
+/// once (as an index, in the order first seen), its global sums, and per breakdown set
+/// and value the sums per product with the value's volume. Only sums are held, never the
+/// rows: an hour of a 20k events/s soak (millions of archive rows, one per product,
+/// value and flush) had taken 3.4 GB as rows, copied once per set.
+struct HourSums<'a> {
+    sets: &'a [DimSet],
+    ids: Ids,
+    global: Vec<Pair>,
+    /// Per set (in `sets` order): its values.
+    values: Vec<Values>,
+    /// The value being looked up (reused: a row's value is rarely new).
+    value: String,
+}
+
+impl<'a> HourSums<'a> {
+    fn new(sets: &'a [DimSet]) -> Self {
+        HourSums {
+            sets,
+            ids: Ids::default(),
+            global: Vec::new(),
+            values: sets.iter().map(|_| Values::default()).collect(),
+            value: String::new(),
         }
     }
-    let mut slices: Vec<Slice> = Vec::with_capacity(1 + breakdowns.sets.len());
-    for &set in &breakdowns.sets {
-        let name = set.to_string();
-        // Per value: its rows, and its volume (what admits the biggest values first).
-        let mut values: HashMap<String, (i64, Vec<ProductSum>), RandomState> = HashMap::default();
-        for r in &rows {
-            let v = values.entry(set.value_of(&r.dims)).or_default();
-            v.0 = v.0.saturating_add(r.count.saturating_abs());
-            v.1.push(ProductSum { product_id: r.product_id.clone(), count: r.count, revenue_cents: r.revenue_cents });
+
+    fn add(&mut self, r: &topk_archive::RowRef<'_>) {
+        let id = self.ids.intern(r.product_id);
+        if id as usize == self.global.len() {
+            self.global.push((0, 0));
         }
-        let mut values: Vec<(String, (i64, Vec<ProductSum>))> = values.into_iter().collect();
-        values.sort_unstable_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
-        let mut by_key: BTreeMap<String, Vec<ProductSum>> = BTreeMap::new();
-        for (value, (_, sums)) in values {
-            let value = if admission.admit(&name, &value) { value } else { OTHER.to_string() };
-            by_key.entry(set.key(&value)).or_default().extend(sums);
+        add_pair(&mut self.global[id as usize], r.count, r.revenue_cents);
+        for (set, values) in self.sets.iter().zip(&mut self.values) {
+            set.write_value(&r.dims, &mut self.value);
+            let v = match values.index.get(self.value.as_str()) {
+                Some(&v) => v,
+                None => {
+                    values.index.insert(self.value.clone(), values.sums.len());
+                    values.sums.push((self.value.clone(), 0, Run::default()));
+                    values.sums.len() - 1
+                }
+            };
+            let (_, volume, run) = &mut values.sums[v];
+            *volume = volume.saturating_add(r.count.saturating_abs());
+            run.push(id, (r.count, r.revenue_cents));
         }
-        slices.extend(by_key.into_iter().map(|(key, sums)| (key, Sums::from_unsorted(sums).into_rows())));
     }
-    let all = rows
-        .into_iter()
-        .map(|r| ProductSum { product_id: r.product_id, count: r.count, revenue_cents: r.revenue_cents })
-        .collect();
-    slices.push((String::new(), Sums::from_unsorted(all).into_rows()));
-    slices.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    Ok(slices)
+
+    /// The sums as slices, ordered by key (the global ones, `""`, first), each in
+    /// product-id order; values beyond a set's admitted ones count under `(other)`.
+    fn into_slices(self, admission: &mut Admission) -> Vec<Slice> {
+        let HourSums { sets, ids, global, values, .. } = self;
+        // Each index's place in product-id order (the identity when the ids came in order).
+        let (order, rank): (Vec<u32>, Option<Vec<u32>>) = if ids.in_order {
+            ((0..ids.len() as u32).collect(), None)
+        } else {
+            let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+            order.sort_unstable_by(|&a, &b| ids.get(a).cmp(ids.get(b)));
+            let mut rank = vec![0u32; ids.len()];
+            for (place, &id) in order.iter().enumerate() {
+                rank[id as usize] = place as u32;
+            }
+            (order, Some(rank))
+        };
+        let row = |id: u32, (count, revenue_cents): Pair| ProductSum {
+            product_id: ids.get(id).to_string(),
+            count,
+            revenue_cents,
+        };
+        let mut slices: Vec<Slice> = Vec::with_capacity(1 + sets.len());
+        for (&set, values) in sets.iter().zip(values) {
+            let name = set.to_string();
+            let mut values = values.sums;
+            values.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let mut by_key: BTreeMap<String, Run> = BTreeMap::new();
+            for (value, _, run) in values {
+                let value = if admission.admit(&name, &value) { value } else { OTHER.to_string() };
+                by_key.entry(set.key(&value)).or_default().append(run);
+            }
+            for (key, run) in by_key {
+                let mut sums = run.into_sums();
+                if let Some(rank) = &rank {
+                    sums.sort_unstable_by_key(|&(id, _)| rank[id as usize]);
+                }
+                slices.push((key, sums.into_iter().map(|(id, pair)| row(id, pair)).collect()));
+            }
+        }
+        slices.push((String::new(), order.iter().map(|&id| row(id, global[id as usize])).collect()));
+        slices.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        slices
+    }
+}
+
+/// An hour's product ids, each stored once in one string and numbered in the order
+/// first seen (no allocation per id: an hour can hold a million).
+#[derive(Default)]
+struct Ids {
+    text: String,
+    /// Where each id ends in `text`.
+    ends: Vec<usize>,
+    /// Indexes into `ends`, hashed by their id.
+    table: hashbrown::HashTable<u32>,
+    hasher: RandomState,
+    /// Whether every id came after the one before it in product-id order (one archive
+    /// file, or files of disjoint ranges): then the numbering is the ids' order.
+    in_order: bool,
+}
+
+impl Ids {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, id: u32) -> &str {
+        nth(&self.text, &self.ends, id)
+    }
+
+    /// The number of `id`, numbering it if it is new.
+    fn intern(&mut self, id: &str) -> u32 {
+        let hash = self.hasher.hash_one(id);
+        if let Some(&found) = self.table.find(hash, |&i| nth(&self.text, &self.ends, i) == id) {
+            return found;
+        }
+        let n = u32::try_from(self.ends.len()).expect("fewer than 2^32 products an hour");
+        self.in_order = n == 0 || (self.in_order && self.get(n - 1) < id);
+        self.text.push_str(id);
+        self.ends.push(self.text.len());
+        let Ids { text, ends, table, hasher, .. } = self;
+        table.insert_unique(hash, n, |&i| hasher.hash_one(nth(text, ends, i)));
+        n
+    }
+}
+
+/// The `i`th of the strings concatenated in `text`, each ending at its entry of `ends`.
+fn nth<'t>(text: &'t str, ends: &[usize], i: u32) -> &'t str {
+    let i = i as usize;
+    &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]]
+}
+
+/// One breakdown set's values in an hour ([`HourSums`]).
+#[derive(Default)]
+struct Values {
+    /// Each value's place in `sums`.
+    index: HashMap<String, usize, RandomState>,
+    /// Per value: the value, its volume (the sum of its rows' absolute counts: what admits
+    /// the biggest values first) and its sums per product index.
+    sums: Vec<(String, i64, Run)>,
+}
+
+/// Sums per product index: appended row by row, and sorted by index and summed whenever
+/// they have doubled since the last time, so they hold at most about twice as many
+/// entries as products. Rows mostly come in index order (an archive file's rows are in
+/// product-id order), which the sort takes in linear time: measured faster than a hash
+/// map per value (`rollup_bench`, BENCHMARKS.md).
+#[derive(Default)]
+struct Run {
+    sums: Vec<(u32, Pair)>,
+    /// Entries after the last compaction.
+    compacted: usize,
+}
+
+impl Run {
+    fn push(&mut self, id: u32, pair: Pair) {
+        self.sums.push((id, pair));
+        if self.sums.len() >= 2 * self.compacted.max(4096) {
+            self.compact();
+        }
+    }
+
+    fn append(&mut self, other: Run) {
+        self.sums.extend(other.sums);
+        self.compact();
+    }
+
+    fn compact(&mut self) {
+        self.sums.sort_by_key(|&(id, _)| id);
+        self.sums.dedup_by(|next, kept| {
+            let same = next.0 == kept.0;
+            if same {
+                add_pair(&mut kept.1, next.1 .0, next.1 .1);
+            }
+            same
+        });
+        self.compacted = self.sums.len();
+    }
+
+    /// The sums, in index order, each index once.
+    fn into_sums(mut self) -> Vec<(u32, Pair)> {
+        self.compact();
+        self.sums
+    }
+}
+
+fn add_pair(pair: &mut Pair, count: i64, revenue_cents: i64) {
+    pair.0 = pair.0.saturating_add(count);
+    pair.1 = pair.1.saturating_add(revenue_cents);
 }
 
 /// The scheduler loop of `topk serve`: a pass every `pass_interval` until shutdown.

@@ -333,3 +333,66 @@ fn breakdowns_are_summed_per_value_up_the_dag_and_values_past_the_cap_count_unde
     assert_eq!(slice(&mut f, day(), "country=DE"), pairs(&[]), "a dropped set's rows are gone");
     assert!(f.batch.run_pending().unwrap().ran.is_empty(), "and then nothing is left to do");
 }
+
+#[test]
+fn an_hour_of_many_files_sums_to_a_naive_sum_of_its_rows_per_value_with_the_biggest_values_admitted() {
+    let country = DimSet::parse("country").unwrap();
+    let both = DimSet::parse("country,category").unwrap();
+    let breakdowns = Breakdowns { sets: vec![country, both], max_values: 3 };
+    let mut f = Fixture::new(BatchConfig { breakdowns: breakdowns.clone(), ..no_retention() });
+    let (countries, categories) = (["DE", "FR", "IT", "ES", "", "P|L"], ["toys", "books", ""]);
+    // Rows as flushes write them: the same product and value again in later files,
+    // refunds among them.
+    let mut seed = 7u64;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let mut all = Vec::new();
+    for file in 0..12 {
+        let rows: Vec<AggRow> = (0..80)
+            .map(|_| {
+                let count = next(9) as i64 - 2;
+                sold_in(
+                    &format!("p{:02}", next(40)),
+                    0,
+                    count,
+                    countries[next(countries.len() as u64) as usize],
+                    categories[next(categories.len() as u64) as usize],
+                )
+            })
+            .collect();
+        all.extend(rows.clone());
+        f.archive(rows, if file == 11 { YEAR_END } else { T0 });
+    }
+    f.batch.run_pending().unwrap();
+
+    // The model: every row summed per key and product; per set, values ordered by the
+    // sum of their rows' absolute counts, the first three admitted, the rest (other).
+    let mut want: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for r in &all {
+        *want.entry(String::new()).or_default().entry(r.product_id.clone()).or_default() += r.count;
+    }
+    for set in &breakdowns.sets {
+        let mut volume: BTreeMap<String, i64> = BTreeMap::new();
+        for r in &all {
+            *volume.entry(set.value_of(&r.dims)).or_default() += r.count.abs();
+        }
+        let mut order: Vec<(String, i64)> = volume.into_iter().collect();
+        order.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let admitted: Vec<&String> =
+            order.iter().filter(|(v, _)| !v.split('|').all(|p| p == NONE)).map(|(v, _)| v).take(3).collect();
+        for r in &all {
+            let value = set.value_of(&r.dims);
+            let none = value.split('|').all(|p| p == NONE);
+            let key = set.key(if none || admitted.contains(&&value) { &value } else { OTHER });
+            *want.entry(key).or_default().entry(r.product_id.clone()).or_default() += r.count;
+        }
+    }
+    assert!(want.len() > 8, "the data has values past the cap: {:?}", want.keys());
+    for (key, sums) in &want {
+        let got = slice(&mut f, hour(0), key);
+        let sums: Vec<(String, i64)> = sums.iter().map(|(p, &n)| (p.clone(), n)).collect();
+        assert_eq!(got, sums, "{key}");
+    }
+}

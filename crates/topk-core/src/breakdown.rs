@@ -113,20 +113,26 @@ impl DimSet {
 
     /// The value of a row with `values`: each dimension's value ([`NONE`] if empty),
     /// joined by `|` (a `|` or `%` inside a value is percent-encoded, so it never splits).
-    pub fn value_of(self, values: &DimValues) -> String {
+    pub fn value_of<V: AsRef<str>>(self, values: &[V; 3]) -> String {
         let mut out = String::new();
+        self.write_value(values, &mut out);
+        out
+    }
+
+    /// [`DimSet::value_of`] into `out` (cleared first), for a caller reusing one buffer.
+    pub fn write_value<V: AsRef<str>>(self, values: &[V; 3], out: &mut String) {
+        out.clear();
         for (i, d) in self.dims().enumerate() {
             if i > 0 {
                 out.push('|');
             }
-            let v = &values[d.index()];
+            let v = values[d.index()].as_ref();
             if v.is_empty() {
                 out.push_str(NONE);
             } else {
-                escape_into(&mut out, v);
+                escape_into(out, v);
             }
         }
-        out
     }
 
     /// The value of the per-dimension values `parts` (in canonical order), as
