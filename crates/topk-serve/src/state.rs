@@ -43,6 +43,9 @@ pub struct ServeConfig {
     pub auth_token: Option<String>,
     /// Cache answers (exact ones for 60 s, approximate ones for 1 s).
     pub api_cache: bool,
+    /// Queries waiting for a store connection (beyond those running, two per core) past
+    /// which a query is answered 503 at once rather than queued behind them.
+    pub max_queued_queries: usize,
     /// The store: a SQLite path or a `postgres://` URL.
     pub store: String,
     /// Lambda (exact rows come from the batch layer, only for ended buckets) or Kappa.
@@ -57,6 +60,7 @@ impl Default for ServeConfig {
             max_body_bytes: 64 << 20,
             auth_token: None,
             api_cache: true,
+            max_queued_queries: 512,
             store: String::new(),
             lambda: true,
             breakdowns: Breakdowns::default(),
@@ -85,7 +89,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(process: Arc<dyn Process>, cfg: ServeConfig) -> Self {
         AppState {
-            stores: Arc::new(StorePool::new(cfg.store.clone())),
+            stores: Arc::new(StorePool::new(cfg.store.clone(), cfg.max_queued_queries)),
             cache: ResponseCache::new(),
             telemetry: Telemetry::default(),
             process,

@@ -119,6 +119,10 @@ pub struct Settings {
     #[arg(long, env = "TOPK_API_CACHE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_cache: Option<bool>,
+    /// Queries waiting for a store connection beyond which the API answers 503 (load shedding)
+    #[arg(long, env = "TOPK_MAX_QUEUED_QUERIES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queued_queries: Option<usize>,
     /// Bearer token required by the ingest API (none: open)
     #[arg(long, env = "TOPK_AUTH_TOKEN", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -213,6 +217,7 @@ pub struct FileSettings {
     pub speed_candidates: f64,
     pub speed_write_interval_ms: u64,
     pub api_cache: bool,
+    pub max_queued_queries: usize,
     pub auth_token: Option<String>,
     pub kafka_brokers: Option<String>,
     pub kafka_prefix: String,
@@ -261,6 +266,7 @@ impl Default for FileSettings {
             speed_candidates: speed.sizing.candidates_per_row,
             speed_write_interval_ms: ms(speed.write_interval),
             api_cache: serve.api_cache,
+            max_queued_queries: serve.max_queued_queries,
             auth_token: serve.auth_token,
             kafka_brokers: None,
             kafka_prefix: topk_log::kafka::DEFAULT_PREFIX.to_string(),
@@ -420,6 +426,7 @@ impl FileSettings {
                 max_body_bytes: self.max_body_bytes,
                 auth_token: auth_token.clone(),
                 api_cache: self.api_cache,
+                max_queued_queries: self.max_queued_queries.max(1),
                 store: store.clone(),
                 lambda: self.architecture == Architecture::Lambda,
                 breakdowns,

@@ -188,6 +188,7 @@ pub(crate) struct DimensionValues {
     responses(
         (status = 200, description = "The values, biggest first", body = DimensionValues),
         (status = 400, description = "Bad parameter, or a dimension without lists of its own", body = ErrorReply),
+        (status = 503, description = "The store cannot be read, or max_queued_queries queries already wait for it (retry after Retry-After seconds)", body = ErrorReply),
     )
 )]
 pub(super) async fn dimension(

@@ -29,6 +29,7 @@ pub(crate) struct BucketList {
     responses(
         (status = 200, description = "The buckets, oldest first", body = BucketList),
         (status = 400, description = "Bad parameter", body = ErrorReply),
+        (status = 503, description = "The store cannot be read, or max_queued_queries queries already wait for it (retry after Retry-After seconds)", body = ErrorReply),
     )
 )]
 pub(super) async fn buckets(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {

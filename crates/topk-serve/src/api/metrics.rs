@@ -54,7 +54,7 @@ impl AppState {
     tag = "metrics",
     responses(
         (status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"),
-        (status = 503, description = "The store or the logs cannot be read", body = ErrorReply),
+        (status = 503, description = "The store or the logs cannot be read, or max_queued_queries queries already wait for the store", body = ErrorReply),
     )
 )]
 pub(super) async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {

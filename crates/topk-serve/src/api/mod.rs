@@ -152,15 +152,21 @@ impl From<crate::stores::PoolError> for ApiError {
     fn from(e: crate::stores::PoolError) -> ApiError {
         use crate::stores::PoolError;
         let status = match e {
-            PoolError::Closed | PoolError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PoolError::Closed | PoolError::Store(_) | PoolError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             PoolError::Panicked(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
     }
 }
 
+/// A 503 says when to try again (`Retry-After`, in seconds): the conditions behind it (a
+/// backlog of queries or ingests, a store or disk that failed) are passing ones.
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    let mut reply = (status, Json(json!({ "error": message.into() }))).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        reply.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    reply
 }
 
 pub(crate) fn bad(message: impl Into<String>) -> ApiError {

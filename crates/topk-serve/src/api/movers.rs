@@ -35,7 +35,7 @@ use crate::query::{self, Change, Direction, MoversAnswer, MoversRequest};
         (status = 200, description = "The movers (or, with format=csv, the rows as text/csv)", body = MoversAnswer,
             headers(("x-cache" = String, description = "hit or miss"))),
         (status = 400, description = "Bad parameter: the message names it and says why", body = ErrorReply),
-        (status = 503, description = "The store cannot be read", body = ErrorReply),
+        (status = 503, description = "The store cannot be read, or max_queued_queries queries already wait for it (retry after Retry-After seconds)", body = ErrorReply),
     )
 )]
 pub(super) async fn movers(

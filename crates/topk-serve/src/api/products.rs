@@ -36,6 +36,7 @@ pub(crate) struct Matches {
     responses(
         (status = 200, description = "Matches: ids first, then names", body = Matches),
         (status = 400, description = "Bad parameter", body = ErrorReply),
+        (status = 503, description = "The store cannot be read, or max_queued_queries queries already wait for it (retry after Retry-After seconds)", body = ErrorReply),
     )
 )]
 pub(super) async fn search_products(
@@ -72,6 +73,7 @@ pub(super) async fn search_products(
         (status = 200, description = "One point per bucket", body = ProductHistory),
         (status = 400, description = "Bad parameter, or an id that breaks the product_id rules", body = ErrorReply),
         (status = 404, description = "A product never seen: not in the catalog and no sale in the range", body = ErrorReply),
+        (status = 503, description = "The store cannot be read, or max_queued_queries queries already wait for it (retry after Retry-After seconds)", body = ErrorReply),
     )
 )]
 pub(super) async fn product(
@@ -122,6 +124,7 @@ const MAX_TREND_BUCKETS: i64 = 200;
     responses(
         (status = 200, description = "Each product's units per bucket", body = Trends),
         (status = 400, description = "Bad parameter: the message names it and says why", body = ErrorReply),
+        (status = 503, description = "The store cannot be read, or max_queued_queries queries already wait for it (retry after Retry-After seconds)", body = ErrorReply),
     )
 )]
 pub(super) async fn trends(State(state): State<Shared>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {

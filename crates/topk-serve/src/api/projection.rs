@@ -29,7 +29,7 @@ use crate::query::{self, ProjectionAnswer};
         (status = 200, description = "The projection (or, with format=csv, its rows as text/csv)", body = ProjectionAnswer,
             headers(("x-cache" = String, description = "hit or miss"))),
         (status = 400, description = "Bad parameter, or a period that is not open: the message says which and why", body = ErrorReply),
-        (status = 503, description = "The store cannot be read", body = ErrorReply),
+        (status = 503, description = "The store cannot be read, or max_queued_queries queries already wait for it (retry after Retry-After seconds)", body = ErrorReply),
     )
 )]
 pub(super) async fn projection(

@@ -72,7 +72,7 @@ impl AppState {
         (status = 200, description = "The period's top K (or, with format=csv, its rows as text/csv; with group_by, a GroupedAnswer)", body = TopAnswer,
             headers(("x-cache" = String, description = "hit or miss"))),
         (status = 400, description = "Bad parameter (the message names it and says why), or order=asc for a period that is not exact", body = ErrorReply),
-        (status = 503, description = "The store cannot be read", body = ErrorReply),
+        (status = 503, description = "The store cannot be read, or max_queued_queries queries already wait for it (retry after Retry-After seconds)", body = ErrorReply),
     )
 )]
 pub(super) async fn top(
