@@ -16,9 +16,11 @@ server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 until curl -sf "127.0.0.1:$port/healthz" >/dev/null; do sleep 0.2; done
 start=$(date +%s)
-echo "minute,rss_mb,anon_mb,file_mb,events_ingested,duplicates_dropped,dedup_mb,flush_lag_events,archive_lag_batches,speed_lag_batches,watermark_lag_s,data_files,data_mb,open_fds"
+echo "minute,rss_mb,peak_rss_mb,anon_mb,file_mb,events_ingested,duplicates_dropped,dedup_mb,flush_lag_events,archive_lag_batches,speed_lag_batches,watermark_lag_s,data_files,data_mb,open_fds"
 while (( $(date +%s) - start <= minutes * 60 )); do
     rss=$(awk '/VmRSS/ {print int($2 / 1024)}' /proc/$server/status)
+    # The highest RSS so far (the kernel's high-water mark: peaks between samples too).
+    hwm=$(awk '/VmHWM/ {print int($2 / 1024)}' /proc/$server/status)
     # Anonymous memory (the heap) apart from file pages mapped in (reclaimable).
     anon=$(awk '/RssAnon/ {print int($2 / 1024)}' /proc/$server/status)
     file=$(awk '/RssFile/ {print int($2 / 1024)}' /proc/$server/status)
@@ -31,6 +33,6 @@ while (( $(date +%s) - start <= minutes * 60 )); do
     files=$(find "$work/data" -type f | wc -l)
     data_mb=$(du -sm "$work/data" | cut -f1)
     fds=$(ls /proc/$server/fd | wc -l)
-    echo "$(( ($(date +%s) - start) / 60 )),$rss,$anon,$file,$ingested,$dups,$dedup,$(gauge topk_flush_lag_events),$(gauge topk_archive_lag_batches),$(gauge topk_speed_lag_batches),$(gauge topk_watermark_lag_seconds),$files,$data_mb,$fds"
+    echo "$(( ($(date +%s) - start) / 60 )),$rss,$hwm,$anon,$file,$ingested,$dups,$dedup,$(gauge topk_flush_lag_events),$(gauge topk_archive_lag_batches),$(gauge topk_speed_lag_batches),$(gauge topk_watermark_lag_seconds),$files,$data_mb,$fds"
     sleep "$step"
 done

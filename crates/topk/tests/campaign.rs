@@ -7,7 +7,8 @@
 //! - the broker and PostgreSQL on a test host of their own (a network namespace behind a
 //!   veth pair), partitioned from the roles and then degraded (nftables drops, a token
 //!   bucket), then healed;
-//! - a full disk under `serve`, freed while it runs, then a SIGKILL and a restart.
+//! - a full disk under `serve`, freed while it runs, then a SIGKILL and a restart; the
+//!   same with I/O errors (EIO on every change, from a FUSE file system of the test's own).
 //!
 //! Every acknowledged sale must be counted exactly once: the store's rows (every
 //! granularity, every default breakdown) and top lists must equal the truth. Each test
@@ -513,8 +514,84 @@ fn broker_and_postgres_partitioned_then_degraded_lose_and_repeat_nothing() {
 #[test]
 fn a_full_disk_refuses_ingest_clearly_and_recovers_by_itself_and_after_a_restart() {
     let fs = topk_log::testing::Tmpfs::mount(256 << 20);
+    data_dir_fault(&fs.path, "disk full", "embedded (tmpfs 256 MiB)", "No space left on device", || {
+        let filler = fs.fill(0);
+        Box::new(move || std::fs::remove_file(&filler).unwrap())
+    });
+}
+
+#[test]
+fn io_errors_on_the_data_directory_refuse_ingest_clearly_and_heal_by_themselves_and_after_a_restart() {
+    let fs = FaultFs::mount();
+    data_dir_fault(&fs.mount, "I/O errors", "embedded (FUSE, every change EIO)", "Input/output error", || {
+        std::fs::write(&fs.switch, b"").unwrap();
+        Box::new(|| std::fs::remove_file(&fs.switch).unwrap())
+    });
+}
+
+/// `crates/topk/tests/faultfs.py` mounted over a directory of the test's own: while its
+/// switch file exists, every write, fsync, create, rename or truncate under it fails with
+/// EIO (a failing disk); reads still work.
+struct FaultFs {
+    mount: PathBuf,
+    switch: PathBuf,
+    _backing: tempfile::TempDir,
+    daemon: Child,
+}
+
+impl FaultFs {
+    fn mount() -> FaultFs {
+        let backing = tempfile::tempdir().unwrap();
+        let mount = std::env::temp_dir().join(format!("topk-faultfs-{}", std::process::id()));
+        std::fs::create_dir_all(&mount).unwrap();
+        let switch = backing.path().with_extension("broken");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faultfs.py");
+        let daemon = Command::new("python3")
+            .arg(&script)
+            .args([backing.path(), &mount, &switch])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut fs = FaultFs { mount, switch, _backing: backing, daemon };
+        let mounted = || std::fs::read_to_string("/proc/mounts").unwrap().contains(&*fs.mount.to_string_lossy());
+        let started = Instant::now();
+        while !mounted() {
+            if let Ok(Some(_)) = fs.daemon.try_wait() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(fs.daemon.stderr.as_mut().unwrap(), &mut err).unwrap();
+                panic!("faultfs.py did not mount (it needs fusepy from PyPI, libfuse2 and root):\n{err}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "faultfs.py did not mount within 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        fs
+    }
+}
+
+impl Drop for FaultFs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.switch);
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        let _ = std::fs::remove_dir(&self.mount);
+    }
+}
+
+/// `serve` with its data directory under `root`, fed by the retrying client; mid-stream
+/// `inject` breaks the file system and returns what heals it. Ingest must be refused
+/// with a 503 whose message `says` why, `/healthz` must be 503 and the process up; once
+/// healed, the client's retries must go through without a restart; then a SIGKILL, a
+/// restart and more sales. Nothing refused may be counted, nothing acknowledged lost.
+fn data_dir_fault<'a>(
+    root: &Path,
+    fault: &str,
+    backend: &str,
+    says: &str,
+    inject: impl FnOnce() -> Box<dyn FnOnce() + 'a>,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let data = fs.path.join("data");
+    let data = root.join("data");
     let log = dir.path().join("serve.log");
     let start = || serve_logged(&data, &["--flush-interval-ms", "200"], Some(&log));
     let mut s = start();
@@ -524,20 +601,20 @@ fn a_full_disk_refuses_ingest_clearly_and_recovers_by_itself_and_after_a_restart
     let lines = lines_of(&first);
     let (sent, feeder) = client(&url, lines.clone(), Duration::from_secs(12) / lines.len().div_ceil(500) as u32);
     std::thread::sleep(Duration::from_secs(2));
-    let filler = fs.fill(0);
+    let heal = inject();
     wait_for("ingest to be refused", Duration::from_secs(30), || sent.lock().unwrap().refusals.contains_key(&503));
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         s.child.try_wait().unwrap().is_none(),
-        "serve exited on a full disk:\n{}",
+        "serve exited on {fault}:\n{}",
         std::fs::read_to_string(&log).unwrap()
     );
     let refused = sent.lock().unwrap().refusals[&503].clone();
-    assert!(refused.1.contains("No space left on device"), "a 503 that says why: {}", refused.1);
+    assert!(refused.1.contains(says), "a 503 that says why ({says}): {}", refused.1);
     let health = reqwest::blocking::get(format!("{}/healthz", s.url)).unwrap();
-    assert_eq!(health.status(), 503, "healthz while the disk is full");
-    std::fs::remove_file(&filler).unwrap();
-    // Space is back: the client's retries go through without a restart.
+    assert_eq!(health.status(), 503, "healthz during {fault}");
+    heal();
+    // The file system is back: the client's retries go through without a restart.
     feeder.join().unwrap();
     wait_for("serve to report healthy again", Duration::from_secs(60), || {
         reqwest::blocking::get(format!("{}/healthz", s.url)).is_ok_and(|r| r.status() == 200)
@@ -561,11 +638,11 @@ fn a_full_disk_refuses_ingest_clearly_and_recovers_by_itself_and_after_a_restart
             (s.batches + s2.batches, s.attempts + s2.attempts, s.acknowledged + s2.acknowledged);
         s.bad_rejected += s2.bad_rejected;
         let injected = format!(
-            "disk full ({} refusals: {:?}), freed while running; then a SIGKILL and a restart",
+            "{fault} ({} refusals: {:?}), healed while running; then a SIGKILL and a restart",
             refused.0,
             refused.1.trim()
         );
-        report("disk full", "serve (HTTP ingest)", "embedded (tmpfs 256 MiB)", &injected, &s, tally);
+        report(fault, "serve (HTTP ingest)", backend, &injected, &s, tally);
     });
     assert!(!tail().contains("panicked"), "serve panicked:\n{}", tail());
 }
