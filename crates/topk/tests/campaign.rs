@@ -529,9 +529,20 @@ fn io_errors_on_the_data_directory_refuse_ingest_clearly_and_heal_by_themselves_
     });
 }
 
+/// A real disk's error mostly comes at fsync, after the writes reached the page cache:
+/// what was written but not made durable must not be acknowledged, nor kept.
+#[test]
+fn fsync_errors_alone_refuse_ingest_clearly_and_heal_by_themselves_and_after_a_restart() {
+    let fs = FaultFs::mount();
+    data_dir_fault(&fs.mount, "fsync errors", "embedded (FUSE, fsync EIO)", "Input/output error", || {
+        std::fs::write(&fs.switch, b"fsync").unwrap();
+        Box::new(|| std::fs::remove_file(&fs.switch).unwrap())
+    });
+}
+
 /// `crates/topk/tests/faultfs.py` mounted over a directory of the test's own: while its
 /// switch file exists, every write, fsync, create, rename or truncate under it fails with
-/// EIO (a failing disk); reads still work.
+/// EIO (a failing disk), or only fsync if the switch says `fsync`; reads still work.
 struct FaultFs {
     mount: PathBuf,
     switch: PathBuf,
@@ -542,7 +553,9 @@ struct FaultFs {
 impl FaultFs {
     fn mount() -> FaultFs {
         let backing = tempfile::tempdir().unwrap();
-        let mount = std::env::temp_dir().join(format!("topk-faultfs-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mount = std::env::temp_dir().join(format!("topk-faultfs-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&mount).unwrap();
         let switch = backing.path().with_extension("broken");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faultfs.py");

@@ -5,8 +5,10 @@
 
 Mounts BACKING at MOUNTPOINT. While the file SWITCH exists, every call that changes
 the file system (write, fsync, create, mkdir, rename, truncate, unlink, ...) fails with
-EIO, as a failing disk's would; reads still work. Removing SWITCH heals it. Runs in the
-foreground until unmounted. Needs fusepy (PyPI) and libfuse2.
+EIO, as a failing disk's would; reads still work. If SWITCH holds the word "fsync", only
+fsync fails: writes reach the page cache and the error comes when they are made durable,
+as on a real disk. Removing SWITCH heals it. Runs in the foreground until unmounted.
+Needs fusepy (PyPI) and libfuse2.
 """
 
 import errno
@@ -24,8 +26,19 @@ class FaultFs(Operations):
     def _path(self, path):
         return os.path.join(self.backing, path.lstrip("/"))
 
+    def _mode(self):
+        try:
+            with open(self.switch) as f:
+                return f.read().strip() or "all"
+        except FileNotFoundError:
+            return None
+
     def _fail_if_broken(self):
-        if os.path.exists(self.switch):
+        if self._mode() == "all":
+            raise FuseOSError(errno.EIO)
+
+    def _fail_sync_if_broken(self):
+        if self._mode() is not None:
             raise FuseOSError(errno.EIO)
 
     # Reads.
@@ -89,11 +102,11 @@ class FaultFs(Operations):
             f.truncate(length)
 
     def fsync(self, path, datasync, fh):
-        self._fail_if_broken()
+        self._fail_sync_if_broken()
         return os.fdatasync(fh) if datasync else os.fsync(fh)
 
     def fsyncdir(self, path, datasync, fh):
-        self._fail_if_broken()
+        self._fail_sync_if_broken()
         return None
 
     def mkdir(self, path, mode):
