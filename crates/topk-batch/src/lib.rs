@@ -821,14 +821,20 @@ struct Run {
 impl Run {
     fn push(&mut self, id: u32, pair: Pair) {
         self.sums.push((id, pair));
+        self.compact_if_doubled();
+    }
+
+    /// Adds another run's sums (a value counted under `(other)`): compacted as pushes are,
+    /// not on every append, which with thousands of values past the cap was quadratic.
+    fn append(&mut self, other: Run) {
+        self.sums.extend(other.sums);
+        self.compact_if_doubled();
+    }
+
+    fn compact_if_doubled(&mut self) {
         if self.sums.len() >= 2 * self.compacted.max(4096) {
             self.compact();
         }
-    }
-
-    fn append(&mut self, other: Run) {
-        self.sums.extend(other.sums);
-        self.compact();
     }
 
     fn compact(&mut self) {
