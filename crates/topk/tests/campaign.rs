@@ -522,22 +522,14 @@ fn a_full_disk_refuses_ingest_clearly_and_recovers_by_itself_and_after_a_restart
 
 #[test]
 fn io_errors_on_the_data_directory_refuse_ingest_clearly_and_heal_by_themselves_and_after_a_restart() {
-    let fs = FaultFs::mount();
-    data_dir_fault(&fs.mount, "I/O errors", "embedded (FUSE, every change EIO)", "Input/output error", || {
-        std::fs::write(&fs.switch, b"").unwrap();
-        Box::new(|| std::fs::remove_file(&fs.switch).unwrap())
-    });
+    FaultFs::mount().fail_under_serve("", "I/O errors", "embedded (FUSE, every change EIO)");
 }
 
 /// A real disk's error mostly comes at fsync, after the writes reached the page cache:
 /// what was written but not made durable must not be acknowledged, nor kept.
 #[test]
 fn fsync_errors_alone_refuse_ingest_clearly_and_heal_by_themselves_and_after_a_restart() {
-    let fs = FaultFs::mount();
-    data_dir_fault(&fs.mount, "fsync errors", "embedded (FUSE, fsync EIO)", "Input/output error", || {
-        std::fs::write(&fs.switch, b"fsync").unwrap();
-        Box::new(|| std::fs::remove_file(&fs.switch).unwrap())
-    });
+    FaultFs::mount().fail_under_serve("fsync", "fsync errors", "embedded (FUSE, fsync EIO)");
 }
 
 /// `crates/topk/tests/faultfs.py` mounted over a directory of the test's own: while its
@@ -578,6 +570,15 @@ impl FaultFs {
             std::thread::sleep(Duration::from_millis(50));
         }
         fs
+    }
+
+    /// [`data_dir_fault`] with this file system failing as the switch's `mode` says ("":
+    /// every change, "fsync": only fsync) while it is switched on.
+    fn fail_under_serve(&self, mode: &str, fault: &str, backend: &str) {
+        data_dir_fault(&self.mount, fault, backend, "Input/output error", || {
+            std::fs::write(&self.switch, mode).unwrap();
+            Box::new(|| std::fs::remove_file(&self.switch).unwrap())
+        });
     }
 }
 
