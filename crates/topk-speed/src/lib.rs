@@ -18,6 +18,7 @@
 //! once, however the process stops.
 
 mod catalog;
+mod per_bucket;
 pub mod simulate;
 pub mod sketch;
 
@@ -32,8 +33,7 @@ use sketch::{Admission, CountMin, Row, SketchError, TopSketch};
 pub use topk_core::accuracy::{score, Accuracy};
 use topk_core::breakdown::{parse_key, Breakdowns, DimSet, DimValues, OTHER};
 use topk_core::flush::{CorruptFlush, FlushBatch};
-use topk_core::partition::sketch_key;
-use topk_core::time::{Bucket, Granularity};
+use topk_core::time::Bucket;
 use topk_core::Shutdown;
 use topk_log::{Log, LogError};
 use topk_store::{ProductSum, SpeedRow, SpeedStore, SpeedWrite, StoreError};
@@ -351,76 +351,61 @@ impl<S: SpeedStore> Speed<S> {
         }
         self.watermarks[p] = batch.watermark_ms;
         self.catalog.absorb(batch);
-        // Sum per bucket first: a day bucket receives one row per hour of the same product,
-        // and a breakdown's bucket one row per value of the other dimensions.
-        type Sums<'a> = HashMap<&'a str, Row<'a>, RandomState>;
-        // The breakdown keys of each distinct combination of dimension values in the batch
-        // (the global `""` first): built once, not per row and granularity.
+        // The breakdown keys of the batch, each once (the global `""` first), and per
+        // distinct combination of dimension values its keys: built once, not per row.
         let sets = &self.cfg.breakdowns.sets;
-        let mut keys: HashMap<&DimValues, Vec<String>, RandomState> = HashMap::default();
+        let mut names: Vec<String> = vec![String::new()];
+        let mut keys: HashMap<&DimValues, Vec<u32>, RandomState> = HashMap::default();
         for r in &batch.rows {
             keys.entry(&r.dims).or_insert_with(|| {
-                std::iter::once(String::new()).chain(sets.iter().map(|s| s.key(&s.value_of(&r.dims)))).collect()
-            });
-        }
-        let mut per_bucket: HashMap<(Bucket, &str), Sums<'_>, RandomState> = HashMap::default();
-        for r in &batch.rows {
-            // Hashed once per row, not once per granularity.
-            let key = sketch_key(r.product_id.as_bytes());
-            let breakdowns = &keys[&r.dims];
-            for g in Granularity::ALL {
-                let bucket = Bucket::containing(g, r.hour_ms);
-                for breakdown in breakdowns {
-                    let e = per_bucket
-                        .entry((bucket, breakdown.as_str()))
-                        .or_default()
-                        .entry(&r.product_id)
-                        .or_insert(Row { product_id: &r.product_id, key, quantity: 0, revenue_cents: 0 });
-                    e.quantity = e.quantity.saturating_add(r.count);
-                    e.revenue_cents = e.revenue_cents.saturating_add(r.revenue_cents);
+                let mut of_row = vec![0];
+                for set in sets {
+                    let name = set.key(&set.value_of(&r.dims));
+                    let i = names.iter().position(|n| *n == name).unwrap_or_else(|| {
+                        names.push(name);
+                        names.len() - 1
+                    });
+                    of_row.push(i as u32);
                 }
-            }
+                of_row
+            });
         }
         let low = self.low_watermark();
         let high = self.watermarks.iter().copied().max().unwrap_or(i64::MIN);
-        let mut per_bucket: Vec<((Bucket, &str), Sums<'_>)> = per_bucket.into_iter().collect();
+        let architecture = self.cfg.architecture;
+        let open = &self.open;
+        let wanted = |bucket: Bucket, k: u32| {
+            let global_open = || open.contains_key(&(bucket, String::new()));
+            match architecture {
+                // Lambda leaves a bucket that had ended before it opened here to the batch
+                // layer; and a breakdown's bucket that has ended for some partition before it
+                // opened here (history, a replay), too: it would only take the memory of the
+                // values still selling.
+                Architecture::Lambda if !global_open() && bucket.end_ms() <= low => false,
+                Architecture::Lambda if k != 0 && bucket.end_ms() <= high => {
+                    open.contains_key(&(bucket, names[k as usize].clone()))
+                }
+                _ => true,
+            }
+        };
+        let mut per_bucket = per_bucket::sum_per_bucket(&batch.rows, |r| &keys[&r.dims], wanted);
         // Biggest first, so that the values that get their own sketches when memory runs
         // short are the ones with the most volume.
-        per_bucket.sort_by_cached_key(|((b, k), sums)| {
-            (k.is_empty(), std::cmp::Reverse(sums.values().map(|r| r.quantity.saturating_abs()).sum::<i64>()), *b)
+        per_bucket.sort_by_cached_key(|((b, k), rows)| {
+            (*k == 0, std::cmp::Reverse(rows.iter().map(|r| r.quantity.saturating_abs()).sum::<i64>()), *b)
         });
-        for ((bucket, breakdown), sums) in per_bucket {
-            // Lambda leaves a bucket that had ended before it opened here to the batch layer.
-            if self.cfg.architecture == Architecture::Lambda
-                && !self.open.contains_key(&(bucket, String::new()))
-                && bucket.end_ms() <= low
-            {
-                continue;
-            }
-            let breakdown = breakdown.to_string();
+        for ((bucket, k), mut rows) in per_bucket {
+            let breakdown = names[k as usize].clone();
             let breakdown = match self.cfg.architecture {
-                // A breakdown's bucket that has ended for some partition before it opened
-                // here (history, a replay) is left to the batch layer: it would only take
-                // the memory of the values still selling.
-                Architecture::Lambda
-                    if !breakdown.is_empty()
-                        && bucket.end_ms() <= high
-                        && !self.open.contains_key(&(bucket, breakdown.clone())) =>
-                {
-                    continue
-                }
                 Architecture::Lambda => self.admit(bucket, breakdown),
                 Architecture::Kappa => breakdown,
             };
             let open = self.open_bucket(bucket, breakdown)?;
             open.dirty = true;
             match &mut open.counts {
-                Counts::Sketches(parts) => {
-                    let mut rows: Vec<Row<'_>> = sums.into_values().collect();
-                    parts[p].absorb(&mut rows);
-                }
+                Counts::Sketches(parts) => parts[p].absorb(&mut rows),
                 Counts::Exact { sums: exact, changed } => {
-                    for Row { product_id: id, quantity: q, revenue_cents: r, .. } in sums.into_values() {
+                    for Row { product_id: id, quantity: q, revenue_cents: r, .. } in rows {
                         let e = exact.entry(id.to_string()).or_default();
                         e.0 = e.0.saturating_add(q);
                         e.1 = e.1.saturating_add(r);
@@ -603,11 +588,12 @@ pub fn run<S: SpeedStore>(
         if stopping || now >= last_write + speed.cfg.write_interval {
             let written = speed.write(now)?;
             last_write = now;
+            let took = now.elapsed();
             for (p, &n) in speed.next.iter().enumerate() {
                 progress.written[p].store(n, Ordering::SeqCst);
             }
             if written > 0 {
-                tracing::debug!(buckets = written, "speed layer wrote");
+                tracing::debug!(buckets = written, took_ms = took.as_millis() as u64, "speed layer wrote");
             }
         }
         if stopping && absorbed == 0 {

@@ -4,6 +4,7 @@ use topk_core::breakdown::DimSet;
 use topk_core::flush::AggRow;
 use topk_core::partition::partition_of;
 use topk_core::random::{Rng, Zipf};
+use topk_core::time::Granularity;
 use topk_store::{BatchStore, BucketRun, ServingStore, SqlStore};
 
 use super::*;
