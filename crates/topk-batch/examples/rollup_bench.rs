@@ -8,6 +8,11 @@
 //! (`TOPK_LOG=topk_batch=debug` prints each bucket's time summing, scoring and committing.)
 //! (DIR holds the archive, and the SQLite store unless a PostgreSQL URL is given, whose
 //! tables in the search path are emptied first.)
+//!
+//! The rows carry no dimensions unless `ROLLUP_BENCH_COUNTRIES=C` gives each product one
+//! of C countries an hour: then the default breakdowns' `country` set has C values, whose
+//! rows together are as many as the global ones (without it every set has the one value
+//! `(none)`, whose rows are the global ones: marked, not stored again).
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +30,7 @@ fn main() {
         .init();
     let mut args = std::env::args().skip(1);
     let n: i64 = args.next().map_or(1_000_000, |a| a.parse().expect("N is a number"));
+    let countries: i64 = std::env::var("ROLLUP_BENCH_COUNTRIES").map_or(0, |c| c.parse().expect("C is a number"));
     let dir = std::path::PathBuf::from(args.next().unwrap_or_else(|| std::env::temp_dir().display().to_string()))
         .join("rollup_bench");
     let _ = std::fs::remove_dir_all(&dir);
@@ -34,8 +40,8 @@ fn main() {
             let mut store = SqlStore::open(&url).expect("store");
             store
                 .execute_script(
-                    "DELETE FROM batch_table; DELETE FROM top_lists; DELETE FROM bucket_totals;
-                     DELETE FROM batch_pending; DELETE FROM batch_hour_versions; DELETE FROM pipeline_runs",
+                    "DELETE FROM batch_table; DELETE FROM batch_as_global; DELETE FROM top_lists;
+                     DELETE FROM bucket_totals; DELETE FROM batch_pending; DELETE FROM batch_hour_versions; DELETE FROM pipeline_runs",
                 )
                 .expect("empty");
             store
@@ -58,7 +64,10 @@ fn main() {
                 revenue_cents: 100 * (1 + (p * 7 + i) % 13),
                 earliest_ts_ms: hour.start_ms,
                 latest_ts_ms: hour.start_ms,
-                dims: Default::default(),
+                dims: match countries {
+                    0 => Default::default(),
+                    c => [format!("C{:02}", (p + i) % c), String::new(), String::new()],
+                },
             })
             .collect();
         let watermark_ms = if i == 23 { day.end_ms() + HOUR_MS } else { hour.end_ms() };

@@ -117,8 +117,13 @@ pub trait BatchStore: ServingStore {
 /// Rows handed to one [`Conn::insert`] when a bucket's rows are written.
 const INSERT_SLICE: usize = 16_384;
 const DELETE_BUCKET_ROWS: &str = "DELETE FROM batch_table WHERE granularity = $1 AND bucket_start = $2";
+pub(crate) const DELETE_BUCKET_AS_GLOBAL: &str =
+    "DELETE FROM batch_as_global WHERE granularity = $1 AND bucket_start = $2";
 const SLICES: &str = "SELECT breakdown, product_id, count, revenue_cents FROM batch_table
     WHERE granularity = $1 AND bucket_start = $2 ORDER BY breakdown, product_id";
+/// A breakdown whose rows are the global ones: marked, not stored again (migration 7).
+const ADD_AS_GLOBAL: &str = "INSERT INTO batch_as_global (granularity, bucket_start, breakdown) VALUES ($1, $2, $3)";
+const AS_GLOBAL: &str = "SELECT breakdown FROM batch_as_global WHERE granularity = $1 AND bucket_start = $2";
 const ADMIT: &str = "INSERT INTO breakdown_values (dim_set, value) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 const ADMITTED: &str = "SELECT dim_set, value FROM breakdown_values";
 /// `breakdown_sets` holds the sets and a row `-`, which marks that they were recorded (no
@@ -153,6 +158,8 @@ const ATTEMPTS: &str = "SELECT COUNT(*) FROM pipeline_runs WHERE task = $1 AND g
 const DELETE_HOURS_BEFORE: &str = "DELETE FROM batch_table WHERE granularity = 'hour' AND bucket_start < $1";
 const DELETE_HOUR_LISTS_BEFORE: &str = "DELETE FROM top_lists WHERE granularity = 'hour' AND bucket_start < $1";
 const DELETE_HOUR_TOTALS_BEFORE: &str = "DELETE FROM bucket_totals WHERE granularity = 'hour' AND bucket_start < $1";
+const DELETE_HOURS_AS_GLOBAL_BEFORE: &str =
+    "DELETE FROM batch_as_global WHERE granularity = 'hour' AND bucket_start < $1";
 const UPSERT_ACCURACY: &str = "INSERT INTO accuracy (granularity, bucket_start, precision_at_10, precision_at_100,
     max_relative_error, mean_relative_error, bound_coverage, scored_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     ON CONFLICT (granularity, bucket_start) DO UPDATE SET precision_at_10 = excluded.precision_at_10,
@@ -205,9 +212,17 @@ impl BatchStore for SqlStore {
             let b = run.bucket;
             let g = b.granularity.as_str();
             c.exec(DELETE_BUCKET_ROWS, &vals![g, b.start_ms])?;
+            c.exec(DELETE_BUCKET_AS_GLOBAL, &vals![g, b.start_ms])?;
             top_lists::delete(c, b)?;
             let mut lists = 0;
-            for (breakdown, rows) in run.rows.unwrap_or_default() {
+            let slices = run.rows.unwrap_or_default();
+            let global = slices.iter().find(|(breakdown, _)| breakdown.is_empty()).map(|(_, rows)| rows);
+            for (breakdown, rows) in slices {
+                if !breakdown.is_empty() && global == Some(rows) {
+                    c.exec(ADD_AS_GLOBAL, &vals![g, b.start_ms, breakdown])?;
+                    lists += top_lists::write(c, b, breakdown, rows, run.top_k)?;
+                    continue;
+                }
                 // In chunks, so the parameters of a bucket of a million rows are never all
                 // in memory at once.
                 for chunk in rows.chunks(INSERT_SLICE) {
@@ -289,6 +304,7 @@ impl BatchStore for SqlStore {
             let n = c.exec(DELETE_HOURS_BEFORE, &vals![before_ms])?;
             c.exec(DELETE_HOUR_LISTS_BEFORE, &vals![before_ms])?;
             c.exec(DELETE_HOUR_TOTALS_BEFORE, &vals![before_ms])?;
+            c.exec(DELETE_HOURS_AS_GLOBAL_BEFORE, &vals![before_ms])?;
             Ok(n)
         })
     }
@@ -307,6 +323,13 @@ impl BatchStore for SqlStore {
                 Some((b, sums)) if *b == breakdown => sums.push(row),
                 _ => out.push((breakdown, vec![row])),
             }
+        }
+        let as_global =
+            query(&mut *self.conn, AS_GLOBAL, &vals![bucket.granularity.as_str(), bucket.start_ms], |r| r.text(0))?;
+        if !as_global.is_empty() {
+            let global = out.iter().find(|(b, _)| b.is_empty()).map(|(_, rows)| rows.clone()).unwrap_or_default();
+            out.extend(as_global.into_iter().map(|b| (b, global.clone())));
+            out.sort_by(|a, b| a.0.cmp(&b.0));
         }
         Ok(out)
     }

@@ -116,7 +116,7 @@ fn sqlite_columns(table: &str) -> &'static str {
 }
 
 /// `(version, statements)` in `dialect`.
-pub fn migrations(dialect: Dialect) -> [(i64, String); 6] {
+pub fn migrations(dialect: Dialect) -> [(i64, String); 7] {
     let (text, id, blob) = (dialect.text(), dialect.id_column(), dialect.blob());
     [
         (
@@ -292,5 +292,20 @@ pub fn migrations(dialect: Dialect) -> [(i64, String); 6] {
             },
         ),
         (6, breakdowns(dialect)),
+        (
+            // A breakdown whose rows in a bucket are the global rows themselves (every sale
+            // of the bucket has the same value of the set: `category=(none)` where the
+            // events carry no category) is marked here instead of stored a second time.
+            // Its lists and totals are stored as any breakdown's.
+            7,
+            format!(
+                "CREATE TABLE batch_as_global (
+        granularity {text} NOT NULL,
+        bucket_start BIGINT NOT NULL,
+        breakdown {text} NOT NULL,
+        PRIMARY KEY (granularity, bucket_start, breakdown)
+    )"
+            ),
+        ),
     ]
 }

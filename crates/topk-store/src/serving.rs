@@ -63,8 +63,10 @@ pub trait ServingStore: Send {
 // parameter; `''`: the global lists). Whether a bucket is exact is the global lists'
 // matter: the batch layer writes every breakdown of a bucket in the same transaction, and a
 // value without sales there has no rows, exactly.
+/// A breakdown marked in `batch_as_global` reads the global rows (`''`).
 const BUCKET_ROWS: &str = "SELECT product_id, count, revenue_cents FROM batch_table
-    WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $3 ORDER BY product_id";
+    WHERE granularity = $1 AND bucket_start = $2 AND breakdown = COALESCE((SELECT '' FROM batch_as_global a
+    WHERE a.granularity = $1 AND a.bucket_start = $2 AND a.breakdown = $3), $3) ORDER BY product_id";
 const TOP_LIST: &str = "SELECT rank, product_id, count, revenue_cents, error_bound, source FROM top_lists
     WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $5 AND ranked_by = $3 AND rank <= $4 ORDER BY rank";
 const HAS_EXACT: &str =
@@ -77,12 +79,16 @@ const EXACT_BUCKETS: &str = "SELECT t.bucket_start, COALESCE(b.count, 0), COALES
     WHERE t.granularity = $1 AND t.bucket_start >= $2 AND t.bucket_start < $3 AND t.breakdown = ''
     AND EXISTS (SELECT 1 FROM top_lists l
     WHERE l.granularity = t.granularity AND l.bucket_start = t.bucket_start AND l.breakdown = '') ORDER BY t.bucket_start";
-/// Several products' sums in one bucket; `$3` is a JSON array of ids.
+/// Several products' sums in one bucket; `$3` is a JSON array of ids. A breakdown marked
+/// in `batch_as_global` reads the global rows, as [`BUCKET_ROWS`] does.
 const PRODUCT_SUMS: PerDialect = PerDialect {
     sqlite: "SELECT product_id, count, revenue_cents FROM batch_table
-        WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $4 AND product_id IN (SELECT value FROM json_each($3))",
+        WHERE granularity = $1 AND bucket_start = $2 AND breakdown = COALESCE((SELECT '' FROM batch_as_global a
+        WHERE a.granularity = $1 AND a.bucket_start = $2 AND a.breakdown = $4), $4)
+        AND product_id IN (SELECT value FROM json_each($3))",
     postgres: "SELECT product_id, count, revenue_cents FROM batch_table
-        WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $4
+        WHERE granularity = $1 AND bucket_start = $2 AND breakdown = COALESCE((SELECT '' FROM batch_as_global a
+        WHERE a.granularity = $1 AND a.bucket_start = $2 AND a.breakdown = $4), $4)
         AND product_id IN (SELECT json_array_elements_text(($3::text)::json))",
 };
 const RANK_OF: &str = "SELECT rank FROM top_lists

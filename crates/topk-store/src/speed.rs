@@ -87,6 +87,14 @@ pub(crate) const UPSERT_EXACT_ROW: Insert = Insert {
     ),
 };
 
+/// The rows of a bucket's breakdowns marked in `batch_as_global`, copied from its global ones.
+const COPY_AS_GLOBAL: &str =
+    "INSERT INTO batch_table (granularity, bucket_start, breakdown, product_id, count, revenue_cents)
+    SELECT b.granularity, b.bucket_start, a.breakdown, b.product_id, b.count, b.revenue_cents
+    FROM batch_as_global a JOIN batch_table b
+    ON b.granularity = a.granularity AND b.bucket_start = a.bucket_start AND b.breakdown = ''
+    WHERE a.granularity = $1 AND a.bucket_start = $2";
+
 /// Deletes a bucket's approximate rows and facts, of every breakdown (the batch layer, once
 /// exact rows exist); returns the rows deleted.
 pub(crate) fn delete_bucket(c: &mut dyn Conn, bucket: Bucket) -> Result<u64> {
@@ -160,6 +168,16 @@ impl SpeedStore for SqlStore {
     ) -> Result<()> {
         self.transaction(|c| {
             catalog::upsert(c, products)?;
+            // Breakdowns the batch layer marked as the global rows (a store that ran Lambda)
+            // get rows of their own before either changes.
+            let mut buckets: Vec<Bucket> = rows.iter().map(|(bucket, _, _)| *bucket).collect();
+            buckets.sort_unstable();
+            buckets.dedup();
+            for bucket in buckets {
+                let params = vals![bucket.granularity.as_str(), bucket.start_ms];
+                c.exec(COPY_AS_GLOBAL, &params)?;
+                c.exec(crate::batch::DELETE_BUCKET_AS_GLOBAL, &params)?;
+            }
             for (bucket, breakdown, sums) in rows {
                 let g = bucket.granularity.as_str();
                 let params: Vec<Value<'_>> = sums

@@ -490,6 +490,56 @@ fn breakdowns_are_stored_and_read_apart_from_the_global_lists(b: &dyn Backend) {
     assert_eq!(s.hour_version(hour).unwrap(), None, "every hour runs again");
 }
 
+/// Counts the stored rows of a bucket's breakdown, as stored (not as read).
+fn stored_rows(s: &mut SqlStore, bucket: Bucket, breakdown: &str) -> i64 {
+    let sql = "SELECT COUNT(*) FROM batch_table WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $3";
+    s.transaction(|c| crate::sql::query_int(c, sql, &vals![bucket.granularity.as_str(), bucket.start_ms, breakdown]))
+        .unwrap()
+        .unwrap_or(0)
+}
+
+fn a_breakdown_with_the_global_rows_is_marked_not_stored_twice_and_reads_the_same(b: &dyn Backend) {
+    let mut s = b.open();
+    let day = Bucket::containing(Granularity::Day, DAY0);
+    let rows = vec![sum("a", 5), sum("b", 4)];
+    let slices: Vec<Slice> = vec![
+        (String::new(), rows.clone()),
+        ("category=(none)".into(), rows.clone()),
+        ("country=DE".into(), vec![sum("b", 4)]),
+        ("country=FR".into(), vec![sum("a", 5), sum("b", 4)]),
+    ];
+    s.commit_bucket(&BucketRun::rows(day, &slices, 10)).unwrap();
+    assert_eq!(stored_rows(&mut s, day, "category=(none)"), 0, "marked, not stored");
+    assert_eq!(stored_rows(&mut s, day, "country=FR"), 0, "any value whose rows are the global ones");
+    assert_eq!(stored_rows(&mut s, day, "country=DE"), 1);
+    assert_eq!(s.bucket_slices(day).unwrap(), slices, "read back whole, in key order");
+    s.set_breakdown("category=(none)");
+    assert_eq!(s.bucket_rows(day).unwrap(), rows);
+    assert_eq!(s.product_sums(day, &["b", "x"]).unwrap(), [sum("b", 4)]);
+    assert_eq!(s.top_list(day, By::Quantity, 1).unwrap()[0].product_id, "a");
+    s.set_breakdown("country=DE");
+    assert_eq!(s.product_sums(day, &["a", "b"]).unwrap(), [sum("b", 4)], "an unmarked value reads its own rows");
+    s.set_breakdown("");
+    let values = s.breakdown_values(day, "country=").unwrap();
+    assert_eq!(values, [("country=DE".into(), 4, 40), ("country=FR".into(), 9, 90)]);
+    // A run again with different rows: the marks go with the old rows.
+    let apart = [slices[0].clone(), ("category=(none)".into(), vec![sum("a", 5)])];
+    s.commit_bucket(&BucketRun::rows(day, &apart, 10)).unwrap();
+    assert_eq!(s.bucket_slices(day).unwrap(), apart);
+    // Kappa writing a marked bucket (a store that ran Lambda) gives the mark rows of its own first.
+    s.commit_bucket(&BucketRun::rows(day, &slices, 10)).unwrap();
+    s.write_exact("kappa", &[(day, String::new(), vec![sum("c", 1)])], 10, &[], &[]).unwrap();
+    assert_eq!(stored_rows(&mut s, day, "category=(none)"), 2);
+    s.set_breakdown("category=(none)");
+    assert_eq!(s.bucket_rows(day).unwrap(), rows, "the global rows before Kappa's write");
+    // Retention drops an hour's marks with its rows.
+    let hour = Bucket::containing(Granularity::Hour, DAY0);
+    s.commit_bucket(&BucketRun::rows(hour, &slices, 10)).unwrap();
+    s.delete_hours_before(DAY0 + H).unwrap();
+    s.set_breakdown("");
+    assert!(s.bucket_slices(hour).unwrap().is_empty());
+}
+
 macro_rules! store_suite {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -515,4 +565,5 @@ store_suite!(
     concurrent_opens_migrate_once,
     large_writes_arrive_whole,
     the_exact_generation_moves_with_batch_runs_and_kappa_writes,
+    a_breakdown_with_the_global_rows_is_marked_not_stored_twice_and_reads_the_same,
 );

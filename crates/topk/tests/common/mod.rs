@@ -272,12 +272,16 @@ pub fn assert_catalog_eq(
     );
 }
 
-/// Every row of the store's batch_table, the breakdowns' as [`in_breakdown`] keys them.
+/// Every row of the store's batch_table, the breakdowns' as [`in_breakdown`] keys them; a
+/// breakdown marked as the global rows (`batch_as_global`) has the global rows.
 pub fn store_sums(location: &(impl AsRef<std::ffi::OsStr> + ?Sized)) -> BucketSums {
     let mut out = BucketSums::new();
     open_store(location)
         .transaction(|c| {
-            let sql = "SELECT granularity, bucket_start, breakdown, product_id, count, revenue_cents FROM batch_table";
+            let sql = "SELECT granularity, bucket_start, breakdown, product_id, count, revenue_cents FROM batch_table
+                UNION ALL SELECT a.granularity, a.bucket_start, a.breakdown, b.product_id, b.count, b.revenue_cents
+                FROM batch_as_global a JOIN batch_table b
+                ON b.granularity = a.granularity AND b.bucket_start = a.bucket_start AND b.breakdown = ''";
             c.query(sql, &[], &mut |r| {
                 out.insert((r.text(0)?, r.int(1)?, in_breakdown(&r.text(2)?, &r.text(3)?)), (r.int(4)?, r.int(5)?));
                 Ok(())
