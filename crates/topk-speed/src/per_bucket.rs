@@ -21,7 +21,8 @@ use crate::sketch::Row;
 /// The rows of `rows` summed per (bucket, key) and product, for every bucket of every
 /// granularity that contains a row's hour and every key `keys_of` gives its row (indexes
 /// into the caller's keys), leaving out the (bucket, key) pairs that `wanted` refuses.
-/// Each list has each product once, whatever the order of `rows`.
+/// Each list has each product once (but see [`each_product_once`]), whatever the order of
+/// `rows`.
 pub(crate) fn sum_per_bucket<'a, 'k>(
     rows: &'a [AggRow],
     keys_of: impl Fn(&AggRow) -> &'k [u32],
@@ -56,31 +57,43 @@ pub(crate) fn sum_per_bucket<'a, 'k>(
         }
         start = end;
     }
-    // Per bucket and key: the rows of its hours, and how many hours they came from.
-    let mut buckets: HashMap<(Bucket, u32), (Vec<Row<'a>>, usize), RandomState> = HashMap::default();
-    for ((hour_ms, k), rows) in hours {
+    // Per bucket and key: the hours it takes rows from.
+    let mut members: HashMap<(Bucket, u32), Vec<i64>, RandomState> = HashMap::default();
+    for &(hour_ms, k) in hours.keys() {
         for g in Granularity::ALL {
             let bucket = Bucket::containing(g, hour_ms);
             if wanted(bucket, k) {
-                let (all, hours) = buckets.entry((bucket, k)).or_default();
-                all.extend_from_slice(&rows);
-                *hours += 1;
+                members.entry((bucket, k)).or_default().push(hour_ms);
             }
         }
     }
-    buckets.into_iter().map(|(id, (rows, hours))| (id, each_product_once(rows, hours))).collect()
+    // Buckets of the same hours (a batch's week, month and year, mostly) share one sum.
+    let mut sums: HashMap<(u32, Vec<i64>), Vec<Row<'a>>, RandomState> = HashMap::default();
+    let mut out = Vec::with_capacity(members.len());
+    for ((bucket, k), mut of) in members {
+        of.sort_unstable();
+        let rows = sums.entry((k, of)).or_insert_with_key(|(k, of)| {
+            let rows = of.iter().flat_map(|&h| &hours[&(h, *k)]).copied().collect();
+            each_product_once(rows, of.len())
+        });
+        out.push(((bucket, k), rows.clone()));
+    }
+    out
 }
 
 /// The rows with each product once (its rows summed). One hour's rows in product-id order
 /// (from a sorted batch) are that already; others are sorted by the products' sketch keys
-/// (their ids only where two keys are equal: comparing ids was most of the sort's time).
+/// alone (comparing ids in the sort was most of the speed role's time), so two products
+/// whose 64-bit keys collide may stay apart and one of them appear twice: Kappa sums it by
+/// id, and the sketches (which know a product by its key) absorb it as two rows, as they
+/// would over two flushes.
 fn each_product_once(mut rows: Vec<Row<'_>>, hours: usize) -> Vec<Row<'_>> {
     if hours == 1 && rows.windows(2).all(|w| w[0].product_id < w[1].product_id) {
         return rows;
     }
-    rows.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| a.product_id.cmp(b.product_id)));
+    rows.sort_unstable_by_key(|r| r.key);
     rows.dedup_by(|next, kept| {
-        let same = next.product_id == kept.product_id;
+        let same = next.key == kept.key && next.product_id == kept.product_id;
         if same {
             kept.quantity = kept.quantity.saturating_add(next.quantity);
             kept.revenue_cents = kept.revenue_cents.saturating_add(next.revenue_cents);
