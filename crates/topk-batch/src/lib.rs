@@ -43,7 +43,7 @@
 //! first among those ending together (a day right after its last hour), each once
 //! nothing finer below it is pending.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
@@ -391,12 +391,33 @@ impl<S: BatchStore> Batch<S> {
 #[derive(Default)]
 struct Partial {
     sums: BTreeMap<String, Sums>,
+    /// Breakdowns whose rows were the global rows in every child so far (`category=(none)`
+    /// where events carry no category): not summed a second time, as the store marks them
+    /// rather than storing them twice (`batch_as_global`).
+    as_global: BTreeSet<String>,
+    /// Children added so far.
+    added: usize,
     children: Vec<Bucket>,
 }
 
 impl Partial {
     fn add(&mut self, slices: &[Slice]) {
+        let global = slices.iter().find(|(b, _)| b.is_empty()).map_or(&[][..], |(_, rows)| &rows[..]);
+        let same: BTreeSet<&str> =
+            slices.iter().filter(|(b, rows)| !b.is_empty() && rows[..] == *global).map(|(b, _)| b.as_str()).collect();
+        // A breakdown that was the global rows so far but is not in this child: its sums
+        // so far are the global ones, summed from here on.
+        let apart: Vec<String> = self.as_global.iter().filter(|b| !same.contains(b.as_str())).cloned().collect();
+        for b in apart {
+            self.as_global.remove(&b);
+            let so_far = self.sums.get("").map(|s| s.0.clone()).unwrap_or_default();
+            self.sums.insert(b, Sums(so_far));
+        }
         for (breakdown, rows) in slices {
+            if same.contains(breakdown.as_str()) && (self.added == 0 || self.as_global.contains(breakdown)) {
+                self.as_global.insert(breakdown.clone());
+                continue;
+            }
             match self.sums.get_mut(breakdown) {
                 Some(sums) => sums.add_rows(rows),
                 None => {
@@ -404,12 +425,19 @@ impl Partial {
                 }
             }
         }
+        self.added += 1;
     }
 
     /// The sums, the global ones first (`""` sorts first), present even when empty.
     fn into_slices(mut self) -> Vec<Slice> {
         self.sums.entry(String::new()).or_default();
-        self.sums.into_iter().map(|(b, s)| (b, s.into_rows())).collect()
+        let mut slices: Vec<Slice> = self.sums.into_iter().map(|(b, s)| (b, s.into_rows())).collect();
+        if !self.as_global.is_empty() {
+            let global = slices[0].1.clone();
+            slices.extend(self.as_global.into_iter().map(|b| (b, global.clone())));
+            slices.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        slices
     }
 }
 

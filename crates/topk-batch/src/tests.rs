@@ -396,3 +396,55 @@ fn an_hour_of_many_files_sums_to_a_naive_sum_of_its_rows_per_value_with_the_bigg
         assert_eq!(got, sums, "{key}");
     }
 }
+
+/// A bucket's partial sums against a naive sum of its children's slices, for children
+/// whose `category=(none)` is, is not, or stops being the global rows, in every order.
+#[test]
+fn partial_sums_equal_a_naive_sum_whether_a_breakdown_is_the_global_rows_or_not() {
+    let sums = |rows: &[(&str, i64)]| -> Vec<ProductSum> {
+        rows.iter().map(|&(p, c)| ProductSum { product_id: p.into(), count: c, revenue_cents: 10 * c }).collect()
+    };
+    let none = "category=(none)";
+    let children: Vec<Vec<Slice>> = vec![
+        // (none) is the global rows.
+        vec![
+            ("".into(), sums(&[("a", 1), ("b", 2)])),
+            ("country=DE".into(), sums(&[("a", 1)])),
+            (none.into(), sums(&[("a", 1), ("b", 2)])),
+        ],
+        vec![("".into(), sums(&[("a", 3)])), (none.into(), sums(&[("a", 3)]))],
+        // (none) differs: a product with a category.
+        vec![("".into(), sums(&[("b", 1), ("c", 1)])), (none.into(), sums(&[("b", 1)]))],
+        // No (none) at all: every product had a category.
+        vec![("".into(), sums(&[("d", 5)])), ("category=toys".into(), sums(&[("d", 5)]))],
+    ];
+    let naive = |children: &[&Vec<Slice>]| -> Vec<Slice> {
+        let mut out: BTreeMap<String, BTreeMap<String, (i64, i64)>> = BTreeMap::new();
+        out.entry(String::new()).or_default();
+        for child in children {
+            for (b, rows) in child.iter() {
+                for r in rows {
+                    let e = out.entry(b.clone()).or_default().entry(r.product_id.clone()).or_default();
+                    e.0 += r.count;
+                    e.1 += r.revenue_cents;
+                }
+            }
+        }
+        let rows = |m: BTreeMap<String, (i64, i64)>| {
+            m.into_iter().map(|(p, (c, r))| ProductSum { product_id: p, count: c, revenue_cents: r }).collect()
+        };
+        out.into_iter().map(|(b, m)| (b, rows(m))).collect()
+    };
+    // Every order of every non-empty subset's prefix: the children in each permutation.
+    let orders = [[0, 1, 2, 3], [2, 0, 1, 3], [3, 1, 0, 2], [1, 3, 2, 0], [0, 1, 3, 2]];
+    for order in orders {
+        for n in 1..=order.len() {
+            let picked: Vec<&Vec<Slice>> = order[..n].iter().map(|&i| &children[i]).collect();
+            let mut partial = Partial::default();
+            for child in &picked {
+                partial.add(child);
+            }
+            assert_eq!(partial.into_slices(), naive(&picked), "children {:?}", &order[..n]);
+        }
+    }
+}
