@@ -41,7 +41,8 @@ fn main() {
             store
                 .execute_script(
                     "DELETE FROM batch_table; DELETE FROM batch_as_global; DELETE FROM top_lists;
-                     DELETE FROM bucket_totals; DELETE FROM batch_pending; DELETE FROM batch_hour_versions; DELETE FROM pipeline_runs",
+                     DELETE FROM bucket_totals; DELETE FROM batch_pending; DELETE FROM batch_hour_versions;
+                     DELETE FROM pipeline_runs",
                 )
                 .expect("empty");
             store
