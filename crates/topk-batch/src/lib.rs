@@ -402,7 +402,7 @@ struct Partial {
 
 impl Partial {
     fn add(&mut self, slices: &[Slice]) {
-        let global = slices.iter().find(|(b, _)| b.is_empty()).map_or(&[][..], |(_, rows)| &rows[..]);
+        let global = global(slices);
         let same: BTreeSet<&str> =
             slices.iter().filter(|(b, rows)| !b.is_empty() && rows[..] == *global).map(|(b, _)| b.as_str()).collect();
         // A breakdown that was the global rows so far but is not in this child: its sums
