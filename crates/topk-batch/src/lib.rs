@@ -8,7 +8,10 @@
 //!    days, month from its days, year from its 12 months — summed in memory (sums of
 //!    sums are exact);
 //! 3. `clean_speed`: score the bucket's approximate `speed_table` rows against the exact
-//!    ones into `accuracy`, then delete them;
+//!    ones into `accuracy`, then delete them. A bucket otherwise ready waits (at most
+//!    `score_wait`, and only while the speed layer writes) until the speed layer's
+//!    written estimates cover it (`speed_watermark`); estimates that do not are deleted
+//!    unscored: their score would measure how far behind they were;
 //! 4. `top_lists`: its top lists by quantity and by revenue, and its totals, from the
 //!    sums in memory.
 //!
@@ -53,7 +56,7 @@ use topk_core::breakdown::{Breakdowns, DimSet, NONE, OTHER};
 use topk_core::clock::now_ms;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::Shutdown;
-use topk_store::{BatchStore, BucketRun, By, ProductSum, RunStatus, Slice, StoreError, TaskRun};
+use topk_store::{BatchStore, BucketRun, By, ProductSum, RunStatus, Slice, SpeedWatermark, StoreError, TaskRun};
 
 pub const TASKS: [&str; 4] = ["check", "rollup", "clean_speed", "top_lists"];
 
@@ -69,6 +72,11 @@ pub struct BatchConfig {
     pub pass_interval: Duration,
     /// The dimension sets that get their own rows and lists.
     pub breakdowns: Breakdowns,
+    /// Longest wait, once a bucket is otherwise ready, for the speed layer's written
+    /// estimates to cover it (`speed_watermark`), while the speed layer is writing: its
+    /// score measures the sketches, not how far behind they were. Past it the bucket is
+    /// committed unscored.
+    pub score_wait: Duration,
 }
 
 impl Default for BatchConfig {
@@ -79,6 +87,7 @@ impl Default for BatchConfig {
             max_backoff: Duration::from_secs(300),
             pass_interval: Duration::from_secs(2),
             breakdowns: Breakdowns::default(),
+            score_wait: Duration::from_secs(30),
         }
     }
 }
@@ -117,11 +126,14 @@ pub struct Batch<S: BatchStore> {
     backoff: HashMap<Bucket, (u32, Instant), RandomState>,
     /// The values each breakdown set has admitted; loaded from the store by [`Batch::prepare`].
     admission: Option<Admission>,
+    /// Per ready bucket whose estimates the speed layer has not written whole yet: since
+    /// when it waits for them (at most `score_wait`).
+    speed_waits: HashMap<Bucket, Instant, RandomState>,
 }
 
 impl<S: BatchStore> Batch<S> {
     pub fn new(store: S, archive: Root, cfg: BatchConfig) -> Self {
-        Batch { store, archive, cfg, backoff: HashMap::default(), admission: None }
+        Batch { store, archive, cfg, backoff: HashMap::default(), admission: None, speed_waits: HashMap::default() }
     }
 
     /// Loads the admitted breakdown values, once; the first time, also compares the
@@ -207,6 +219,22 @@ impl<S: BatchStore> Batch<S> {
         Ok(())
     }
 
+    /// Whether a ready bucket waits for the speed layer: its written estimates do not
+    /// reach the bucket's end yet, the speed layer wrote within `score_wait`, and the
+    /// bucket has not waited `score_wait` already.
+    fn waits_for_speed(&mut self, bucket: Bucket, speed: Option<SpeedWatermark>) -> bool {
+        let wait = self.cfg.score_wait;
+        let behind = speed.is_some_and(|w| {
+            w.watermark_ms < bucket.end_ms()
+                && now_ms().saturating_sub(w.updated_ms) <= i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
+        });
+        if !behind {
+            return false;
+        }
+        let since = *self.speed_waits.entry(bucket).or_insert_with(Instant::now);
+        since.elapsed() < wait
+    }
+
     /// Runs the whole DAG of one bucket and clears it from the pending set (after
     /// [`Self::prepare`], which its caller runs).
     fn run_bucket(&mut self, state: &ArchiveState, bucket: Bucket) -> Result<u64, BatchError> {
@@ -240,7 +268,16 @@ impl<S: BatchStore> Batch<S> {
             Ok(speed) => speed,
             Err(e) => return Err(runs.fail(&mut self.store, "clean_speed", e.to_string())),
         };
-        let accuracy = (!speed.is_empty()).then(|| score(bucket, rows, &speed));
+        // Estimates that do not cover the bucket yet (the speed layer is behind, or
+        // stopped) would score how far behind they were, not the sketches.
+        let covered = match self.store.speed_watermark() {
+            Ok(w) => w.is_none_or(|w| w.watermark_ms >= bucket.end_ms()),
+            Err(e) => return Err(runs.fail(&mut self.store, "clean_speed", e.to_string())),
+        };
+        if !covered && !speed.is_empty() {
+            tracing::warn!(%bucket, "the speed layer's estimates do not cover the bucket: not scored");
+        }
+        let accuracy = (covered && !speed.is_empty()).then(|| score(bucket, rows, &speed));
         runs.ok("clean_speed", speed.len() as i64);
         let keep = self.kept(bucket);
         let k = self.cfg.top_k;
@@ -268,6 +305,7 @@ impl<S: BatchStore> Batch<S> {
             return Err(runs.fail(&mut self.store, "rollup", e.to_string()));
         }
         feed_parents(state, bucket, &slices, partials);
+        self.speed_waits.remove(&bucket);
         let r = run.runs;
         tracing::debug!(
             %bucket,
@@ -318,11 +356,18 @@ impl<S: BatchStore> Batch<S> {
             let mut pending = self.store.pending()?;
             pending.sort_by_key(|b| (b.end_ms(), b.granularity, b.start_ms));
             let now = Instant::now();
-            let next = pending.iter().copied().find(|&b| {
-                self.backoff.get(&b).is_none_or(|&(_, at)| at <= now)
+            let speed = self.store.speed_watermark()?;
+            let mut next = None;
+            for &b in &pending {
+                if self.backoff.get(&b).is_none_or(|&(_, at)| at <= now)
                     && !report.failed.iter().any(|(f, _)| *f == b)
                     && self.check(&state, &pending, b).is_ok()
-            });
+                    && !self.waits_for_speed(b, speed)
+                {
+                    next = Some(b);
+                    break;
+                }
+            }
             let Some(bucket) = next else {
                 report.waiting = pending.len();
                 break;

@@ -133,10 +133,11 @@ fn hours_roll_up_finest_first_and_the_speed_rows_are_scored_then_replaced() {
         rows: vec![speed("a", 6, 2), speed("b", 2, 0)],
         sketches: vec![],
         finished: false,
+        ended: false,
         unlisted_bound: 0,
         total_count: 9,
     };
-    f.batch.store().write_speed("speed", &[write], &[], &[]).unwrap();
+    f.batch.store().write_speed("speed", &[write], &[], None, &[]).unwrap();
 
     let report = f.batch.run_pending().unwrap();
     let mut expected = vec![hour(0), hour(5), day()];
@@ -166,6 +167,68 @@ fn hours_roll_up_finest_first_and_the_speed_rows_are_scored_then_replaced() {
     assert_eq!(forced.len(), 1);
     assert_eq!(forced[0].0, day());
     assert_eq!(forced[0].1.as_ref().unwrap(), &2, "two products in the day");
+}
+
+/// The speed layer writes `bucket`'s estimates (a 3, b 2: exact for hour 0) with its
+/// watermark at `watermark_ms`.
+fn estimates(f: &mut Fixture, bucket: Bucket, watermark_ms: i64) {
+    let row = |p: &str, count| SpeedRow { product_id: p.into(), count, error: 0, revenue_cents: 0, updated_ms: T0 };
+    let write = SpeedWrite {
+        breakdown: String::new(),
+        bucket,
+        rows: vec![row("a", 3), row("b", 2)],
+        sketches: vec![],
+        finished: false,
+        ended: false,
+        unlisted_bound: 0,
+        total_count: 5,
+    };
+    f.batch.store().write_speed("speed", &[write], &[], Some(watermark_ms), &[]).unwrap();
+}
+
+#[test]
+fn estimates_are_scored_once_the_speed_layer_covers_their_bucket_and_waited_for_a_bounded_time() {
+    let wait = Duration::from_millis(400);
+    let mut f = Fixture::new(BatchConfig { score_wait: wait, ..no_retention() });
+    let scored = |f: &mut Fixture| -> Vec<Bucket> {
+        f.batch.store().accuracy(10).unwrap().into_iter().map(|r| r.bucket).collect()
+    };
+    f.archive(vec![row("a", 0, 3), row("b", 0, 2)], T0 + HOUR_MS);
+    // The speed layer's estimates reach only half way into the hour: it waits for them.
+    estimates(&mut f, hour(0), T0 + HOUR_MS / 2);
+    let report = f.batch.run_pending().unwrap();
+    assert_eq!((report.ran.len(), report.waiting), (0, 1), "{report:?}");
+    // They cover the hour: scored, then replaced.
+    estimates(&mut f, hour(0), T0 + HOUR_MS);
+    assert_eq!(f.batch.run_pending().unwrap().ran, [hour(0)]);
+    assert_eq!(scored(&mut f), [hour(0)]);
+    assert_eq!(f.batch.store().accuracy(10).unwrap()[0].accuracy.precision_at_10, 1.0);
+
+    // A speed layer that keeps writing but stays behind is waited for `score_wait`, no
+    // longer; its estimates are then replaced unscored.
+    f.archive(vec![row("a", 1, 5)], T0 + 2 * HOUR_MS);
+    let started = Instant::now();
+    loop {
+        estimates(&mut f, hour(1), T0 + HOUR_MS + 1);
+        let ran = f.batch.run_pending().unwrap().ran;
+        if !ran.is_empty() {
+            assert_eq!(ran, [hour(1)]);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "it waits no longer than score_wait");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(started.elapsed() >= wait, "{:?}", started.elapsed());
+    assert_eq!(scored(&mut f), [hour(0)], "estimates behind the bucket are not scored");
+    assert!(f.batch.store().speed_rows(hour(1)).unwrap().is_empty());
+
+    // One that stopped writing is not waited for.
+    f.archive(vec![row("a", 2, 1)], T0 + 3 * HOUR_MS);
+    estimates(&mut f, hour(2), T0 + 2 * HOUR_MS + 1);
+    f.batch.store().execute("UPDATE speed_watermark SET updated_at = 0", &[]).unwrap();
+    assert_eq!(f.batch.run_pending().unwrap().ran, [hour(2)]);
+    assert_eq!(scored(&mut f), [hour(0)]);
+    assert!(f.batch.store().speed_rows(hour(2)).unwrap().is_empty());
 }
 
 #[test]

@@ -133,11 +133,12 @@ fn half_exact_half_approximate_ranges_carry_the_speed_bounds() {
             rows,
             sketches: Vec::new(),
             finished: false,
+            ended: false,
             unlisted_bound: 300 - 40 * 4,
             total_count: 99,
         });
     }
-    store.write_speed("speed", &writes, &[], &[]).unwrap();
+    store.write_speed("speed", &writes, &[], None, &[]).unwrap();
     let days: Vec<Bucket> = (0..4).map(day).collect();
     let a = top(&mut store, days, 10, By::Quantity, kappa(5_000)).unwrap();
     assert!(!a.exact);
@@ -238,10 +239,11 @@ fn a_bucket_waiting_for_a_reroll_or_not_ended_is_not_served_as_exact() {
         rows,
         sketches: Vec::new(),
         finished: false,
+        ended: false,
         unlisted_bound: 1,
         total_count: 5,
     };
-    store.write_speed("speed", &[write], &[], &[]).unwrap();
+    store.write_speed("speed", &[write], &[], None, &[]).unwrap();
     let a = top_of(&mut store, vec![day(1)], during);
     assert_eq!((a.buckets[0].source, a.rows[0].count, a.total), (Source::Speed, 5, Some(5)));
     // Kappa counts open buckets exactly.
@@ -506,10 +508,11 @@ fn movers_over_approximate_periods_hold_every_true_change_within_its_bound() {
         rows,
         sketches: Vec::new(),
         finished: false,
+        ended: false,
         unlisted_bound: 6,
         total_count: 1,
     };
-    store.write_speed("speed", &[write], &[], &[]).unwrap();
+    store.write_speed("speed", &[write], &[], None, &[]).unwrap();
     let during = Rules { now_ms: day(1).start_ms + 12 * topk_core::HOUR_MS, lambda: true };
     for direction in [Direction::Up, Direction::Down] {
         let req = MoversRequest {

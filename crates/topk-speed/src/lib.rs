@@ -248,6 +248,10 @@ impl<S: SpeedStore> Speed<S> {
                     parts[partition as usize] = sketch;
                 }
             }
+            // Until every partition has a watermark here, the estimates cover nothing for
+            // sure: the batch layer waits for them (a bounded time) rather than scoring
+            // what was written so far.
+            speed.store.write_speed(speed.cfg.architecture.consumer(), &[], &[], Some(i64::MIN), &[])?;
         }
         Ok(speed)
     }
@@ -466,6 +470,7 @@ impl<S: SpeedStore> Speed<S> {
                     }
                     let (rows, unlisted_bound) = if exact { (Vec::new(), 0) } else { merged_top(parts, top_n, now_ms) };
                     writes.push(SpeedWrite {
+                        ended: self.open[id].ended_at.is_some(),
                         bucket: *bucket,
                         breakdown: id.1.clone(),
                         rows,
@@ -480,7 +485,7 @@ impl<S: SpeedStore> Speed<S> {
                     });
                 }
                 let offsets = self.offsets();
-                self.store.write_speed(self.cfg.architecture.consumer(), &writes, &offsets, &products)?;
+                self.store.write_speed(self.cfg.architecture.consumer(), &writes, &offsets, Some(low), &products)?;
             }
             Architecture::Kappa => {
                 let mut rows = Vec::with_capacity(due.len());

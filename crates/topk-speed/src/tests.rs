@@ -42,9 +42,12 @@ fn restart_resumes_from_saved_sketches_and_skips_absorbed_batches() {
     let dir = tempfile::tempdir().unwrap();
     let day = Bucket::containing(Granularity::Day, MONDAY);
     let first = batch(0, MONDAY, vec![row("a", MONDAY, 5), row("b", MONDAY + H, 3), row("a", MONDAY + 2 * H, 1)]);
+    let watermark = |speed: &mut Speed<SqlStore>| speed.store().speed_watermark().unwrap().map(|w| w.watermark_ms);
     let mut speed = Speed::open(store(&dir), 2, SpeedConfig::default()).unwrap();
+    assert_eq!(watermark(&mut speed), Some(i64::MIN), "opened: its estimates cover nothing for sure yet");
     assert!(speed.absorb(0, &first).unwrap());
     speed.write(Instant::now()).unwrap();
+    assert_eq!(watermark(&mut speed), Some(i64::MIN), "partition 1 has said nothing yet");
     let rows = speed.store().speed_rows(day).unwrap();
     assert_eq!(counts(&rows), [("a".to_string(), 6), ("b".to_string(), 3)], "hours of one day are summed");
     assert!(rows.iter().all(|r| r.error == 0), "few products: every count is exact");
@@ -54,8 +57,10 @@ fn restart_resumes_from_saved_sketches_and_skips_absorbed_batches() {
     assert_eq!(speed.next_offsets(), [1, 0]);
     assert!(!speed.absorb(0, &first).unwrap(), "an absorbed batch is skipped after a restart");
     assert!(speed.absorb(1, &batch(0, MONDAY, vec![row("b", MONDAY, 4)])).unwrap());
+    assert!(speed.absorb(0, &batch(1, MONDAY + H, vec![])).unwrap());
     speed.write(Instant::now()).unwrap();
     assert_eq!(counts(&speed.store().speed_rows(day).unwrap()), [("b".to_string(), 7), ("a".to_string(), 6)]);
+    assert_eq!(watermark(&mut speed), Some(MONDAY), "the least of the partitions' watermarks");
 }
 
 #[test]

@@ -7,8 +7,8 @@ use topk_core::time::Bucket;
 use crate::dialect::Insert;
 use crate::schema::EXACT_COLUMNS;
 use crate::serving::ServingStore;
-use crate::sql::{query, query_int, Conn, SqlStore, Value};
-use crate::{speed, top_lists, vals, ProductSum, Result, RunStatus, Slice, StoreError};
+use crate::sql::{lock_buckets, query, query_int, Conn, SqlStore, Value};
+use crate::{speed, top_lists, vals, ProductSum, Result, RunStatus, Slice, SpeedWatermark, StoreError};
 
 /// One task of a bucket's run, recorded in `pipeline_runs` once it is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +112,8 @@ pub trait BatchStore: ServingStore {
     /// archive version each hour was rolled up from, so that every hour, and every bucket
     /// above, runs again with them.
     fn set_breakdown_sets(&mut self, sets: &[String], recompute: bool) -> Result<()>;
+    /// How far the speed layer's written estimates reach (`None`: it never said).
+    fn speed_watermark(&mut self) -> Result<Option<SpeedWatermark>>;
 }
 
 /// Rows handed to one [`Conn::insert`] when a bucket's rows are written.
@@ -131,6 +133,8 @@ const ADMITTED: &str = "SELECT dim_set, value FROM breakdown_values";
 const SETS: &str = "SELECT dim_set FROM breakdown_sets ORDER BY dim_set";
 const CLEAR_SETS: &str = "DELETE FROM breakdown_sets";
 const ADD_SET: &str = "INSERT INTO breakdown_sets (dim_set) VALUES ($1)";
+/// The least over the consumers that write estimates (one: the speed layer's).
+const SPEED_WATERMARK: &str = "SELECT watermark_ms, updated_at FROM speed_watermark ORDER BY watermark_ms LIMIT 1";
 const FORGET_HOUR_VERSIONS: &str = "DELETE FROM batch_hour_versions";
 /// Exact rows of a bucket whose rows were just deleted.
 pub const EXACT_ROW: Insert = Insert { table: "batch_table", columns: EXACT_COLUMNS, on_conflict: None };
@@ -211,6 +215,8 @@ impl BatchStore for SqlStore {
         self.transaction(|c| {
             let b = run.bucket;
             let g = b.granularity.as_str();
+            // A speed-layer write of this bucket comes wholly before or after this commit.
+            lock_buckets(c, [b])?;
             c.exec(DELETE_BUCKET_ROWS, &vals![g, b.start_ms])?;
             c.exec(DELETE_BUCKET_AS_GLOBAL, &vals![g, b.start_ms])?;
             top_lists::delete(c, b)?;
@@ -359,5 +365,12 @@ impl BatchStore for SqlStore {
             }
             Ok(())
         })
+    }
+
+    fn speed_watermark(&mut self) -> Result<Option<SpeedWatermark>> {
+        let rows = query(&mut *self.conn, SPEED_WATERMARK, &[], |r| {
+            Ok(SpeedWatermark { watermark_ms: r.int(0)?, updated_ms: r.int(1)? })
+        })?;
+        Ok(rows.into_iter().next())
     }
 }

@@ -58,6 +58,24 @@ impl Dialect {
             Dialect::Postgres => Some("SELECT pg_advisory_xact_lock(7401215)"),
         }
     }
+
+    /// A statement that makes the transactions writing one bucket's rows wait for each
+    /// other (`$1`: [`bucket_lock_key`]): the batch layer's commit of its exact answer,
+    /// and a speed-layer write of its estimates, which looks inside its transaction
+    /// whether that answer is there. SQLite's `BEGIN IMMEDIATE` already serialises every
+    /// writer.
+    pub fn bucket_lock(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some("SELECT pg_advisory_xact_lock($1)"),
+        }
+    }
+}
+
+/// The advisory lock key of a bucket ([`Dialect::bucket_lock`]): its granularity above
+/// bit 40, its start in seconds below (until the year 36812); clear of the migration lock's.
+pub fn bucket_lock_key(bucket: topk_core::time::Bucket) -> i64 {
+    ((bucket.granularity as i64 + 1) << 40) | (bucket.start_ms.div_euclid(1000) & ((1 << 40) - 1))
 }
 
 /// A statement written once per dialect.

@@ -122,10 +122,23 @@ pub struct SpeedWrite {
     pub sketches: Vec<(u32, Vec<u8>)>,
     /// The bucket is done: its sketches are deleted instead of saved.
     pub finished: bool,
+    /// Every partition's watermark has passed the bucket's end. Such a bucket's estimates
+    /// are not written once the batch layer's exact answer is there (it is looked up in
+    /// the write's own transaction): they would only stand beside it.
+    pub ended: bool,
     /// The most any product missing from `rows` can have sold in the bucket.
     pub unlisted_bound: i64,
     /// The bucket's net quantity (exact).
     pub total_count: i64,
+}
+
+/// How far the speed layer's written estimates reach (`speed_watermark`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpeedWatermark {
+    /// Every event before it that is not late is in the estimates written.
+    pub watermark_ms: i64,
+    /// When the speed layer last wrote (wall clock): whether it is still running.
+    pub updated_ms: i64,
 }
 
 /// An approximate bucket's facts beside its rows (`speed_buckets`).

@@ -116,7 +116,7 @@ fn sqlite_columns(table: &str) -> &'static str {
 }
 
 /// `(version, statements)` in `dialect`.
-pub fn migrations(dialect: Dialect) -> [(i64, String); 7] {
+pub fn migrations(dialect: Dialect) -> [(i64, String); 8] {
     let (text, id, blob) = (dialect.text(), dialect.id_column(), dialect.blob());
     [
         (
@@ -304,6 +304,20 @@ pub fn migrations(dialect: Dialect) -> [(i64, String); 7] {
         bucket_start BIGINT NOT NULL,
         breakdown {text} NOT NULL,
         PRIMARY KEY (granularity, bucket_start, breakdown)
+    )"
+            ),
+        ),
+        (
+            // The event time up to which the speed layer's written estimates are complete
+            // (the least watermark of the flush batches it has absorbed), with its offsets
+            // at every write: the batch layer scores a bucket's estimates only once they
+            // cover it, and waits for them a bounded time while the speed layer is alive.
+            8,
+            format!(
+                "CREATE TABLE speed_watermark (
+        consumer {text} PRIMARY KEY,
+        watermark_ms BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
     )"
             ),
         ),

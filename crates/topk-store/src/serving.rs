@@ -5,7 +5,7 @@
 use topk_core::time::{Bucket, Granularity};
 
 use crate::dialect::PerDialect;
-use crate::sql::{bucket_at, json_array, product_sum, query, query_int, SqlStore};
+use crate::sql::{bucket_at, json_array, product_sum, query, query_int, Conn, SqlStore};
 use crate::{
     catalog, vals, AccuracyRecord, By, ExactBucket, Product, ProductSum, Result, RunRecord, RunStats, RunStatus,
     SpeedBucket, SpeedRow, TopRow,
@@ -71,6 +71,11 @@ const TOP_LIST: &str = "SELECT rank, product_id, count, revenue_cents, error_bou
     WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $5 AND ranked_by = $3 AND rank <= $4 ORDER BY rank";
 const HAS_EXACT: &str =
     "SELECT COUNT(*) FROM top_lists WHERE granularity = $1 AND bucket_start = $2 AND breakdown = ''";
+/// Whether the batch layer has committed the bucket's exact answer (its global top lists).
+pub(crate) fn has_exact(c: &mut dyn Conn, bucket: Bucket) -> Result<bool> {
+    Ok(query_int(c, HAS_EXACT, &vals![bucket.granularity.as_str(), bucket.start_ms])?.unwrap_or(0) > 0)
+}
+
 /// Exact buckets (those with global top lists) in a range, with the breakdown's totals
 /// (none: it sold nothing there).
 const EXACT_BUCKETS: &str = "SELECT t.bucket_start, COALESCE(b.count, 0), COALESCE(b.revenue_cents, 0),
@@ -143,8 +148,7 @@ impl ServingStore for SqlStore {
     }
 
     fn has_exact(&mut self, bucket: Bucket) -> Result<bool> {
-        let n = query_int(&mut *self.conn, HAS_EXACT, &vals![bucket.granularity.as_str(), bucket.start_ms])?;
-        Ok(n.unwrap_or(0) > 0)
+        has_exact(&mut *self.conn, bucket)
     }
 
     fn exact_buckets(&mut self, granularity: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<ExactBucket>> {

@@ -6,8 +6,9 @@ use topk_core::time::Bucket;
 
 use crate::dialect::Insert;
 use crate::schema::EXACT_COLUMNS;
+use crate::serving::has_exact;
 use crate::serving::ServingStore;
-use crate::sql::{bucket_at, query, Conn, SqlStore, Value};
+use crate::sql::{bucket_at, lock_buckets, query, Conn, SqlStore, Value};
 use crate::{catalog, top_lists, vals, Product, ProductSum, Result, SpeedWrite};
 
 /// A saved sketch: (bucket, breakdown, partition, bytes).
@@ -19,12 +20,15 @@ pub trait SpeedStore: ServingStore {
     fn consumer_offsets(&mut self, consumer: &str) -> Result<Vec<(u32, u64)>>;
     /// The speed layer's write cycle: every bucket's rows and sketches, the catalog entries
     /// of the flushes absorbed, and the offsets they cover, in one transaction — so a
-    /// restart resumes from exactly what was saved.
+    /// restart resumes from exactly what was saved — and the least watermark of the
+    /// flushes absorbed (`speed_watermark`; `i64::MIN` until every partition has one;
+    /// `None` keeps the stored one).
     fn write_speed(
         &mut self,
         consumer: &str,
         writes: &[SpeedWrite],
         offsets: &[(u32, u64)],
+        watermark_ms: Option<i64>,
         products: &[Product],
     ) -> Result<()>;
     /// Every saved sketch.
@@ -75,6 +79,8 @@ const DELETE_BREAKDOWN_BUCKET: &str =
     "DELETE FROM speed_buckets WHERE granularity = $1 AND bucket_start = $2 AND breakdown = $3";
 const UPSERT_OFFSET: &str = "INSERT INTO consumer_offsets (consumer, partition_id, next_offset) VALUES ($1, $2, $3)
     ON CONFLICT (consumer, partition_id) DO UPDATE SET next_offset = excluded.next_offset";
+const UPSERT_WATERMARK: &str = "INSERT INTO speed_watermark (consumer, watermark_ms, updated_at) VALUES ($1, $2, $3)
+    ON CONFLICT (consumer) DO UPDATE SET watermark_ms = excluded.watermark_ms, updated_at = excluded.updated_at";
 const OFFSETS: &str =
     "SELECT partition_id, next_offset FROM consumer_offsets WHERE consumer = $1 ORDER BY partition_id";
 /// Kappa's exact rows: the newest sums replace the stored ones.
@@ -121,36 +127,59 @@ impl SpeedStore for SqlStore {
         consumer: &str,
         writes: &[SpeedWrite],
         offsets: &[(u32, u64)],
+        watermark_ms: Option<i64>,
         products: &[Product],
     ) -> Result<()> {
         self.transaction(|c| {
+            // The batch layer's commit of one of these buckets comes wholly before this
+            // write or wholly after it.
+            lock_buckets(c, writes.iter().map(|w| w.bucket))?;
             catalog::upsert(c, products)?;
+            // `writes` come a bucket's breakdowns together: one look per bucket.
+            let mut exact_of: Option<(Bucket, bool)> = None;
             for w in writes {
                 let (g, start, breakdown) = (w.bucket.granularity.as_str(), w.bucket.start_ms, &w.breakdown);
                 c.exec(DELETE_BREAKDOWN_ROWS, &vals![g, start, breakdown])?;
-                let params: Vec<Value<'_>> = w
-                    .rows
-                    .iter()
-                    .flat_map(|r| {
-                        vals![g, start, breakdown, &r.product_id, r.count, r.error, r.revenue_cents, r.updated_ms]
-                    })
-                    .collect();
-                c.insert(&ROW, &params)?;
-                if w.finished {
+                // An ended bucket whose exact answer was committed after the speed layer
+                // last looked: it writes nothing there, and drops what it had saved.
+                let superseded = w.ended
+                    && match exact_of {
+                        Some((b, exact)) if b == w.bucket => exact,
+                        _ => has_exact(c, w.bucket)?,
+                    };
+                if w.ended {
+                    exact_of = Some((w.bucket, superseded));
+                }
+                let finished = w.finished || superseded;
+                if !superseded {
+                    let params: Vec<Value<'_>> = w
+                        .rows
+                        .iter()
+                        .flat_map(|r| {
+                            vals![g, start, breakdown, &r.product_id, r.count, r.error, r.revenue_cents, r.updated_ms]
+                        })
+                        .collect();
+                    c.insert(&ROW, &params)?;
+                }
+                if finished {
                     c.exec(DELETE_SKETCHES, &vals![g, start, breakdown])?;
                 }
-                if w.rows.is_empty() && w.finished {
+                if (w.rows.is_empty() || superseded) && finished {
                     c.exec(DELETE_BREAKDOWN_BUCKET, &vals![g, start, breakdown])?;
                 } else {
                     let updated = w.rows.first().map_or(0, |r| r.updated_ms);
                     let params = vals![g, start, w.unlisted_bound, w.total_count, updated, breakdown];
                     c.exec(UPSERT_BUCKET, &params)?;
                 }
-                for (p, bytes) in w.sketches.iter().filter(|_| !w.finished) {
+                for (p, bytes) in w.sketches.iter().filter(|_| !finished) {
                     c.exec(UPSERT_SKETCH, &vals![g, start, i64::from(*p), bytes.as_slice(), breakdown])?;
                 }
             }
-            upsert_offsets(c, consumer, offsets)
+            upsert_offsets(c, consumer, offsets)?;
+            if let Some(w) = watermark_ms {
+                c.exec(UPSERT_WATERMARK, &vals![consumer, w, topk_core::clock::now_ms()])?;
+            }
+            Ok(())
         })
     }
 

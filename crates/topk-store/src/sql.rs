@@ -133,6 +133,17 @@ pub(crate) fn query<T>(
     Ok(out)
 }
 
+/// Takes the bucket locks of `buckets` (sorted, so two writers never wait for each other
+/// in a circle) for the rest of the transaction ([`Dialect::bucket_lock`]).
+pub(crate) fn lock_buckets(c: &mut dyn Conn, buckets: impl IntoIterator<Item = Bucket>) -> Result<()> {
+    let Some(lock) = c.dialect().bucket_lock() else { return Ok(()) };
+    let keys: std::collections::BTreeSet<i64> = buckets.into_iter().map(crate::dialect::bucket_lock_key).collect();
+    for key in keys {
+        c.exec(lock, &vals![key])?;
+    }
+    Ok(())
+}
+
 /// The first column of the first row, if any.
 pub(crate) fn query_int(c: &mut dyn Conn, sql: &str, params: &[Value<'_>]) -> Result<Option<i64>> {
     Ok(query(c, sql, params, |r| r.int(0))?.into_iter().next())

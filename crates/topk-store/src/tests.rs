@@ -111,10 +111,11 @@ fn a_bucket_run_records_its_tasks_score_and_pending_mark_with_its_rows(b: &dyn B
         rows: vec![SpeedRow { product_id: "a".into(), count: 4, error: 1, revenue_cents: 40, updated_ms: 1 }],
         sketches: vec![],
         finished: false,
+        ended: false,
         unlisted_bound: 0,
         total_count: 4,
     };
-    s.write_speed("speed", &[speed], &[], &[]).unwrap();
+    s.write_speed("speed", &[speed], &[], None, &[]).unwrap();
     s.add_pending(&[hour]).unwrap();
     let generation = s.pending_generation(hour).unwrap();
     let a = Accuracy {
@@ -236,11 +237,12 @@ fn speed_writes_replace_rows_and_keep_sketches_until_finished(b: &dyn Backend) {
         rows,
         sketches: vec![(0, vec![0, 1, 255]), (3, vec![])],
         finished,
+        ended: false,
         unlisted_bound: 4,
         total_count: 40,
     };
-    s.write_speed("speed", &[write(vec![row("a", 9), row("b", 3)], false)], &[(0, 10), (3, 7)], &[]).unwrap();
-    s.write_speed("speed", &[write(vec![row("b", 12)], false)], &[(0, 11)], &[]).unwrap();
+    s.write_speed("speed", &[write(vec![row("a", 9), row("b", 3)], false)], &[(0, 10), (3, 7)], None, &[]).unwrap();
+    s.write_speed("speed", &[write(vec![row("b", 12)], false)], &[(0, 11)], None, &[]).unwrap();
     assert_eq!(s.speed_rows(hour).unwrap(), [row("b", 12)]);
     assert_eq!(s.consumer_offsets("speed").unwrap(), [(0, 11), (3, 7)]);
     let mut sketches = s.speed_sketches().unwrap();
@@ -248,10 +250,10 @@ fn speed_writes_replace_rows_and_keep_sketches_until_finished(b: &dyn Backend) {
     assert_eq!(sketches, [(hour, String::new(), 0, vec![0, 1, 255]), (hour, String::new(), 3, vec![])]);
     let buckets = s.speed_buckets(Granularity::Hour, DAY0, DAY0 + H).unwrap();
     assert_eq!(buckets, [SpeedBucket { bucket: hour, unlisted_bound: 4, total_count: 40, updated_ms: 77 }]);
-    s.write_speed("speed", &[write(vec![], true)], &[], &[]).unwrap();
+    s.write_speed("speed", &[write(vec![], true)], &[], None, &[]).unwrap();
     assert!(s.speed_sketches().unwrap().is_empty(), "finished buckets drop their sketches");
     assert!(s.speed_buckets(Granularity::Hour, DAY0, DAY0 + H).unwrap().is_empty());
-    s.write_speed("speed", &[write(vec![row("c", 1)], false)], &[], &[]).unwrap();
+    s.write_speed("speed", &[write(vec![row("c", 1)], false)], &[], None, &[]).unwrap();
     s.commit_bucket(&BucketRun::rows(hour, &[], 10)).unwrap();
     assert!(s.speed_rows(hour).unwrap().is_empty(), "the exact answer deletes the estimates");
     // The catalog entries of the absorbed flushes land in the same transaction, many at
@@ -263,7 +265,7 @@ fn speed_writes_replace_rows_and_keep_sketches_until_finished(b: &dyn Backend) {
             category: None,
         })
         .collect();
-    s.write_speed("speed", &[], &[(0, 12)], &products).unwrap();
+    s.write_speed("speed", &[], &[(0, 12)], None, &products).unwrap();
     let got = s.products(&["p0000", "p0001", "p2499"]).unwrap();
     assert_eq!(got.len(), 3);
     assert!(got.iter().any(|p| p.product_id == "p0000" && p.name.as_deref() == Some("N0")));
@@ -412,10 +414,11 @@ fn large_writes_arrive_whole(b: &dyn Backend) {
         rows: speed,
         sketches: vec![],
         finished: false,
+        ended: false,
         unlisted_bound: 1,
         total_count: 9,
     };
-    s.write_speed("speed", &[write], &[], &[]).unwrap();
+    s.write_speed("speed", &[write], &[], None, &[]).unwrap();
     assert_eq!(s.speed_rows(hour).unwrap().len(), 2501);
 }
 
@@ -427,7 +430,7 @@ fn the_exact_generation_moves_with_batch_runs_and_kappa_writes(b: &dyn Backend) 
     assert_eq!(s.exact_generation().unwrap(), (run, 0));
     s.write_exact("kappa", &[(day, String::new(), vec![sum("a", 1)])], 10, &[(0, 7), (1, 3)], &[]).unwrap();
     assert_eq!(s.exact_generation().unwrap(), (run, 10));
-    s.write_speed("speed", &[], &[(0, 99)], &[]).unwrap();
+    s.write_speed("speed", &[], &[(0, 99)], None, &[]).unwrap();
     assert_eq!(s.exact_generation().unwrap(), (run, 10), "the speed layer's offsets change nothing exact");
 }
 
@@ -540,6 +543,58 @@ fn a_breakdown_with_the_global_rows_is_marked_not_stored_twice_and_reads_the_sam
     assert!(s.bucket_slices(hour).unwrap().is_empty());
 }
 
+/// The race of a speed-layer write with the batch layer's commit of the same ended bucket:
+/// the commit lands while the write waits, and the write, looking in its own transaction,
+/// leaves no estimates beside the exact answer.
+fn an_ended_buckets_estimates_yield_to_an_exact_answer_committed_meanwhile(b: &dyn Backend) {
+    let mut s = b.open();
+    let hour = Bucket::containing(Granularity::Hour, DAY0);
+    let write = |ended| SpeedWrite {
+        breakdown: String::new(),
+        bucket: hour,
+        rows: vec![SpeedRow { product_id: "a".into(), count: 4, error: 1, revenue_cents: 40, updated_ms: 1 }],
+        sketches: vec![(0, vec![1, 2])],
+        finished: false,
+        ended,
+        unlisted_bound: 1,
+        total_count: 4,
+    };
+    assert_eq!(s.speed_watermark().unwrap(), None, "never said");
+    s.write_speed("speed", &[write(true)], &[(0, 4)], Some(DAY0 + H - 1), &[]).unwrap();
+    assert_eq!(s.speed_rows(hour).unwrap().len(), 1, "no exact answer yet");
+    let w = s.speed_watermark().unwrap().unwrap();
+    assert_eq!(w.watermark_ms, DAY0 + H - 1);
+    assert!((topk_core::clock::now_ms() - w.updated_ms).abs() < 60_000, "{w:?}");
+    // The batch layer's commit holds the bucket while the speed layer writes it again.
+    let (holding, held) = std::sync::mpsc::channel();
+    let mut batch = b.open();
+    let commit = std::thread::spawn(move || {
+        batch
+            .transaction(|c| {
+                crate::sql::lock_buckets(c, [hour])?;
+                crate::top_lists::write(c, hour, "", &[sum("a", 5)], 10)?;
+                holding.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                crate::speed::delete_bucket(c, hour)
+            })
+            .unwrap()
+    });
+    held.recv().unwrap();
+    s.write_speed("speed", &[write(true)], &[(0, 5)], Some(DAY0 + H), &[]).unwrap();
+    commit.join().unwrap();
+    assert!(s.has_exact(hour).unwrap());
+    assert!(s.speed_rows(hour).unwrap().is_empty(), "no estimates beside the exact answer");
+    assert!(s.speed_sketches().unwrap().is_empty(), "nor sketches to resume them from");
+    assert!(s.speed_buckets(Granularity::Hour, DAY0, DAY0 + H).unwrap().is_empty());
+    assert_eq!(s.consumer_offsets("speed").unwrap(), [(0, 5)], "the offsets still move");
+    assert_eq!(s.speed_watermark().unwrap().unwrap().watermark_ms, DAY0 + H);
+    // A bucket the speed layer has not seen end (an exact answer that can only be stale)
+    // takes its estimates.
+    s.write_speed("speed", &[write(false)], &[(0, 6)], None, &[]).unwrap();
+    assert_eq!(s.speed_rows(hour).unwrap().len(), 1);
+    assert_eq!(s.speed_watermark().unwrap().unwrap().watermark_ms, DAY0 + H, "kept when none is said");
+}
+
 macro_rules! store_suite {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -566,4 +621,5 @@ store_suite!(
     large_writes_arrive_whole,
     the_exact_generation_moves_with_batch_runs_and_kappa_writes,
     a_breakdown_with_the_global_rows_is_marked_not_stored_twice_and_reads_the_same,
+    an_ended_buckets_estimates_yield_to_an_exact_answer_committed_meanwhile,
 );

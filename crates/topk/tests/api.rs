@@ -44,6 +44,7 @@ fn seed_store(data: &Path) {
                 .collect(),
             sketches: Vec::new(),
             finished: false,
+            ended: false,
             unlisted_bound: 33,
             total_count: 1_000,
         })
@@ -51,7 +52,7 @@ fn seed_store(data: &Path) {
     // The catalog holds every product that sold (the speed role writes it); one is named.
     let catalog: Vec<topk_store::Product> =
         (0..50).map(|n| topk_store::Product { product_id: format!("p{n:02}"), name: None, category: None }).collect();
-    store.write_speed("speed", &writes, &[], &catalog).unwrap();
+    store.write_speed("speed", &writes, &[], None, &catalog).unwrap();
     store
         .upsert_products(&[topk_store::Product {
             product_id: "p00".into(),
