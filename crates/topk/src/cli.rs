@@ -63,6 +63,14 @@ pub enum Command {
         /// Demo events per second
         #[arg(long, default_value_t = 2000)]
         demo_rate: u32,
+        /// Products the demo sells (history and live traffic)
+        #[arg(long, default_value_t = topk_gen::DEFAULT_PRODUCTS)]
+        demo_products: u64,
+        /// Accelerated event time (N > 1): live events start a day back and their time runs
+        /// N times as fast as the clock until it catches up with it, so hours end every
+        /// 3600/N s (the history, if any, ends where they start)
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        demo_speedup: u32,
         /// Days of history the demo first fills an empty data directory with, through the
         /// same pipeline (0: none), so exact past periods and trends show at once
         #[arg(long, default_value_t = 21)]

@@ -56,9 +56,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Serve { demo, demo_rate, demo_history_days, settings } => {
+        Command::Serve { demo, demo_rate, demo_history_days, demo_products, demo_speedup, settings } => {
             init_logging("info");
-            let demo = demo.then_some(demo::Demo { rate: demo_rate, history_days: demo_history_days });
+            let demo = demo.then_some(demo::Demo {
+                rate: demo_rate,
+                history_days: demo_history_days,
+                products: demo_products,
+                speedup: demo_speedup,
+            });
             commands::serve(settings.over_file(config)?, &Role::ALL, demo)
         }
         Command::Replay { files, server, format, settings } => {
