@@ -9,7 +9,8 @@
 import os, re, signal, sqlite3, statistics, subprocess, sys, tempfile, time, urllib.request
 
 binary, port = sys.argv[1], sys.argv[2]
-rate, speedup, products, hours = (int(a) for a in (sys.argv[3:] + ["100000", "60", "1000000", "6"][len(sys.argv) - 3:])[:4])
+defaults = ["100000", "60", "1000000", "6"]
+rate, speedup, products, hours = (int(a) for a in (sys.argv[3:] + defaults[len(sys.argv[3:]):])[:4])
 HOUR = 3_600_000
 d = tempfile.mkdtemp(prefix="topk-fresh-")
 srv = subprocess.Popen(

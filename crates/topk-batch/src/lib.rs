@@ -224,11 +224,10 @@ impl<S: BatchStore> Batch<S> {
     /// bucket has not waited `score_wait` already.
     fn waits_for_speed(&mut self, bucket: Bucket, speed: Option<SpeedWatermark>) -> bool {
         let wait = self.cfg.score_wait;
-        let behind = speed.is_some_and(|w| {
-            w.watermark_ms < bucket.end_ms()
-                && now_ms().saturating_sub(w.updated_ms) <= i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
+        let writing = speed.is_some_and(|w| {
+            now_ms().saturating_sub(w.updated_ms) <= i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
         });
-        if !behind {
+        if covers(speed, bucket) || !writing {
             return false;
         }
         let since = *self.speed_waits.entry(bucket).or_insert_with(Instant::now);
@@ -239,15 +238,18 @@ impl<S: BatchStore> Batch<S> {
     /// [`Self::prepare`], which its caller runs).
     fn run_bucket(&mut self, state: &ArchiveState, bucket: Bucket) -> Result<u64, BatchError> {
         let pending = self.store.pending()?;
-        self.run_bucket_with(state, &pending, bucket, &mut Partials::default())
+        let speed = self.store.speed_watermark()?;
+        self.run_bucket_with(state, &pending, speed, bucket, &mut Partials::default())
     }
 
-    /// [`Batch::run_bucket`] given the pending buckets, taking the bucket's sums so far from
-    /// `partials` and adding its own to those of the buckets above it.
+    /// [`Batch::run_bucket`] given the pending buckets and how far the speed layer's
+    /// estimates reach, taking the bucket's sums so far from `partials` and adding its own
+    /// to those of the buckets above it.
     fn run_bucket_with(
         &mut self,
         state: &ArchiveState,
         pending: &[Bucket],
+        speed_watermark: Option<SpeedWatermark>,
         bucket: Bucket,
         partials: &mut Partials,
     ) -> Result<u64, BatchError> {
@@ -270,10 +272,7 @@ impl<S: BatchStore> Batch<S> {
         };
         // Estimates that do not cover the bucket yet (the speed layer is behind, or
         // stopped) would score how far behind they were, not the sketches.
-        let covered = match self.store.speed_watermark() {
-            Ok(w) => w.is_none_or(|w| w.watermark_ms >= bucket.end_ms()),
-            Err(e) => return Err(runs.fail(&mut self.store, "clean_speed", e.to_string())),
-        };
+        let covered = covers(speed_watermark, bucket);
         if !covered && !speed.is_empty() {
             tracing::warn!(%bucket, "the speed layer's estimates do not cover the bucket: not scored");
         }
@@ -372,7 +371,7 @@ impl<S: BatchStore> Batch<S> {
                 report.waiting = pending.len();
                 break;
             };
-            match self.run_bucket_with(&state, &pending, bucket, &mut partials) {
+            match self.run_bucket_with(&state, &pending, speed, bucket, &mut partials) {
                 Ok(_) => {
                     self.backoff.remove(&bucket);
                     report.ran.push(bucket);
@@ -619,6 +618,12 @@ fn feed_parents(state: &ArchiveState, bucket: Bucket, slices: &[Slice], partials
         partial.children.push(bucket);
         partial.add(slices);
     }
+}
+
+/// Whether the speed layer's written estimates cover the bucket (or it never said how far
+/// they reach).
+fn covers(speed: Option<SpeedWatermark>, bucket: Bucket) -> bool {
+    speed.is_none_or(|w| w.watermark_ms >= bucket.end_ms())
 }
 
 /// Scores the speed layer's rows of a bucket against its exact rows (the seed's
