@@ -431,9 +431,12 @@ impl<S: BatchStore> Batch<S> {
 }
 
 /// A bucket's sums per breakdown and product so far, from those of its children computed
-/// in the same pass.
+/// in the same pass: by product number (each id stored once, in `ids`), as an hour's sums
+/// are. As rows with an id string each, a replay's week and month had held 0.3–0.4 GB
+/// apiece with ten countries (BENCHMARKS.md).
 #[derive(Default)]
 struct Partial {
+    ids: Ids,
     sums: BTreeMap<String, Sums>,
     /// Breakdowns whose rows were the global rows in every child so far (`category=(none)`
     /// where events carry no category): not summed a second time, as the store marks them
@@ -442,6 +445,8 @@ struct Partial {
     /// Children added so far.
     added: usize,
     children: Vec<Bucket>,
+    /// A child's rows by number (reused).
+    numbered: Vec<(u32, Pair)>,
 }
 
 impl Partial {
@@ -454,28 +459,29 @@ impl Partial {
         let apart: Vec<String> = self.as_global.iter().filter(|b| !same.contains(b.as_str())).cloned().collect();
         for b in apart {
             self.as_global.remove(&b);
-            let so_far = self.sums.get("").map(|s| s.0.clone()).unwrap_or_default();
-            self.sums.insert(b, Sums(so_far));
+            let so_far = self.sums.get("").cloned().unwrap_or_default();
+            self.sums.insert(b, so_far);
         }
         for (breakdown, rows) in slices {
             if same.contains(breakdown.as_str()) && (self.added == 0 || self.as_global.contains(breakdown)) {
                 self.as_global.insert(breakdown.clone());
                 continue;
             }
-            match self.sums.get_mut(breakdown) {
-                Some(sums) => sums.add_rows(rows),
-                None => {
-                    self.sums.insert(breakdown.clone(), Sums(rows.clone()));
-                }
-            }
+            self.numbered.clear();
+            self.numbered.extend(rows.iter().map(|r| (self.ids.intern(&r.product_id), (r.count, r.revenue_cents))));
+            // In id order, the numbers ascend but for ids new since the first child.
+            self.numbered.sort_by_key(|&(n, _)| n);
+            self.sums.entry(breakdown.clone()).or_default().add(&self.numbered);
         }
         self.added += 1;
     }
 
-    /// The sums, the global ones first (`""` sorts first), present even when empty.
+    /// The sums, the global ones first (`""` sorts first), present even when empty, each
+    /// in product-id order.
     fn into_slices(mut self) -> Vec<Slice> {
         self.sums.entry(String::new()).or_default();
-        let mut slices: Vec<Slice> = self.sums.into_iter().map(|(b, s)| (b, s.into_rows())).collect();
+        let order = self.ids.order();
+        let mut slices: Vec<Slice> = self.sums.into_iter().map(|(b, s)| (b, order.rows(&self.ids, s.0))).collect();
         if !self.as_global.is_empty() {
             let global = slices[0].1.clone();
             slices.extend(self.as_global.into_iter().map(|b| (b, global.clone())));
@@ -536,51 +542,46 @@ impl Admission {
 
 type Partials = HashMap<Bucket, Partial, RandomState>;
 
-/// Count and revenue per product, in product-id order, each product once. Children's rows
-/// come in that order (from [`hour_from_archive`] and the store), so sums are built by
-/// merging sorted runs: measured 4× faster than hashing every id and sorting the result
-/// (1M products an hour: 0.53 s → 0.14 s to sum an hour, `rollup_bench`).
-#[derive(Default)]
-struct Sums(Vec<ProductSum>);
+/// Count and revenue per product number, in number order, each number once. Sums are
+/// built by merging sorted runs: measured 4× faster than hashing every id and sorting the
+/// result (1M products an hour: 0.53 s → 0.14 s to sum an hour, `rollup_bench`, when the
+/// runs were of id strings).
+#[derive(Default, Clone)]
+struct Sums(Vec<(u32, Pair)>);
 
 impl Sums {
-    /// Adds `rows` (in product-id order, each product once), copying the ids new here.
-    fn add_rows(&mut self, rows: &[ProductSum]) {
+    /// Adds `rows` (in number order, each number once).
+    fn add(&mut self, rows: &[(u32, Pair)]) {
+        if self.0.is_empty() {
+            self.0.extend_from_slice(rows);
+            return;
+        }
         let old = std::mem::take(&mut self.0);
         let mut out = Vec::with_capacity(old.len().max(rows.len()));
-        let mut old = old.into_iter().peekable();
-        let mut new = rows.iter().peekable();
-        loop {
-            let order = match (old.peek(), new.peek()) {
-                (Some(a), Some(b)) => a.product_id.cmp(&b.product_id),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => break,
-            };
-            match order {
-                std::cmp::Ordering::Less => out.extend(old.next()),
-                std::cmp::Ordering::Greater => out.extend(new.next().cloned()),
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() && j < rows.len() {
+            match old[i].0.cmp(&rows[j].0) {
+                std::cmp::Ordering::Less => {
+                    out.push(old[i]);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(rows[j]);
+                    j += 1;
+                }
                 std::cmp::Ordering::Equal => {
-                    if let (Some(mut a), Some(b)) = (old.next(), new.next()) {
-                        add_to(&mut a, b.count, b.revenue_cents);
-                        out.push(a);
-                    }
+                    let mut pair = old[i].1;
+                    add_pair(&mut pair, rows[j].1 .0, rows[j].1 .1);
+                    out.push((old[i].0, pair));
+                    i += 1;
+                    j += 1;
                 }
             }
         }
+        out.extend_from_slice(&old[i..]);
+        out.extend_from_slice(&rows[j..]);
         self.0 = out;
     }
-
-    /// The rows, in product-id order.
-    fn into_rows(self) -> Vec<ProductSum> {
-        self.0
-    }
-}
-
-fn add_to(sum: &mut ProductSum, count: i64, revenue_cents: i64) {
-    let mut pair = (sum.count, sum.revenue_cents);
-    add_pair(&mut pair, count, revenue_cents);
-    (sum.count, sum.revenue_cents) = pair;
 }
 
 /// `Ok` if the bucket has ended and every hour of it is complete, else why not: the
@@ -787,23 +788,7 @@ impl<'a> HourSums<'a> {
     /// product-id order; values beyond a set's admitted ones count under `(other)`.
     fn into_slices(self, admission: &mut Admission) -> Vec<Slice> {
         let HourSums { sets, ids, global, values, .. } = self;
-        // Each index's place in product-id order (the identity when the ids came in order).
-        let (order, rank): (Vec<u32>, Option<Vec<u32>>) = if ids.in_order {
-            ((0..ids.len() as u32).collect(), None)
-        } else {
-            let mut order: Vec<u32> = (0..ids.len() as u32).collect();
-            order.sort_unstable_by(|&a, &b| ids.get(a).cmp(ids.get(b)));
-            let mut rank = vec![0u32; ids.len()];
-            for (place, &id) in order.iter().enumerate() {
-                rank[id as usize] = place as u32;
-            }
-            (order, Some(rank))
-        };
-        let row = |id: u32, (count, revenue_cents): Pair| ProductSum {
-            product_id: ids.get(id).to_string(),
-            count,
-            revenue_cents,
-        };
+        let order = ids.order();
         let mut slices: Vec<Slice> = Vec::with_capacity(1 + sets.len());
         for (&set, values) in sets.iter().zip(values) {
             let name = set.to_string();
@@ -815,21 +800,18 @@ impl<'a> HourSums<'a> {
                 by_key.entry(set.key(&value)).or_default().append(run);
             }
             for (key, run) in by_key {
-                let mut sums = run.into_sums();
-                if let Some(rank) = &rank {
-                    sums.sort_unstable_by_key(|&(id, _)| rank[id as usize]);
-                }
-                slices.push((key, sums.into_iter().map(|(id, pair)| row(id, pair)).collect()));
+                slices.push((key, order.rows(&ids, run.into_sums())));
             }
         }
-        slices.push((String::new(), order.iter().map(|&id| row(id, global[id as usize])).collect()));
+        let global = order.by_place.iter().map(|&n| row(&ids, n, global[n as usize])).collect();
+        slices.push((String::new(), global));
         slices.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         slices
     }
 }
 
-/// An hour's product ids, each stored once in one string and numbered in the order
-/// first seen (no allocation per id: an hour can hold a million).
+/// Product ids, each stored once in one string and numbered in the order first seen (no
+/// allocation per id: an hour, or a bucket's sums of its children, can hold a million).
 #[derive(Default)]
 struct Ids {
     text: String,
@@ -852,6 +834,20 @@ impl Ids {
         nth(&self.text, &self.ends, id)
     }
 
+    /// The numbers in product-id order.
+    fn order(&self) -> Order {
+        if self.in_order {
+            return Order { by_place: (0..self.len() as u32).collect(), place: None };
+        }
+        let mut by_place: Vec<u32> = (0..self.len() as u32).collect();
+        by_place.sort_unstable_by(|&a, &b| self.get(a).cmp(self.get(b)));
+        let mut place = vec![0u32; self.len()];
+        for (at, &n) in by_place.iter().enumerate() {
+            place[n as usize] = at as u32;
+        }
+        Order { by_place, place: Some(place) }
+    }
+
     /// The number of `id`, numbering it if it is new.
     fn intern(&mut self, id: &str) -> u32 {
         let hash = self.hasher.hash_one(id);
@@ -866,6 +862,28 @@ impl Ids {
         table.insert_unique(hash, n, |&i| hasher.hash_one(nth(text, ends, i)));
         n
     }
+}
+
+/// Product numbers ([`Ids`]) in product-id order.
+struct Order {
+    /// The number at each place.
+    by_place: Vec<u32>,
+    /// Each number's place (`None`: the numbering is the ids' order).
+    place: Option<Vec<u32>>,
+}
+
+impl Order {
+    /// Sums by number as rows in product-id order.
+    fn rows(&self, ids: &Ids, mut sums: Vec<(u32, Pair)>) -> Vec<ProductSum> {
+        if let Some(place) = &self.place {
+            sums.sort_unstable_by_key(|&(n, _)| place[n as usize]);
+        }
+        sums.into_iter().map(|(n, pair)| row(ids, n, pair)).collect()
+    }
+}
+
+fn row(ids: &Ids, n: u32, (count, revenue_cents): Pair) -> ProductSum {
+    ProductSum { product_id: ids.get(n).to_string(), count, revenue_cents }
 }
 
 /// The `i`th of the strings concatenated in `text`, each ending at its entry of `ends`.
