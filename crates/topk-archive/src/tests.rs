@@ -169,3 +169,27 @@ archive_suite!(
     hours_complete_when_every_partition_passed_them_and_late_data_marks_dirty,
     end_of_input_completes_only_the_hours_its_watermark_passed,
 );
+
+/// A group's records decode into one batch: the first's events start, the last's
+/// watermark and end of input, every row ordered by hour; a record whose rows do not
+/// decode is the group's error.
+#[test]
+fn a_group_of_records_merges_into_one_batch_and_a_corrupt_one_fails_it() {
+    let records = [
+        flush(0, 0, 10, T0, vec![row("b", T0 + H, 2), row("a", T0, 1)]),
+        flush(0, 10, 20, T0 + H, vec![row("a", T0 + 2 * H, 4), row("c", T0, 3)]),
+        FlushBatch { end_of_input: true, ..flush(0, 20, 25, T0 + 2 * H, vec![row("d", T0 + H, 5)]) },
+    ];
+    let group: Vec<(u64, Vec<u8>)> = records.iter().enumerate().map(|(i, b)| (i as u64 + 4, b.encode())).collect();
+    let (offset, merged) = merge_group(group.clone()).unwrap();
+    assert_eq!(offset, 6);
+    assert_eq!((merged.first_offset, merged.end_offset), (0, 25));
+    assert_eq!(merged.watermark_ms, T0 + 2 * H);
+    assert!(merged.end_of_input);
+    let rows: Vec<(&str, i64)> = merged.rows.iter().map(|r| (r.product_id.as_str(), r.hour_ms)).collect();
+    assert_eq!(rows, [("a", T0), ("c", T0), ("b", T0 + H), ("d", T0 + H), ("a", T0 + 2 * H)]);
+    let mut corrupt = group;
+    let cut = corrupt[1].1.len() - 3;
+    corrupt[1].1.truncate(cut);
+    assert!(merge_group(corrupt).is_err());
+}

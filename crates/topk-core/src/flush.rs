@@ -93,20 +93,30 @@ impl FlushBatch {
     /// Reads the flush record found at `offset` of the flush log: `None` if a superseded
     /// aggregator wrote it (it landed elsewhere than its slot), which readers skip.
     pub fn read(offset: u64, payload: &[u8]) -> Result<Option<FlushBatch>, CorruptFlush> {
-        let batch = FlushBatch::decode(payload)?;
-        match batch.slot {
+        Ok(FlushBatch::decode(payload)?.in_slot(offset))
+    }
+
+    /// [`FlushBatch::read`] without the rows and products (left empty): for a reader that
+    /// keeps the record as it is until it needs them.
+    pub fn read_header(offset: u64, payload: &[u8]) -> Result<Option<FlushBatch>, CorruptFlush> {
+        let (_, batch) = FlushBatch::decode_header(&mut Reader::new(payload))?;
+        Ok(batch.in_slot(offset))
+    }
+
+    fn in_slot(self, offset: u64) -> Option<FlushBatch> {
+        match self.slot {
             Some(slot) if slot != offset => {
                 tracing::warn!(
-                    partition = batch.partition,
+                    partition = self.partition,
                     offset,
                     slot,
-                    first = batch.first_offset,
-                    end = batch.end_offset,
+                    first = self.first_offset,
+                    end = self.end_offset,
                     "ignoring a flush written by a superseded aggregator"
                 );
-                Ok(None)
+                None
             }
-            _ => Ok(Some(batch)),
+            _ => Some(self),
         }
     }
 
@@ -168,27 +178,7 @@ impl FlushBatch {
 
     pub fn decode(buf: &[u8]) -> Result<FlushBatch, CorruptFlush> {
         let mut c = Reader::new(buf);
-        let version = c.u8()?;
-        let slot = match version {
-            VERSION | VERSION_NO_DIMS | VERSION_NAMES => Some(c.u64()?),
-            VERSION_UNFENCED => None,
-            version => return Err(CorruptFlush(format!("unknown flush batch version {version}"))),
-        };
-        let mut b = FlushBatch {
-            slot,
-            partition: c.u32()?,
-            first_offset: c.u64()?,
-            end_offset: c.u64()?,
-            watermark_ms: c.i64()?,
-            max_event_ts_ms: c.i64()?,
-            dedup_from: c.u64()?,
-            dedup_from_max_ts: c.i64()?,
-            end_of_input: c.u8()? != 0,
-            accepted: c.u64()?,
-            duplicates: c.u64()?,
-            late: c.u64()?,
-            ..FlushBatch::default()
-        };
+        let (version, mut b) = FlushBatch::decode_header(&mut c)?;
         let rows = c.u32()? as usize;
         b.rows.reserve(rows.min(buf.len() / 41));
         for _ in 0..rows {
@@ -223,6 +213,32 @@ impl FlushBatch {
         }
         c.end()?;
         Ok(b)
+    }
+
+    /// The version and the fixed fields before the rows.
+    fn decode_header(c: &mut Reader<'_>) -> Result<(u8, FlushBatch), CorruptFlush> {
+        let version = c.u8()?;
+        let slot = match version {
+            VERSION | VERSION_NO_DIMS | VERSION_NAMES => Some(c.u64()?),
+            VERSION_UNFENCED => None,
+            version => return Err(CorruptFlush(format!("unknown flush batch version {version}"))),
+        };
+        let b = FlushBatch {
+            slot,
+            partition: c.u32()?,
+            first_offset: c.u64()?,
+            end_offset: c.u64()?,
+            watermark_ms: c.i64()?,
+            max_event_ts_ms: c.i64()?,
+            dedup_from: c.u64()?,
+            dedup_from_max_ts: c.i64()?,
+            end_of_input: c.u8()? != 0,
+            accepted: c.u64()?,
+            duplicates: c.u64()?,
+            late: c.u64()?,
+            ..FlushBatch::default()
+        };
+        Ok((version, b))
     }
 }
 
@@ -273,6 +289,8 @@ mod tests {
         let bytes = b.encode();
         assert_eq!(FlushBatch::decode(&bytes).unwrap(), b);
         assert_eq!(b.last_offset(), Some(19));
+        let header = FlushBatch { rows: Vec::new(), products: Vec::new(), ..b.clone() };
+        assert_eq!(FlushBatch::read_header(42 << 24, &bytes).unwrap(), Some(header));
         for cut in 0..bytes.len() {
             assert!(FlushBatch::decode(&bytes[..cut]).is_err());
         }
@@ -327,7 +345,15 @@ mod tests {
 
     #[test]
     fn a_batch_found_outside_its_slot_is_skipped() {
-        let at = |base_offset: u64, batch: &FlushBatch| FlushBatch::read(base_offset, &batch.encode()).unwrap();
+        let at = |base_offset: u64, batch: &FlushBatch| {
+            let whole = FlushBatch::read(base_offset, &batch.encode()).unwrap();
+            assert_eq!(
+                FlushBatch::read_header(base_offset, &batch.encode()).unwrap(),
+                whole,
+                "the header decides alike"
+            );
+            whole
+        };
         let b = FlushBatch { slot: Some(7), partition: 1, first_offset: 3, end_offset: 9, ..FlushBatch::default() };
         assert_eq!(at(7, &b), Some(b.clone()));
         assert_eq!(at(8, &b), None, "another aggregator wrote offset 7");
