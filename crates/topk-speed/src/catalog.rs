@@ -12,8 +12,9 @@ use topk_store::Product;
 /// [`CATALOG_MEMORY`] entries), so a product is written once, not once per flush.
 #[derive(Default)]
 pub(crate) struct Catalog {
-    /// Entries to write, by product id.
-    pending: HashMap<String, Product, RandomState>,
+    /// Entries to write: by product id, its name and category (each product's id held
+    /// once: a replay's first write can hold every product of the input).
+    pending: HashMap<String, (Option<String>, Option<String>), RandomState>,
     /// Digests of the (id, name, category) entries written, and of the ids written.
     written: HashSet<u64, RandomState>,
 }
@@ -30,36 +31,31 @@ impl Catalog {
 
     pub(crate) fn absorb(&mut self, batch: &FlushBatch) {
         for r in &batch.rows {
-            if !self.written.contains(&Catalog::key(&r.product_id, None, None)) {
-                self.pending.entry(r.product_id.clone()).or_insert_with(|| Product {
-                    product_id: r.product_id.clone(),
-                    name: None,
-                    category: None,
-                });
+            if !self.written.contains(&Catalog::key(&r.product_id, None, None))
+                && !self.pending.contains_key(&r.product_id)
+            {
+                self.pending.insert(r.product_id.clone(), (None, None));
             }
         }
         for p in &batch.products {
             if self.written.contains(&Catalog::key(&p.product_id, p.name.as_deref(), p.category.as_deref())) {
                 continue;
             }
-            let e = self.pending.entry(p.product_id.clone()).or_insert_with(|| Product {
-                product_id: p.product_id.clone(),
-                name: None,
-                category: None,
-            });
+            let (name, category) = self.pending.entry(p.product_id.clone()).or_default();
             // The newest wins; a flush without one keeps what an earlier flush said.
             if p.name.is_some() {
-                e.name = p.name.clone();
+                name.clone_from(&p.name);
             }
             if p.category.is_some() {
-                e.category = p.category.clone();
+                category.clone_from(&p.category);
             }
         }
     }
 
     /// The entries to write now; [`Catalog::written`] once they are durable.
     pub(crate) fn take(&mut self) -> Vec<Product> {
-        let mut products: Vec<Product> = self.pending.drain().map(|(_, p)| p).collect();
+        let mut products: Vec<Product> =
+            self.pending.drain().map(|(product_id, (name, category))| Product { product_id, name, category }).collect();
         products.sort_unstable_by(|a, b| a.product_id.cmp(&b.product_id));
         products
     }
