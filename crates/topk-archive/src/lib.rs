@@ -451,8 +451,9 @@ pub fn hour_files(root: &Root, hour_ms: i64) -> Result<Vec<String>, ArchiveError
 /// One batch standing for consecutive flush batches of a partition, given as the flush
 /// records they were read from: their events range, the last one's watermark and
 /// end-of-input, all rows ordered by hour. Returns it with the flush-log offset of the
-/// last batch. The records wait encoded (about 60 bytes a row, against some 170 decoded):
-/// a replay's archive held up to 285 MB of decoded rows waiting for their groups.
+/// last batch. The records wait encoded (a row of the reference replay is about 60 bytes
+/// so, and a 136-byte struct with its strings decoded): a replay's archive had held up to
+/// 285 MB of decoded rows waiting for their groups (BENCHMARKS.md).
 fn merge_group(group: Vec<(u64, Vec<u8>)>) -> Result<(u64, FlushBatch), CorruptFlush> {
     let mut merged: Option<(u64, FlushBatch)> = None;
     for (offset, payload) in group {

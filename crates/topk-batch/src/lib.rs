@@ -432,8 +432,8 @@ impl<S: BatchStore> Batch<S> {
 
 /// A bucket's sums per breakdown and product so far, from those of its children computed
 /// in the same pass: by product number (each id stored once, in `ids`), as an hour's sums
-/// are. As rows with an id string each, a replay's week and month had held 0.3–0.4 GB
-/// apiece with ten countries (BENCHMARKS.md).
+/// are. As rows with an id string each, growing them was the largest part of a replay's
+/// peak heap (292 of 522 MB, BENCHMARKS.md).
 #[derive(Default)]
 struct Partial {
     ids: Ids,
@@ -445,8 +445,6 @@ struct Partial {
     /// Children added so far.
     added: usize,
     children: Vec<Bucket>,
-    /// A child's rows by number (reused).
-    numbered: Vec<(u32, Pair)>,
 }
 
 impl Partial {
@@ -462,16 +460,18 @@ impl Partial {
             let so_far = self.sums.get("").cloned().unwrap_or_default();
             self.sums.insert(b, so_far);
         }
+        let mut numbered: Vec<(u32, Pair)> = Vec::new();
         for (breakdown, rows) in slices {
             if same.contains(breakdown.as_str()) && (self.added == 0 || self.as_global.contains(breakdown)) {
                 self.as_global.insert(breakdown.clone());
                 continue;
             }
-            self.numbered.clear();
-            self.numbered.extend(rows.iter().map(|r| (self.ids.intern(&r.product_id), (r.count, r.revenue_cents))));
-            // In id order, the numbers ascend but for ids new since the first child.
-            self.numbered.sort_by_key(|&(n, _)| n);
-            self.sums.entry(breakdown.clone()).or_default().add(&self.numbered);
+            numbered.clear();
+            numbered.extend(rows.iter().map(|r| (self.ids.intern(&r.product_id), (r.count, r.revenue_cents))));
+            // The rows come in id order: their numbers ascend but where ids first seen in
+            // a later child were numbered after the rest (runs the stable sort merges).
+            numbered.sort_by_key(|&(n, _)| n);
+            self.sums.entry(breakdown.clone()).or_default().add(&numbered);
         }
         self.added += 1;
     }
