@@ -418,8 +418,17 @@ fn large_writes_arrive_whole(b: &dyn Backend) {
         unlisted_bound: 1,
         total_count: 9,
     };
-    s.write_speed("speed", &[write], &[], None, &[]).unwrap();
+    // The catalog entries come with a speed write, more than one insert takes.
+    let n = crate::catalog::UPSERT_SLICE + 7;
+    let products: Vec<Product> = (0..n)
+        .map(|i| Product { product_id: format!("p{i:06}"), name: Some(format!("Name {i}")), category: None })
+        .collect();
+    s.write_speed("speed", &[write], &[], None, &products).unwrap();
     assert_eq!(s.speed_rows(hour).unwrap().len(), 2501);
+    let ids = s.catalog_ids_after("", n + 10).unwrap();
+    assert_eq!(ids.len(), n);
+    assert_eq!((ids[0].as_str(), ids[n - 1].as_str()), ("p000000", format!("p{:06}", n - 1).as_str()));
+    assert_eq!(s.search_products("name 16390", 5).unwrap().len(), 1, "the last insert's names are searchable");
 }
 
 fn the_exact_generation_moves_with_batch_runs_and_kappa_writes(b: &dyn Backend) {
