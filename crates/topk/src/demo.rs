@@ -74,7 +74,8 @@ fn history(pipeline: &Pipeline, days: u32, products: u64, back_ms: i64) -> anyho
 /// History first (if the data directory is new), then `rate` live events per second
 /// until `stop`.
 pub fn run(pipeline: Arc<Pipeline>, demo: Demo, stop: Shutdown) {
-    if let Err(e) = history(&pipeline, demo.history_days, demo.products, demo.back_ms()) {
+    let back_ms = demo.back_ms();
+    if let Err(e) = history(&pipeline, demo.history_days, demo.products, back_ms) {
         tracing::error!(error = %e, "demo history could not be ingested");
     }
     let start = now_ms();
@@ -86,7 +87,7 @@ pub fn run(pipeline: Arc<Pipeline>, demo: Demo, stop: Shutdown) {
         let tick = Instant::now();
         buf.clear();
         for _ in 0..per_tick {
-            traffic.next_line(event_time(now_ms(), start, demo.back_ms(), demo.speedup), &mut buf);
+            traffic.next_line(event_time(now_ms(), start, back_ms, demo.speedup), &mut buf);
         }
         if let Err(e) = ingestor.ingest_ndjson(&buf, 1, 0, None) {
             tracing::error!(error = %e, "demo traffic could not append");
