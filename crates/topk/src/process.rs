@@ -318,17 +318,36 @@ impl Pipeline {
     /// layer have recorded all of it. (It looks every 10 ms: a one-time wait at the end of
     /// a replay, on the progress of three kinds of role, and on their failures.)
     pub fn drain(&self) -> anyhow::Result<()> {
+        self.drain_aggregators()?;
+        tracing::info!("aggregators drained; waiting for the archive and the speed layer");
+        self.wait_recorded()
+    }
+
+    /// Has every aggregator flush all it holds as final, and returns once they have.
+    pub fn drain_aggregators(&self) -> anyhow::Result<()> {
         let request = self.control.request_drain();
         self.events.wake(); // the aggregators notice the request at once
         while !self.control.all_drained(request) {
             self.check()?;
             std::thread::sleep(Duration::from_millis(10));
         }
-        tracing::info!("aggregators drained; waiting for the archive and the speed layer");
+        Ok(())
+    }
+
+    /// Returns once the archive and the speed layer, those this process runs, have
+    /// recorded the flush log up to its present end.
+    pub fn wait_recorded(&self) -> anyhow::Result<()> {
+        let mut done = Vec::new();
+        if self.runs(Role::Archive) {
+            done.push(&self.archive.applied);
+        }
+        if self.runs(Role::Speed) {
+            done.push(&self.speed.written);
+        }
         for p in 0..self.flush.partitions() {
             let end = self.flush.end_offset(p)?;
-            for done in [&self.archive.applied[p as usize], &self.speed.written[p as usize]] {
-                while self.flush.distance(done.load(Ordering::SeqCst), end) > 0 {
+            for positions in &done {
+                while self.flush.distance(positions[p as usize].load(Ordering::SeqCst), end) > 0 {
                     self.check()?;
                     std::thread::sleep(Duration::from_millis(10));
                 }
