@@ -356,24 +356,33 @@ impl<S: SpeedStore> Speed<S> {
         self.watermarks[p] = batch.watermark_ms;
         self.catalog.absorb(batch);
         // The breakdown keys of the batch, each once (the global `""` first), and per
-        // distinct combination of dimension values its keys: built once, not per row.
+        // distinct combination of dimension values its keys: built once, not per row. Each
+        // row is looked up once, for the number of its combination: a lookup hashes and
+        // compares the row's dimension strings, and a second one per row was a tenth of
+        // the role's time in a profile (BENCHMARKS.md, "The single-instance roles alone").
         let sets = &self.cfg.breakdowns.sets;
         let mut names: Vec<String> = vec![String::new()];
-        let mut keys: HashMap<&DimValues, Vec<u32>, RandomState> = HashMap::default();
-        for r in &batch.rows {
-            keys.entry(&r.dims).or_insert_with(|| {
-                let mut of_row = vec![0];
-                for set in sets {
-                    let name = set.key(&set.value_of(&r.dims));
-                    let i = names.iter().position(|n| *n == name).unwrap_or_else(|| {
-                        names.push(name);
-                        names.len() - 1
-                    });
-                    of_row.push(i as u32);
-                }
-                of_row
-            });
-        }
+        let mut combinations: HashMap<&DimValues, u32, RandomState> = HashMap::default();
+        let mut keys: Vec<Vec<u32>> = Vec::new();
+        let combination_of: Vec<u32> = batch
+            .rows
+            .iter()
+            .map(|r| {
+                *combinations.entry(&r.dims).or_insert_with(|| {
+                    let mut of_row = vec![0];
+                    for set in sets {
+                        let name = set.key(&set.value_of(&r.dims));
+                        let i = names.iter().position(|n| *n == name).unwrap_or_else(|| {
+                            names.push(name);
+                            names.len() - 1
+                        });
+                        of_row.push(i as u32);
+                    }
+                    keys.push(of_row);
+                    (keys.len() - 1) as u32
+                })
+            })
+            .collect();
         let low = self.low_watermark();
         let high = self.watermarks.iter().copied().max().unwrap_or(i64::MIN);
         let architecture = self.cfg.architecture;
@@ -392,7 +401,8 @@ impl<S: SpeedStore> Speed<S> {
                 _ => true,
             }
         };
-        let mut per_bucket = per_bucket::sum_per_bucket(&batch.rows, |r| &keys[&r.dims], wanted);
+        let keys_of = |i: usize| keys[combination_of[i] as usize].as_slice();
+        let mut per_bucket = per_bucket::sum_per_bucket(&batch.rows, keys_of, wanted);
         // Biggest first, so that the values that get their own sketches when memory runs
         // short are the ones with the most volume.
         per_bucket.sort_by_cached_key(|((b, k), rows)| {

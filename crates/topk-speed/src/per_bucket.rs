@@ -19,13 +19,13 @@ use topk_core::time::{Bucket, Granularity};
 use crate::sketch::Row;
 
 /// The rows of `rows` summed per (bucket, key) and product, for every bucket of every
-/// granularity that contains a row's hour and every key `keys_of` gives its row (indexes
-/// into the caller's keys), leaving out the (bucket, key) pairs that `wanted` refuses.
-/// Each list has each product once (but see [`each_product_once`]), whatever the order of
+/// granularity that contains a row's hour and every key `keys_of` gives its row (by its
+/// index in `rows`; the keys are indexes into the caller's names), leaving out the
+/// (bucket, key) pairs that `wanted` refuses. Each list has each product once (but see [`each_product_once`]), whatever the order of
 /// `rows`.
 pub(crate) fn sum_per_bucket<'a, 'k>(
     rows: &'a [AggRow],
-    keys_of: impl Fn(&AggRow) -> &'k [u32],
+    keys_of: impl Fn(usize) -> &'k [u32],
     mut wanted: impl FnMut(Bucket, u32) -> bool,
 ) -> Vec<((Bucket, u32), Vec<Row<'a>>)> {
     // Per hour and key: the products' sums, one row per run of the same (hour, product).
@@ -37,8 +37,8 @@ pub(crate) fn sum_per_bucket<'a, 'k>(
         let same = |r: &AggRow| r.hour_ms == first.hour_ms && r.product_id == first.product_id;
         let end = start + rows[start..].iter().take_while(|r| same(r)).count();
         run.clear();
-        for r in &rows[start..end] {
-            run.extend(keys_of(r).iter().map(|&k| (k, r.count, r.revenue_cents)));
+        for (i, r) in rows.iter().enumerate().take(end).skip(start) {
+            run.extend(keys_of(i).iter().map(|&k| (k, r.count, r.revenue_cents)));
         }
         // A product's rows differ in their dimensions: few keys, so a sort is cheap.
         run.sort_unstable_by_key(|&(k, ..)| k);
@@ -184,7 +184,7 @@ mod tests {
                 1 => rows.reverse(),
                 _ => rows.rotate_left(3),
             }
-            let got = sorted(sum_per_bucket(&rows, |r| keys_for(r, &keys), |_, _| true));
+            let got = sorted(sum_per_bucket(&rows, |i| keys_for(&rows[i], &keys), |_, _| true));
             assert_eq!(got, naive(&rows, &keys), "order {order}");
             for (_, products) in &got {
                 assert!(products.windows(2).all(|w| w[0].0 < w[1].0), "each product once");
@@ -192,7 +192,7 @@ mod tests {
         }
         // The day of `hour`, global: a 2 - 1 + 3 + 7 = 11 (hour + 30 is the next day), b 6, c 1.
         let day = Bucket::containing(Granularity::Day, hour * 3_600_000);
-        let got = sorted(sum_per_bucket(&rows, |r| keys_for(r, &keys), |_, _| true));
+        let got = sorted(sum_per_bucket(&rows, |i| keys_for(&rows[i], &keys), |_, _| true));
         let global_day = &got.iter().find(|(id, _)| *id == (day, 0)).expect("the day's global list").1;
         assert_eq!(global_day, &[("a".into(), 11, 1100), ("b".into(), 6, 600), ("c".into(), 1, 100)]);
     }
@@ -203,7 +203,7 @@ mod tests {
         let rows = vec![row("a", hour, "C1", 2), row("b", hour, "C2", 3)];
         let keys = keys();
         let wanted = |b: Bucket, k: u32| b.granularity == Granularity::Hour && k != 2;
-        let got = sorted(sum_per_bucket(&rows, |r| keys_for(r, &keys), wanted));
+        let got = sorted(sum_per_bucket(&rows, |i| keys_for(&rows[i], &keys), wanted));
         let ids: Vec<_> = got.iter().map(|(id, _)| *id).collect();
         let h = Bucket::containing(Granularity::Hour, hour * 3_600_000);
         assert_eq!(ids, [(h, 0), (h, 1)]);
