@@ -10,12 +10,13 @@
 //! ```
 //!
 //! Each step prints one line: what it went through, its wall and CPU time (the process's,
-//! from getrusage: only the one role works) and the process's peak RSS (`TOPK_LOG` sets
-//! the log filter, `warn` by default: `topk_batch=debug` shows each bucket). The default
-//! configuration applies (`TOPK_*` variables are not read), except the flush interval of
-//! `prepare`: a live partition flushes every second, and at 10B events a day over 16
-//! partitions a second holds ~7k events, so a short interval here gives flush batches of
-//! about the live size although the input arrives far faster.
+//! from getrusage: only the one role works) and the process's peak RSS, with the binary's
+//! malloc parameters. `TOPK_LOG` sets the log filter (`warn` by default; `topk_batch=debug`
+//! shows each bucket). The default configuration applies (`TOPK_*` variables are not
+//! read), except the flush interval of `prepare`: a live partition flushes every second,
+//! and at 10B events a day over 16 partitions a second holds ~7k events, so a short
+//! interval here gives flush batches of about the live size although the input arrives
+//! far faster.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -138,6 +139,7 @@ fn batch(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    topk::process::tune_malloc();
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOPK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();

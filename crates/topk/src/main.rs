@@ -11,27 +11,8 @@ use commands::{init_logging, parse_time};
 use topk::process::Role;
 use topk::replay;
 
-/// glibc keeps up to 8 malloc arenas per core, and memory one thread frees (the ingest
-/// threads' dedup tables and buffers, at the end of a replay's input) is not reused by
-/// another thread's arena (the batch layer's rollups after it). A 10M-event replay peaked
-/// at 742 MB with the default and at 535 MB with one arena per core, as fast
-/// (BENCHMARKS.md, "Exact sooner").
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let arenas = i32::try_from(cores).unwrap_or(i32::MAX);
-    // SAFETY: mallopt sets one of the allocator's parameters; it is called first thing in
-    // main, before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, arenas);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
-
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    topk::process::tune_malloc();
     match run(cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         // A closed stdout (`topk gen | head -1`) ends the command quietly.
