@@ -446,7 +446,7 @@ fn baseline_depth(baseline: &[Bucket], k: usize) -> usize {
 }
 
 /// The ranks of `ids` in a period, among its first `depth` (absent beyond). One exact
-/// bucket answers from its stored list, a lookup per id; otherwise the period is ranked
+/// bucket answers from its stored list, read once for every id; otherwise the period is ranked
 /// to `depth` by the threshold algorithm.
 fn ranks_in(
     store: &mut dyn ServingStore,
@@ -457,13 +457,8 @@ fn ranks_in(
 ) -> Result<HashMap<String, usize>, StoreError> {
     if let [one] = period.buckets[..] {
         if period.source(one) == Source::Batch && depth == MAX_K {
-            let mut ranks = HashMap::new();
-            for id in ids {
-                if let Some(r) = store.rank_of(one, by, id)?.filter(|&r| r >= 1 && r as usize <= depth) {
-                    ranks.insert(id.to_string(), r as usize);
-                }
-            }
-            return Ok(ranks);
+            let ranks = store.ranks_of(one, by, ids)?.into_iter();
+            return Ok(ranks.filter(|&(_, r)| r >= 1 && r as usize <= depth).map(|(id, r)| (id, r as usize)).collect());
         }
     }
     let ranked = rank_period(store, period, depth, by)?;

@@ -77,8 +77,12 @@ fn a_bucket_run_commits_rows_lists_totals_and_marks_and_top_lists_rank_it(b: &dy
     };
     assert_eq!(s.exact_buckets(Granularity::Day, DAY0, DAY0 + 1).unwrap(), [totals]);
     assert!(s.has_exact(day).unwrap());
-    assert_eq!(s.rank_of(day, By::Quantity, "a").unwrap(), Some(2));
-    assert_eq!(s.rank_of(day, By::Quantity, "c").unwrap(), None, "beyond the list");
+    assert_eq!(s.ranks_of(day, By::Quantity, &["a"]).unwrap(), [("a".to_string(), 2)]);
+    assert_eq!(s.ranks_of(day, By::Quantity, &["c"]).unwrap(), [], "beyond the list");
+    let mut ranks = s.ranks_of(day, By::Quantity, &["c", "b", "a", "zz"]).unwrap();
+    ranks.sort();
+    assert_eq!(ranks, [("a".to_string(), 2), ("b".to_string(), 1)], "several at once, those on the list");
+    assert_eq!(s.ranks_of(day, By::Quantity, &[]).unwrap(), []);
     assert!(s.pending().unwrap().contains(&day));
     // A run clears only the generation it started from.
     let generation = s.pending_generation(day).unwrap().unwrap();

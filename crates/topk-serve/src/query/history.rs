@@ -57,7 +57,7 @@ pub fn history(
                 if let Some(p) = store.product_sums(b, &[product_id])?.pop() {
                     (count, revenue) = (p.count, p.revenue_cents);
                 }
-                rank = store.rank_of(b, By::Quantity, product_id)?;
+                rank = store.ranks_of(b, By::Quantity, &[product_id])?.pop().map(|(_, r)| r);
             }
             Source::Speed => {
                 let rows = store.speed_rows(b)?;
