@@ -116,6 +116,13 @@ impl SqliteConn {
         // Every query is prepared once per connection: more than the default 16 of them
         // would be re-parsed and re-planned on each use.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // And kept as prepared: without the query planner stability guarantee, SQLite marks
+        // a statement whose plan might depend on a bound value (a range on a key column, a
+        // LIMIT) to be prepared again whenever that value changes, which is on every use
+        // here. That re-preparing was a third of an uncached answer's time in a profile
+        // (BENCHMARKS.md, "The uncached API"). Without statistics tables the plans do not
+        // depend on the values anyway.
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         // Switching a new file to WAL needs it to itself for a moment, and SQLite answers
         // "busy" at once rather than through the busy handler when another connection is
         // migrating it (two processes starting together): wait for it here.
