@@ -446,8 +446,8 @@ fn baseline_depth(baseline: &[Bucket], k: usize) -> usize {
 }
 
 /// The ranks of `ids` in a period, among its first `depth` (absent beyond). One exact
-/// bucket answers from its stored list, read once for every id; otherwise the period is ranked
-/// to `depth` by the threshold algorithm.
+/// bucket answers from its stored list, read once for all of them; otherwise the period
+/// is ranked to `depth` by the threshold algorithm.
 fn ranks_in(
     store: &mut dyn ServingStore,
     period: &Period,

@@ -18,7 +18,7 @@
 //! interval here gives flush batches of about the live size although the input arrives
 //! far faster.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -33,7 +33,8 @@ fn config(dir: &Path, flush_interval_ms: Option<u64>) -> anyhow::Result<Config> 
 
 /// The process's CPU seconds so far and its peak RSS in MiB.
 fn usage() -> (f64, f64) {
-    // SAFETY: getrusage only writes the struct it is given.
+    // SAFETY: `rusage` is plain integers, valid when zeroed; getrusage only writes the
+    // struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
@@ -151,8 +152,8 @@ fn main() -> anyhow::Result<()> {
     };
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["prepare", file, dir, ..] => prepare(Path::new(file), Path::new(dir), flush_interval_ms),
-        ["archive", dir] => run_role(config(&PathBuf::from(dir), None)?, Role::Archive),
-        ["speed", dir] => run_role(config(&PathBuf::from(dir), None)?, Role::Speed),
+        ["archive", dir] => run_role(config(Path::new(dir), None)?, Role::Archive),
+        ["speed", dir] => run_role(config(Path::new(dir), None)?, Role::Speed),
         ["batch", dir] => batch(Path::new(dir)),
         _ => bail!("{help}"),
     }
