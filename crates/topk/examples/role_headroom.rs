@@ -65,24 +65,46 @@ fn count_flush_log(cfg: &Config) -> anyhow::Result<Counted> {
     Ok(c)
 }
 
-/// Starts `role` alone and returns once it has recorded the whole flush log.
-fn run_role(cfg: Config, role: Role) -> anyhow::Result<()> {
+/// What a timed step went through, returned, and took.
+struct Timed<T> {
+    out: T,
+    counted: Counted,
+    wall: f64,
+    cpu: f64,
+    peak: f64,
+}
+
+/// Starts `roles` on the data directory and times them and `work` until it returns (the
+/// flush log is counted first, untimed; the stop after is not timed either).
+fn timed<T>(
+    cfg: Config,
+    roles: &[Role],
+    work: impl FnOnce(&Pipeline) -> anyhow::Result<T>,
+) -> anyhow::Result<Timed<T>> {
     let counted = count_flush_log(&cfg)?;
     let (cpu0, _) = usage();
     let started = Instant::now();
-    let pipeline = Pipeline::start_roles(cfg, &[role], false)?;
-    pipeline.wait_recorded()?;
+    let pipeline = Pipeline::start_roles(cfg, roles, false)?;
+    let out = work(&pipeline)?;
     let wall = started.elapsed().as_secs_f64();
     let (cpu1, peak) = usage();
     pipeline.shutdown()?;
+    Ok(Timed { out, counted, wall, cpu: cpu1 - cpu0, peak })
+}
+
+/// Starts `role` alone and returns once it has recorded the whole flush log.
+fn run_role(cfg: Config, role: Role) -> anyhow::Result<()> {
+    let t = timed(cfg, &[role], Pipeline::wait_recorded)?;
     println!(
-        "{}: {} rows in {} flush batches ({} events) in {wall:.2} s wall, {:.2} s CPU: {:.0} rows/s of wall time; peak RSS {peak:.0} MiB",
+        "{}: {} rows in {} flush batches ({} events) in {:.2} s wall, {:.2} s CPU: {:.0} rows/s of wall time; peak RSS {:.0} MiB",
         role.as_str(),
-        counted.rows,
-        counted.batches,
-        counted.events,
-        cpu1 - cpu0,
-        counted.rows as f64 / wall,
+        t.counted.rows,
+        t.counted.batches,
+        t.counted.events,
+        t.wall,
+        t.cpu,
+        t.counted.rows as f64 / t.wall,
+        t.peak,
     );
     Ok(())
 }
@@ -116,25 +138,20 @@ fn prepare(file: &Path, dir: &Path, flush_interval_ms: Option<u64>) -> anyhow::R
 }
 
 fn batch(dir: &Path) -> anyhow::Result<()> {
-    let cfg = config(dir, None)?;
-    let counted = count_flush_log(&cfg)?;
-    let (cpu0, _) = usage();
-    let started = Instant::now();
-    let pipeline = Pipeline::start_roles(cfg, &[], false)?;
-    let summary = pipeline.catch_up_batch()?;
-    let wall = started.elapsed().as_secs_f64();
-    let (cpu1, peak) = usage();
-    pipeline.shutdown()?;
+    let t = timed(config(dir, None)?, &[], Pipeline::catch_up_batch)?;
+    let summary = t.out;
     if !summary.failed.is_empty() {
         bail!("{} bucket(s) failed: {:?}", summary.failed.len(), summary.failed);
     }
     println!(
-        "batch: {} buckets rolled up ({} waiting) from {} archived rows in {wall:.2} s wall, {:.2} s CPU: {:.0} archived rows/s of wall time; peak RSS {peak:.0} MiB",
+        "batch: {} buckets rolled up ({} waiting) from {} archived rows in {:.2} s wall, {:.2} s CPU: {:.0} archived rows/s of wall time; peak RSS {:.0} MiB",
         summary.ran,
         summary.waiting,
-        counted.rows,
-        cpu1 - cpu0,
-        counted.rows as f64 / wall,
+        t.counted.rows,
+        t.wall,
+        t.cpu,
+        t.counted.rows as f64 / t.wall,
+        t.peak,
     );
     Ok(())
 }
