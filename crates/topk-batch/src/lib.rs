@@ -56,7 +56,7 @@ use topk_core::breakdown::{Breakdowns, DimSet, NONE, OTHER};
 use topk_core::clock::now_ms;
 use topk_core::time::{Bucket, Granularity};
 use topk_core::Shutdown;
-use topk_store::{BatchStore, BucketRun, By, ProductSum, RunStatus, Slice, SpeedWatermark, StoreError, TaskRun};
+use topk_store::{BatchStore, BucketRun, By, ProductSum, Rows, RunStatus, Slice, SpeedWatermark, StoreError, TaskRun};
 
 pub const TASKS: [&str; 4] = ["check", "rollup", "clean_speed", "top_lists"];
 
@@ -239,12 +239,15 @@ impl<S: BatchStore> Batch<S> {
     fn run_bucket(&mut self, state: &ArchiveState, bucket: Bucket) -> Result<u64, BatchError> {
         let pending = self.store.pending()?;
         let speed = self.store.speed_watermark()?;
-        self.run_bucket_with(state, &pending, speed, bucket, &mut Partials::default())
+        self.run_bucket_with(state, &pending, speed, bucket, &mut Partials::default(), &mut None, None)
     }
 
     /// [`Batch::run_bucket`] given the pending buckets and how far the speed layer's
     /// estimates reach, taking the bucket's sums so far from `partials` and adding its own
-    /// to those of the buckets above it.
+    /// to those of the buckets above it. An hour summed ahead (`ahead`) is taken from
+    /// there; while the bucket commits, `next_hour` is summed into `ahead` on another
+    /// thread.
+    #[allow(clippy::too_many_arguments)]
     fn run_bucket_with(
         &mut self,
         state: &ArchiveState,
@@ -252,6 +255,8 @@ impl<S: BatchStore> Batch<S> {
         speed_watermark: Option<SpeedWatermark>,
         bucket: Bucket,
         partials: &mut Partials,
+        ahead: &mut Option<Ahead>,
+        next_hour: Option<Bucket>,
     ) -> Result<u64, BatchError> {
         let generation = self.store.pending_generation(bucket)?;
         let mut runs = Runs::new(&mut self.store, bucket)?;
@@ -260,7 +265,7 @@ impl<S: BatchStore> Batch<S> {
             return Err(BatchError::NotReady { bucket, reason });
         }
         runs.ok("check", 0);
-        let slices = match self.sum(bucket, partials.remove(&bucket)) {
+        let slices = match self.sum(bucket, partials.remove(&bucket), ahead) {
             Ok(slices) => slices,
             Err(e) => return Err(runs.fail(&mut self.store, "rollup", e.to_string())),
         };
@@ -297,9 +302,11 @@ impl<S: BatchStore> Batch<S> {
             generation,
             now_ms: now_ms(),
         };
-        if let Err(e) = self.store.commit_bucket(&run) {
-            // What it admitted was not recorded: the next run reloads the admitted values.
+        if let Err(e) = self.commit_while_summing(&run, next_hour, ahead) {
+            // What it admitted was not recorded: the next run reloads the admitted values,
+            // and sums again an hour summed meanwhile with them.
             self.admission = None;
+            *ahead = None;
             runs.done.truncate(1);
             return Err(runs.fail(&mut self.store, "rollup", e.to_string()));
         }
@@ -318,10 +325,53 @@ impl<S: BatchStore> Batch<S> {
         Ok(rows.len() as u64)
     }
 
+    /// Commits a bucket's run; meanwhile sums `next_hour` from the archive on another
+    /// thread, into `ahead`. The commit is mostly the store's work (SQLite's B-tree
+    /// inserts, or PostgreSQL's, in its own process), and an hour's sum the archive's
+    /// decoding: on two cores they overlap (BENCHMARKS.md, "An hour summed while the one
+    /// before commits").
+    fn commit_while_summing(
+        &mut self,
+        run: &BucketRun<'_>,
+        next_hour: Option<Bucket>,
+        ahead: &mut Option<Ahead>,
+    ) -> Result<u64, StoreError> {
+        let Some(hour) = next_hour.filter(|_| ahead.is_none()) else {
+            return self.store.commit_bucket(run);
+        };
+        let mut admission = self.admission.take().expect("prepared before a run");
+        let (archive, breakdowns, store) = (&self.archive, &self.cfg.breakdowns, &mut self.store);
+        let committed = std::thread::scope(|s| {
+            let summing = std::thread::Builder::new()
+                .name("batch-sum-ahead".into())
+                .spawn_scoped(s, || hour_from_archive(archive, hour.start_ms, breakdowns, &mut admission));
+            let committed = store.commit_bucket(run);
+            match summing {
+                Ok(summing) => {
+                    let slices = summing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    *ahead = Some(Ahead { hour, slices });
+                }
+                Err(e) => tracing::debug!(error = %e, "no thread to sum the next hour ahead"),
+            }
+            committed
+        });
+        self.admission = Some(admission);
+        committed
+    }
+
     /// The bucket's exact sums per breakdown and product: the global ones first (under
-    /// `""`), then each breakdown's, each in product-id order.
-    fn sum(&mut self, bucket: Bucket, partial: Option<Partial>) -> Result<Vec<Slice>, BatchError> {
+    /// `""`), then each breakdown's, each in product-id order. An hour summed ahead is
+    /// taken from `ahead`.
+    fn sum(
+        &mut self,
+        bucket: Bucket,
+        partial: Option<Partial>,
+        ahead: &mut Option<Ahead>,
+    ) -> Result<Vec<Slice>, BatchError> {
         self.prepare()?;
+        if let Some(summed) = ahead.take_if(|a| a.hour == bucket) {
+            return summed.slices;
+        }
         if bucket.granularity == Granularity::Hour {
             let admission = self.admission.as_mut().expect("prepared");
             return hour_from_archive(&self.archive, bucket.start_ms, &self.cfg.breakdowns, admission);
@@ -351,27 +401,33 @@ impl<S: BatchStore> Batch<S> {
         self.discover(&state)?;
         let mut report = PassReport::default();
         let mut partials = Partials::default();
+        let mut ahead = None;
         loop {
             let mut pending = self.store.pending()?;
             pending.sort_by_key(|b| (b.end_ms(), b.granularity, b.start_ms));
             let now = Instant::now();
             let speed = self.store.speed_watermark()?;
-            let mut next = None;
+            let mut ready = Vec::new();
             for &b in &pending {
                 if self.backoff.get(&b).is_none_or(|&(_, at)| at <= now)
                     && !report.failed.iter().any(|(f, _)| *f == b)
                     && self.check(&state, &pending, b).is_ok()
                     && !self.waits_for_speed(b, speed)
                 {
-                    next = Some(b);
-                    break;
+                    ready.push(b);
+                    // The first ready bucket runs now; the next ready hour is summed
+                    // while it commits (its inputs are the archive's alone).
+                    if ready.len() > 1 && b.granularity == Granularity::Hour {
+                        break;
+                    }
                 }
             }
-            let Some(bucket) = next else {
+            let Some(&bucket) = ready.first() else {
                 report.waiting = pending.len();
                 break;
             };
-            match self.run_bucket_with(&state, &pending, speed, bucket, &mut partials) {
+            let next_hour = ready[1..].iter().copied().find(|b| b.granularity == Granularity::Hour);
+            match self.run_bucket_with(&state, &pending, speed, bucket, &mut partials, &mut ahead, next_hour) {
                 Ok(_) => {
                     self.backoff.remove(&bucket);
                     report.ran.push(bucket);
@@ -430,6 +486,13 @@ impl<S: BatchStore> Batch<S> {
     }
 }
 
+/// An hour's sums computed ahead, while the bucket before it committed
+/// ([`Batch::commit_while_summing`]).
+struct Ahead {
+    hour: Bucket,
+    slices: Result<Vec<Slice>, BatchError>,
+}
+
 /// A bucket's sums per breakdown and product so far, from those of its children computed
 /// in the same pass: by product number (each id stored once, in `ids`), as an hour's sums
 /// are. As rows with an id string each, growing them was the largest part of a replay's
@@ -450,8 +513,10 @@ struct Partial {
 impl Partial {
     fn add(&mut self, slices: &[Slice]) {
         let global = global(slices);
+        // The same rows shared (an hour's sums share them), or equal ones (read back).
+        let is_global = |rows: &Rows| std::ptr::eq(&rows[..], global) || rows[..] == *global;
         let same: BTreeSet<&str> =
-            slices.iter().filter(|(b, rows)| !b.is_empty() && rows[..] == *global).map(|(b, _)| b.as_str()).collect();
+            slices.iter().filter(|(b, rows)| !b.is_empty() && is_global(rows)).map(|(b, _)| b.as_str()).collect();
         // A breakdown that was the global rows so far but is not in this child: its sums
         // so far are the global ones, summed from here on.
         let apart: Vec<String> = self.as_global.iter().filter(|b| !same.contains(b.as_str())).cloned().collect();
@@ -481,7 +546,8 @@ impl Partial {
     fn into_slices(mut self) -> Vec<Slice> {
         self.sums.entry(String::new()).or_default();
         let order = self.ids.order();
-        let mut slices: Vec<Slice> = self.sums.into_iter().map(|(b, s)| (b, order.rows(&self.ids, s.0))).collect();
+        let mut slices: Vec<Slice> =
+            self.sums.into_iter().map(|(b, s)| (b, Rows::new(order.rows(&self.ids, s.0)))).collect();
         if !self.as_global.is_empty() {
             let global = slices[0].1.clone();
             slices.extend(self.as_global.into_iter().map(|b| (b, global.clone())));
@@ -493,7 +559,7 @@ impl Partial {
 
 /// The global rows of a bucket's slices (the first, see [`Partial::into_slices`]).
 fn global(slices: &[Slice]) -> &[ProductSum] {
-    slices.first().filter(|(b, _)| b.is_empty()).map_or(&[], |(_, rows)| rows)
+    slices.first().filter(|(b, _)| b.is_empty()).map_or(&[], |(_, rows)| &rows[..])
 }
 
 /// The values admitted to each breakdown set (`breakdown_values`): a set admits values
@@ -787,8 +853,9 @@ impl<'a> HourSums<'a> {
     /// The sums as slices, ordered by key (the global ones, `""`, first), each in
     /// product-id order; values beyond a set's admitted ones count under `(other)`.
     fn into_slices(self, admission: &mut Admission) -> Vec<Slice> {
-        let HourSums { sets, ids, global, values, .. } = self;
+        let HourSums { sets, ids, global: global_sums, values, .. } = self;
         let order = ids.order();
+        let global = Rows::new(order.by_place.iter().map(|&n| row(&ids, n, global_sums[n as usize])).collect());
         let mut slices: Vec<Slice> = Vec::with_capacity(1 + sets.len());
         for (&set, values) in sets.iter().zip(values) {
             let name = set.to_string();
@@ -799,11 +866,22 @@ impl<'a> HourSums<'a> {
                 let value = if admission.admit(&name, &value) { value } else { OTHER.to_string() };
                 by_key.entry(set.key(&value)).or_default().append(run);
             }
+            let only_value = by_key.len() == 1;
             for (key, run) in by_key {
-                slices.push((key, order.rows(&ids, run.into_sums())));
+                let sums = run.into_sums();
+                // Every product, each with its global sums (numbers ascend, each once):
+                // the global rows, shared.
+                let rows = if only_value
+                    && sums.len() == global_sums.len()
+                    && sums.iter().all(|&(n, pair)| global_sums[n as usize] == pair)
+                {
+                    Rows::clone(&global)
+                } else {
+                    Rows::new(order.rows(&ids, sums))
+                };
+                slices.push((key, rows));
             }
         }
-        let global = order.by_place.iter().map(|&n| row(&ids, n, global[n as usize])).collect();
         slices.push((String::new(), global));
         slices.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         slices

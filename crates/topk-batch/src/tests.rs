@@ -8,7 +8,7 @@ use topk_archive::Archive;
 use topk_core::breakdown::DimSet;
 use topk_core::flush::{AggRow, FlushBatch};
 use topk_core::HOUR_MS;
-use topk_store::{By, ServingStore, SpeedRow, SpeedStore, SpeedWrite, SqlStore};
+use topk_store::{By, Rows, ServingStore, SpeedRow, SpeedStore, SpeedWrite, SqlStore};
 
 use super::*;
 
@@ -460,12 +460,47 @@ fn an_hour_of_many_files_sums_to_a_naive_sum_of_its_rows_per_value_with_the_bigg
     }
 }
 
+/// An hour is summed while the one before it commits. When that commit fails, the hour
+/// summed meanwhile counted values the failed run had admitted (but not recorded): it is
+/// summed again, with the admitted values as stored.
+#[test]
+fn an_hour_summed_while_a_failing_commit_ran_is_summed_again() {
+    let breakdowns = Breakdowns { sets: vec![DimSet::parse("country").unwrap()], max_values: 1 };
+    let mut f = Fixture::new(BatchConfig { breakdowns, max_backoff: Duration::from_millis(300), ..no_retention() });
+    f.archive(vec![sold_in("a", 0, 5, "DE", ""), sold_in("b", 1, 2, "FR", "")], YEAR_END);
+    let fail_hour_0 = format!(
+        "CREATE TRIGGER fail_hour_0 BEFORE INSERT ON batch_table WHEN NEW.bucket_start = {}
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        hour(0).start_ms
+    );
+    f.batch.store().execute(&fail_hour_0, &[]).unwrap();
+
+    let report = f.batch.run_pending().unwrap();
+    assert_eq!(report.failed.iter().map(|(b, _)| *b).collect::<Vec<_>>(), [hour(0)], "{report:?}");
+    assert!(report.failed[0].1.contains("injected failure"), "{}", report.failed[0].1);
+    assert_eq!(report.ran, [hour(1)]);
+    // Hour 0 admitted DE (the cap is one value) and failed: FR is the set's one value.
+    assert_eq!(f.batch.store().admitted_values().unwrap(), [("country".to_string(), "FR".to_string())]);
+    assert_eq!(slice(&mut f, hour(1), "country=FR"), pairs(&[("b", 2)]));
+    assert_eq!(slice(&mut f, hour(1), "country=(other)"), pairs(&[]));
+
+    f.batch.store().execute("DROP TRIGGER fail_hour_0", &[]).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let report = f.batch.run_pending().unwrap();
+    assert!(report.failed.is_empty() && report.ran.contains(&day()), "{report:?}");
+    assert_eq!(slice(&mut f, hour(0), "country=(other)"), pairs(&[("a", 5)]), "DE came after the cap");
+    assert_eq!(slice(&mut f, day(), "country=FR"), pairs(&[("b", 2)]));
+    assert_eq!(slice(&mut f, day(), "country=DE"), pairs(&[]));
+}
+
 /// A bucket's partial sums against a naive sum of its children's slices, for children
 /// whose `category=(none)` is, is not, or stops being the global rows, in every order.
 #[test]
 fn partial_sums_equal_a_naive_sum_whether_a_breakdown_is_the_global_rows_or_not() {
-    let sums = |rows: &[(&str, i64)]| -> Vec<ProductSum> {
-        rows.iter().map(|&(p, c)| ProductSum { product_id: p.into(), count: c, revenue_cents: 10 * c }).collect()
+    let sums = |rows: &[(&str, i64)]| -> Rows {
+        let rows: Vec<ProductSum> =
+            rows.iter().map(|&(p, c)| ProductSum { product_id: p.into(), count: c, revenue_cents: 10 * c }).collect();
+        Rows::new(rows)
     };
     let none = "category=(none)";
     let children: Vec<Vec<Slice>> = vec![
@@ -486,7 +521,7 @@ fn partial_sums_equal_a_naive_sum_whether_a_breakdown_is_the_global_rows_or_not(
         out.entry(String::new()).or_default();
         for child in children {
             for (b, rows) in child.iter() {
-                for r in rows {
+                for r in rows.iter() {
                     let e = out.entry(b.clone()).or_default().entry(r.product_id.clone()).or_default();
                     e.0 += r.count;
                     e.1 += r.revenue_cents;
@@ -494,7 +529,9 @@ fn partial_sums_equal_a_naive_sum_whether_a_breakdown_is_the_global_rows_or_not(
             }
         }
         let rows = |m: BTreeMap<String, (i64, i64)>| {
-            m.into_iter().map(|(p, (c, r))| ProductSum { product_id: p, count: c, revenue_cents: r }).collect()
+            Rows::new(
+                m.into_iter().map(|(p, (c, r))| ProductSum { product_id: p, count: c, revenue_cents: r }).collect(),
+            )
         };
         out.into_iter().map(|(b, m)| (b, rows(m))).collect()
     };

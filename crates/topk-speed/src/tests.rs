@@ -93,7 +93,7 @@ fn exact_batch_rows_replace_the_speed_rows() {
     speed.absorb(0, &batch(0, MONDAY, vec![row("a", MONDAY, 2)])).unwrap();
     speed.write(Instant::now()).unwrap();
     let sum = ProductSum { product_id: "a".into(), count: 2, revenue_cents: 200 };
-    speed.store().commit_bucket(&BucketRun::rows(hour, &[(String::new(), vec![sum])], 10)).unwrap();
+    speed.store().commit_bucket(&BucketRun::rows(hour, &[(String::new(), vec![sum].into())], 10)).unwrap();
     speed.absorb(1, &batch(0, MONDAY, vec![row("a", MONDAY, 1)])).unwrap();
     speed.write(Instant::now()).unwrap();
     assert!(speed.store().speed_rows(hour).unwrap().is_empty());

@@ -8,7 +8,7 @@ use crate::dialect::Insert;
 use crate::schema::EXACT_COLUMNS;
 use crate::serving::ServingStore;
 use crate::sql::{lock_buckets, query, query_int, Conn, SqlStore, Value};
-use crate::{speed, top_lists, vals, ProductSum, Result, RunStatus, Slice, SpeedWatermark, StoreError};
+use crate::{speed, top_lists, vals, ProductSum, Result, Rows, RunStatus, Slice, SpeedWatermark, StoreError};
 
 /// One task of a bucket's run, recorded in `pipeline_runs` once it is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +224,7 @@ impl BatchStore for SqlStore {
             let slices = run.rows.unwrap_or_default();
             let global = slices.iter().find(|(breakdown, _)| breakdown.is_empty()).map(|(_, rows)| rows);
             for (breakdown, rows) in slices {
+                // (`Arc`'s equality of `Eq` contents is true at once for the same rows.)
                 if !breakdown.is_empty() && global == Some(rows) {
                     c.exec(ADD_AS_GLOBAL, &vals![g, b.start_ms, breakdown])?;
                     lists += top_lists::write(c, b, breakdown, rows, run.top_k)?;
@@ -323,13 +324,14 @@ impl BatchStore for SqlStore {
         let rows = query(&mut *self.conn, SLICES, &vals![bucket.granularity.as_str(), bucket.start_ms], |r| {
             Ok((r.text(0)?, ProductSum { product_id: r.text(1)?, count: r.int(2)?, revenue_cents: r.int(3)? }))
         })?;
-        let mut out: Vec<Slice> = Vec::new();
+        let mut out: Vec<(String, Vec<ProductSum>)> = Vec::new();
         for (breakdown, row) in rows {
             match out.last_mut() {
                 Some((b, sums)) if *b == breakdown => sums.push(row),
                 _ => out.push((breakdown, vec![row])),
             }
         }
+        let mut out: Vec<Slice> = out.into_iter().map(|(b, rows)| (b, Rows::new(rows))).collect();
         let as_global =
             query(&mut *self.conn, AS_GLOBAL, &vals![bucket.granularity.as_str(), bucket.start_ms], |r| r.text(0))?;
         if !as_global.is_empty() {

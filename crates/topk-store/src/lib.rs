@@ -67,7 +67,12 @@ pub struct ProductSum {
 
 /// A bucket's exact rows of one breakdown (its key; `""`: the global rows), in product-id
 /// order.
-pub type Slice = (String, Vec<ProductSum>);
+pub type Slice = (String, Rows);
+
+/// A slice's rows, shared: a breakdown whose rows are the global ones (`category=(none)`
+/// where events carry no category) holds the global slice's rows rather than a copy of a
+/// million of them.
+pub type Rows = std::sync::Arc<Vec<ProductSum>>;
 
 /// What a top list ranks by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

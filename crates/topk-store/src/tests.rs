@@ -43,7 +43,7 @@ fn sum(p: &str, count: i64) -> ProductSum {
 
 /// Rows as a bucket's global slice.
 fn global(rows: &[ProductSum]) -> [Slice; 1] {
-    [(String::new(), rows.to_vec())]
+    [(String::new(), rows.to_vec().into())]
 }
 
 fn a_bucket_run_commits_rows_lists_totals_and_marks_and_top_lists_rank_it(b: &dyn Backend) {
@@ -160,7 +160,7 @@ fn a_bucket_run_records_its_tasks_score_and_pending_mark_with_its_rows(b: &dyn B
     assert_eq!(s.hour_version(hour).unwrap(), None);
 
     s.commit_bucket(&run).unwrap();
-    assert_eq!(s.bucket_rows(hour).unwrap(), rows[0].1);
+    assert_eq!(s.bucket_rows(hour).unwrap(), *rows[0].1);
     assert!(s.speed_rows(hour).unwrap().is_empty(), "exact rows replace the estimates");
     assert_eq!(s.accuracy(10).unwrap(), [AccuracyRecord { bucket: hour, accuracy: a, scored_ms: 20 }]);
     assert_eq!(s.hour_version(hour).unwrap(), Some(3));
@@ -464,10 +464,10 @@ fn breakdowns_are_stored_and_read_apart_from_the_global_lists(b: &dyn Backend) {
     let mut s = b.open();
     let day = Bucket::containing(Granularity::Day, DAY0);
     let slices: Vec<Slice> = vec![
-        (String::new(), vec![sum("a", 5), sum("b", 4)]),
-        ("country,category=DE|toys".into(), vec![sum("b", 4)]),
-        ("country=DE".into(), vec![sum("b", 4)]),
-        ("country=FR".into(), vec![sum("a", 5)]),
+        (String::new(), vec![sum("a", 5), sum("b", 4)].into()),
+        ("country,category=DE|toys".into(), vec![sum("b", 4)].into()),
+        ("country=DE".into(), vec![sum("b", 4)].into()),
+        ("country=FR".into(), vec![sum("a", 5)].into()),
     ];
     let admitted = [("country".to_string(), "DE".to_string()), ("country".to_string(), "FR".to_string())];
     s.commit_bucket(&BucketRun { admitted: &admitted, ..BucketRun::rows(day, &slices, 10) }).unwrap();
@@ -496,7 +496,7 @@ fn breakdowns_are_stored_and_read_apart_from_the_global_lists(b: &dyn Backend) {
     assert!(s.breakdown_values(day, "country,category=").unwrap().is_empty());
     // The sets the rows were computed for; changing them forgets the hours' versions.
     let hour = Bucket::containing(Granularity::Hour, DAY0);
-    let one = [(String::new(), vec![sum("a", 1)])];
+    let one = [(String::new(), vec![sum("a", 1)].into())];
     s.commit_bucket(&BucketRun { hour_version: Some(4), ..BucketRun::rows(hour, &one, 10) }).unwrap();
     assert_eq!(s.breakdown_sets().unwrap(), None);
     s.set_breakdown_sets(&["country".into()], false).unwrap();
@@ -520,10 +520,10 @@ fn a_breakdown_with_the_global_rows_is_marked_not_stored_twice_and_reads_the_sam
     let day = Bucket::containing(Granularity::Day, DAY0);
     let rows = vec![sum("a", 5), sum("b", 4)];
     let slices: Vec<Slice> = vec![
-        (String::new(), rows.clone()),
-        ("category=(none)".into(), rows.clone()),
-        ("country=DE".into(), vec![sum("b", 4)]),
-        ("country=FR".into(), vec![sum("a", 5), sum("b", 4)]),
+        (String::new(), rows.clone().into()),
+        ("category=(none)".into(), rows.clone().into()),
+        ("country=DE".into(), vec![sum("b", 4)].into()),
+        ("country=FR".into(), vec![sum("a", 5), sum("b", 4)].into()),
     ];
     s.commit_bucket(&BucketRun::rows(day, &slices, 10)).unwrap();
     assert_eq!(stored_rows(&mut s, day, "category=(none)"), 0, "marked, not stored");
@@ -540,7 +540,7 @@ fn a_breakdown_with_the_global_rows_is_marked_not_stored_twice_and_reads_the_sam
     let values = s.breakdown_values(day, "country=").unwrap();
     assert_eq!(values, [("country=DE".into(), 4, 40), ("country=FR".into(), 9, 90)]);
     // A run again with different rows: the marks go with the old rows.
-    let apart = [slices[0].clone(), ("category=(none)".into(), vec![sum("a", 5)])];
+    let apart = [slices[0].clone(), ("category=(none)".into(), vec![sum("a", 5)].into())];
     s.commit_bucket(&BucketRun::rows(day, &apart, 10)).unwrap();
     assert_eq!(s.bucket_slices(day).unwrap(), apart);
     // Kappa writing a marked bucket (a store that ran Lambda) gives the mark rows of its own first.

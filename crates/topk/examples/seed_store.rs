@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
         // A week or month whose last day this was is complete.
         let done: Vec<Bucket> = parents.keys().copied().filter(|b| b.end_ms() <= day.end_ms()).collect();
         for b in done {
-            let rows = [(String::new(), rows_of(parents.remove(&b).unwrap_or_default()))];
+            let rows = [(String::new(), rows_of(parents.remove(&b).unwrap_or_default()).into())];
             store.commit_bucket(&BucketRun::rows(b, &rows, 1000))?;
             eprintln!("{b}: rolled up");
         }
