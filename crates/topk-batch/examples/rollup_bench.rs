@@ -7,7 +7,7 @@
 //! `cargo run --release -p topk-batch --example rollup_bench -- [N] [DIR] [postgres://…]`
 //! (`TOPK_LOG=topk_batch=debug` prints each bucket's time summing, scoring and committing.)
 //! (DIR holds the archive, and the SQLite store unless a PostgreSQL URL is given, whose
-//! tables in the search path are emptied first.)
+//! tables in the search path are truncated first.)
 //!
 //! The rows carry no dimensions unless `ROLLUP_BENCH_COUNTRIES=C` gives each product one
 //! of C countries an hour: then the default breakdowns' `country` set has C values, whose
@@ -38,11 +38,12 @@ fn main() {
     let store = match args.next() {
         Some(url) => {
             let mut store = SqlStore::open(&url).expect("store");
+            // Truncated, not deleted from: a run after a `DELETE` of the last one's 25M
+            // rows paid for their dead tuples (92–97 s against 45 s on a fresh schema).
             store
                 .execute_script(
-                    "DELETE FROM batch_table; DELETE FROM batch_as_global; DELETE FROM top_lists;
-                     DELETE FROM bucket_totals; DELETE FROM batch_pending; DELETE FROM batch_hour_versions;
-                     DELETE FROM pipeline_runs",
+                    "TRUNCATE batch_table, batch_as_global, top_lists, bucket_totals, batch_pending,
+                     batch_hour_versions, pipeline_runs",
                 )
                 .expect("empty");
             store
