@@ -623,7 +623,11 @@ impl Sums {
             return;
         }
         let old = std::mem::take(&mut self.0);
-        let mut out = Vec::with_capacity(old.len().max(rows.len()));
+        // Sized exactly: grown by doubling, the sums of a day's ten country values held
+        // about twice their entries (389 of a 778 MB heap peak, `rollup_bench` with 10
+        // countries under heaptrack).
+        let len = union_len(&old, rows);
+        let mut out = Vec::with_capacity(len);
         let (mut i, mut j) = (0, 0);
         while i < old.len() && j < rows.len() {
             match old[i].0.cmp(&rows[j].0) {
@@ -646,8 +650,21 @@ impl Sums {
         }
         out.extend_from_slice(&old[i..]);
         out.extend_from_slice(&rows[j..]);
+        debug_assert_eq!(out.len(), len);
         self.0 = out;
     }
+}
+
+/// How many numbers two runs in number order hold together.
+fn union_len(a: &[(u32, Pair)], b: &[(u32, Pair)]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i].0, b[j].0);
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+        n += 1;
+    }
+    n + (a.len() - i) + (b.len() - j)
 }
 
 /// `Ok` if the bucket has ended and every hour of it is complete, else why not: the
