@@ -4,10 +4,12 @@
 //! on PostgreSQL. Prints the time of the archive fill and of the pass; run it under
 //! `/usr/bin/time -v` for the peak RSS.
 //!
-//! `cargo run --release -p topk-batch --example rollup_bench -- [N] [DIR] [postgres://…]`
+//! `cargo run --release -p topk --example rollup_bench -- [N] [DIR] [postgres://…]`
 //! (`TOPK_LOG=topk_batch=debug` prints each bucket's time summing, scoring and committing.)
 //! (DIR holds the archive, and the SQLite store unless a PostgreSQL URL is given, whose
-//! tables in the search path are truncated first.)
+//! tables in the search path are truncated first.) It sets the process's malloc
+//! parameters as `topk` does ([`topk::process::tune_malloc`]), so its peak is what a batch
+//! process's would be.
 //!
 //! The rows carry no dimensions unless `ROLLUP_BENCH_COUNTRIES=C` gives each product one
 //! of C countries an hour: then the default breakdowns' `country` set has C values, whose
@@ -24,6 +26,7 @@ use topk_core::HOUR_MS;
 use topk_store::SqlStore;
 
 fn main() {
+    topk::process::tune_malloc();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("TOPK_LOG"))
         .with_writer(std::io::stderr)
