@@ -44,7 +44,8 @@
 //! replays re-run exactly the buckets they touch, and a crash at any point leaves the
 //! work pending rather than lost. Pending buckets run in the order they end, finest
 //! first among those ending together (a day right after its last hour), each once
-//! nothing finer below it is pending.
+//! nothing finer below it is pending. While a bucket commits, the next ready hour is
+//! summed from the archive on a second thread (`Batch::commit_while_summing`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;

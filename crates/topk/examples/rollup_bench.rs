@@ -42,7 +42,7 @@ fn main() {
         Some(url) => {
             let mut store = SqlStore::open(&url).expect("store");
             // Truncated, not deleted from: a run after a `DELETE` of the last one's 25M
-            // rows paid for their dead tuples (92–97 s against 45 s on a fresh schema).
+            // rows paid for their dead tuples (85–97 s against 45 s on a fresh schema).
             store
                 .execute_script(
                     "TRUNCATE batch_table, batch_as_global, top_lists, bucket_totals, batch_pending,
