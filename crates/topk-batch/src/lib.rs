@@ -408,26 +408,27 @@ impl<S: BatchStore> Batch<S> {
             pending.sort_by_key(|b| (b.end_ms(), b.granularity, b.start_ms));
             let now = Instant::now();
             let speed = self.store.speed_watermark()?;
-            let mut ready = Vec::new();
+            // The first ready bucket runs now; the next ready hour is summed while it
+            // commits (its inputs are the archive's alone).
+            let (mut next, mut next_hour) = (None, None);
             for &b in &pending {
                 if self.backoff.get(&b).is_none_or(|&(_, at)| at <= now)
                     && !report.failed.iter().any(|(f, _)| *f == b)
                     && self.check(&state, &pending, b).is_ok()
                     && !self.waits_for_speed(b, speed)
                 {
-                    ready.push(b);
-                    // The first ready bucket runs now; the next ready hour is summed
-                    // while it commits (its inputs are the archive's alone).
-                    if ready.len() > 1 && b.granularity == Granularity::Hour {
+                    if next.is_none() {
+                        next = Some(b);
+                    } else if b.granularity == Granularity::Hour {
+                        next_hour = Some(b);
                         break;
                     }
                 }
             }
-            let Some(&bucket) = ready.first() else {
+            let Some(bucket) = next else {
                 report.waiting = pending.len();
                 break;
             };
-            let next_hour = ready[1..].iter().copied().find(|b| b.granularity == Granularity::Hour);
             match self.run_bucket_with(&state, &pending, speed, bucket, &mut partials, &mut ahead, next_hour) {
                 Ok(_) => {
                     self.backoff.remove(&bucket);
